@@ -1,0 +1,35 @@
+"""The command line: ``python -m harness {run,list,embed,...}``.
+
+Each subcommand lives in :mod:`harness.commands` as a module with ``add_parser(subparsers)``
+(which sets ``func``); this file only assembles them and turns expected errors into one clear line.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.commands import COMMANDS
+from harness.data import DatasetFormatError
+from harness.registry import UnknownNameError, import_plugins
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
+    parser.add_argument("--plugins", default="", help="comma-separated modules to import first "
+                        "(third-party methods, datasets or backbones that register themselves)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        import_plugins([m for m in args.plugins.split(",") if m])
+        return int(args.func(args) or 0)
+    except (UnknownNameError, DatasetFormatError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,55 @@
+"""``python -m harness embed RUN_DIR IMAGE_FOLDER --out FILE.npy``: embed images with a trained trial."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from harness.config import TrialConfig
+from harness.data import DATASETS, ImageDataset, Subset
+from harness.evaluate import embed
+from harness.results import RECORD_FILE, atomic_write_text
+from harness.train import resolve_device
+from harness.trial import MODEL_FILE, build_model, eval_transform
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="embed every image under a folder with a trained trial")
+    p.add_argument("run_dir", help="a trial folder: results/runs/<experiment>/<trial_id>")
+    p.add_argument("image_folder", help="folder searched recursively for images")
+    p.add_argument("--out", required=True, help="output .npy; the sorted image paths go to <out>.paths.txt")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=embed_folder)
+
+
+def embed_folder(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    for name in (RECORD_FILE, MODEL_FILE):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir / name} is missing: RUN_DIR must be a finished trial folder "
+                                    f"(results/runs/<experiment>/<trial_id>) trained with model saving on")
+    config = TrialConfig.from_dict(json.loads((run_dir / RECORD_FILE).read_text())["config"])
+    channels = DATASETS.get(config.dataset).channels
+    model, _ = build_model(config, channels)
+    model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True))
+    paths = sorted(str(p) for p in Path(args.image_folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {args.image_folder}")
+    subset = Subset(paths, np.zeros(len(paths), dtype=np.int64))
+    device = resolve_device(args.device)
+    model.to(device)
+    loader = DataLoader(ImageDataset(subset, eval_transform(model, config.recipe_obj, channels), channels=channels),
+                        batch_size=config.recipe_obj.eval_batch_size)
+    embeddings, _ = embed(model, loader, device)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, embeddings.cpu().numpy())
+    atomic_write_text(out.with_name(out.name + ".paths.txt"), "\n".join(paths) + "\n")
+    print(f"{len(paths)} embeddings of size {embeddings.shape[1]} -> {out}")
+    return 0

@@ -1,0 +1,40 @@
+"""``python -m harness list``: registered methods, datasets, recipes and backbones, one line each."""
+from __future__ import annotations
+
+import argparse
+
+from harness.data import DATASETS
+from harness.method import METHODS
+from harness.models import backbone_names
+from harness.recipe import RECIPES
+
+PAPER_BACKBONES = ("bninception", "small_cnn", "pixels", "resnet50", "vit_small_patch16_224")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list methods, datasets, recipes and backbones")
+    p.add_argument("--all-backbones", action="store_true", help="list every timm model name")
+    p.set_defaults(func=list_registry)
+
+
+def list_registry(args: argparse.Namespace) -> int:
+    print("methods:")
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        params = ", ".join(f"{k}={p.default}" for k, p in cls.hparams.items())
+        print(f"  {name:14s} {cls.describe()}" + (f"  [{params}]" if params else ""))
+    print("datasets:")
+    for name in DATASETS.names():
+        spec = DATASETS.get(name)
+        print(f"  {name:14s} {spec.description}  (Recall@{','.join(map(str, spec.recall_ks))})")
+    print("recipes:")
+    for name in RECIPES.names():
+        r = RECIPES.get(name)
+        print(f"  {name:14s} {r.epochs} epochs, batch {r.batch_size}, {r.image_size}px, {r.optimizer}, "
+              f"sampler={r.sampler}  [{r.hash}]")
+    names = backbone_names()
+    shown = names if args.all_backbones else [n for n in PAPER_BACKBONES if n in names]
+    print(f"backbones ({len(names)} timm models; --all-backbones lists every one):")
+    for name in shown:
+        print(f"  {name}")
+    return 0

@@ -1,0 +1,80 @@
+"""Name-keyed registries, in the style of timm's ``register_model`` / ``create_model``.
+
+One :class:`Registry` per kind of thing (methods, datasets, backbones, recipes). Entries are added
+by decorator; lookups of unknown names fail at once with the list of valid ones.
+"""
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Callable, Generic, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """An unknown registry name; the message lists the valid ones."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plain
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """A mapping ``name -> entry`` filled by ``@registry.register("name")``."""
+
+    def __init__(self, kind: str, entry_point_group: str | None = None):
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._entries: dict[str, T] = {}
+        self._loaders: list[Callable[[], None]] = []
+        self._loaded = False
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorator(entry: T) -> T:
+            if name in self._entries and self._entries[name] is not entry:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._entries[name] = entry
+            return entry
+
+        return decorator
+
+    def add_loader(self, loader: Callable[[], None]) -> None:
+        """Run ``loader`` (which imports modules that register entries) before the first lookup."""
+        self._loaders.append(loader)
+        self._loaded = False
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for loader in self._loaders:
+            loader()
+        if self.entry_point_group:
+            for ep in entry_points(group=self.entry_point_group):
+                ep.load()
+
+    def get(self, name: str) -> T:
+        self._ensure_loaded()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}; valid {self.kind}s: {', '.join(self.names())}"
+            ) from None
+
+    def names(self) -> list[str]:
+        self._ensure_loaded()
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        self._ensure_loaded()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+
+def import_plugins(modules: list[str] | tuple[str, ...]) -> None:
+    """Import third-party modules whose import registers methods, datasets or backbones."""
+    for module in modules:
+        importlib.import_module(module)

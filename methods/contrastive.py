@@ -1,0 +1,28 @@
+"""Contrastive loss (Hadsell, Chopra & LeCun, CVPR 2006).
+
+    L = mean over positive pairs of [d(a, p) − m_pos]₊  +  mean over negative pairs of [m_neg − d(a, n)]₊,
+    d = Euclidean distance on L2-normalised embeddings.
+
+Hadsell et al. use m_pos = 0 and margin m_neg = 1. Built on pytorch-metric-learning's
+``ContrastiveLoss`` over all pairs of an m-per-class batch.
+"""
+from __future__ import annotations
+
+from pytorch_metric_learning import losses
+
+from harness.hparams import Param, Uniform
+from harness.method import PMLLossMethod, register_method
+
+
+@register_method("contrastive")
+class Contrastive(PMLLossMethod):
+    """Contrastive pair loss with positive and negative margins (Hadsell et al., CVPR 2006)."""
+
+    hparams = {
+        "pos_margin": Param(0.0, Uniform(0.0, 1.0), "distance below which positives cost nothing"),
+        "neg_margin": Param(1.0, Uniform(0.1, 2.0), "distance beyond which negatives cost nothing"),
+    }
+    sampler = "m_per_class"
+
+    def build_loss(self):
+        return losses.ContrastiveLoss(pos_margin=self.config["pos_margin"], neg_margin=self.config["neg_margin"])

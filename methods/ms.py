@@ -1,0 +1,34 @@
+"""Multi-similarity loss with its pair miner (Wang, Han, Huang, Dong & Scott, CVPR 2019).
+
+    L = 1/m Σ_i [ 1/α · log(1 + Σ_{k∈P_i} e^{−α(S_ik − λ)}) + 1/β · log(1 + Σ_{k∈N_i} e^{β(S_ik − λ)}) ],
+    S = cosine similarity; the miner keeps negatives with S_ik > min_{p} S_ip − ε and positives with
+    S_ip < max_{n} S_in + ε.
+
+The paper's values: α = 2, β = 50, λ = 0.5 (``base``), ε = 0.1. Built on pytorch-metric-learning's
+``MultiSimilarityLoss`` and ``MultiSimilarityMiner``; batches are m-per-class.
+"""
+from __future__ import annotations
+
+from pytorch_metric_learning import losses, miners
+
+from harness.hparams import LogUniform, Param, Uniform
+from harness.method import PMLLossMethod, register_method
+
+
+@register_method("ms")
+class MultiSimilarity(PMLLossMethod):
+    """Multi-similarity loss and miner (Wang et al., CVPR 2019)."""
+
+    hparams = {
+        "alpha": Param(2.0, LogUniform(0.1, 20.0), "weight of positive similarities"),
+        "beta": Param(50.0, LogUniform(1.0, 100.0), "weight of negative similarities"),
+        "base": Param(0.5, Uniform(0.0, 1.0), "similarity offset λ"),
+        "epsilon": Param(0.1, Uniform(0.0, 0.5), "miner margin ε"),
+    }
+    sampler = "m_per_class"
+
+    def build_loss(self):
+        return losses.MultiSimilarityLoss(alpha=self.config["alpha"], beta=self.config["beta"], base=self.config["base"])
+
+    def build_miner(self):
+        return miners.MultiSimilarityMiner(epsilon=self.config["epsilon"])
