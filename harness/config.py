@@ -150,7 +150,8 @@ class ExperimentConfig:
                 out.append(TrialConfig(
                     method=method, dataset=self.dataset, seed=seed, recipe=recipe.to_dict(),
                     backbone=cls.backbone or self.backbone or spec.default_backbone,
-                    embedding_dim=self.embedding_dim, hparams=dict(self.hparams.get(method, {})),
+                    embedding_dim=self.embedding_dim,
+                    hparams={**cls.dataset_defaults(self.dataset), **self.hparams.get(method, {})},
                     data_root=self.data_root, pretrained=self.pretrained, val_fraction=self.val_fraction,
                     eval_split=self.eval_split, experiment=experiment, results_dir=self.results_dir,
                     device=self.device, num_workers=self.num_workers, save_model=self.save_model,

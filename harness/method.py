@@ -10,6 +10,7 @@ A method declares everything that distinguishes it, so the engine never branches
 * ``lr_multiplier`` — the learning rate of its own parameters (proxies, class weights) relative
   to the recipe's ``lr_method``; override :meth:`param_groups` for finer control;
 * ``paper_recipe`` — the name of the training recipe of its paper, if it ships one;
+* ``dataset_defaults(dataset)`` — hyperparameters its paper sets per dataset;
 * ``trains`` / ``backbone`` — a method that does not train (``pixels``) and the backbone it forces.
 
 A method is an ``nn.Module``: its trainable parameters (proxies, class weights, flows, message
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from harness.hparams import Param
+from harness.recipe import RECIPES
 from harness.registry import Registry, UnknownNameError
 
 
@@ -69,6 +71,11 @@ class Method(nn.Module):
             return []
         return [{"params": params, "lr": lr * self.lr_multiplier, "weight_decay": weight_decay, "name": "method"}]
 
+    @classmethod
+    def dataset_defaults(cls, dataset: str) -> dict[str, Any]:
+        """Hyperparameters the paper sets per dataset (e.g. layers × heads); user overrides win."""
+        return {}
+
     @property
     def has_trainable_parameters(self) -> bool:
         return any(p.requires_grad for p in self.parameters())
@@ -86,6 +93,7 @@ def _import_builtin_methods() -> None:
 
 
 METHODS.add_loader(_import_builtin_methods)
+RECIPES.add_loader(_import_builtin_methods)  # methods register their papers' recipes
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:

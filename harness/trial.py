@@ -87,14 +87,15 @@ def run_trial(config: dict[str, Any], report: Report | None = None, resume_from:
                  **cfg.hparams)
     model.to(device)
     method.to(device)
-    trainer = Trainer(model, method, recipe, device)
-    if resume_from:
-        trainer.load_state_dict(torch.load(Path(resume_from) / CHECKPOINT_FILE, map_location=device,
-                                           weights_only=False))
 
     trial_dir = cfg.trial_dir
     history: list[dict[str, Any]] = []
     if recipe.epochs:
+        trainer = Trainer(model, method, recipe, device)
+        if resume_from:
+            state = torch.load(Path(resume_from) / CHECKPOINT_FILE, map_location=device, weights_only=False)
+            trainer.load_state_dict(state)
+            history = state.get("history", [])
         train_tf = build_transform(recipe, splits.channels, getattr(model.backbone, "pretrained_cfg", None), train=True)
         loader = build_train_loader(ImageDataset(train_subset, train_tf, channels=splits.channels),
                                     train_subset.labels, recipe, cls.sampler, generator, cfg.num_workers)
@@ -110,7 +111,7 @@ def run_trial(config: dict[str, Any], report: Report | None = None, resume_from:
             if report is not None:
                 trial_dir.mkdir(parents=True, exist_ok=True)
                 checkpoint = str(trial_dir)
-                torch.save(trainer.state_dict(), trial_dir / CHECKPOINT_FILE)
+                torch.save({**trainer.state_dict(), "history": history}, trial_dir / CHECKPOINT_FILE)
                 report(epoch_metrics, checkpoint)
 
     metrics = evaluate_model(model, splits, cfg, device)

@@ -12,7 +12,7 @@ from harness.executors import LocalExecutor
 from harness.leaderboard import aggregate, format_table, records_frame, write_leaderboards
 from harness.results import ResultStore
 
-DEFAULT_METHODS = "pixels,contrastive,ms,amsoftmax"
+DEFAULT_METHODS = "pixels,triplet,ms,amsoftmax"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

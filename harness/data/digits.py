@@ -23,7 +23,7 @@ LAST_TRAIN_CLASS = 4
     channels=1,
     needs_root=False,
     default_backbone="small_cnn",
-    default_recipe="cpu",
+    default_recipe="digits",
     layout="none: bundled with scikit-learn",
 )
 def load_digits(root: Path | None = None) -> LoadedDataset:
