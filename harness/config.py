@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
-from harness.data import DATASETS
+from harness.data import DATASETS, create_dataset
 from harness.method import get_method_class
+from harness.models import check_backbone_name
 from harness.recipe import Recipe, get_recipe
 
 #: fields of a TrialConfig that do not change its result (where it is written, how it is scheduled)
@@ -122,11 +123,12 @@ class ExperimentConfig:
         return get_recipe(name).override(**self.recipe_overrides)
 
     def validate(self) -> None:
-        """Fail at once on unknown method, dataset, recipe or hyperparameter names."""
-        DATASETS.get(self.dataset)
+        """Fail at once on unknown names (method, dataset, backbone, recipe, hyperparameter) or a malformed dataset folder."""
+        spec = DATASETS.get(self.dataset)
         for method in self.methods:
             cls = get_method_class(method)
             self.recipe_for(method)
+            check_backbone_name(cls.backbone or self.backbone or spec.default_backbone)
             unknown = set(self.hparams.get(method, {})) - set(cls.hparams)
             if unknown:
                 raise ValueError(f"method {method!r} has no hyperparameter {', '.join(sorted(unknown))}; "
@@ -134,6 +136,7 @@ class ExperimentConfig:
         unknown_methods = set(self.hparams) - set(self.methods)
         if unknown_methods:
             raise ValueError(f"hyperparameters given for method(s) not in this run: {', '.join(sorted(unknown_methods))}")
+        create_dataset(self.dataset, self.data_root, self.val_fraction)
 
     def trials(self) -> list[TrialConfig]:
         """One TrialConfig per (method, seed), in that order."""

@@ -57,12 +57,17 @@ def backbone_names() -> list[str]:
     return timm.list_models()
 
 
+def check_backbone_name(name: str) -> None:
+    """Raise :class:`UnknownNameError` (with examples) unless timm can build ``name``."""
+    if name not in timm.list_models():
+        examples = ("bninception", "small_cnn", "pixels", "resnet50", "vit_small_patch16_224")
+        raise UnknownNameError(f"unknown backbone {name!r}; e.g. {', '.join(examples)} "
+                               f"or any of timm's {len(timm.list_models())} models (python -m harness list)")
+
+
 def create_backbone(name: str, in_chans: int = 3, pretrained: str | None = None) -> nn.Module:
     """A timm backbone without classifier or pooling; weights from a local file only."""
-    if name not in timm.list_models():
-        ours = [n for n in ("bninception", "small_cnn", "pixels", "resnet50", "vit_small_patch16_224")]
-        raise UnknownNameError(f"unknown backbone {name!r}; e.g. {', '.join(ours)} "
-                               f"or any of timm's {len(timm.list_models())} models (python -m harness list)")
+    check_backbone_name(name)
     kwargs = dict(num_classes=0, global_pool="", in_chans=in_chans)
     if pretrained:
         path = Path(pretrained)
