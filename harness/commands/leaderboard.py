@@ -1,0 +1,42 @@
+"""``python -m harness leaderboard``: recompute every leaderboard (CSV, Markdown, LaTeX, PNG) from the trial records."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.commands.options import comma_list
+from harness.leaderboard import FORMATS, write_leaderboards
+from harness.published import PUBLISHED_CSV
+from harness.results import ResultStore
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("leaderboard", help="recompute leaderboards from the trial records",
+                       description="Recompute every dataset's leaderboard from results/runs alone (byte for byte "
+                                   "the same on a second run): long and wide CSV, Markdown, LaTeX, plots and an "
+                                   "environment side file, with published reference rows beside the measured ones.")
+    p.add_argument("--results-dir", default="results", help="results root holding runs/ (default: results)")
+    p.add_argument("--out-dir", help="where the files go (default: <results-dir>/leaderboards)")
+    p.add_argument("--dataset", type=comma_list, help="comma-separated datasets (default: every dataset with records)")
+    p.add_argument("--baseline", metavar="METHOD",
+                   help="test every group against this method: Welch and paired t-tests over seeds")
+    p.add_argument("--format", type=comma_list, default=list(FORMATS),
+                   help=f"comma-separated outputs among {','.join(FORMATS)} (default: all); "
+                        "<dataset>.env.json is always written")
+    p.add_argument("--published", default=str(PUBLISHED_CSV),
+                   help="CSV of published reference rows (default: the packaged copy)")
+    p.add_argument("--no-published", action="store_true", help="show no published reference rows")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    store = ResultStore(args.results_dir)
+    written = write_leaderboards(store, out_dir=args.out_dir, datasets=args.dataset, baseline=args.baseline,
+                                 formats=args.format, published_csv=None if args.no_published else Path(args.published))
+    if not written:
+        wanted = f" for {', '.join(args.dataset)}" if args.dataset else ""
+        print(f"no test-split trial records{wanted} under {store.runs}")
+        return 1
+    for path in written.values():
+        print(f"leaderboard: {path}")
+    return 0

@@ -1,0 +1,248 @@
+"""Leaderboards from fixed trial records: statistics, byte-stable regeneration, recipes, corrupt records,
+significance marks, published rows, failed trials, plots and the ``leaderboard`` subcommand."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from harness.cli import main
+from harness.leaderboard import records_frame, write_leaderboards
+from harness.plots import sensitivity_plot
+from harness.published import canonical_dataset, canonical_metric, load_published
+from harness.results import ResultStore
+from harness.stats import paired_pvalue, summarize, welch_pvalue
+
+RECIPE_A = {"name": "default", "epochs": 50, "batch_size": 112}
+RECIPE_B = {"name": "default", "epochs": 5, "batch_size": 112}
+ENV = {"git_commit": "abc1234", "versions": {"python": "3.11.0", "torch": "2.4.0"}, "device": "NVIDIA H100", "host": "node1"}
+
+MS_R1 = [0.60, 0.61, 0.62]
+BETTER_R1 = [0.70, 0.705, 0.72]     # clearly above ms on every seed
+EQUAL_R1 = [0.61, 0.60, 0.62]       # the same values as ms, other seeds' order
+
+
+def record(method: str, seed: int, r1: float | None, *, dataset: str = "cub", recipe: dict = RECIPE_A,
+           recipe_hash: str = "aaaa1111", status: str = "ok", eval_split: str = "test", experiment: str = "exp",
+           hparams: dict | None = None, finished_at: str = "2024-01-01T00:00:00+00:00") -> dict:
+    """A trial record as run_trial/failed_record write it (metrics derived from Recall@1)."""
+    config = {"method": method, "dataset": dataset, "seed": seed, "recipe": recipe, "backbone": "resnet50",
+              "embedding_dim": 512, "hparams": hparams or {}, "eval_split": eval_split, "experiment": experiment}
+    metrics = {} if r1 is None else {"recall@1": r1, "recall@2": r1 + 0.1, "recall@4": r1 + 0.15,
+                                     "recall@8": r1 + 0.2, "map@r": r1 / 3, "r_precision": r1 / 2, "nmi": 0.6}
+    trial_id = f"{method}-{dataset}-{eval_split}-s{seed}-{recipe_hash}-{json.dumps(hparams or {}, sort_keys=True)}"
+    return {"trial_id": trial_id, "status": status, "error": None if status == "ok" else "boom", "config": config,
+            "recipe": {"name": recipe["name"], "hash": recipe_hash}, "metrics": metrics, "history": [],
+            "wall_time_s": 1.0, "n_trainable_params": 10, "environment": ENV, "finished_at": finished_at}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ResultStore:
+    """ms (baseline), jrd (better), triplet (equal), one failed ms trial and a val-split search trial, on cub."""
+    store = ResultStore(tmp_path / "results")
+    for seed, (a, b, c) in enumerate(zip(MS_R1, BETTER_R1, EQUAL_R1)):
+        store.write(record("ms", seed, a))
+        store.write(record("jrd", seed, b))
+        store.write(record("triplet", seed, c))
+    store.write(record("ms", 3, None, status="failed"))
+    store.write(record("ms", 0, 0.99, eval_split="val"))
+    return store
+
+
+def long_csv(out: Path, dataset: str = "cub") -> pd.DataFrame:
+    return pd.read_csv(out / f"{dataset}.long.csv", keep_default_na=True)
+
+
+def row(long: pd.DataFrame, method: str, metric: str = "recall@1") -> pd.Series:
+    rows = long[(long["method"] == method) & (long["metric"] == metric)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def test_summary_matches_scipy() -> None:
+    x = [0.61, 0.64, 0.58, 0.66]
+    s = summarize(x)
+    low, high = sps.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=sps.sem(x))
+    assert (s.n, s.mean, s.std) == (4, pytest.approx(np.mean(x)), pytest.approx(np.std(x, ddof=1)))
+    assert (s.ci_low, s.ci_high) == (pytest.approx(low), pytest.approx(high))
+    one = summarize([0.5])
+    assert one.mean == 0.5 and np.isnan(one.std) and np.isnan(one.ci_low)
+    assert np.isnan(welch_pvalue([0.5], [0.1, 0.2]))
+    p, matched = paired_pvalue({0: 0.5, 1: 0.6}, {1: 0.4, 2: 0.3})
+    assert np.isnan(p) and matched == 1
+
+
+def test_long_csv_statistics_match_scipy(store: ResultStore, tmp_path: Path) -> None:
+    out = tmp_path / "boards"
+    write_leaderboards(store, out, formats=["csv"])
+    r = row(long_csv(out), "ms")
+    low, high = sps.t.interval(0.95, 2, loc=np.mean(MS_R1), scale=sps.sem(MS_R1))
+    assert r["n_seeds"] == 3 and r["n_failed"] == 1
+    assert r["mean"] == pytest.approx(np.mean(MS_R1), rel=1e-5)
+    assert r["std"] == pytest.approx(np.std(MS_R1, ddof=1), rel=1e-5)
+    assert (r["ci_low"], r["ci_high"]) == (pytest.approx(low, rel=1e-5), pytest.approx(high, rel=1e-5))
+    assert r["recipe.epochs"] == 50 and r["recipe.batch_size"] == 112
+    ranks = {m: row(long_csv(out), m)["rank"] for m in ("jrd", "ms", "triplet")}
+    assert ranks == {"jrd": 1, "ms": 2, "triplet": 2}  # ms and triplet tie on the mean
+
+
+def test_regeneration_is_byte_identical(store: ResultStore, tmp_path: Path) -> None:
+    first = write_leaderboards(store, tmp_path / "one", baseline="ms")
+    second = write_leaderboards(store, tmp_path / "two", baseline="ms")
+    again = write_leaderboards(store, tmp_path / "one", baseline="ms")
+    names = {"cub.csv", "cub.long.csv", "cub.wide.csv", "cub.md", "cub.tex", "cub.env.json",
+             "cub.recall_at_k.png", "cub.recall_at_1.png"}
+    assert set(first) == set(second) == set(again) == names
+    for name in names:
+        assert first[name].read_bytes() == second[name].read_bytes(), name
+        assert again[name].read_bytes() == second[name].read_bytes(), name
+    assert first["cub.recall_at_k.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_environment_side_file_comes_from_the_records(store: ResultStore, tmp_path: Path) -> None:
+    written = write_leaderboards(store, tmp_path / "boards", formats=[])
+    env = json.loads(written["cub.env.json"].read_text())
+    assert env["git_commits"] == {"abc1234": 10} and env["devices"] == {"NVIDIA H100": 10}
+    assert env["versions"]["torch"] == {"2.4.0": 10} and env["n_trials"] == 10
+    assert "abc1234" in (write_leaderboards(store, tmp_path / "b2", formats=["md"])["cub.md"]).read_text()
+
+
+def test_different_recipes_and_hparams_never_average(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "results")
+    for seed in range(2):
+        store.write(record("ms", seed, 0.6 + seed / 100))
+        store.write(record("ms", seed, 0.3 + seed / 100, recipe=RECIPE_B, recipe_hash="bbbb2222"))
+        store.write(record("ms", seed, 0.5, hparams={"alpha": 0.1}))
+    written = write_leaderboards(store, tmp_path / "boards", formats=["csv", "md"])
+    summary = pd.read_csv(written["cub.csv"])
+    assert len(summary) == 3 and set(summary["recipe_hash"]) == {"aaaa1111", "bbbb2222"}
+    assert sorted(summary["recall@1_mean"].round(6)) == [0.305, 0.5, 0.605]
+    assert {"recall@1_std", "n_seeds", "n_failed"} <= set(summary.columns)
+    wide = pd.read_csv(written["cub.wide.csv"])
+    assert sorted(wide["Recipe"]) == ["default:aaaa1111", "default:aaaa1111", "default:bbbb2222"]
+    assert "ms (alpha=0.1)" in set(wide["Method"])
+    assert set(pd.read_csv(written["cub.long.csv"])["recipe.epochs"]) == {5, 50}
+
+
+def test_corrupt_and_partial_records_are_skipped_with_a_warning(store: ResultStore, tmp_path: Path, capsys) -> None:
+    truncated = store.record_path("exp", "truncated")
+    truncated.parent.mkdir(parents=True)
+    truncated.write_text('{"trial_id": "truncated", "status": "o')
+    partial = record("jrd", 9, 0.1)
+    del partial["metrics"]
+    partial_path = store.write(partial)
+    no_recipe = record("jrd", 8, 0.1)
+    del no_recipe["recipe"]
+    no_recipe_path = store.write(no_recipe)
+    written = write_leaderboards(store, tmp_path / "boards", formats=["csv"])
+    err = capsys.readouterr().err
+    for path in (truncated, partial_path, no_recipe_path):
+        assert str(path) in err
+    jrd = row(long_csv(tmp_path / "boards"), "jrd")
+    assert jrd["n_seeds"] == 3 and jrd["mean"] == pytest.approx(np.mean(BETTER_R1), rel=1e-5)
+    assert "cub.csv" in written
+
+
+def test_significance_marks_and_pvalues(store: ResultStore, tmp_path: Path) -> None:
+    out = tmp_path / "boards"
+    written = write_leaderboards(store, out, baseline="ms", formats=["csv", "md", "tex"])
+    long = long_csv(out)
+    better, equal, base = row(long, "jrd"), row(long, "triplet"), row(long, "ms")
+    assert better["p_welch"] == pytest.approx(sps.ttest_ind(BETTER_R1, MS_R1, equal_var=False).pvalue, rel=1e-5)
+    assert better["p_paired"] == pytest.approx(sps.ttest_rel(BETTER_R1, MS_R1).pvalue, rel=1e-5)
+    assert better["n_paired"] == 3 and better["p_welch"] < 0.05 and better["p_paired"] < 0.05
+    assert equal["p_welch"] == pytest.approx(1.0) and equal["p_paired"] == pytest.approx(1.0)
+    assert np.isnan(base["p_welch"]) and np.isnan(base["p_paired"])
+    assert better["baseline"].startswith("ms [resnet50, 512-d, default:aaaa1111]")
+    wide = pd.read_csv(written["cub.wide.csv"]).set_index("Method")
+    assert wide.loc["jrd", "R@1"] == "70.83 ± 1.04†‡"
+    assert wide.loc["triplet", "R@1"] == "61.00 ± 1.00" and wide.loc["ms", "R@1"] == "61.00 ± 1.00"
+    assert wide.loc["ms", "Seeds"] == "3 (1 failed)"
+    assert list(wide.columns) == ["Backbone", "Dim", "Recipe", "Seeds", "R@1", "R@2", "R@4", "R@8",
+                                  "MAP@R", "R-Precision", "NMI"]
+    md, tex = written["cub.md"].read_text(), written["cub.tex"].read_text()
+    assert "**70.83 ± 1.04**†‡" in md and "† Welch t-test, ‡ paired t-test" in md
+    assert r"\textbf{70.83 $\pm$ 1.04}$^\dagger$$^\ddagger$" in tex and r"$^\dagger$ Welch t-test" in tex
+
+
+def test_published_rows_in_md_and_tex_only(store: ResultStore, tmp_path: Path) -> None:
+    written = write_leaderboards(store, tmp_path / "boards", formats=["csv", "md", "tex"])
+    md, tex = written["cub.md"].read_text(), written["cub.tex"].read_text()
+    assert "| published [1] | DE_DSP | BN-Inception | 512 | — | — | 53.6 | 65.5 | 76.9 | — |" in md
+    assert "[1] Chu et al., Distance Metric Learning with Joint Representation Diversification" in md
+    assert "published [1] & DE\\_DSP & BN-Inception & 512 & -- & -- & 53.6 & 65.5 & 76.9 & --" in tex
+    assert "IntraBatch" in md and "73.2" in md  # NMI from the intra-batch paper
+    for name in ("cub.csv", "cub.long.csv", "cub.wide.csv"):
+        text = written[name].read_text()
+        assert "DE_DSP" not in text and "published" not in text
+    assert set(pd.read_csv(written["cub.csv"])["method"]) == {"jrd", "ms", "triplet"}
+    plain = write_leaderboards(store, tmp_path / "plain", formats=["md"], published_csv=None)
+    assert "published" not in plain["cub.md"].read_text()
+
+
+def test_failed_trials_only_count_in_n_failed(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "results")
+    store.write(record("ms", 0, 0.5))
+    store.write(record("ms", 1, None, status="failed"))
+    store.write(record("triplet", 0, None, status="failed"))
+    out = tmp_path / "boards"
+    summary = pd.read_csv(write_leaderboards(store, out, formats=["csv"])["cub.csv"]).set_index("method")
+    assert summary.loc["ms", ["n_seeds", "n_failed"]].tolist() == [1, 1]
+    assert summary.loc["ms", "recall@1_mean"] == 0.5 and np.isnan(summary.loc["ms", "recall@1_std"])
+    assert summary.loc["triplet", ["n_seeds", "n_failed"]].tolist() == [0, 1]
+    assert np.isnan(summary.loc["triplet", "recall@1_mean"])
+
+
+def test_val_split_excluded_and_duplicate_trials_count_once(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "results")
+    store.write(record("ms", 0, 0.5, experiment="old", finished_at="2024-01-01T00:00:00+00:00"))
+    store.write(record("ms", 0, 0.7, experiment="new", finished_at="2024-02-01T00:00:00+00:00"))
+    store.write(record("ms", 1, 0.9, eval_split="val"))
+    frame = records_frame(store.iter_records())
+    assert len(frame) == 2
+    summary = pd.read_csv(write_leaderboards(store, tmp_path / "boards", formats=["csv"])["cub.csv"])
+    assert summary[["n_seeds", "recall@1_mean"]].values.tolist() == [[1, 0.7]]
+
+
+def test_published_names_map_onto_the_harness() -> None:
+    assert [canonical_dataset(n) for n in ("CUB-200-2011", "Cars196", "SOP", "In-Shop")] == ["cub", "cars", "sop", "inshop"]
+    assert [canonical_metric(n) for n in ("R@1", "Recall@10", "recall_at_100", "NMI", "MAP@R", "R-Precision")] == \
+        ["recall@1", "recall@10", "recall@100", "nmi", "map@r", "r_precision"]
+    published = load_published()
+    assert set(published["dataset"]) == {"cub", "cars", "sop", "inshop"}
+    assert published["citation"].str.len().gt(0).all()
+
+
+def test_sensitivity_plot_is_deterministic(tmp_path: Path) -> None:
+    records = [record("jrd", seed, 0.6 + 0.01 * seed + 0.05 * np.log10(alpha), hparams={"alpha": alpha})
+               for alpha in (0.001, 0.01, 0.1, 1.0) for seed in range(3)]
+    one = sensitivity_plot(records, "jrd", "alpha", tmp_path / "one.png")
+    two = sensitivity_plot(records, "jrd", "alpha", tmp_path / "two.png")
+    assert one.read_bytes() == two.read_bytes() and one.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="sigma"):
+        sensitivity_plot(records, "jrd", "sigma", tmp_path / "none.png")
+
+
+def test_leaderboard_command_end_to_end(store: ResultStore, tmp_path: Path, capsys) -> None:
+    store.write(record("ms", 0, 0.4, dataset="cars"))
+    bad = store.record_path("exp", "broken")
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{")
+    results = str(store.root)
+    assert main(["leaderboard", "--results-dir", results]) == 0
+    captured = capsys.readouterr()
+    assert str(bad) in captured.err
+    boards = store.root / "leaderboards"
+    assert {p.name for p in boards.glob("cars.*")} >= {"cars.csv", "cars.md", "cars.tex", "cars.env.json"}
+    assert main(["leaderboard", "--results-dir", results, "--dataset", "cub", "--baseline", "ms",
+                 "--format", "csv,md,tex", "--out-dir", str(tmp_path / "cub_only")]) == 0
+    assert sorted(p.name for p in (tmp_path / "cub_only").iterdir()) == \
+        ["cub.csv", "cub.env.json", "cub.long.csv", "cub.md", "cub.tex", "cub.wide.csv"]
+    assert "†" in (tmp_path / "cub_only" / "cub.md").read_text()
+    assert main(["leaderboard", "--results-dir", results, "--baseline", "nosuch"]) == 2
+    assert main(["leaderboard", "--results-dir", results, "--format", "pdf"]) == 2
+    assert main(["leaderboard", "--results-dir", str(tmp_path / "empty")]) == 1
