@@ -153,7 +153,7 @@ class ExperimentConfig:
                 out.append(TrialConfig(
                     method=method, dataset=self.dataset, seed=seed, recipe=recipe.to_dict(),
                     backbone=cls.backbone or self.backbone or spec.default_backbone,
-                    embedding_dim=self.embedding_dim,
+                    embedding_dim=self.embedding_dim if cls.embedding_head else 0,
                     hparams={**cls.dataset_defaults(self.dataset), **self.hparams.get(method, {})},
                     data_root=self.data_root, pretrained=self.pretrained, val_fraction=self.val_fraction,
                     eval_split=self.eval_split, experiment=experiment, results_dir=self.results_dir,

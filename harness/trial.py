@@ -36,7 +36,7 @@ def build_model(config: TrialConfig, channels: int) -> tuple[EmbeddingModel, typ
     cls = get_method_class(config.method)
     backbone = create_backbone(config.backbone, in_chans=channels,
                                pretrained=None if cls.backbone else config.pretrained)
-    model = EmbeddingModel(backbone, embedding_dim=config.embedding_dim if cls.embedding_head else 0,
+    model = EmbeddingModel(backbone, embedding_dim=config.embedding_dim,
                            normalize=cls.normalize_embedding, pooling=cls.pooling, taps=cls.taps)
     return model, cls
 
