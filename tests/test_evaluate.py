@@ -1,0 +1,376 @@
+"""Tests of harness.knn and harness.evaluate against a brute-force numpy reference."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from harness import knn as knn_module
+from harness.evaluate import embed, evaluate_embeddings
+from harness.knn import KNN, knn, resolve_backend
+
+BACKENDS = ("faiss", "torch")
+RECALL_KS = (1, 2, 4, 8)
+
+
+# ---------------------------------------------------------------- brute-force reference
+
+def reference_scores(query: np.ndarray, gallery: np.ndarray, metric: str) -> np.ndarray:
+    """``(n, m)`` float64 scores, higher = nearer: cosine similarity or minus squared L2."""
+    q, g = query.astype(np.float64), gallery.astype(np.float64)
+    if metric == "cosine":
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        g = g / np.linalg.norm(g, axis=1, keepdims=True)
+        return np.array([[float(np.dot(a, b)) for b in g] for a in q])
+    return np.array([[-float(np.sum((a - b) ** 2)) for b in g] for a in q])
+
+
+def reference_rankings(scores: np.ndarray, exclude_self: bool) -> list[list[int]]:
+    """Each query's gallery indices by score, descending, ties by index; itself removed by index."""
+    rankings = []
+    for i, row in enumerate(scores):
+        order = sorted(range(len(row)), key=lambda j: (-row[j], j))
+        rankings.append([j for j in order if not (exclude_self and j == i)])
+    return rankings
+
+
+def reference_metrics(query, query_labels, gallery, gallery_labels, metric, exclude_self):
+    """Recall@K, MAP@R and R-Precision by their definitions, one query at a time."""
+    rankings = reference_rankings(reference_scores(query, gallery, metric), exclude_self)
+    hits = {k: [] for k in RECALL_KS}
+    average_precisions, r_precisions = [], []
+    for i, ranking in enumerate(rankings):
+        relevant = [gallery_labels[j] == query_labels[i] for j in ranking]
+        for k in RECALL_KS:
+            hits[k].append(any(relevant[:k]))
+        r = sum(relevant)
+        if r == 0:
+            continue
+        r_precisions.append(sum(relevant[:r]) / r)
+        precision_sum = 0.0
+        for position in range(1, r + 1):
+            if relevant[position - 1]:
+                precision_sum += sum(relevant[:position]) / position
+        average_precisions.append(precision_sum / r)
+    expected = {f"recall@{k}": float(np.mean(hits[k])) for k in RECALL_KS}
+    expected["map@r"] = float(np.mean(average_precisions))
+    expected["r_precision"] = float(np.mean(r_precisions))
+    return expected
+
+
+def assert_no_near_ties(scores: np.ndarray, exclude_self: bool, depth: int) -> None:
+    """The test data's own check: no two of a query's ``depth + 1`` best scores are distinct but
+    closer than float32 rounding could blur, so float32 backends must rank as float64 does."""
+    for i, row in enumerate(scores):
+        if exclude_self:
+            row = np.delete(row, i)
+        best = np.sort(row)[::-1][:depth + 1]
+        gaps = -np.diff(best)
+        assert np.all((gaps == 0) | (gaps > 1e-6)), "test data has near-ties; pick another seed"
+
+
+# ---------------------------------------------------------------- data sets
+
+def labels_of_sizes(sizes) -> np.ndarray:
+    return np.repeat(np.arange(len(sizes)), sizes)
+
+
+def gaussian_cosine():
+    """Continuous data: no ties, checked to have no near-ties in the ranks that matter."""
+    rng = np.random.default_rng(5)
+    labels = rng.permutation(labels_of_sizes([12, 10, 9, 8, 8, 7, 6, 5, 5, 4, 3, 2, 1]))
+    return rng.standard_normal((len(labels), 8)).astype(np.float32), labels, "cosine"
+
+
+def integer_euclidean():
+    """Quantised coordinates: squared distances are small integers, computed exactly, many tie."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 8, size=70)
+    return rng.integers(-2, 3, size=(70, 3)).astype(np.float32), labels, "euclidean"
+
+
+def sign_cosine():
+    """Entries +-1 in 4-d: after normalisation +-0.5, so cosine takes only 5 exact values."""
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 6, size=60)
+    return rng.choice([-1.0, 1.0], size=(60, 4)).astype(np.float32), labels, "cosine"
+
+
+def duplicates_cosine():
+    """Continuous points repeated up to 4 times, the copies often in other classes."""
+    rng = np.random.default_rng(3)
+    points = rng.standard_normal((20, 8)).astype(np.float32)
+    which = rng.integers(0, 20, size=64)
+    return points[which], rng.integers(0, 6, size=64), "cosine"
+
+
+DATASETS = {
+    f.__name__: f for f in (gaussian_cosine, integer_euclidean, sign_cosine, duplicates_cosine)
+}
+
+
+def split(embeddings, labels, leave_one_out):
+    """Leave-one-out (gallery None), or the first 40% as queries and the rest as gallery."""
+    if leave_one_out:
+        return embeddings, labels, None, None
+    n = len(labels) * 2 // 5
+    return embeddings[:n], labels[:n], embeddings[n:], labels[n:]
+
+
+# ---------------------------------------------------------------- kNN
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("leave_one_out", [True, False], ids=["leave-one-out", "query-gallery"])
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_knn_matches_reference_ranking(dataset, leave_one_out, backend):
+    embeddings, labels, metric = DATASETS[dataset]()
+    query, _, gallery, _ = split(embeddings, labels, leave_one_out)
+    gallery = query if gallery is None else gallery
+    scores = reference_scores(query, gallery, metric)
+    k = 10
+    assert_no_near_ties(scores, leave_one_out, depth=k)
+    expected = [ranking[:k] for ranking in reference_rankings(scores, leave_one_out)]
+    values, indices = knn(torch.from_numpy(query), torch.from_numpy(gallery), k, metric,
+                          exclude_self=leave_one_out, backend=backend)
+    assert indices.dtype == torch.int64 and values.dtype == torch.float32
+    assert indices.tolist() == expected
+    expected_values = np.take_along_axis(scores, np.array(expected), axis=1)
+    expected_values = expected_values if metric == "cosine" else -expected_values
+    np.testing.assert_allclose(values.numpy(), expected_values, atol=1e-5)
+
+
+@pytest.mark.parametrize("dataset", ["integer_euclidean", "sign_cosine"])
+def test_torch_backend_chunks_give_the_same_ranking(dataset, monkeypatch):
+    embeddings, labels, metric = DATASETS[dataset]()
+    x = torch.from_numpy(embeddings)
+    whole = knn(x, x, 12, metric, exclude_self=True, backend="torch")
+    monkeypatch.setattr(knn_module, "_MAX_CHUNK_ELEMENTS", 3 * len(x) + 1)  # 3 queries a chunk
+    chunked = knn(x, x, 12, metric, exclude_self=True, backend="torch")
+    assert torch.equal(whole[1], chunked[1]) and torch.equal(whole[0], chunked[0])
+
+
+@pytest.mark.parametrize("exclude_self", [True, False])
+def test_backends_agree_exactly_without_ties(exclude_self):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    k = 10
+    assert_no_near_ties(reference_scores(x, x, "cosine"), exclude_self, depth=k)
+    faiss_values, faiss_indices = knn(torch.from_numpy(x), torch.from_numpy(x), k,
+                                      exclude_self=exclude_self, backend="faiss")
+    torch_values, torch_indices = knn(torch.from_numpy(x), torch.from_numpy(x), k,
+                                      exclude_self=exclude_self, backend="torch")
+    assert torch.equal(faiss_indices, torch_indices)
+    torch.testing.assert_close(faiss_values, torch_values, atol=1e-5, rtol=0)
+    if not exclude_self:
+        assert torch.equal(torch_indices[:, 0], torch.arange(300))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_knn_keeps_exact_duplicates_of_the_query(backend):
+    # Rows 0..3 are one point; leave-one-out must drop only the query's own row.
+    x = torch.tensor([[1.0, 0.0]] * 4 + [[0.0, 1.0]] * 2)
+    _, indices = knn(x, x, 3, "cosine", exclude_self=True, backend=backend)
+    assert indices[:4].tolist() == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]]
+    distances, indices = knn(x, x, 2, "euclidean", exclude_self=True, backend=backend)
+    assert indices[4:].tolist() == [[5, 0], [4, 0]] and distances[:4, 0].tolist() == [0.0] * 4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pml_knn_func_contract(backend):
+    x = torch.from_numpy(sign_cosine()[0])
+    assert torch.equal(KNN("cosine", backend)(x, 5, x, True)[1],
+                       knn(x, x, 5, "cosine", exclude_self=True, backend=backend)[1])
+
+
+def test_knn_rejects_bad_arguments():
+    x = torch.zeros(4, 3)
+    x[:, 0] = 1
+    with pytest.raises(ValueError, match="candidate"):
+        knn(x, x, 4, exclude_self=True)
+    with pytest.raises(ValueError, match="metric"):
+        knn(x, x, 1, metric="manhattan")
+    with pytest.raises(ValueError, match="backend"):
+        knn(x, x, 1, backend="annoy")
+    x[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        knn(x, x, 1)
+
+
+def test_auto_backend():
+    assert resolve_backend("auto", torch.device("cpu")) == "faiss"
+    assert resolve_backend("torch", torch.device("cpu")) == "torch"
+    if not knn_module.faiss_gpu_available():
+        assert resolve_backend("auto", torch.device("cuda")) == "torch"
+
+
+# ---------------------------------------------------------------- metrics
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("leave_one_out", [True, False], ids=["leave-one-out", "query-gallery"])
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_metrics_match_reference(dataset, leave_one_out, backend):
+    embeddings, labels, metric = DATASETS[dataset]()
+    query, query_labels, gallery, gallery_labels = split(embeddings, labels, leave_one_out)
+    if leave_one_out:
+        expected = reference_metrics(query, query_labels, query, query_labels, metric, True)
+        assert_no_near_ties(reference_scores(query, query, metric), True, depth=13)
+    else:
+        expected = reference_metrics(query, query_labels, gallery, gallery_labels, metric, False)
+        assert_no_near_ties(reference_scores(query, gallery, metric), False, depth=13)
+    result = evaluate_embeddings(query, query_labels, gallery, gallery_labels, RECALL_KS,
+                                 metric=metric, backend=backend, include_nmi=False)
+    assert result.keys() == expected.keys()
+    for name, value in expected.items():
+        assert result[name] == pytest.approx(value, abs=1e-12), name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hand_computed_leave_one_out(backend):
+    # Points on a line at 0, 1, 3, 7 with classes a, a, b, a; squared L2 distances.
+    # 0: 1(a) 3(b) 7(a)  hit@1, R=2, RP=1/2, AP@R=(1)/2
+    # 1: 0(a) 3(b) 7(a)  hit@1, R=2, RP=1/2, AP@R=(1)/2
+    # 3: only b, R=0     never a hit, not in MAP@R / RP
+    # 7: 3(b) 1(a) 0(a)  hit@2, R=2, RP=1/2, AP@R=(1/2)/2
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [7.0, 0.0]])
+    result = evaluate_embeddings(x, torch.tensor([0, 0, 1, 0]), recall_ks=(1, 2),
+                                 metric="euclidean", backend=backend, include_nmi=False)
+    assert result == pytest.approx({"recall@1": 2 / 4, "recall@2": 3 / 4,
+                                    "map@r": (1 / 2 + 1 / 2 + 1 / 4) / 3, "r_precision": 1 / 2})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hand_computed_ties_ordered_by_index(backend):
+    # a=(1,0) class 0, b=(1,0) class 1, c=(0,1) class 0, d=(0,1) class 1; cosine.
+    # d's neighbours: c (1.0), then a and b tie at 0.0 -> a first (lower index): miss at 2.
+    # a: b c d -> hit@2;  b: a c d -> hit@3;  c: d a b -> hit@2;  d: c a b -> hit@3.
+    # R = 1 for every query and the first neighbour is always of the other class: MAP@R = RP = 0.
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    result = evaluate_embeddings(x, torch.tensor([0, 1, 0, 1]), recall_ks=(1, 2, 3),
+                                 backend=backend, include_nmi=False)
+    assert result == {"recall@1": 0.0, "recall@2": 0.5, "recall@3": 1.0,
+                      "map@r": 0.0, "r_precision": 0.0}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hand_computed_query_gallery(backend):
+    # Queries at 0 (class A) and 10 (class B); gallery at 1 (B), 2 (A), 3 (A), 9 (B).
+    # q0: 1(B) 2(A) 3(A) 9(B) -> hit@2, R=2, RP=1/2, AP@R=(1/2)/2
+    # q1: 9(B) 3(A) 2(A) 1(B) -> hit@1, R=2, RP=1/2, AP@R=(1)/2
+    line = lambda *xs: torch.tensor([[float(v), 0.0] for v in xs])
+    result = evaluate_embeddings(line(0, 10), torch.tensor([0, 1]), line(1, 2, 3, 9),
+                                 torch.tensor([1, 0, 0, 1]), recall_ks=(1, 2, 8),
+                                 metric="euclidean", backend=backend, include_nmi=False)
+    assert result == pytest.approx({"recall@1": 0.5, "recall@2": 1.0,
+                                    "map@r": (1 / 4 + 1 / 2) / 2, "r_precision": 1 / 2})
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_exact_duplicate_of_each_query_gives_recall_at_1_of_one(backend, metric):
+    # Each class is two identical points; excluding the self-match by distance would also drop
+    # the duplicate, and excluding it by index must not.
+    points = np.random.default_rng(4).standard_normal((15, 6)).astype(np.float32)
+    x = np.repeat(points, 2, axis=0)
+    labels = np.repeat(np.arange(15), 2)
+    result = evaluate_embeddings(x, labels, metric=metric, backend=backend, include_nmi=False)
+    assert result == {"recall@1": 1.0, "recall@2": 1.0, "recall@4": 1.0, "recall@8": 1.0,
+                      "map@r": 1.0, "r_precision": 1.0}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_query_whose_only_class_member_is_itself_is_never_a_hit(backend):
+    # Classes 0-4: two identical points each. Classes 5-9: a single point each, which is also
+    # copied (under another class) nowhere, so its only exact match is itself.
+    points = np.random.default_rng(6).standard_normal((10, 6)).astype(np.float32)
+    x = np.concatenate([np.repeat(points[:5], 2, axis=0), points[5:]])
+    labels = np.concatenate([np.repeat(np.arange(5), 2), np.arange(5, 10)])
+    result = evaluate_embeddings(x, labels, backend=backend, include_nmi=False)
+    # The 10 paired queries hit at K=1; the 5 lone ones never; MAP@R and RP skip the lone ones.
+    assert result == {"recall@1": 10 / 15, "recall@2": 10 / 15, "recall@4": 10 / 15,
+                      "recall@8": 10 / 15, "map@r": 1.0, "r_precision": 1.0}
+    alone = evaluate_embeddings(points, np.arange(10), backend=backend, include_nmi=False)
+    assert alone["recall@8"] == 0.0 and math.isnan(alone["map@r"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_query_gallery_excludes_nothing(backend):
+    # In-Shop: a gallery copy of the query at distance 0 is a valid match.
+    rng = np.random.default_rng(7)
+    query = rng.standard_normal((6, 5)).astype(np.float32)
+    gallery = np.concatenate([rng.standard_normal((10, 5)).astype(np.float32), query])
+    gallery_labels = np.concatenate([np.arange(10, 20), np.arange(6)])
+    result = evaluate_embeddings(query, np.arange(6), gallery, gallery_labels, backend=backend)
+    assert result["recall@1"] == 1.0 and result["map@r"] == 1.0 and result["r_precision"] == 1.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_recall_ks_beyond_the_candidates_are_left_out(backend):
+    x = torch.eye(3)
+    assert set(evaluate_embeddings(x, torch.tensor([0, 0, 1]), backend=backend,
+                                   include_nmi=False)) == {"recall@1", "recall@2", "map@r",
+                                                           "r_precision"}
+    result = evaluate_embeddings(x, torch.tensor([0, 0, 1]), torch.eye(3)[[0, 0, 1, 2]],
+                                 torch.tensor([0, 0, 1, 5]), backend=backend, include_nmi=False)
+    assert set(result) == {"recall@1", "recall@2", "recall@4", "map@r", "r_precision"}
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nmi_of_perfectly_clustered_embeddings_is_one(backend, metric):
+    rng = np.random.default_rng(8)
+    labels = rng.permutation(np.repeat(np.arange(6), 7))
+    x = (10 * np.eye(8)[labels] + 0.01 * rng.standard_normal((len(labels), 8))).astype(np.float32)
+    result = evaluate_embeddings(x, labels, metric=metric, backend=backend)
+    assert result["nmi"] == pytest.approx(1.0)
+    assert result["recall@1"] == 1.0 and result["map@r"] == 1.0
+    scrambled = evaluate_embeddings(x, rng.permutation(labels), metric=metric, backend=backend)
+    assert scrambled["nmi"] < 0.5
+
+
+def test_evaluate_rejects_mismatched_inputs():
+    x = torch.eye(4)
+    with pytest.raises(ValueError, match="labels"):
+        evaluate_embeddings(x, torch.arange(3))
+    with pytest.raises(ValueError, match="labels"):
+        evaluate_embeddings(x, torch.arange(4), x[:3], torch.arange(4))
+    with pytest.raises(ValueError, match="both"):
+        evaluate_embeddings(x, torch.arange(4), gallery_emb=x)
+
+
+def test_labels_are_compared_as_given_not_as_float32():
+    # 2**24 and 2**24 + 1 are one number in float32, which is how PML stores labels.
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    labels = torch.tensor([2**24, 2**24 + 1, 2**24, 2**24 + 1])
+    result = evaluate_embeddings(x, labels, recall_ks=(1,), include_nmi=False)
+    assert result["recall@1"] == 0.0
+
+
+# ---------------------------------------------------------------- embed
+
+class _Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(3, 2)
+        self.dropout = torch.nn.Dropout(0.9)
+
+    def forward(self, x):
+        return {"embedding": self.dropout(self.linear(x))}
+
+
+def test_embed_runs_eval_mode_without_grad_and_restores_mode():
+    torch.manual_seed(0)
+    model = _Model()
+    images = torch.randn(10, 3)
+    labels = torch.arange(10) % 3
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels),
+                                         batch_size=4)
+    embeddings, embedded_labels = embed(model, loader, "cpu")
+    assert model.training  # restored
+    with torch.no_grad():
+        expected = model.linear(images)
+    torch.testing.assert_close(embeddings, expected)  # no dropout: eval mode
+    assert torch.equal(embedded_labels, labels)
+    assert not embeddings.requires_grad and not embeddings.is_inference()
+    embeddings.mul_(2)  # ordinary tensors: in-place ops allowed
