@@ -1,8 +1,6 @@
 """Backbones registered by ``harness.backbones``: shapes, parameter count, local-file weight loading."""
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import pytest
@@ -167,22 +165,3 @@ def test_feature_info_taps(name: str, in_chans: int, size: int) -> None:
     for info in model.feature_info:
         assert seen[info["module"]].shape[1:] == (info["num_chs"], size // info["reduction"],
                                                   size // info["reduction"])
-
-
-def test_small_cnn_trains_fast_on_two_cores() -> None:
-    """Forward + backward of 64 28x28 images in under 50 ms on 2 threads (~20 ms on an idle 2-core VM)."""
-    if os.getloadavg()[0] > (os.cpu_count() or 1):
-        pytest.skip("machine busy: wall-clock timing is meaningless")
-    model = timm.create_model("small_cnn", in_chans=1, num_classes=0)
-    x = torch.randn(64, 1, 28, 28)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        times = []
-        for _ in range(22):
-            start = time.perf_counter()
-            model(x).square().mean().backward()
-            times.append(time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(threads)
-    assert min(times[2:]) < 0.05
