@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import harness.backbones  # noqa: F401  (registers bninception, small_cnn and pixels with timm)
+from harness.backbones import EXAMPLE_BACKBONES  # importing registers bninception, small_cnn, pixels
 from harness.registry import UnknownNameError
 
 
@@ -60,8 +60,7 @@ def backbone_names() -> list[str]:
 def check_backbone_name(name: str) -> None:
     """Raise :class:`UnknownNameError` (with examples) unless timm can build ``name``."""
     if name not in timm.list_models():
-        examples = ("bninception", "small_cnn", "pixels", "resnet50", "vit_small_patch16_224")
-        raise UnknownNameError(f"unknown backbone {name!r}; e.g. {', '.join(examples)} "
+        raise UnknownNameError(f"unknown backbone {name!r}; e.g. {', '.join(EXAMPLE_BACKBONES)} "
                                f"or any of timm's {len(timm.list_models())} models (python -m harness list)")
 
 

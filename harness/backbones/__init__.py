@@ -12,3 +12,6 @@ from harness.backbones import bninception, pixels, small_cnn  # noqa: F401  (reg
 
 #: The timm names this package registers.
 PAPER_BACKBONES: tuple[str, ...] = ("bninception", "small_cnn", "pixels")
+
+#: Backbones named in help texts and ``python -m harness list``: ours plus the usual timm ones.
+EXAMPLE_BACKBONES: tuple[str, ...] = PAPER_BACKBONES + ("resnet50", "vit_small_patch16_224")

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 
+from harness.backbones import EXAMPLE_BACKBONES
 from harness.data import DATASETS
 from harness.method import METHODS
 from harness.models import backbone_names
 from harness.recipe import RECIPES
 
-PAPER_BACKBONES = ("bninception", "small_cnn", "pixels", "resnet50", "vit_small_patch16_224")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def list_registry(args: argparse.Namespace) -> int:
         print(f"  {name:14s} {r.epochs} epochs, batch {r.batch_size}, {r.image_size}px, {r.optimizer}, "
               f"sampler={r.sampler}  [{r.hash}]")
     names = backbone_names()
-    shown = names if args.all_backbones else [n for n in PAPER_BACKBONES if n in names]
+    shown = names if args.all_backbones else [n for n in EXAMPLE_BACKBONES if n in names]
     print(f"backbones ({len(names)} timm models; --all-backbones lists every one):")
     for name in shown:
         print(f"  {name}")
