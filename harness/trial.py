@@ -124,6 +124,7 @@ def run_trial(config: dict[str, Any], report: Report | None = None, resume_from:
         "status": "ok",
         "config": cfg.to_dict(),
         "recipe": {"name": recipe.name, "hash": recipe.hash},
+        "resolved_hparams": dict(method.config),
         "metrics": metrics,
         "history": history,
         "wall_time_s": time.time() - start,

@@ -1,0 +1,33 @@
+"""ArcFace: additive angular margin loss (Deng, Guo, Xue & Zafeiriou, CVPR 2019).
+
+    L = −log( e^{s·cos(θ_y + m)} / (e^{s·cos(θ_y + m)} + Σ_{j≠y} e^{s·cos θ_j}) ),
+    cos θ_j = ⟨x/‖x‖, W_j/‖W_j‖⟩.
+
+The paper's values: s = 64, m = 0.5 rad (28.6°). The ``margin`` hyperparameter is in RADIANS, as in
+the paper; pytorch-metric-learning's ``ArcFaceLoss`` (used here) takes degrees, so it is converted.
+PML differs from the paper's formula where θ_y + m would pass π: for θ_y > π − m it uses
+cos θ_y − m·sin m instead (the fallback of the authors' code, keeping the logit monotonic).
+Class weights (initialised N(0, 1)) train at the recipe's ``lr_method``.
+"""
+from __future__ import annotations
+
+import math
+
+from pytorch_metric_learning import losses
+
+from harness.hparams import LogUniform, Param, Uniform
+from harness.method import PMLLossMethod, register_method
+
+
+@register_method("arcface")
+class ArcFace(PMLLossMethod):
+    """ArcFace: additive angular margin on the true class's angle (Deng et al., CVPR 2019)."""
+
+    hparams = {
+        "scale": Param(64.0, LogUniform(1.0, 128.0), "s, logit scale"),
+        "margin": Param(0.5, Uniform(0.0, 1.0), "m, additive angular margin in radians (0.5 rad = 28.6°)"),
+    }
+
+    def build_loss(self):
+        return losses.ArcFaceLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,
+                                  margin=math.degrees(self.config["margin"]), scale=self.config["scale"])

@@ -1,0 +1,29 @@
+"""Normalized softmax (Zhai & Wu, "Classification is a Strong Baseline for Deep Metric Learning", BMVC 2019).
+
+    L = −log( e^{cos θ_y / τ} / Σ_j e^{cos θ_j / τ} ),   cos θ_j = ⟨x/‖x‖, W_j/‖W_j‖⟩,
+
+the cross-entropy of temperature-scaled cosine logits over learnable class weights, without bias;
+the paper's temperature τ = 0.05. Built on pytorch-metric-learning's ``NormalizedSoftmaxLoss``
+(class weights initialised N(0, 1)), which is the loss alone: the paper's other ingredients (layer
+normalisation of the pooled feature, its batch sampling, subsampled softmax for many classes) are
+not part of this row. Class weights train at the recipe's ``lr_method``.
+"""
+from __future__ import annotations
+
+from pytorch_metric_learning import losses
+
+from harness.hparams import LogUniform, Param
+from harness.method import PMLLossMethod, register_method
+
+
+@register_method("normsoftmax")
+class NormSoftmax(PMLLossMethod):
+    """Normalized softmax: cross-entropy on cosine logits / τ (Zhai & Wu, BMVC 2019)."""
+
+    hparams = {
+        "temperature": Param(0.05, LogUniform(0.01, 1.0), "τ, temperature of the cosine logits"),
+    }
+
+    def build_loss(self):
+        return losses.NormalizedSoftmaxLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,
+                                            temperature=self.config["temperature"])

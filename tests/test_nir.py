@@ -1,0 +1,148 @@
+"""NIR: the conditional flow (invertibility, log-determinant, NLL), the two loss forms, gradients,
+optimizer groups, recipe and per-dataset defaults, and training on fixed data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.functional import jacobian
+
+import methods.nir  # noqa: F401
+from harness.method import create_method, get_method_class
+from harness.models import EmbeddingModel, ModelOutput, create_backbone
+from harness.recipe import get_recipe
+from harness.train import build_optimizer
+from methods.nir import conditional_flow
+
+D = 8
+
+
+def outputs(embedding: torch.Tensor) -> ModelOutput:
+    return ModelOutput(embedding=embedding, pooled=embedding, feature_map=embedding[:, :, None, None])
+
+
+@pytest.fixture
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return F.normalize(torch.randn(12, D, generator=g), dim=-1), torch.arange(4).repeat(3)
+
+
+def nir(**hparams):
+    torch.manual_seed(0)
+    return create_method("nir", num_classes=4, embedding_dim=D, feature_dim=D, **hparams)
+
+
+def test_flow_is_the_codes_architecture():
+    flow = conditional_flow(D)
+    couplings = [m for m in flow if m.__class__.__name__ == "GLOWCouplingBlock"]
+    assert len(flow) == 10 and len(couplings) == 5
+    for block in couplings:
+        assert block.clamp == 2.0
+        for net in (block.subnet1, block.subnet2):
+            linears = [m for m in net if isinstance(m, nn.Linear)]
+            assert len(linears) == 8 and sum(isinstance(m, nn.ReLU) for m in net) == 7
+            assert linears[0].in_features == D // 2 + D  # half the input + the proxy (dense conditioning)
+            assert {lin.out_features for lin in linears[:-1]} == {128}
+
+
+def test_building_the_flow_leaves_numpys_rng_alone():
+    np.random.seed(123)
+    expected = np.random.rand()
+    np.random.seed(123)
+    conditional_flow(D)
+    assert np.random.rand() == expected
+
+
+def test_flow_inverts_and_its_log_determinant_matches_autograd(batch):
+    method = nir().double()
+    x, y = (t.double() if t.is_floating_point() else t for t in batch)
+    cond = F.normalize(method.criterion.proxies, dim=-1)[y].detach()
+    z, log_det = method.flow(x, c=[cond])
+    x_back, _ = method.flow(z, c=[cond], rev=True)
+    torch.testing.assert_close(x_back, x)
+    for i in range(3):
+        jac = jacobian(lambda v: method.flow(v[None], c=[cond[i:i + 1]])[0][0], x[i])
+        sign, logabsdet = torch.linalg.slogdet(jac)
+        assert sign != 0
+        torch.testing.assert_close(log_det[i], logabsdet)
+        # the NLL by hand: ½‖z‖² − log|det J|, J from autograd
+        torch.testing.assert_close(method.nll(x[i:i + 1], y[i:i + 1])[0], 0.5 * z[i].pow(2).sum() - logabsdet)
+
+
+def test_paper_and_code_forms(batch):
+    x, y = batch
+    paper, code = nir(weight=0.5, w_align=0.2), nir(weight=0.5, w_align=0.2, form="code")
+    code.load_state_dict(paper.state_dict())
+    proxy_anchor = get_method_class("proxyanchor").loss(paper, outputs(x), y)
+    nll = paper.nll(x, y)
+    torch.testing.assert_close(paper.loss(outputs(x), y), proxy_anchor + 0.5 * nll.mean())
+    torch.testing.assert_close(code.loss(outputs(x), y), nll.exp().mean() + 0.2 * proxy_anchor)
+    assert not torch.isclose(paper.loss(outputs(x), y), code.loss(outputs(x), y))
+
+
+def test_defaults_and_per_dataset_weights_are_the_codes():
+    cls = get_method_class("nir")
+    assert cls.dataset_defaults("cub") == {"w_align": 0.0075}
+    assert cls.dataset_defaults("cars") == {"w_align": 0.01}
+    assert cls.dataset_defaults("sop") == {"w_align": 0.3, "flow_lr_ratio": pytest.approx(1 / 4000)}
+    assert cls.dataset_defaults("omniglot") == {}
+    config = nir().config
+    assert (config["form"], config["weight"], config["w_align"], config["flow_lr_ratio"]) == \
+        ("paper", 0.01, 0.01, pytest.approx(50 / 4000))
+    assert (config["alpha"], config["margin"], config["blocks"], config["width"], config["depth"], config["clamp"]) \
+        == (32.0, 0.1, 5, 128, 8, 2.0)
+
+
+def test_gradients_reach_proxies_and_flow(batch):
+    x, y = batch
+    method = nir()
+    method.nll(x, y).mean().backward()  # the NIR term alone reaches the proxies through the condition
+    assert method.criterion.proxies.grad.abs().sum() > 0
+    method.zero_grad()
+    method.loss(outputs(x), y).backward()
+    trainable = [p for p in method.flow.parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
+    assert method.criterion.proxies.grad.abs().sum() > 0
+
+
+def test_recipe_and_optimizer_groups():
+    recipe = get_recipe("nir")
+    assert get_method_class("nir").paper_recipe == "nir"
+    assert (recipe.optimizer, recipe.lr_backbone, recipe.lr_head, recipe.batch_size, recipe.sampler,
+            recipe.samples_per_class, recipe.warmup_epochs) == ("adam", 1e-5, 1e-5, 90, "m_per_class", 2, 1)
+    model = EmbeddingModel(create_backbone("small_cnn", in_chans=1), embedding_dim=D)
+    method = create_method("nir", num_classes=4, embedding_dim=D, feature_dim=model.feature_dim)
+    groups = {g["name"]: g for g in build_optimizer(model, method, recipe).param_groups}
+    assert set(groups) == {"backbone", "head", "proxies", "flow"}
+    assert groups["backbone"]["lr"] == groups["head"]["lr"] == pytest.approx(1e-5)
+    assert groups["proxies"]["lr"] == pytest.approx(4000 * 1e-5)  # the code's proxy multiplier
+    assert groups["flow"]["lr"] == pytest.approx(50 * 1e-5)  # the code's flow multiplier
+    assert groups["proxies"]["params"] == [method.criterion.proxies]
+    trainable = {id(p) for p in method.parameters() if p.requires_grad}
+    in_groups = [id(p) for name in ("proxies", "flow") for p in groups[name]["params"]]
+    assert sorted(in_groups) == sorted(trainable)
+
+
+@pytest.mark.parametrize("form", ["paper", "code"])
+def test_loss_decreases_when_training_on_fixed_data(form, clustered_batch):
+    features, labels = clustered_batch
+    torch.manual_seed(0)
+    head = nn.Linear(32, 16)
+    method = create_method("nir", num_classes=8, embedding_dim=16, feature_dim=32, form=form, weight=0.1,
+                           blocks=2, width=32)
+    optimizer = torch.optim.Adam([{"params": head.parameters(), "lr": 1e-2},
+                                  *method.param_groups(lr=1e-2, weight_decay=0.0)])
+
+    def loss_now() -> torch.Tensor:
+        return method.loss(outputs(F.normalize(head(features), dim=-1)), labels)
+
+    first = loss_now().item()
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss_now().backward()
+        optimizer.step()
+    last = loss_now().item()
+    assert np.isfinite(first) and np.isfinite(last)
+    assert last < first - 0.3 * abs(first), f"{form}: loss {first:.4f} -> {last:.4f}"
