@@ -5,7 +5,9 @@ import argparse
 from typing import Any
 
 from harness.config import ExperimentConfig
+from harness.executors import Executor, LocalExecutor
 from harness.hparams import parse_assignment, parse_value
+from harness.results import ResultStore
 
 
 def comma_list(text: str) -> list[str]:
@@ -43,6 +45,49 @@ def add_experiment_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-save-model", action="store_true", help="do not save each trial's weights")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--fail-at-epoch", type=int, help=argparse.SUPPRESS)  # test-only fault injection
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def add_executor_options(parser: argparse.ArgumentParser, local: bool = True) -> None:
+    """Where trials run: Ray Tune (default) or in this process, and what each trial holds."""
+    if local:
+        parser.add_argument("--executor", choices=("ray", "local"), default="ray",
+                            help="ray: Ray Tune trials on every GPU/CPU of this machine or cluster (default); "
+                                 "local: one after another in this process")
+    parser.add_argument("--gpus-per-trial", type=positive_float,
+                        help="GPUs per trial, fractions allowed (0.25 packs four trials on a GPU); "
+                             "default 1 where there are GPUs, else 0 (trials on CPU cores)")
+    parser.add_argument("--cpus-per-trial", type=positive_float,
+                        help="CPUs per trial; also torch's threads and, for GPU trials, the data-loading "
+                             "workers (default: CPUs shared evenly between GPUs, or 1 without GPUs)")
+    parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: no cap)")
+    parser.add_argument("--address", help="join this Ray cluster ('auto', or host:port; default RAY_ADDRESS, "
+                                          "else start Ray on this machine)")
+    parser.add_argument("--storage", help="Ray Tune's storage for trial checkpoints: a folder (shared by every "
+                                          "node of a multi-node cluster) or URI such as s3://bucket/path "
+                                          "(default <results-dir>/ray)")
+    parser.add_argument("--max-failures", type=int, default=2,
+                        help="restart a trial whose worker died this many times, from its last epoch (default 2)")
+
+
+def make_executor(args: argparse.Namespace, store: ResultStore) -> Executor:
+    """The executor the flags ask for (a context manager: Ray starts on entry and stops on exit)."""
+    progress = not args.no_progress
+    if getattr(args, "executor", "ray") == "local":
+        cpus = args.cpus_per_trial
+        return LocalExecutor(store, progress=progress, cpus_per_trial=max(1, int(cpus)) if cpus else None)
+    from harness.ray_executor import RayExecutor  # imports Ray: only when used
+
+    return RayExecutor(store, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+                       max_concurrent=args.max_concurrent, address=args.address, storage=args.storage,
+                       max_failures=args.max_failures, plugins=tuple(m for m in args.plugins.split(",") if m),
+                       progress=progress)
 
 
 def parse_hparams(items: list[str]) -> dict[str, dict[str, Any]]:

@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import pandas as pd
 
-from harness.commands.options import add_experiment_options, comma_list, experiment_from_args, int_list
-from harness.executors import LocalExecutor
+from harness.commands.options import (add_executor_options, add_experiment_options, comma_list, experiment_from_args,
+                                      int_list, make_executor)
+from harness.config import TrialConfig
 from harness.leaderboard import aggregate, format_table, records_frame, write_leaderboards
 from harness.results import ResultStore
 
@@ -22,27 +23,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", type=comma_list, help=f"comma-separated method names (default: {DEFAULT_METHODS})")
     p.add_argument("--seeds", type=int_list, help="comma-separated seeds (default: 0)")
     add_experiment_options(p)
+    add_executor_options(p)
     p.add_argument("--resume", action="store_true", help="skip finished trials, continue interrupted ones")
-    p.add_argument("--executor", choices=("local",), default="local", help="where trials run")
     p.set_defaults(func=run)
+
+
+def with_fault(trials: list[TrialConfig], args: argparse.Namespace) -> list[TrialConfig]:
+    """The trials with the test-only ``--fail-at-epoch`` fault injected."""
+    if args.fail_at_epoch is None:
+        return trials
+    return [replace(t, fail_at_epoch=args.fail_at_epoch) for t in trials]
+
+
+def print_leaderboard(store: ResultStore, trials: list[TrialConfig], start: float) -> None:
+    """Rewrite the dataset's leaderboard files and print the table of these trials (failures counted)."""
+    dataset = trials[0].dataset
+    written = write_leaderboards(store, datasets=[dataset])
+    ids = {t.trial_id for t in trials}
+    frame = records_frame(r for r in store.iter_records(trials[0].experiment) if r["trial_id"] in ids)
+    board = aggregate(frame) if not frame.empty else pd.DataFrame()
+    print(f"\n{dataset}: {len(trials)} trials in {time.time() - start:.0f} s "
+          f"(test classes; mean ± std over seeds, %)")
+    print(format_table(board))
+    for path in written.values():
+        print(f"leaderboard: {path}")
 
 
 def run(args: argparse.Namespace) -> int:
     experiment = experiment_from_args(args, methods=args.methods or comma_list(DEFAULT_METHODS),
                                       seeds=args.seeds or [0])
-    trials = experiment.trials()
-    if args.fail_at_epoch is not None:
-        trials = [replace(t, fail_at_epoch=args.fail_at_epoch) for t in trials]
+    trials = with_fault(experiment.trials(), args)
     store = ResultStore(experiment.results_dir)
     start = time.time()
-    LocalExecutor(store, progress=not args.no_progress).run(trials, resume=args.resume)
-    written = write_leaderboards(store, datasets=[experiment.dataset])
-    ids = {t.trial_id for t in trials}
-    frame = records_frame(r for r in store.iter_records(trials[0].experiment) if r["trial_id"] in ids)
-    board = aggregate(frame) if not frame.empty else pd.DataFrame()
-    print(f"\n{experiment.dataset}: {len(trials)} trials in {time.time() - start:.0f} s "
-          f"(test classes; mean ± std over seeds, %)")
-    print(format_table(board))
-    for path in written.values():
-        print(f"leaderboard: {path}")
+    with make_executor(args, store) as executor:
+        executor.run(trials, resume=args.resume)
+    print_leaderboard(store, trials, start)
     return 0

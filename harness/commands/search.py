@@ -1,0 +1,75 @@
+"""``python -m harness search``: tune one method's hyperparameters on validation classes, then re-train the best."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from harness.commands.options import add_executor_options, add_experiment_options, experiment_from_args, make_executor
+from harness.commands.run import print_leaderboard, with_fault
+from harness.results import ResultStore
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search", help="search one method's hyperparameters (Optuna TPE on Ray Tune), then re-train the best",
+        description="Each proposal trains on the training classes minus the validation classes and is scored "
+                    "on those; the Optuna study lives in <results>/searches/<name>/study.db. The best "
+                    "configuration is then trained with --final-seeds seeds and evaluated on the test classes.")
+    p.add_argument("--method", required=True, help="the method whose hyperparameters to search")
+    p.add_argument("--space", action="append", default=[], metavar="NAME[=DIST]",
+                   help="search only these hyperparameters (repeatable): NAME=loguniform(a,b), uniform(a,b), "
+                        "randint(a,b) or choice(x,y,...), or NAME alone for the method's declared distribution "
+                        "(default: every hyperparameter that declares one)")
+    p.add_argument("--trials", type=int, default=20, help="planned number of search trials (default 20)")
+    p.add_argument("--metric", default="val_recall@1",
+                   help="validation metric to maximise, val_<metric> (default val_recall@1)")
+    p.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
+                   help="asha: stop poor trials early on the per-epoch validation metric")
+    p.add_argument("--final-seeds", type=int, default=3,
+                   help="re-train the best configuration with seeds 0..N-1 on the test protocol (0: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler and of every search trial")
+    p.add_argument("--name", help="the search's folder <results>/searches/<name> (default <method>-<dataset>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the search in that folder up to --trials, then finish the final trials")
+    add_experiment_options(p)
+    add_executor_options(p, local=False)
+    p.set_defaults(func=search)
+
+
+def search(args: argparse.Namespace) -> int:
+    from harness.search import run_search, search_space  # imports Optuna and Ray: only when used
+
+    if not args.metric.startswith("val_"):
+        raise ValueError(f"--metric must be a validation metric val_<name> (e.g. val_recall@1), got {args.metric!r}")
+    experiment = experiment_from_args(args, methods=[args.method], seeds=[args.seed])
+    space = search_space(args.method, args.space)
+    fixed = set(experiment.hparams.get(args.method, {})) & set(space)
+    if fixed:
+        raise ValueError(f"{', '.join(sorted(fixed))} both fixed with --hparam and searched with --space")
+    name = args.name or f"{args.method}-{experiment.dataset}"
+    folder = Path(experiment.results_dir) / "searches" / name
+    base = replace(experiment.trials()[0], eval_split="val", results_dir=str(folder), experiment="trials",
+                   save_model=False)
+    base = with_fault([base], args)[0]
+    store = ResultStore(experiment.results_dir)
+    start = time.time()
+    with make_executor(args, store) as executor:
+        outcome = run_search(executor, base, space, name=name, folder=folder, metric=args.metric,
+                             planned=args.trials, seed=args.seed, scheduler=args.scheduler, resume=args.resume)
+        for path in outcome.files:
+            print(f"search output: {path}")
+        if outcome.best is None:
+            print(f"no search trial completed: see the reasons in {folder / 'trials.csv'}", file=sys.stderr)
+            return 1
+        print(f"best of search {name}: {args.metric} {outcome.best.value:.4f} with {outcome.best.params} "
+              f"({time.time() - start:.0f} s)")
+        if args.final_seeds:
+            start = time.time()
+            final = replace(experiment, seeds=list(range(args.final_seeds)),
+                            hparams={**experiment.hparams, args.method: outcome.hparams}).trials()
+            executor.run(final, resume=args.resume)
+            print_leaderboard(store, final, start)
+    return 0

@@ -1,0 +1,189 @@
+"""The one module that touches Ray APIs which moved between Ray 2.x releases.
+
+Tune's function API (``report``, ``get_checkpoint``, ``Checkpoint``) and its run configuration
+(``RunConfig``, ``FailureConfig``, ``CheckpointConfig``) live in ``ray.tune`` since Ray 2.41 and in
+``ray.train`` before; output verbosity, the trial working directory, storage and ``ray.init``'s
+arguments also changed. Everything else in the harness calls the functions below.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import Searcher
+
+try:  # Ray >= 2.41: the Tune function API lives in ray.tune
+    from ray.tune import Checkpoint, get_checkpoint
+    from ray.tune import report as _tune_report
+except ImportError:  # Ray 2.40
+    from ray.train import Checkpoint, get_checkpoint
+    from ray.train import report as _tune_report
+
+RunConfig = getattr(tune, "RunConfig", None) or ray.train.RunConfig
+FailureConfig = getattr(tune, "FailureConfig", None) or ray.train.FailureConfig
+CheckpointConfig = getattr(tune, "CheckpointConfig", None) or ray.train.CheckpointConfig
+Callback = tune.Callback
+
+__all__ = ["ASHAScheduler", "Callback", "Searcher", "init", "shutdown", "address", "is_address_given", "cluster_resources",
+           "report", "restored_checkpoint", "grid", "fit", "trial_error", "storage_path", "delete_experiment"]
+
+#: Ray's session and log folders (short: Ray's Unix sockets live there)
+TEMP_DIR = "/tmp/ray"
+
+
+def _quiet() -> None:
+    """Silence Tune's console output (the old reporter at verbosity 0 prints nothing) and let Ctrl+C
+    stop the driver at once (Tune's own handler would end the run "gracefully" and return normally)."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    # a result without the searched metric (a failed trial's last one) is the harness's to judge, not an error
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    for name in ("ray", "ray.tune", "ray.train"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    # a trial's failure is reported by the harness (restart line, failed record), not as Tune's traceback
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def is_address_given(address: str | None) -> bool:
+    """Whether ``init`` joins an existing cluster (``--address`` or ``RAY_ADDRESS``) rather than starting one."""
+    return bool(address or os.environ.get("RAY_ADDRESS"))
+
+
+def init(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
+    """Connect to Ray unless already connected; returns whether this call connected (so should shut down).
+
+    With an ``address`` (or ``RAY_ADDRESS``; a cluster with token authentication also needs
+    ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``) it joins that cluster; otherwise it starts a local
+    instance with ``num_cpus``/``num_gpus`` (default: what this machine has), no dashboard, workers'
+    output kept in their log files under ``/tmp/ray`` and only Ray's errors on the console.
+    """
+    _quiet()
+    if ray.is_initialized():
+        return False
+    common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    if is_address_given(address):
+        ray.init(address=address, **common)
+    else:
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, _temp_dir=TEMP_DIR, **common)
+    return True
+
+
+def shutdown() -> None:
+    ray.shutdown()
+
+
+def address() -> str:
+    """The address other drivers join this Ray cluster at (``--address``)."""
+    return ray.get_runtime_context().gcs_address
+
+
+def cluster_resources() -> tuple[float, float, int]:
+    """(CPUs, GPUs, alive nodes) of the connected cluster."""
+    total = ray.cluster_resources()
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    return float(total.get("CPU", 0)), float(total.get("GPU", 0)), nodes
+
+
+def report(metrics: dict[str, Any], checkpoint_dir: str | Path | None = None, files: tuple[str, ...] = ()) -> None:
+    """Report one result to Tune; with ``checkpoint_dir``, persist ``files`` of it as the trial's checkpoint.
+
+    Only the named files travel (not the whole trial folder): they are hard-linked (or copied) into
+    a scratch folder beside them, which Tune copies to its storage before ``report`` returns.
+    """
+    if checkpoint_dir is None:
+        _tune_report(metrics)
+        return
+    scratch = Path(checkpoint_dir) / ".tune-checkpoint"
+    shutil.rmtree(scratch, ignore_errors=True)  # left by a worker killed while reporting
+    scratch.mkdir()
+    try:
+        for name in files:
+            try:
+                os.link(Path(checkpoint_dir) / name, scratch / name)
+            except OSError:
+                shutil.copy2(Path(checkpoint_dir) / name, scratch / name)
+        _tune_report(metrics, checkpoint=Checkpoint.from_directory(str(scratch)))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def restored_checkpoint() -> Iterator[str | None]:
+    """Inside a Tune trial: the local folder of the checkpoint Tune restored it from (after its worker
+    died), or None on a first attempt."""
+    checkpoint = get_checkpoint()
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as folder:
+        yield folder
+
+
+def grid(values: list[Any]) -> dict[str, Any]:
+    """A grid-search axis: one Tune trial per value."""
+    return tune.grid_search(values)
+
+
+def trial_error(trial: Any) -> str:
+    """One line on a Tune trial's latest failure (its worker died, or its function raised)."""
+    local = Path(trial.error_file) if getattr(trial, "error_file", None) else None
+    text = local.read_text() if local and local.exists() else str(trial.get_error() or "")
+    lines = [line.strip() for line in text.rsplit("Failure # ", 1)[-1].splitlines()[1:] if line.strip()]
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b.*:", line)]
+    return (raised or lines or [f"Ray trial {trial.trial_id} failed"])[-1 if raised else 0]
+
+
+def fit(trainable: Callable[..., None], resources: dict[str, float], *, name: str, storage: str,
+        trainable_kwargs: dict[str, Any] | None = None, param_space: dict[str, Any] | None = None,
+        search_alg: Searcher | None = None, scheduler: Any = None, num_samples: int = 1,
+        metric: str | None = None, mode: str | None = None, max_concurrent: int | None = None,
+        max_failures: int = 0, callbacks: list | None = None,
+        trial_dirname: Callable[[dict], str] | None = None) -> None:
+    """Run a Tune experiment of function trials, each holding ``resources`` (``cpu``, ``gpu``, fractions ok).
+
+    A trial whose worker dies is restarted up to ``max_failures`` times from its last checkpoint
+    (one checkpoint kept per trial). ``trainable_kwargs`` reach every trial through Ray's object
+    store. Actors are reused between trials (no re-import per trial). Results reach the caller
+    through ``callbacks`` (and ``search_alg``); Tune's result grid is not used.
+    """
+    _quiet()
+    dirname = (lambda trial: f"{trial_dirname(trial.config)}_{trial.trial_id}") if trial_dirname else None
+    tune_config = tune.TuneConfig(
+        search_alg=search_alg, scheduler=scheduler, num_samples=num_samples, metric=metric, mode=mode,
+        max_concurrent_trials=max_concurrent or None, reuse_actors=True, trial_dirname_creator=dirname,
+    )
+    run_config = RunConfig(
+        name=name, storage_path=storage, verbose=0, callbacks=callbacks,
+        failure_config=FailureConfig(max_failures=max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=1),
+    )
+    trainable = tune.with_parameters(trainable, **trainable_kwargs) if trainable_kwargs else trainable
+    tuner = tune.Tuner(tune.with_resources(trainable, resources), param_space=param_space or {},
+                       tune_config=tune_config, run_config=run_config)
+    tuner.fit()
+
+
+def storage_path(storage: str | None, default: str | Path) -> str:
+    """Tune's storage: a URI (``s3://``, ``gs://``...) as given, a folder as an absolute path."""
+    if storage and "://" in storage:
+        return storage
+    return str(Path(storage or default).expanduser().resolve())
+
+
+def delete_experiment(storage: str, name: str) -> None:
+    """Remove one experiment's folder (its Tune state and leftover checkpoints) from the storage."""
+    import pyarrow.fs
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(storage)
+    path = f"{root.rstrip('/')}/{name}"
+    if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
+        fs.delete_dir(path)

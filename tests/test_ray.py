@@ -1,0 +1,153 @@
+"""The Ray Tune executor on CPU: same metrics as in-process, failures recorded, resume, worker restarts."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import pytest
+import ray
+
+from harness import ray_compat
+from harness.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--epochs", "1", "--no-progress", "--cpus-per-trial", "1"]
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray instance per test module (start-up takes seconds); executors reuse it, and
+    commands run in a subprocess join it with --address."""
+    started = ray_compat.init(num_cpus=2)
+    yield ray_compat.address()
+    if started:
+        ray_compat.shutdown()
+
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def kill_when(argv: list[str], ready: Callable[[], bool], address: str, timeout: float = 150) -> None:
+    """Run ``python -m harness ARGV --address ADDRESS`` and SIGKILL it once ``ready()``; then wait
+    until Ray has ended its orphaned trials (their workers could still write checkpoints)."""
+    child = subprocess.Popen([sys.executable, "-m", "harness", *argv, "--address", address], cwd=REPO,
+                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + timeout
+        while not ready():
+            assert child.poll() is None and time.time() < deadline, "the command ended before it was killed"
+            time.sleep(0.2)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.time() < deadline:
+        time.sleep(0.2)
+
+
+def records(results: Path) -> dict[str, dict]:
+    return {r["trial_id"]: r for r in (json.loads(p.read_text()) for p in results.glob("runs/*/*/record.json"))}
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in epoch.items() if k != "steps_per_s"} for epoch in history]
+
+
+def test_ray_and_local_executors_give_identical_metrics(tmp_path):
+    args = ["run", "--methods", "ms,amsoftmax", "--seeds", "0", *FAST]
+    assert main([*args, "--executor", "ray", "--results-dir", str(tmp_path / "ray")]) == 0
+    assert main([*args, "--executor", "local", "--results-dir", str(tmp_path / "local")]) == 0
+    on_ray, local = records(tmp_path / "ray"), records(tmp_path / "local")
+    assert set(on_ray) == set(local) and len(on_ray) == 2
+    for trial_id, record in on_ray.items():
+        assert record["status"] == "ok"
+        assert record["metrics"] == local[trial_id]["metrics"]
+        assert without_timing(record["history"]) == without_timing(local[trial_id]["history"])
+
+
+def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path, capsys):
+    code = main(["run", "--methods", "amsoftmax,pixels", "--fail-at-epoch", "1", "--results-dir", str(tmp_path), *FAST])
+    assert code == 0
+    by_method = {r["config"]["method"]: r for r in records(tmp_path).values()}
+    assert by_method["pixels"]["status"] == "ok" and by_method["pixels"]["metrics"]["recall@1"] > 0
+    assert by_method["amsoftmax"]["status"] == "failed"
+    assert "injected failure at epoch 1" in by_method["amsoftmax"]["error"]
+    assert "(1 failed)" in capsys.readouterr().out
+    board = pd.read_csv(tmp_path / "leaderboards" / "digits.csv").set_index("method")
+    assert board.loc["amsoftmax", "n_failed"] == 1 and board.loc["pixels", "n_failed"] == 0
+
+
+def test_a_killed_run_resumes_only_its_unfinished_trials(ray_session, tmp_path, capsys):
+    """Kill a run as soon as its first record is on disk; ``--resume`` runs only the rest."""
+    args = ["run", "--methods", "amsoftmax", "--seeds", "0,1,2", "--epochs", "2", "--max-concurrent", "1",
+            "--no-progress", "--cpus-per-trial", "1", "--results-dir", str(tmp_path)]
+    kill_when(args, lambda: any(tmp_path.glob("runs/*/*/record.json")), ray_session)
+    before = {k: r["finished_at"] for k, r in records(tmp_path).items()}
+    assert 1 <= len(before) < 3  # written the moment its trial finished, while the run went on
+    assert main([*args, "--resume"]) == 0
+    assert f"running {3 - len(before)} trial(s) on Ray" in capsys.readouterr().out
+    after = records(tmp_path)
+    assert len(after) == 3 and all(r["status"] == "ok" for r in after.values())
+    assert {k: after[k]["finished_at"] for k in before} == before
+    assert main([*args, "--resume"]) == 0  # nothing left to run
+    assert "running" not in capsys.readouterr().out
+
+
+CRASH_PLUGIN = """
+import os
+from pathlib import Path
+from typing import Callable
+
+from harness.method import register_method
+from methods.amsoftmax import AMSoftmax
+
+ROOT = Path({root!r})
+
+
+@register_method("crash_once")
+class CrashOnce(AMSoftmax):
+    '''AM-Softmax whose worker process dies once: at its first batch after an epoch checkpoint exists.'''
+
+    def loss(self, outputs, labels):
+        with open(ROOT / "calls.log", "a") as log:
+            log.write(f"{{os.getpid()}}\\n")
+        if list(ROOT.glob("runs/*/*/checkpoint.pt")) and not (ROOT / "crashed").exists():
+            (ROOT / "crashed").touch()
+            os._exit(1)
+        return super().loss(outputs, labels)
+"""
+
+
+def test_a_trial_whose_worker_dies_restarts_from_its_last_checkpoint(tmp_path, monkeypatch):
+    """The plugin (imported by the workers from the driver's sys.path) kills its worker in epoch 2 once;
+    Tune restarts the trial, which resumes at epoch 2: the second process trains one epoch, not two."""
+    (tmp_path / "crash_plugin_ray.py").write_text(textwrap.dedent(CRASH_PLUGIN.format(root=str(tmp_path))))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["--plugins", "crash_plugin_ray", "run", "--methods", "crash_once", "--epochs", "2",
+                 "--no-progress", "--cpus-per-trial", "1", "--results-dir", str(tmp_path)]) == 0
+    (record,) = records(tmp_path).values()
+    assert record["status"] == "ok" and [h["epoch"] for h in record["history"]] == [1, 2]
+    pids = (tmp_path / "calls.log").read_text().split()
+    first, second = pids[0], next(p for p in pids if p != pids[0])
+    batches_per_epoch = pids.count(first) - 1  # the first process died at its first batch of epoch 2
+    assert (tmp_path / "crashed").exists() and pids.count(second) == batches_per_epoch
+    assert not glob.glob(str(tmp_path / "runs/*/*/checkpoint.pt"))  # a finished trial's checkpoint goes
+
+
+def test_resources_default_to_cpu_trials_and_reject_what_the_machine_lacks(tmp_path):
+    from harness.ray_executor import RayExecutor
+    from harness.results import ResultStore
+
+    store = ResultStore(tmp_path)
+    with RayExecutor(store) as executor:
+        assert executor.resources() == (1.0, 0.0)
+    with RayExecutor(store, gpus_per_trial=0.25) as executor, pytest.raises(ValueError, match="GPU"):
+        executor.resources()

@@ -1,0 +1,149 @@
+"""Hyperparameter search (Optuna TPE through Ray Tune) and sweeps, on digits with two validation classes."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+from test_ray import kill_when, ray_session  # noqa: F401  (the module-scoped Ray fixture)
+
+from harness.cli import main
+from harness.hparams import LogUniform, Uniform
+from harness.search import finished_trials, search_space
+
+SPACE = ["--space", "scale=loguniform(2,64)", "--space", "margin"]
+# two validation classes out of digits' five training classes, so that the validation metric varies
+DIGITS = ["--method", "amsoftmax", "--val-fraction", "0.4", "--no-progress", "--cpus-per-trial", "1"]
+
+
+def test_space_is_the_declaration_narrowed_and_overridden_by_space_options():
+    assert search_space("ms", []) == {"alpha": LogUniform(0.1, 20.0), "beta": LogUniform(1.0, 100.0),
+                                      "base": Uniform(0.0, 1.0), "epsilon": Uniform(0.0, 0.5)}
+    assert search_space("amsoftmax", ["scale=loguniform(2,64)", "margin"]) == {
+        "scale": LogUniform(2.0, 64.0), "margin": Uniform(0.0, 0.6)}
+    with pytest.raises(ValueError, match="valid: alpha, base, beta, epsilon"):
+        search_space("ms", ["gamma=uniform(0,1)"])
+    with pytest.raises(ValueError, match="cannot parse search space"):
+        search_space("ms", ["alpha=normal(0,1)"])
+    with pytest.raises(ValueError, match="declares no search space"):
+        search_space("pixels", [])
+
+
+def study_of(folder: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{folder / 'study.db'}")
+
+
+def state_counts(folder: Path) -> dict[str, int]:
+    """Trials per state of a study another process is writing (read-only: no schema creation race)."""
+    try:
+        with sqlite3.connect(f"file:{folder / 'study.db'}?mode=ro", uri=True) as db:
+            return dict(db.execute("SELECT state, COUNT(*) FROM trials GROUP BY state").fetchall())
+    except sqlite3.Error:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def asha_search(ray_session, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("search")
+    code = main(["search", *DIGITS, *SPACE, "--trials", "6", "--epochs", "2", "--max-concurrent", "2",
+                 "--scheduler", "asha", "--final-seeds", "2", "--results-dir", str(out)])
+    assert code == 0
+    return out
+
+
+def test_search_proposes_distinct_params_inside_the_space(asha_search):
+    study = study_of(asha_search / "searches" / "amsoftmax-digits", "amsoftmax-digits")
+    assert len(finished_trials(study)) == 6
+    assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    params = [(t.params["scale"], t.params["margin"]) for t in study.trials]
+    assert len(set(params)) == 6
+    assert all(2 <= s <= 64 and 0 <= m <= 0.6 for s, m in params)
+    table = pd.read_csv(asha_search / "searches" / "amsoftmax-digits" / "trials.csv")
+    assert len(table) == 6 and {"scale", "margin", "val_recall@1", "trial_id", "state"} <= set(table.columns)
+
+
+def test_best_is_the_highest_validation_metric_and_is_retrained_into_the_leaderboard(asha_search):
+    folder = asha_search / "searches" / "amsoftmax-digits"
+    best = json.loads((folder / "best.json").read_text())
+    table = pd.read_csv(folder / "trials.csv")
+    complete = table[table["state"] == "COMPLETE"]
+    assert best["value"] == complete["val_recall@1"].max()
+    # the search trials' own records agree: the best trial's final validation Recall@1
+    search_records = [json.loads(p.read_text()) for p in folder.glob("runs/trials/*/record.json")]
+    assert all(r["config"]["eval_split"] == "val" for r in search_records)
+    best_record = next(r for r in search_records if r["trial_id"] == best["trial_id"])
+    assert best_record["metrics"]["recall@1"] == best["value"]
+    assert max(r["metrics"]["recall@1"] for r in search_records if r["status"] == "ok") == best["value"]
+    final = [json.loads(p.read_text()) for p in (asha_search / "runs" / "digits").glob("*/record.json")]
+    assert sorted(r["config"]["seed"] for r in final) == [0, 1]
+    assert all(r["config"]["eval_split"] == "test" and r["config"]["hparams"] == best["hparams"] for r in final)
+    board = pd.read_csv(asha_search / "leaderboards" / "digits.csv")
+    assert board["n_seeds"].tolist() == [2] and json.loads(board["hparams"][0]) == best["hparams"]
+    assert (folder / "history.png").exists() and (folder / "scatter.png").exists()
+
+
+def test_a_new_search_refuses_a_folder_holding_one(asha_search, capsys):
+    code = main(["search", *DIGITS, *SPACE, "--trials", "6", "--epochs", "2", "--results-dir", str(asha_search)])
+    assert code == 2 and "pass --resume to continue it" in capsys.readouterr().err
+
+
+def test_the_searcher_tells_optuna_complete_failed_or_pruned(tmp_path):
+    """Each outcome of a Tune trial becomes the matching Optuna state (no Ray needed)."""
+    from harness.config import ExperimentConfig, TrialConfig
+    from harness.ray_executor import RECORD_KEY
+    from harness.search import OptunaSearcher
+    from harness.trial import failed_record
+
+    base = ExperimentConfig(methods=["amsoftmax"], results_dir=str(tmp_path)).trials()[0]
+    study = optuna.create_study(direction="maximize")
+    searcher = OptunaSearcher(study, search_space("amsoftmax", []), base, "val_recall@1", budget=3)
+    configs = [searcher.suggest(str(i)) for i in range(3)]
+    assert searcher.suggest("3") == searcher.FINISHED
+    ok = {"status": "ok", "config": {**configs[0]["trial"], "eval_split": "val"}, "metrics": {"recall@1": 0.75}}
+    searcher.on_trial_complete("0", {RECORD_KEY: json.dumps(ok)})
+    searcher.on_trial_complete("1", {RECORD_KEY: json.dumps(failed_record(configs[1]["trial"], "NaN loss"))})
+    searcher.on_trial_complete("2", {"epoch": 1, "val_recall@1": 0.5})  # stopped by ASHA after an epoch
+    assert [(t.state, t.value, t.user_attrs.get("error")) for t in study.trials] == [
+        (TrialState.COMPLETE, 0.75, None), (TrialState.FAIL, None, "NaN loss"), (TrialState.PRUNED, None, None)]
+    assert [t.user_attrs["trial_id"] for t in study.trials] == [
+        TrialConfig.from_dict(c["trial"]).trial_id for c in configs]
+
+
+def test_a_killed_search_resumes_to_the_planned_count_without_repeating(ray_session, tmp_path):
+    """Kill a search once two trials are complete and a third runs; ``--resume`` runs only the rest,
+    the killed one first with its proposed parameters."""
+    name, planned = "killed", 5
+    args = ["search", *DIGITS, *SPACE, "--trials", str(planned), "--epochs", "1", "--max-concurrent", "1",
+            "--final-seeds", "0", "--name", name, "--results-dir", str(tmp_path)]
+    folder = tmp_path / "searches" / name
+    kill_when(args, lambda: (counts := state_counts(folder)).get("COMPLETE", 0) >= 2 and counts.get("RUNNING"),
+              ray_session)
+    before = study_of(folder, name).trials
+    done_before = {t.number: t.params for t in before if t.state == TrialState.COMPLETE}
+    running = [t.params for t in before if t.state == TrialState.RUNNING]
+    assert 2 <= len(done_before) < planned and len(running) <= 1
+    assert main([*args, "--resume"]) == 0
+    after = study_of(folder, name)
+    finished = finished_trials(after)
+    assert len(finished) == planned and all(t.state == TrialState.COMPLETE for t in finished)
+    assert {t.number: t.params for t in finished if t.number in done_before} == done_before
+    ran = [t for t in after.trials if t.number >= len(before)]
+    assert len(ran) == planned - len(done_before)  # nothing finished ran again
+    assert [t.params for t in ran][:len(running)] == running  # the killed trial was proposed again
+    params = [tuple(sorted(t.params.items())) for t in finished]
+    assert len(set(params)) == planned
+    assert main([*args, "--resume"]) == 0  # complete: nothing more runs
+    assert len(study_of(folder, name).trials) == len(after.trials)
+
+
+def test_sweep_runs_the_grid_and_plots_sensitivity(tmp_path):
+    code = main(["sweep", "--method", "amsoftmax", "--param", "margin=0,0.2", "--seeds", "0", "--epochs", "1",
+                 "--executor", "local", "--no-progress", "--results-dir", str(tmp_path)])
+    assert code == 0
+    recs = [json.loads(p.read_text()) for p in tmp_path.glob("runs/digits/*/record.json")]
+    assert sorted((r["config"]["hparams"]["margin"], r["config"]["seed"]) for r in recs) == [(0, 0), (0.2, 0)]
+    assert (tmp_path / "sweeps" / "digits" / "amsoftmax.margin.png").stat().st_size > 0
