@@ -25,3 +25,36 @@ def clustered_batch():
     labels = torch.arange(8).repeat_interleave(4)
     features = centres[labels] + 0.8 * torch.randn(32, 32, generator=g)
     return features, labels
+
+
+@pytest.fixture
+def loss_before_and_after_training(clustered_batch):
+    """``f(name) -> (first, last)``: a method's loss on the fixed batch before and after 60 Adam steps
+    of a linear head (lr 1e-2) and the method's own parameter groups."""
+    from torch import nn
+
+    from harness.method import create_method
+    from harness.models import ModelOutput
+
+    features, labels = clustered_batch
+
+    def train(name: str) -> tuple[float, float]:
+        torch.manual_seed(0)
+        head = nn.Linear(32, 16)
+        method = create_method(name, num_classes=8, embedding_dim=16, feature_dim=32)
+        optimizer = torch.optim.Adam([{"params": head.parameters(), "lr": 1e-2},
+                                      *method.param_groups(lr=1e-2, weight_decay=0.0)])
+
+        def loss_now() -> torch.Tensor:
+            emb = nn.functional.normalize(head(features), dim=-1)
+            return method.loss(ModelOutput(embedding=emb, pooled=features, feature_map=features[:, :, None, None]),
+                               labels)
+
+        first = loss_now().item()
+        for _ in range(60):
+            optimizer.zero_grad()
+            loss_now().backward()
+            optimizer.step()
+        return first, loss_now().item()
+
+    return train
