@@ -20,7 +20,7 @@ from harness.models import check_backbone_name
 from harness.recipe import Recipe, get_recipe
 
 #: fields of a TrialConfig that do not change its result (where it is written, how it is scheduled)
-_NOT_IN_IDENTITY = ("experiment", "results_dir", "device", "num_workers", "save_model", "fail_at_epoch")
+_NOT_IN_IDENTITY = ("experiment", "results_dir", "device", "num_workers", "save_model", "fail_at_epoch", "utilization")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class TrialConfig:
     device: str = "auto"
     num_workers: int = 0
     save_model: bool = True
+    utilization: bool = False
     fail_at_epoch: int | None = None
 
     def __post_init__(self) -> None:
@@ -105,6 +106,7 @@ class ExperimentConfig:
     device: str = "auto"
     num_workers: int = 0
     save_model: bool = True
+    utilization: bool = False
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "ExperimentConfig":
@@ -158,5 +160,6 @@ class ExperimentConfig:
                     data_root=self.data_root, pretrained=self.pretrained, val_fraction=self.val_fraction,
                     eval_split=self.eval_split, experiment=experiment, results_dir=self.results_dir,
                     device=self.device, num_workers=self.num_workers, save_model=self.save_model,
+                    utilization=self.utilization,
                 ))
         return out

@@ -24,6 +24,7 @@ from harness.models import EmbeddingModel, create_backbone
 from harness.recipe import Recipe
 from harness.train import Trainer, TrialFailed, build_train_loader, resolve_device, seed_everything
 from harness.transforms import build_transform
+from harness.utilization import utilization
 
 Report = Callable[[dict[str, Any], str | None], None]
 
@@ -51,8 +52,8 @@ def _loader(subset: Subset, transform, channels: int, batch_size: int, num_worke
 
 
 def evaluate_model(model: EmbeddingModel, splits: DatasetSplits, config: TrialConfig, device: torch.device,
-                   include_nmi: bool = True) -> dict[str, float]:
-    """Recall@K, MAP@R, R-Precision (and NMI) on the validation or test classes."""
+                   include_nmi: bool = True, include_utilization: bool = False) -> dict[str, float]:
+    """Recall@K, MAP@R, R-Precision (and NMI, and Metrix's utilization u(Q)) on the validation or test classes."""
     recipe, channels = config.recipe_obj, splits.channels
     transform = eval_transform(model, recipe, channels)
     if config.eval_split == "val":
@@ -63,7 +64,12 @@ def evaluate_model(model: EmbeddingModel, splits: DatasetSplits, config: TrialCo
     g_emb = g_lab = None
     if gallery is not None:
         g_emb, g_lab = embed(model, _loader(gallery, transform, channels, recipe.eval_batch_size, config.num_workers), device)
-    return evaluate_embeddings(q_emb, q_lab, g_emb, g_lab, recall_ks=splits.recall_ks, include_nmi=include_nmi)
+    metrics = evaluate_embeddings(q_emb, q_lab, g_emb, g_lab, recall_ks=splits.recall_ks, include_nmi=include_nmi)
+    if include_utilization:
+        train = splits.train if config.eval_split == "val" else splits.trainval
+        t_emb, _ = embed(model, _loader(train, transform, channels, recipe.eval_batch_size, config.num_workers), device)
+        metrics["utilization"] = utilization(q_emb, t_emb)
+    return metrics
 
 
 def run_trial(config: dict[str, Any], report: Report | None = None, resume_from: str | None = None,
@@ -114,7 +120,7 @@ def run_trial(config: dict[str, Any], report: Report | None = None, resume_from:
                 torch.save({**trainer.state_dict(), "history": history}, trial_dir / CHECKPOINT_FILE)
                 report(epoch_metrics, checkpoint)
 
-    metrics = evaluate_model(model, splits, cfg, device)
+    metrics = evaluate_model(model, splits, cfg, device, include_utilization=cfg.utilization)
     if cfg.save_model:
         trial_dir.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), trial_dir / MODEL_FILE)

@@ -120,3 +120,10 @@ def test_list_shows_every_registry(capsys):
     for name in ("triplet", "contrastive", "ms", "softtriple", "amsoftmax", "pixels", "omniglot", "cub",
                  "digits", "bninception", "small_cnn", "resnet50"):
         assert name in out
+
+
+def test_utilization_is_an_optional_metric(tmp_path):
+    assert main(["run", "--methods", "pixels", "--utilization", "--results-dir", str(tmp_path), *FAST]) == 0
+    (rec,) = records(tmp_path).values()
+    assert rec["config"]["utilization"] is True
+    assert 0.0 < rec["metrics"]["utilization"] < 4.0  # squared distance between unit vectors

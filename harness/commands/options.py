@@ -43,6 +43,9 @@ def add_experiment_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     parser.add_argument("--num-workers", type=int, help="data-loading worker processes per trial")
     parser.add_argument("--no-save-model", action="store_true", help="do not save each trial's weights")
+    parser.add_argument("--utilization", action="store_true",
+                        help="also compute u(Q), the mean squared distance from each test query to its nearest "
+                             "training embedding (Venkataramanan et al., ICLR 2022); embeds the training split once more")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--fail-at-epoch", type=int, help=argparse.SUPPRESS)  # test-only fault injection
 
@@ -123,6 +126,8 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
         flags["hparams"] = hparams
     if args.no_save_model:
         flags["save_model"] = False
+    if args.utilization:
+        flags["utilization"] = True
     if args.config:
         return ExperimentConfig.from_yaml(args.config, **flags)
     return ExperimentConfig(**{k: v for k, v in flags.items() if v is not None})
