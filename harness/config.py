@@ -131,10 +131,7 @@ class ExperimentConfig:
             cls = get_method_class(method)
             self.recipe_for(method)
             check_backbone_name(cls.backbone or self.backbone or spec.default_backbone)
-            unknown = set(self.hparams.get(method, {})) - set(cls.hparams)
-            if unknown:
-                raise ValueError(f"method {method!r} has no hyperparameter {', '.join(sorted(unknown))}; "
-                                 f"valid: {', '.join(sorted(cls.hparams)) or 'none'}")
+            cls.check_hparam_names(self.hparams.get(method, {}))
         unknown_methods = set(self.hparams) - set(self.methods)
         if unknown_methods:
             raise ValueError(f"hyperparameters given for method(s) not in this run: {', '.join(sorted(unknown_methods))}")

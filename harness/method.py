@@ -18,7 +18,7 @@ passing networks) live in it and get their own optimizer group.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable
 
 import torch
 from torch import nn
@@ -45,12 +45,7 @@ class Method(nn.Module):
 
     def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
         super().__init__()
-        unknown = set(hparams) - set(self.hparams)
-        if unknown:
-            raise ValueError(
-                f"method {self.name!r} has no hyperparameter {', '.join(sorted(unknown))}; "
-                f"valid: {', '.join(sorted(self.hparams)) or 'none'}"
-            )
+        self.check_hparam_names(hparams)
         self.num_classes = num_classes
         self.embedding_dim = embedding_dim
         self.feature_dim = feature_dim
@@ -70,6 +65,14 @@ class Method(nn.Module):
         if not params:
             return []
         return [{"params": params, "lr": lr * self.lr_multiplier, "weight_decay": weight_decay, "name": "method"}]
+
+    @classmethod
+    def check_hparam_names(cls, names: Iterable[str]) -> None:
+        """Raise ``ValueError`` listing the valid names unless every one of ``names`` is declared."""
+        unknown = set(names) - set(cls.hparams)
+        if unknown:
+            raise ValueError(f"method {cls.name!r} has no hyperparameter {', '.join(sorted(unknown))}; "
+                             f"valid: {', '.join(sorted(cls.hparams)) or 'none'}")
 
     @classmethod
     def dataset_defaults(cls, dataset: str) -> dict[str, Any]:

@@ -39,7 +39,8 @@ INTERRUPTED = "interrupted"
 def search_space(method: str, items: list[str]) -> dict[str, Distribution]:
     """The distributions to search: each ``NAME=DIST`` or ``NAME`` (the declared one) of ``items``;
     without items, every hyperparameter of ``method`` that declares a space."""
-    declared = get_method_class(method).hparams
+    cls = get_method_class(method)
+    declared = cls.hparams
     if not items:
         space = {name: p.space for name, p in declared.items() if p.space is not None}
         if not space:
@@ -48,8 +49,7 @@ def search_space(method: str, items: list[str]) -> dict[str, Distribution]:
     space: dict[str, Distribution] = {}
     for item in items:
         name, _, text = (part.strip() for part in item.partition("="))
-        if name not in declared:
-            raise ValueError(f"method {method!r} has no hyperparameter {name!r}; valid: {', '.join(sorted(declared))}")
+        cls.check_hparam_names([name])
         dist = parse_distribution(text) if text else declared[name].space
         if dist is None:
             raise ValueError(f"{method}.{name} declares no search space; give one: --space {name}=loguniform(a,b)")
