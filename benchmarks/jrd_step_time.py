@@ -19,10 +19,10 @@ from typing import Callable
 
 import torch
 
-from harness.method import Method, create_method, get_method_class
-from harness.models import EmbeddingModel, ModelOutput, create_backbone
-from harness.recipe import get_recipe
-from harness.train import build_optimizer, freeze_batchnorm_statistics
+from harness.plugins.method import Method, create_method, get_method_class
+from harness.plugins.models import EmbeddingModel, ModelOutput, create_backbone
+from harness.plugins.method import find_recipe
+from harness.engine.train import build_optimizer, freeze_batchnorm_statistics
 import methods.jrd  # noqa: F401  (registers jrd and its variants)
 
 BASELINE = "amsoftmax"
@@ -68,7 +68,7 @@ def build(name: str, args: argparse.Namespace,
                            feature_dim=model.feature_dim).to(device)
     model.train()
     freeze_batchnorm_statistics(model.backbone)
-    return model, method, build_optimizer(model, method, get_recipe("jrd"))
+    return model, method, build_optimizer(model, method, find_recipe("jrd"))
 
 
 def train_step(model: EmbeddingModel, method: Method, optimizer: torch.optim.Optimizer,

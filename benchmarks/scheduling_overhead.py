@@ -18,11 +18,12 @@ import tempfile
 import time
 from typing import Callable
 
-from harness import ray_compat
-from harness.config import ExperimentConfig, TrialConfig
-from harness.executors import LocalExecutor
-from harness.ray_executor import RayExecutor
-from harness.results import ResultStore
+from harness.scheduling import ray_compat
+from harness.core.config import TrialConfig
+from harness.experiment import ExperimentConfig
+from harness.scheduling.executors import LocalExecutor
+from harness.scheduling.ray_executor import RayExecutor
+from harness.core.store import ResultStore
 
 
 def trials(method: str, n_seeds: int, epochs: int, results: str, tag: str) -> list[TrialConfig]:

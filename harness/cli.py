@@ -9,8 +9,8 @@ import argparse
 import sys
 
 from harness.commands import COMMANDS
-from harness.data import DatasetFormatError
-from harness.registry import UnknownNameError, import_plugins
+from harness.plugins.data import DatasetFormatError
+from harness.core.registry import UnknownNameError, import_plugins
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,8 +15,8 @@ import math
 
 from pytorch_metric_learning import losses
 
-from harness.hparams import LogUniform, Param, Uniform
-from harness.method import PMLLossMethod, register_method
+from harness.core.hparams import LogUniform, Param, Uniform
+from harness.plugins.method import PMLLossMethod, register_method
 
 
 @register_method("arcface")

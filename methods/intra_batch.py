@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.hparams import Choice, IntUniform, LogUniform, Param, Uniform
-from harness.method import Method, register_method
-from harness.recipe import Recipe, register_recipe
+from harness.core.hparams import Choice, IntUniform, LogUniform, Param, Uniform
+from harness.plugins.method import Method, register_method
+from harness.core.recipe import Recipe
 
 #: The code's per-dataset training (config/config_<dataset>_train.yaml): classes × samples per batch,
 #: learning rate (backbone, embedding, MPN and classifiers alike) and weight decay.
@@ -55,8 +55,8 @@ _CODE_TRAINING = {
     "intra_batch_sop": (15, 6, 2.472471515853406e-4, 2.7650277063275255e-13),
     "intra_batch_inshop": (14, 4, 1.1265974954242144e-4, 1.0554824926510768e-07),
 }
-for _name, (_classes, _samples, _lr, _wd) in _CODE_TRAINING.items():
-    register_recipe(Recipe(
+#: the code's recipe per dataset, by recipe name
+CODE_RECIPES = {_name: Recipe(
         # RAdam, 70 epochs, m-per-class batches, one learning rate for every parameter (lr_method is
         # 100 × lr because the method's parameters train at lr_method × 0.01), BatchNorm
         # statistics updated (not frozen), fp32; our 224 px crops. The code divides the learning rate by
@@ -66,7 +66,7 @@ for _name, (_classes, _samples, _lr, _wd) in _CODE_TRAINING.items():
         image_size=224, resize_size=256, augmentation="rrc_flip", optimizer="radam", lr_backbone=_lr,
         lr_head=_lr, lr_method=100 * _lr, weight_decay=_wd, lr_decay_epochs=30, lr_decay_gamma=0.1, freeze_bn=False,
         amp=False,
-    ))
+    ) for _name, (_classes, _samples, _lr, _wd) in _CODE_TRAINING.items()}
 
 
 def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, temperature: float,
@@ -145,7 +145,7 @@ class IntraBatch(Method):
     sampler = "m_per_class"
     pooling = "max"
     lr_multiplier = 0.01
-    paper_recipe = "intra_batch"
+    paper_recipe = CODE_RECIPES["intra_batch"]
 
     def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
         super().__init__(num_classes, embedding_dim, feature_dim, **hparams)
@@ -155,6 +155,15 @@ class IntraBatch(Method):
         self.classifier = nn.Linear(embedding_dim, num_classes)
         self.mpn = MessagePassingNetwork(embedding_dim, num_classes, c["num_layers"], c["num_heads"], c["dropout"],
                                          c["concat_layers"])
+
+    @classmethod
+    def paper_recipe_for(cls, dataset: str) -> Recipe:
+        """The code's recipe for ``dataset`` (CUB's for datasets it did not run)."""
+        return CODE_RECIPES.get(f"intra_batch_{dataset}", CODE_RECIPES["intra_batch"])
+
+    @classmethod
+    def declared_recipes(cls) -> tuple[Recipe, ...]:
+        return tuple(CODE_RECIPES.values())
 
     @classmethod
     def dataset_defaults(cls, dataset: str) -> dict[str, Any]:

@@ -45,10 +45,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from harness.hparams import Choice, IntUniform, LogUniform, Param
-from harness.method import register_method
-from harness.models import ModelOutput
-from harness.recipe import Recipe, register_recipe
+from harness.core.hparams import Choice, IntUniform, LogUniform, Param
+from harness.plugins.method import register_method
+from harness.plugins.models import ModelOutput
+from harness.core.recipe import Recipe
 from methods.amsoftmax import AMSoftmax
 from methods.jrd_kernels import (KERNELS, KernelSpec, inter_class_similarity, intra_class_distance, joint_kernel,
                                  joint_mmd, marginal_kernel, pool_representations)
@@ -57,7 +57,7 @@ from methods.jrd_kernels import (KERNELS, KernelSpec, inter_class_similarity, in
 #: α = 1e-3 for the unnormalised polynomial and MGF kernels); used when ``alpha`` is not given.
 DEFAULT_ALPHA: dict[str, float] = {"gaussian": 1.0, "laplace": 1.0, "polynomial": 1e-3, "mgf": 1e-3}
 
-register_recipe(Recipe(
+JRD_RECIPE = Recipe(
     # The JRD code's training (YangLin122/JRD, args.py, train.py, batch.py): 512-d embedding (the
     # trial's embedding_dim), batches of 100 by plain shuffling, Adam (eps 0.01, L2 weight decay 1e-4),
     # lr 1e-4 for backbone and embedding, 1e-2 for the class weights, ×0.1 every 20 of 50 epochs,
@@ -66,7 +66,7 @@ register_recipe(Recipe(
     name="jrd", epochs=50, batch_size=100, sampler="random", image_size=224, resize_size=256,
     augmentation="rrc_flip", optimizer="adam", lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2,
     weight_decay=1e-4, adam_eps=0.01, lr_decay_epochs=20, lr_decay_gamma=0.1, freeze_bn=True, amp=False,
-))
+)
 
 
 @register_method("jrd")
@@ -85,7 +85,7 @@ class JRD(AMSoftmax):
         "degree": Param(2, IntUniform(1, 4), "p of the polynomial kernel"),
     }
     taps = ("embedding", "pooled")
-    paper_recipe = "jrd"
+    paper_recipe = JRD_RECIPE
     #: Mixture sizes K of the kernels the regulariser uses (the code's ``--kernelNums``: X⁻, X, X⁺).
     kernel_nums: ClassVar[tuple[int, ...]] = (3, 3, 1)
 

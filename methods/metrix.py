@@ -73,16 +73,16 @@ from pytorch_metric_learning import losses
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from torch import nn
 
-from harness.hparams import Choice, LogUniform, Param, Uniform
-from harness.method import PMLLossMethod, register_method
-from harness.models import ModelOutput
-from harness.recipe import Recipe, register_recipe
+from harness.core.hparams import Choice, LogUniform, Param, Uniform
+from harness.plugins.method import PMLLossMethod, register_method
+from harness.plugins.models import ModelOutput
+from harness.core.recipe import Recipe
 from methods.contrastive import Contrastive
 from methods.ms import MultiSimilarity
 
 MIX_AT = ("input", "feature", "embed")
 
-register_recipe(Recipe(
+METRIX_RECIPE = Recipe(
     # The code's CUB command for Contrastive + Metrix (billpsomas/metrix README, main.py): ResNet-50,
     # 128-d embedding (the trial's embedding_dim), 100 epochs, batches of 100 by plain shuffling
     # (SOP/In-Shop: 5 images per class), Adam (L2 weight decay 1e-4) at lr 1e-4 for backbone and
@@ -93,7 +93,7 @@ register_recipe(Recipe(
     name="metrix", epochs=100, batch_size=100, sampler="random", image_size=224, resize_size=256,
     augmentation="rrc_flip", optimizer="adam", lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2,
     weight_decay=1e-4, lr_decay_epochs=10, lr_decay_gamma=0.1, freeze_bn=True, warmup_epochs=5, amp=False,
-))
+)
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ class Metrix(PMLLossMethod):
     taps = ("embedding", "feature_map")
     sampler = "m_per_class"
     pooling = "avgmax"
-    paper_recipe = "metrix"
+    paper_recipe = METRIX_RECIPE
 
     def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
         super().__init__(num_classes, embedding_dim, feature_dim, **hparams)

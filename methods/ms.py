@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pytorch_metric_learning import losses, miners
 
-from harness.hparams import LogUniform, Param, Uniform
-from harness.method import PMLLossMethod, register_method
+from harness.core.hparams import LogUniform, Param, Uniform
+from harness.plugins.method import PMLLossMethod, register_method
 
 
 @register_method("ms")

@@ -52,13 +52,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.hparams import Choice, LogUniform, Param
-from harness.method import register_method
-from harness.models import ModelOutput
-from harness.recipe import Recipe, register_recipe
+from harness.core.hparams import Choice, LogUniform, Param
+from harness.plugins.method import register_method
+from harness.plugins.models import ModelOutput
+from harness.core.recipe import Recipe
 from methods.proxyanchor import ProxyAnchor
 
-register_recipe(Recipe(
+NIR_RECIPE = Recipe(
     # The code's CUB/Cars runs (nir_benchmark_runs.sh, parameters.py, main.py): ResNet-50 with frozen
     # BatchNorm, 128-d normalised embedding (the trial's embedding_dim; 512 in its second setting),
     # 100 epochs, batches of 90 with 2 samples per class, Adam at lr 1e-5 for backbone and embedding
@@ -69,7 +69,7 @@ register_recipe(Recipe(
     name="nir", epochs=100, batch_size=90, sampler="m_per_class", samples_per_class=2, image_size=224,
     resize_size=256, augmentation="rrc_flip", optimizer="adam", lr_backbone=1e-5, lr_head=1e-5, lr_method=4e-2,
     weight_decay=4e-4, lr_decay_epochs=100, lr_decay_gamma=0.1, freeze_bn=True, warmup_epochs=1, amp=False,
-))
+)
 
 #: The code's ``w_align`` (weight of the proxy term in its form) per dataset.
 W_ALIGN: dict[str, float] = {"cub": 0.0075, "cars": 0.01, "sop": 0.3}
@@ -114,7 +114,7 @@ class NIR(ProxyAnchor):
         "depth": Param(8, None, "linear layers per coupling subnet"),
         "clamp": Param(2.0, None, "soft clamp of the coupling's log-scales"),
     }
-    paper_recipe = "nir"
+    paper_recipe = NIR_RECIPE
 
     def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
         super().__init__(num_classes, embedding_dim, feature_dim, **hparams)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.method import Method, register_method
+from harness.plugins.method import Method, register_method
 
 
 @register_method("pixels")

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from pytorch_metric_learning import losses
 
-from harness.hparams import LogUniform, Param, Uniform
-from harness.method import PMLLossMethod, register_method
-from harness.recipe import Recipe, register_recipe
+from harness.core.hparams import LogUniform, Param, Uniform
+from harness.plugins.method import PMLLossMethod, register_method
+from harness.core.recipe import Recipe
 
-register_recipe(Recipe(
+PROXY_ANCHOR_RECIPE = Recipe(
     # The authors' CUB command (tjddus9597/Proxy-Anchor-CVPR2020, README and code/train.py):
     # 512-d embedding (the trial's embedding_dim), 60 epochs, batches of 180 by plain shuffling,
     # AdamW (weight decay 1e-4) at lr 1e-4 for backbone and embedding, proxies ×100 = 1e-2,
@@ -31,7 +31,7 @@ register_recipe(Recipe(
     name="proxyanchor", epochs=60, batch_size=180, sampler="random", image_size=224, resize_size=256,
     augmentation="rrc_flip", optimizer="adamw", lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2,
     weight_decay=1e-4, lr_decay_epochs=10, lr_decay_gamma=0.5, freeze_bn=True, warmup_epochs=1, amp=False,
-))
+)
 
 
 @register_method("proxyanchor")
@@ -42,7 +42,7 @@ class ProxyAnchor(PMLLossMethod):
         "alpha": Param(32.0, LogUniform(1.0, 128.0), "α, scale of the similarities"),
         "margin": Param(0.1, Uniform(0.0, 0.5), "δ, margin"),
     }
-    paper_recipe = "proxyanchor"
+    paper_recipe = PROXY_ANCHOR_RECIPE
 
     def build_loss(self):
         return losses.ProxyAnchorLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,

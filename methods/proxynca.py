@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pytorch_metric_learning import losses
 
-from harness.hparams import LogUniform, Param
-from harness.method import PMLLossMethod, register_method
+from harness.core.hparams import LogUniform, Param
+from harness.plugins.method import PMLLossMethod, register_method
 
 
 @register_method("proxynca")

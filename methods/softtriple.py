@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pytorch_metric_learning import losses
 
-from harness.hparams import IntUniform, LogUniform, Param, Uniform
-from harness.method import PMLLossMethod, register_method
+from harness.core.hparams import IntUniform, LogUniform, Param, Uniform
+from harness.plugins.method import PMLLossMethod, register_method
 
 
 @register_method("softtriple")

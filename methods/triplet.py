@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pytorch_metric_learning import losses, miners
 
-from harness.hparams import Choice, Param, Uniform
-from harness.method import PMLLossMethod, register_method
+from harness.core.hparams import Choice, Param, Uniform
+from harness.plugins.method import PMLLossMethod, register_method
 
 
 @register_method("triplet")

@@ -33,8 +33,8 @@ def loss_before_and_after_training(clustered_batch):
     of a linear head (lr 1e-2) and the method's own parameter groups."""
     from torch import nn
 
-    from harness.method import create_method
-    from harness.models import ModelOutput
+    from harness.plugins.method import create_method
+    from harness.plugins.models import ModelOutput
 
     features, labels = clustered_batch
 

@@ -1,4 +1,4 @@
-"""Backbones registered by ``harness.backbones``: shapes, parameter count, local-file weight loading."""
+"""Backbones registered by ``harness.plugins.backbones``: shapes, parameter count, local-file weight loading."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,8 +7,8 @@ import pytest
 import timm
 import torch
 
-import harness.backbones  # noqa: F401  (registers the backbones with timm)
-from harness.backbones import PAPER_BACKBONES
+import harness.plugins.backbones  # noqa: F401  (registers the backbones with timm)
+from harness.plugins.backbones import PAPER_BACKBONES
 
 # Cadene's BNInception(num_classes=1000) (pretrainedmodels 0.7.4): 69 conv+BN pairs, 10,270,240
 # backbone parameters plus the 1024 x 1000 + 1000 = 1,025,000 of ``last_linear``.

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
-from harness.results import ResultStore
+from harness.core.store import ResultStore
 
 FAST = ["--epochs", "1", "--no-progress", "--executor", "local"]
 

@@ -10,8 +10,8 @@ from PIL import Image
 from scipy.io import loadmat, savemat
 from torchvision.transforms import ToTensor
 
-from harness.data import DATASETS, DatasetFormatError, DatasetSplits, ImageDataset, create_dataset
-from harness.registry import UnknownNameError
+from harness.plugins.data import DATASETS, DatasetFormatError, DatasetSplits, ImageDataset, create_dataset
+from harness.core.registry import UnknownNameError
 
 OMNIGLOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
 IMAGES_PER_CLASS = 2

@@ -1,4 +1,4 @@
-"""Tests of harness.knn and harness.evaluate against a brute-force numpy reference."""
+"""Tests of harness.engine.knn and harness.engine.evaluate against a brute-force numpy reference."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness import knn as knn_module
-from harness.evaluate import embed, evaluate_embeddings
-from harness.knn import KNN, knn, resolve_backend
+from harness.engine import knn as knn_module
+from harness.engine.evaluate import embed, evaluate_embeddings
+from harness.engine.knn import KNN, knn, resolve_backend
 
 BACKENDS = ("faiss", "torch")
 RECALL_KS = (1, 2, 4, 8)

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.evaluate import embed
-from harness.method import METHODS, create_method, get_method_class
-from harness.models import EmbeddingModel, create_backbone
-from harness.recipe import get_recipe
+from harness.engine.evaluate import embed
+from harness.plugins.method import METHODS, create_method, get_method_class
+from harness.plugins.models import EmbeddingModel, create_backbone
+from harness.plugins.method import find_recipe
 from methods.intra_batch import smoothed_cross_entropy
 
 
@@ -28,7 +28,7 @@ def image_batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_declarations_dataset_defaults_and_recipe():
     cls = METHODS.get("intra_batch")
-    assert (cls.pooling, cls.normalize_embedding, cls.sampler, cls.paper_recipe) == ("max", True, "m_per_class",
+    assert (cls.pooling, cls.normalize_embedding, cls.sampler, cls.paper_recipe.name) == ("max", True, "m_per_class",
                                                                                    "intra_batch")
     assert cls.dataset_defaults("cub") == cls.dataset_defaults("omniglot") == {}
     assert cls.dataset_defaults("cars") == {"num_layers": 2, "num_heads": 8, "temperature": 1 / 9,
@@ -36,13 +36,13 @@ def test_declarations_dataset_defaults_and_recipe():
     assert cls.dataset_defaults("sop")["num_heads"] == 8 and cls.dataset_defaults("inshop")["num_heads"] == 4
     method = create_method("intra_batch", num_classes=5, embedding_dim=16, feature_dim=32)
     assert (method.config["num_layers"], method.config["num_heads"], method.config["temperature"]) == (1, 2, 0.2)
-    recipe = get_recipe("intra_batch")
+    recipe = find_recipe("intra_batch")
     assert (recipe.optimizer, recipe.batch_size, recipe.samples_per_class, recipe.epochs) == ("radam", 54, 9, 70)
     assert recipe.lr_backbone == recipe.lr_head == pytest.approx(1.5637e-4, rel=1e-4)
     (group,) = method.param_groups(recipe.lr_method, recipe.weight_decay)  # one learning rate, as in the code
     assert group["lr"] == pytest.approx(recipe.lr_backbone)
-    assert (get_recipe("intra_batch_cars").batch_size, get_recipe("intra_batch_sop").batch_size,
-            get_recipe("intra_batch_inshop").batch_size) == (70, 90, 56)
+    assert (find_recipe("intra_batch_cars").batch_size, find_recipe("intra_batch_sop").batch_size,
+            find_recipe("intra_batch_inshop").batch_size) == (70, 90, 56)
     with pytest.raises(ValueError, match="does not divide"):
         create_method("intra_batch", num_classes=5, embedding_dim=18, feature_dim=32, num_heads=4)
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.method import create_method
-from harness.models import ModelOutput
-from harness.recipe import get_recipe
+from harness.plugins.method import create_method
+from harness.plugins.models import ModelOutput
+from harness.plugins.method import find_recipe
 from methods.jrd import DEFAULT_ALPHA
 from methods.jrd_kernels import KERNELS
 
@@ -339,11 +339,11 @@ def test_bad_kernel_or_bandwidths_fail_with_the_valid_choices():
 def test_declarations_and_paper_recipe():
     for name in VARIANTS:
         cls = type(make(name))
-        assert cls.taps == ("embedding", "pooled") and cls.sampler == "random" and cls.paper_recipe == "jrd"
+        assert cls.taps == ("embedding", "pooled") and cls.sampler == "random" and cls.paper_recipe.name == "jrd"
         assert cls.lr_multiplier == 1.0
         for pname, param in cls.hparams.items():
             assert param.space is None or param.space.contains(param.default), (name, pname)
-    recipe = get_recipe("jrd")
+    recipe = find_recipe("jrd")
     assert (recipe.batch_size, recipe.sampler, recipe.optimizer, recipe.adam_eps, recipe.weight_decay) == \
         (100, "random", "adam", 0.01, 1e-4)
     assert (recipe.lr_backbone, recipe.lr_head, recipe.lr_method) == (1e-4, 1e-4, 1e-2)

@@ -11,11 +11,11 @@ import pytest
 from scipy import stats as sps
 
 from harness.cli import main
-from harness.leaderboard import records_frame, write_leaderboards
-from harness.plots import sensitivity_plot
-from harness.published import canonical_dataset, canonical_metric, load_published
-from harness.results import ResultStore
-from harness.stats import paired_pvalue, summarize, welch_pvalue
+from harness.reporting.leaderboard import records_frame, write_leaderboards
+from harness.reporting.plots import sensitivity_plot
+from harness.reporting.published import canonical_dataset, canonical_metric, load_published
+from harness.core.store import ResultStore
+from harness.reporting.stats import paired_pvalue, summarize, welch_pvalue
 
 RECIPE_A = {"name": "default", "epochs": 50, "batch_size": 112}
 RECIPE_B = {"name": "default", "epochs": 5, "batch_size": 112}

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from harness.method import METHODS, Method, create_method, register_method
-from harness.registry import UnknownNameError
+from harness.plugins.method import METHODS, Method, create_method, register_method
+from harness.core.registry import UnknownNameError
 
 BASELINES = ["triplet", "contrastive", "ms", "softtriple", "amsoftmax"]
 

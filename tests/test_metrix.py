@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import losses
 
-from harness.method import METHODS, create_method
-from harness.models import EmbeddingModel, create_backbone
-from harness.recipe import get_recipe
-from harness.utilization import utilization
+from harness.plugins.method import METHODS, create_method
+from harness.plugins.models import EmbeddingModel, create_backbone
+from harness.plugins.method import find_recipe
+from harness.engine.utilization import utilization
 from methods.metrix import MixPlan, anchor_negative_plan, hardest_negatives, mixed_targets, positive_negative_plan
 
 NAMES = ["metrix_contrastive", "metrix_ms", "metrix_proxyanchor"]
@@ -32,13 +32,13 @@ def test_registered_with_code_defaults_and_recipe():
     for name in NAMES:
         assert name in METHODS.names()
         cls = METHODS.get(name)
-        assert cls.pooling == "avgmax" and cls.normalize_embedding and cls.paper_recipe == "metrix"
+        assert cls.pooling == "avgmax" and cls.normalize_embedding and cls.paper_recipe.name == "metrix"
     method = create_method("metrix_contrastive", num_classes=4, embedding_dim=8, feature_dim=8)
     assert method.config == {"mix_at": "feature", "weight": 0.4, "mix_alpha": 2.0, "hard_negatives": None,
                              "pos_margin": 0.0, "neg_margin": 0.5}
     assert method.hard_negatives == 0
     assert create_method("metrix_ms", num_classes=4, embedding_dim=8, feature_dim=8, mix_at="input").hard_negatives == 1
-    recipe = get_recipe("metrix")
+    recipe = find_recipe("metrix")
     assert (recipe.optimizer, recipe.batch_size, recipe.sampler, recipe.warmup_epochs) == ("adam", 100, "random", 5)
     with pytest.raises(ValueError, match="valid: input, feature, embed"):
         create_method("metrix_ms", num_classes=4, embedding_dim=8, feature_dim=8, mix_at="pixels")

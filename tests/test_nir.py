@@ -10,10 +10,10 @@ from torch import nn
 from torch.autograd.functional import jacobian
 
 import methods.nir  # noqa: F401
-from harness.method import create_method, get_method_class
-from harness.models import EmbeddingModel, ModelOutput, create_backbone
-from harness.recipe import get_recipe
-from harness.train import build_optimizer
+from harness.plugins.method import create_method, get_method_class
+from harness.plugins.models import EmbeddingModel, ModelOutput, create_backbone
+from harness.plugins.method import find_recipe
+from harness.engine.train import build_optimizer
 from methods.nir import conditional_flow
 
 D = 8
@@ -108,8 +108,8 @@ def test_gradients_reach_proxies_and_flow(batch):
 
 
 def test_recipe_and_optimizer_groups():
-    recipe = get_recipe("nir")
-    assert get_method_class("nir").paper_recipe == "nir"
+    recipe = find_recipe("nir")
+    assert get_method_class("nir").paper_recipe.name == "nir"
     assert (recipe.optimizer, recipe.lr_backbone, recipe.lr_head, recipe.batch_size, recipe.sampler,
             recipe.samples_per_class, recipe.warmup_epochs) == ("adam", 1e-5, 1e-5, 90, "m_per_class", 2, 1)
     model = EmbeddingModel(create_backbone("small_cnn", in_chans=1), embedding_dim=D)

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.method import create_method, get_method_class
-from harness.models import EmbeddingModel, ModelOutput, create_backbone
-from harness.recipe import get_recipe
-from harness.train import build_optimizer
+from harness.plugins.method import create_method, get_method_class
+from harness.plugins.models import EmbeddingModel, ModelOutput, create_backbone
+from harness.plugins.method import find_recipe
+from harness.engine.train import build_optimizer
 
 PROXY_METHODS = ["proxyanchor", "proxynca", "normsoftmax", "arcface"]
 
@@ -29,8 +29,8 @@ def test_paper_defaults_and_recipe():
     config = {name: create_method(name, num_classes=5, embedding_dim=8, feature_dim=8).config for name in PROXY_METHODS}
     assert config == {"proxyanchor": {"alpha": 32.0, "margin": 0.1}, "proxynca": {"scale": 9.0},
                       "normsoftmax": {"temperature": 0.05}, "arcface": {"scale": 64.0, "margin": 0.5}}
-    assert get_method_class("proxyanchor").paper_recipe == "proxyanchor"
-    r = get_recipe("proxyanchor")
+    assert get_method_class("proxyanchor").paper_recipe.name == "proxyanchor"
+    r = find_recipe("proxyanchor")
     assert (r.optimizer, r.lr_backbone, r.lr_head, r.lr_method, r.weight_decay) == ("adamw", 1e-4, 1e-4, 1e-2, 1e-4)
     assert (r.batch_size, r.sampler, r.warmup_epochs, r.image_size, r.epochs) == (180, "random", 1, 224, 60)
     assert r.lr_method / r.lr_backbone == pytest.approx(100)
@@ -38,7 +38,7 @@ def test_paper_defaults_and_recipe():
 
 @pytest.mark.parametrize("name", PROXY_METHODS)
 def test_proxies_reach_their_optimizer_group_at_lr_method(name):
-    recipe = get_recipe("default")
+    recipe = find_recipe("default")
     model = EmbeddingModel(create_backbone("small_cnn", in_chans=1), embedding_dim=8)
     method = create_method(name, num_classes=5, embedding_dim=8, feature_dim=model.feature_dim)
     optimizer = build_optimizer(model, method, recipe)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import ray
 
-from harness import ray_compat
+from harness.scheduling import ray_compat
 from harness.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from harness.method import register_method
+from harness.plugins.method import register_method
 from methods.amsoftmax import AMSoftmax
 
 ROOT = Path({root!r})
@@ -143,8 +143,8 @@ def test_a_trial_whose_worker_dies_restarts_from_its_last_checkpoint(tmp_path, m
 
 
 def test_resources_default_to_cpu_trials_and_reject_what_the_machine_lacks(tmp_path):
-    from harness.ray_executor import RayExecutor
-    from harness.results import ResultStore
+    from harness.scheduling.ray_executor import RayExecutor
+    from harness.core.store import ResultStore
 
     store = ResultStore(tmp_path)
     with RayExecutor(store) as executor:

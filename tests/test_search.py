@@ -12,8 +12,8 @@ from optuna.trial import TrialState
 from test_ray import kill_when, ray_session  # noqa: F401  (the module-scoped Ray fixture)
 
 from harness.cli import main
-from harness.hparams import LogUniform, Uniform
-from harness.search import finished_trials, search_space
+from harness.core.hparams import LogUniform, Uniform
+from harness.scheduling.search import finished_trials, search_space
 
 SPACE = ["--space", "scale=loguniform(2,64)", "--space", "margin"]
 # two validation classes out of digits' five training classes, so that the validation metric varies
@@ -93,10 +93,11 @@ def test_a_new_search_refuses_a_folder_holding_one(asha_search, capsys):
 
 def test_the_searcher_tells_optuna_complete_failed_or_pruned(tmp_path):
     """Each outcome of a Tune trial becomes the matching Optuna state (no Ray needed)."""
-    from harness.config import ExperimentConfig, TrialConfig
-    from harness.ray_executor import RECORD_KEY
-    from harness.search import OptunaSearcher
-    from harness.trial import failed_record
+    from harness.core.config import TrialConfig
+    from harness.experiment import ExperimentConfig
+    from harness.scheduling.ray_executor import RECORD_KEY
+    from harness.scheduling.search import OptunaSearcher
+    from harness.engine.trial import failed_record
 
     base = ExperimentConfig(methods=["amsoftmax"], results_dir=str(tmp_path)).trials()[0]
     study = optuna.create_study(direction="maximize")

@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from harness.config import TrialConfig
-from harness.data import DATASETS, ImageDataset, Subset
-from harness.evaluate import embed
-from harness.results import RECORD_FILE, atomic_write_text
-from harness.train import resolve_device
-from harness.trial import MODEL_FILE, build_model, eval_transform
+from harness.core.config import TrialConfig
+from harness.plugins.data import DATASETS, ImageDataset, Subset
+from harness.engine.evaluate import embed
+from harness.core.store import RECORD_FILE, atomic_write_text
+from harness.engine.train import resolve_device
+from harness.engine.trial import MODEL_FILE, build_model, eval_transform
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 

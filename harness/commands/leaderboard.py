@@ -5,9 +5,9 @@ import argparse
 from pathlib import Path
 
 from harness.commands.options import comma_list
-from harness.leaderboard import FORMATS, write_leaderboards
-from harness.published import PUBLISHED_CSV
-from harness.results import ResultStore
+from harness.reporting.leaderboard import FORMATS, write_leaderboards
+from harness.reporting.published import PUBLISHED_CSV
+from harness.core.store import ResultStore
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from harness.backbones import EXAMPLE_BACKBONES
-from harness.data import DATASETS
-from harness.method import METHODS
-from harness.models import backbone_names
-from harness.recipe import RECIPES
+from harness.plugins.backbones import EXAMPLE_BACKBONES
+from harness.plugins.data import DATASETS
+from harness.plugins.method import METHODS, find_recipe, recipe_names
+from harness.plugins.models import backbone_names
 
 
 
@@ -28,8 +27,8 @@ def list_registry(args: argparse.Namespace) -> int:
         spec = DATASETS.get(name)
         print(f"  {name:14s} {spec.description}  (Recall@{','.join(map(str, spec.recall_ks))})")
     print("recipes:")
-    for name in RECIPES.names():
-        r = RECIPES.get(name)
+    for name in recipe_names():
+        r = find_recipe(name)
         print(f"  {name:14s} {r.epochs} epochs, batch {r.batch_size}, {r.image_size}px, {r.optimizer}, "
               f"sampler={r.sampler}  [{r.hash}]")
     names = backbone_names()

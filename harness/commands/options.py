@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.config import ExperimentConfig
-from harness.executors import Executor, LocalExecutor
-from harness.hparams import parse_assignment, parse_value
-from harness.results import ResultStore
+from harness.experiment import ExperimentConfig
+from harness.scheduling.executors import Executor, LocalExecutor
+from harness.core.hparams import parse_assignment, parse_value
+from harness.core.store import ResultStore
 
 
 def comma_list(text: str) -> list[str]:
@@ -85,7 +85,7 @@ def make_executor(args: argparse.Namespace, store: ResultStore) -> Executor:
     if getattr(args, "executor", "ray") == "local":
         cpus = args.cpus_per_trial
         return LocalExecutor(store, progress=progress, cpus_per_trial=max(1, int(cpus)) if cpus else None)
-    from harness.ray_executor import RayExecutor  # imports Ray: only when used
+    from harness.scheduling.ray_executor import RayExecutor  # imports Ray: only when used
 
     return RayExecutor(store, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
                        max_concurrent=args.max_concurrent, address=args.address, storage=args.storage,

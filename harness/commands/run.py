@@ -9,9 +9,9 @@ import pandas as pd
 
 from harness.commands.options import (add_executor_options, add_experiment_options, comma_list, experiment_from_args,
                                       int_list, make_executor)
-from harness.config import TrialConfig
-from harness.leaderboard import aggregate, format_table, records_frame, write_leaderboards
-from harness.results import ResultStore
+from harness.core.config import TrialConfig
+from harness.reporting.leaderboard import aggregate, format_table, records_frame, write_leaderboards
+from harness.core.store import ResultStore
 
 DEFAULT_METHODS = "pixels,triplet,ms,amsoftmax"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness.commands.options import add_executor_options, add_experiment_options, experiment_from_args, make_executor
 from harness.commands.run import print_leaderboard, with_fault
-from harness.results import ResultStore
+from harness.core.store import ResultStore
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def search(args: argparse.Namespace) -> int:
-    from harness.search import run_search, search_space  # imports Optuna and Ray: only when used
+    from harness.scheduling.search import run_search, search_space  # imports Optuna and Ray: only when used
 
     if not args.metric.startswith("val_"):
         raise ValueError(f"--metric must be a validation metric val_<name> (e.g. val_recall@1), got {args.metric!r}")

@@ -9,8 +9,8 @@ from pathlib import Path
 from harness.commands.options import (add_executor_options, add_experiment_options, experiment_from_args, int_list,
                                       make_executor)
 from harness.commands.run import print_leaderboard, with_fault
-from harness.hparams import parse_assignment, parse_value
-from harness.results import ResultStore
+from harness.core.hparams import parse_assignment, parse_value
+from harness.core.store import ResultStore
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def parse_grid(text: str) -> tuple[str, list]:
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from harness.plots import sensitivity_plot
+    from harness.reporting.plots import sensitivity_plot
 
     name, values = parse_grid(args.param)  # experiment.trials() rejects an undeclared name
     experiment = experiment_from_args(args, methods=[args.method], seeds=args.seeds)

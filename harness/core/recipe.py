@@ -1,0 +1,106 @@
+"""Training recipes: named, recorded sets of everything about training that is not the loss.
+
+One shared recipe per data regime makes a comparison fair; a method may ship its paper's recipe
+(``Method.paper_recipe``) as a named option. Every trial record stores the recipe's name, its
+fields and a short hash of the fields, so trials run under different recipes never average together.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from harness.core.registry import Registry
+
+SAMPLERS = ("method", "random", "m_per_class")
+AUGMENTATIONS = ("rrc_flip", "flip", "none")
+OPTIMIZERS = ("adam", "adamw", "radam")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Epochs, batches, images, optimiser and schedule of a training run.
+
+    ``sampler="method"`` uses the sampler each method declares (m-per-class for pair losses);
+    ``lr_decay_epochs`` is a step schedule (×``lr_decay_gamma`` every that many epochs; 0 = constant);
+    ``freeze_bn`` keeps the backbone's BatchNorm statistics fixed while its affine parameters train;
+    ``warmup_epochs`` trains with the backbone frozen; ``amp`` uses bf16 autocast on CUDA only.
+    """
+
+    name: str
+    epochs: int = 50
+    batch_size: int = 112
+    sampler: str = "method"
+    samples_per_class: int = 4
+    image_size: int = 224
+    resize_size: int = 256
+    augmentation: str = "rrc_flip"
+    optimizer: str = "adamw"
+    lr_backbone: float = 1e-4
+    lr_head: float = 1e-4
+    lr_method: float = 1e-2
+    weight_decay: float = 1e-4
+    adam_eps: float = 1e-8
+    lr_decay_epochs: int = 20
+    lr_decay_gamma: float = 0.1
+    freeze_bn: bool = True
+    warmup_epochs: int = 0
+    amp: bool = True
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        for field, allowed in (("sampler", SAMPLERS), ("augmentation", AUGMENTATIONS), ("optimizer", OPTIMIZERS)):
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"recipe {self.name!r}: {field}={getattr(self, field)!r}, valid: {', '.join(allowed)}")
+        if self.epochs < 0 or self.batch_size < 1:
+            raise ValueError(f"recipe {self.name!r}: epochs must be >= 0 and batch_size >= 1")
+
+    @property
+    def hash(self) -> str:
+        """Eight hex digits identifying the fields (not the name): equal hashes mean equal training."""
+        payload = json.dumps({k: v for k, v in asdict(self).items() if k != "name"}, sort_keys=True)
+        return hashlib.sha1(payload.encode()).hexdigest()[:8]
+
+    def override(self, **changes: Any) -> "Recipe":
+        """A copy with some fields changed (e.g. ``epochs=5`` from the CLI)."""
+        valid = {f.name for f in fields(self)}
+        unknown = set(changes) - valid
+        if unknown:
+            raise ValueError(f"unknown recipe field(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+RECIPES: Registry[Recipe] = Registry("recipe")
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    return RECIPES.register(recipe.name)(recipe)
+
+
+def get_recipe(name: str) -> Recipe:
+    return RECIPES.get(name)
+
+
+register_recipe(Recipe(
+    name="default",
+    # The shared protocol for ImageNet-pretrained backbones on CUB/Cars/SOP/In-Shop (224 px crops).
+))
+register_recipe(Recipe(
+    name="cpu",
+    # Small grayscale images (digits, omniglot) with the small CNN on a laptop CPU.
+    epochs=12, batch_size=64, samples_per_class=4, image_size=28, resize_size=28, augmentation="none",
+    optimizer="adamw", lr_backbone=1e-3, lr_head=1e-3, lr_method=1e-2, weight_decay=1e-4,
+    lr_decay_epochs=8, lr_decay_gamma=0.1, freeze_bn=False, amp=False,
+))
+register_recipe(Recipe(
+    name="digits",
+    # The embedded default: scikit-learn's 8×8 digits (5 training classes, so 16 samples per class
+    # make m-per-class batches of 4 classes) at 16 px, a few seconds per trial on a laptop CPU.
+    epochs=8, batch_size=64, samples_per_class=16, image_size=16, resize_size=16, augmentation="none",
+    optimizer="adamw", lr_backbone=1e-3, lr_head=1e-3, lr_method=1e-2, weight_decay=1e-4,
+    lr_decay_epochs=6, lr_decay_gamma=0.1, freeze_bn=False, amp=False,
+))

@@ -1,0 +1,142 @@
+"""The dataset contract: class-disjoint splits of image paths (or in-memory images) and labels.
+
+A loader reads a dataset's *original* on-disk layout and returns the training classes and the
+test classes (or In-Shop's query/gallery). The harness then carves a validation split from the
+training classes (class-disjoint), so that hyperparameter searches never see a test class.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from harness.core.registry import Registry
+
+
+class DatasetFormatError(FileNotFoundError, ValueError):
+    """A dataset folder that does not have the expected layout; the message names the file."""
+
+
+def require_file(path: Path, layout: str) -> Path:
+    """Return ``path`` if it exists, else raise a :class:`DatasetFormatError` naming it and the layout."""
+    if not path.exists():
+        raise DatasetFormatError(f"missing {path} (expected layout: {layout})")
+    return path
+
+
+@dataclass(frozen=True, eq=False)
+class Subset:
+    """Samples of one split: image file paths (or a uint8 array N×H×W[×C]) and integer class labels."""
+
+    images: Sequence[str] | np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def classes(self) -> np.ndarray:
+        return np.unique(self.labels)
+
+    def select(self, mask: np.ndarray) -> "Subset":
+        images = self.images[mask] if isinstance(self.images, np.ndarray) else [
+            p for p, keep in zip(self.images, mask) if keep
+        ]
+        return Subset(images, self.labels[mask])
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """What a loader returns: the training classes and the evaluation sets of the test classes.
+
+    For most datasets ``query`` is the test set and ``gallery`` is None (leave-one-out retrieval
+    over the test set, the query itself excluded). In-Shop has a separate gallery.
+    """
+
+    train: Subset
+    query: Subset
+    gallery: Subset | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """Class-disjoint splits: ``train`` and ``val`` partition the training classes; ``test`` classes are unseen."""
+
+    name: str
+    trainval: Subset
+    train: Subset
+    val: Subset
+    query: Subset
+    gallery: Subset | None
+    recall_ks: tuple[int, ...]
+    channels: int
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: its loader and the protocol facts that go with it."""
+
+    name: str
+    load: Callable[[Path | None], LoadedDataset]
+    description: str
+    recall_ks: tuple[int, ...] = (1, 2, 4, 8)
+    channels: int = 3
+    needs_root: bool = True
+    default_backbone: str = "resnet50"
+    default_recipe: str = "default"
+    layout: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset", entry_point_group="harness.datasets")
+
+
+def register_dataset(name: str, **spec_fields) -> Callable:
+    """Decorator: ``@register_dataset("cub", recall_ks=(1, 2, 4, 8), layout="...")`` on a loader function."""
+
+    def decorator(load: Callable[[Path | None], LoadedDataset]) -> Callable[[Path | None], LoadedDataset]:
+        doc = (load.__doc__ or name).strip().splitlines()[0]
+        DATASETS.register(name)(DatasetSpec(name=name, load=load, description=doc, **spec_fields))
+        return load
+
+    return decorator
+
+
+def carve_validation(train: Subset, fraction: float) -> tuple[Subset, Subset]:
+    """Split the training classes into (train, val), class-disjoint: the last ``fraction`` of sorted class ids is val."""
+    classes = train.classes
+    n_val = int(round(len(classes) * fraction))
+    if fraction > 0 and n_val == 0:
+        n_val = 1
+    if n_val >= len(classes):
+        raise ValueError(f"validation fraction {fraction} leaves no training classes out of {len(classes)}")
+    val_classes = classes[len(classes) - n_val:]
+    is_val = np.isin(train.labels, val_classes)
+    return train.select(~is_val), train.select(is_val)
+
+
+def create_dataset(name: str, root: str | Path | None = None, val_fraction: float = 0.2) -> DatasetSplits:
+    """Load a registered dataset from ``root`` and return its class-disjoint splits."""
+    spec = DATASETS.get(name)
+    if spec.needs_root and root is None:
+        raise DatasetFormatError(f"dataset {name!r} needs --data-root (expected layout: {spec.layout})")
+    if root is not None and not Path(root).is_dir():
+        raise DatasetFormatError(f"data root {root} is not a folder (expected layout: {spec.layout})")
+    loaded = spec.load(Path(root) if root is not None else None)
+    train, val = carve_validation(loaded.train, val_fraction)
+    return DatasetSplits(
+        name=name,
+        trainval=loaded.train,
+        train=train,
+        val=val,
+        query=loaded.query,
+        gallery=loaded.gallery,
+        recall_ks=spec.recall_ks,
+        channels=spec.channels,
+    )

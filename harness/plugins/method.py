@@ -1,0 +1,174 @@
+"""The Method interface: one class per DML method, registered by name (timm-style).
+
+A method declares everything that distinguishes it, so the engine never branches on its name:
+
+* ``hparams`` — each hyperparameter's paper default and search distribution;
+* ``taps`` — which :class:`~harness.plugins.models.ModelOutput` fields its loss reads
+  (``embedding``, ``pooled``, ``feature_map`` or an intermediate stage ``stage<i>``);
+* ``sampler`` — ``"random"`` (plain shuffling) or ``"m_per_class"`` (pair losses);
+* ``normalize_embedding`` / ``pooling`` / ``embedding_head`` — what the embedding head does;
+* ``lr_multiplier`` — the learning rate of its own parameters (proxies, class weights) relative
+  to the recipe's ``lr_method``; override :meth:`param_groups` for finer control;
+* ``paper_recipe`` — the :class:`~harness.core.recipe.Recipe` its authors trained with, as data
+  (:meth:`paper_recipe_for` when it differs per dataset, :meth:`declared_recipes` lists them all);
+* ``dataset_defaults(dataset)`` — hyperparameters its paper sets per dataset;
+* ``trains`` / ``backbone`` — a method that does not train (``pixels``) and the backbone it forces.
+
+A method is an ``nn.Module``: its trainable parameters (proxies, class weights, flows, message
+passing networks) live in it and get their own optimizer group.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar, Iterable
+
+import torch
+from torch import nn
+
+from harness.core.hparams import Param
+from harness.core.recipe import RECIPES, Recipe
+from harness.core.registry import Registry, UnknownNameError
+
+
+class Method(nn.Module):
+    """Base class of a DML method. Subclasses implement :meth:`loss` (and maybe :meth:`training_loss`)."""
+
+    name: ClassVar[str] = ""
+    hparams: ClassVar[dict[str, Param]] = {}
+    taps: ClassVar[tuple[str, ...]] = ("embedding",)
+    sampler: ClassVar[str] = "random"
+    normalize_embedding: ClassVar[bool] = True
+    pooling: ClassVar[str] = "avg"
+    embedding_head: ClassVar[bool] = True
+    lr_multiplier: ClassVar[float] = 1.0
+    paper_recipe: ClassVar[Recipe | None] = None
+    trains: ClassVar[bool] = True
+    backbone: ClassVar[str | None] = None
+
+    def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
+        super().__init__()
+        self.check_hparam_names(hparams)
+        self.num_classes = num_classes
+        self.embedding_dim = embedding_dim
+        self.feature_dim = feature_dim
+        self.config: dict[str, Any] = {k: hparams.get(k, p.default) for k, p in self.hparams.items()}
+
+    def loss(self, outputs: "ModelOutput", labels: torch.Tensor) -> torch.Tensor:  # noqa: F821
+        """The training loss of one batch, from the model's outputs and contiguous labels."""
+        raise NotImplementedError
+
+    def training_loss(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One batch's loss. Methods that mix inputs or features (Metrix) override this."""
+        return self.loss(model(images), labels)
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """Optimizer groups for the method's own parameters (``lr`` is the recipe's ``lr_method``)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            return []
+        return [{"params": params, "lr": lr * self.lr_multiplier, "weight_decay": weight_decay, "name": "method"}]
+
+    @classmethod
+    def check_hparam_names(cls, names: Iterable[str]) -> None:
+        """Raise ``ValueError`` listing the valid names unless every one of ``names`` is declared."""
+        unknown = set(names) - set(cls.hparams)
+        if unknown:
+            raise ValueError(f"method {cls.name!r} has no hyperparameter {', '.join(sorted(unknown))}; "
+                             f"valid: {', '.join(sorted(cls.hparams)) or 'none'}")
+
+    @classmethod
+    def dataset_defaults(cls, dataset: str) -> dict[str, Any]:
+        """Hyperparameters the paper sets per dataset (e.g. layers × heads); user overrides win."""
+        return {}
+
+    @classmethod
+    def paper_recipe_for(cls, dataset: str) -> Recipe | None:
+        """The recipe its authors used on ``dataset`` (default: :attr:`paper_recipe` everywhere)."""
+        return cls.paper_recipe
+
+    @classmethod
+    def declared_recipes(cls) -> tuple[Recipe, ...]:
+        """Every recipe this method declares (selectable by name with ``--recipe``)."""
+        return (cls.paper_recipe,) if cls.paper_recipe is not None else ()
+
+    @property
+    def has_trainable_parameters(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
+
+    @classmethod
+    def describe(cls) -> str:
+        return (cls.__doc__ or cls.name).strip().splitlines()[0]
+
+
+#: Built-in methods register through this package's own ``harness.methods`` entry point (the ``methods``
+#: package), third-party ones through theirs or ``--plugins``: nothing registers as a side effect of
+#: importing the harness.
+METHODS: Registry[type[Method]] = Registry("method", entry_point_group="harness.methods")
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: ``@register_method("jrd")`` registers a :class:`Method` subclass under ``name``."""
+
+    def decorator(cls: type[Method]) -> type[Method]:
+        if not issubclass(cls, Method):
+            raise TypeError(f"{cls.__name__} must subclass harness.plugins.method.Method")
+        cls.name = name
+        return METHODS.register(name)(cls)
+
+    return decorator
+
+
+def get_method_class(name: str) -> type[Method]:
+    return METHODS.get(name)
+
+
+def find_recipe(name: str) -> Recipe:
+    """A recipe by name: a shared one (:data:`~harness.core.recipe.RECIPES`) or one a method declares."""
+    if name in RECIPES:
+        return RECIPES.get(name)
+    for method in METHODS.names():
+        for recipe in METHODS.get(method).declared_recipes():
+            if recipe.name == name:
+                return recipe
+    raise UnknownNameError(f"unknown recipe {name!r}; valid recipes: {', '.join(recipe_names())}")
+
+
+def recipe_names() -> list[str]:
+    """The names of every shared and method-declared recipe."""
+    declared = {r.name for m in METHODS.names() for r in METHODS.get(m).declared_recipes()}
+    return sorted(set(RECIPES.names()) | declared)
+
+
+def create_method(name: str, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any) -> Method:
+    """Build a registered method from its name plus hyperparameter overrides (timm's ``create_model``)."""
+    return get_method_class(name)(num_classes=num_classes, embedding_dim=embedding_dim,
+                                  feature_dim=feature_dim, **hparams)
+
+
+
+
+class PMLLossMethod(Method):
+    """A method that is one pytorch-metric-learning loss (plus an optional miner) on the embedding.
+
+    Subclasses build the loss (and miner) from ``self.config``; the embedding is cast to float32
+    first so that bf16 autocast never reaches the loss's exponentials.
+    """
+
+    def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
+        super().__init__(num_classes, embedding_dim, feature_dim, **hparams)
+        self.criterion = self.build_loss()
+        self.miner = self.build_miner()
+
+    def build_loss(self) -> nn.Module:
+        raise NotImplementedError
+
+    def build_miner(self) -> nn.Module | None:
+        return None
+
+    def loss(self, outputs: "ModelOutput", labels: torch.Tensor) -> torch.Tensor:  # noqa: F821
+        embedding = outputs["embedding"].float()
+        tuples = self.miner(embedding, labels) if self.miner is not None else None
+        return self.criterion(embedding, labels, tuples)
+
+
+__all__ = ["Method", "PMLLossMethod", "METHODS", "register_method", "create_method", "get_method_class", "Param",
+           "UnknownNameError", "find_recipe", "recipe_names"]

@@ -1,0 +1,126 @@
+"""Embedding models: a timm backbone, a pooling, a linear embedding head, optional L2 normalisation.
+
+The model/method contract is :class:`ModelOutput`: every forward returns the embedding together
+with the by-products a method may read (``Method.taps``):
+
+* ``feature_map`` — the backbone's last feature map, before pooling (Metrix mixes here);
+* ``pooled``      — that map pooled (JRD's X⁻: post-ReLU, not normalised);
+* ``embedding``   — the head's output, L2-normalised when the method asks (JRD's X);
+* ``stage<i>``    — the pooled output of the backbone's i-th feature stage (timm ``feature_info``),
+  captured with a forward hook only when a method asks for it.
+
+Backbones come from timm by name (plus our registered ``bninception``, ``small_cnn`` and
+``pixels``). Weights load only from a local file (``pretrained``); nothing is ever downloaded.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.plugins.backbones import EXAMPLE_BACKBONES  # importing registers bninception, small_cnn, pixels
+from harness.core.registry import UnknownNameError
+
+
+@dataclass
+class ModelOutput:
+    embedding: torch.Tensor
+    pooled: torch.Tensor
+    feature_map: torch.Tensor
+    stages: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key in self.stages:
+            return self.stages[key]
+        return getattr(self, key)
+
+
+def pool(feature_map: torch.Tensor, kind: str) -> torch.Tensor:
+    """Global pooling of an (N, C, H, W) map: ``avg``, ``max``, ``avgmax`` (their sum) or ``flatten``."""
+    if kind == "avg":
+        return feature_map.mean(dim=(2, 3))
+    if kind == "max":
+        return feature_map.amax(dim=(2, 3))
+    if kind == "avgmax":
+        return feature_map.mean(dim=(2, 3)) + feature_map.amax(dim=(2, 3))
+    if kind == "flatten":
+        return feature_map.flatten(1)
+    raise ValueError(f"unknown pooling {kind!r}; valid: avg, max, avgmax, flatten")
+
+
+def backbone_names() -> list[str]:
+    """Every backbone timm can build here (its own models plus ours)."""
+    return timm.list_models()
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise :class:`UnknownNameError` (with examples) unless timm can build ``name``."""
+    if name not in timm.list_models():
+        raise UnknownNameError(f"unknown backbone {name!r}; e.g. {', '.join(EXAMPLE_BACKBONES)} "
+                               f"or any of timm's {len(timm.list_models())} models (python -m harness list)")
+
+
+def create_backbone(name: str, in_chans: int = 3, pretrained: str | None = None) -> nn.Module:
+    """A timm backbone without classifier or pooling; weights from a local file only."""
+    check_backbone_name(name)
+    kwargs = dict(num_classes=0, global_pool="", in_chans=in_chans)
+    if pretrained:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained weights file {path} does not exist")
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
+    return timm.create_model(name, pretrained=False, **kwargs)
+
+
+class EmbeddingModel(nn.Module):
+    """backbone → pooling → Linear(num_features → embedding_dim) → optional L2 normalisation.
+
+    ``embedding_dim=0`` skips the head (the embedding is the pooled feature, as for ``pixels``).
+    """
+
+    def __init__(self, backbone: nn.Module, embedding_dim: int, normalize: bool = True,
+                 pooling: str = "avg", taps: tuple[str, ...] = ()):
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.normalize = normalize
+        self.feature_dim = int(backbone.num_features)
+        self.head = nn.Linear(self.feature_dim, embedding_dim) if embedding_dim else nn.Identity()
+        self.embedding_dim = embedding_dim or self.feature_dim
+        self._captured: dict[str, torch.Tensor] = {}
+        for tap in taps:
+            if tap.startswith("stage"):
+                self._hook_stage(tap)
+
+    def _hook_stage(self, tap: str) -> None:
+        info = getattr(self.backbone, "feature_info", None)
+        index = int(tap.removeprefix("stage"))
+        if not info or index >= len(info):
+            raise ValueError(f"backbone has no feature stage {index} for tap {tap!r}")
+        module = self.backbone.get_submodule(info[index]["module"])
+        module.register_forward_hook(lambda _m, _i, out: self._captured.__setitem__(tap, out))
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(images)
+
+    def forward_head(self, feature_map: torch.Tensor) -> ModelOutput:
+        pooled = pool(feature_map, self.pooling)
+        embedding = self.head(pooled)
+        if self.normalize:
+            embedding = F.normalize(embedding, dim=-1)
+        stages = {k: pool(v, "avg") for k, v in self._captured.items()}
+        self._captured = {}
+        return ModelOutput(embedding=embedding, pooled=pooled, feature_map=feature_map, stages=stages)
+
+    def forward(self, images: torch.Tensor) -> ModelOutput:
+        return self.forward_head(self.forward_features(images))
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.backbone.parameters() if p.requires_grad]
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.head.parameters() if p.requires_grad]

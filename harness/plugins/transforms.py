@@ -1,0 +1,41 @@
+"""Image transforms from a recipe and the backbone's pretrained config (mean, std, input space).
+
+Train: ``rrc_flip`` = RandomResizedCrop(image_size) + horizontal flip (the DML standard),
+``flip`` = Resize + CenterCrop + flip, ``none`` = Resize + CenterCrop. Eval: Resize(resize_size) +
+CenterCrop(image_size). Backbones converted from Caffe (BN-Inception) take BGR in 0–255: their
+pretrained config says ``input_space="BGR"`` and ``input_range=(0, 255)``, and we honour it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torchvision import transforms as T
+
+from harness.core.recipe import Recipe
+
+
+def _to_input_space(cfg: dict[str, Any], channels: int) -> list[Callable]:
+    mean = tuple(cfg.get("mean", (0.5,) * channels))[:channels]
+    std = tuple(cfg.get("std", (0.5,) * channels))[:channels]
+    steps: list[Callable] = [T.ToTensor()]
+    if tuple(cfg.get("input_range", (0, 1)))[1] == 255:
+        steps.append(T.Lambda(lambda x: x * 255.0))
+    if cfg.get("input_space", "RGB") == "BGR" and channels == 3:
+        steps.append(T.Lambda(lambda x: x.flip(0)))
+    steps.append(T.Normalize(mean, std))
+    return steps
+
+
+def build_transform(recipe: Recipe, channels: int, pretrained_cfg: dict[str, Any] | None,
+                    train: bool) -> Callable[[Any], torch.Tensor]:
+    """The PIL → tensor transform of a training (``train=True``) or evaluation pass."""
+    cfg = dict(pretrained_cfg or {})
+    size, resize = recipe.image_size, recipe.resize_size
+    if train and recipe.augmentation == "rrc_flip":
+        geometry = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
+    else:
+        geometry = [T.Resize(resize), T.CenterCrop(size)]
+        if train and recipe.augmentation == "flip":
+            geometry.append(T.RandomHorizontalFlip())
+    return T.Compose(geometry + _to_input_space(cfg, channels))

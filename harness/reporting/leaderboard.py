@@ -1,0 +1,429 @@
+"""Leaderboards computed from trial records alone: statistics over seeds per group, as CSV, Markdown, LaTeX.
+
+A group is (dataset, method, backbone, embedding dim, recipe name + hash, hyperparameters): trials
+trained under different recipes or hyperparameters never average into one row. Only test-split
+trials enter (validation-split search trials are not test results). A trial recorded in several
+experiments (same trial id) counts once, its newest record. Failed trials count in ``n_failed`` and
+nowhere else. Per group and metric: mean, std (ddof=1), 95% t-interval, rank (1 = best mean) and,
+against a baseline method, Welch and paired t-test p-values (:mod:`harness.reporting.stats`). Published
+reference rows (:mod:`harness.reporting.published`) are shown beside the measured ones, never mixed in.
+
+Every output is a pure function of the records: sorted rows, fixed float formats, no timestamps.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+
+from harness.reporting.published import PUBLISHED_CSV, ROW_KEYS, load_published, published_rows
+from harness.core.store import ResultStore, atomic_write_text
+from harness.reporting.stats import SIGNIFICANCE, paired_pvalue, ranks, summarize, welch_pvalue
+
+GROUP_KEYS = ["dataset", "method", "backbone", "embedding_dim", "recipe", "recipe_hash", "hparams"]
+TRIAL_COLUMNS = ["trial_id", *GROUP_KEYS, "recipe_fields", "seed", "eval_split", "status", "finished_at",
+                 "git_commit", "device", "versions", "path"]
+STAT_COLUMNS = ["n_seeds", "n_failed", "mean", "std", "ci_low", "ci_high", "rank",
+                "baseline", "p_welch", "p_paired", "n_paired"]
+METRIC_ORDER = ("recall@", "map@r", "r_precision", "nmi")
+METRIC_LABELS = {"map@r": "MAP@R", "r_precision": "R-Precision", "nmi": "NMI"}
+FORMATS = ("csv", "md", "tex", "png")
+FLOAT_FORMAT = "%.6g"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
+    cfg, env = record["config"], record.get("environment") or {}
+    return {
+        "trial_id": record["trial_id"], "dataset": cfg["dataset"], "method": cfg["method"],
+        "backbone": cfg["backbone"], "embedding_dim": int(cfg["embedding_dim"]),
+        "recipe": record["recipe"]["name"], "recipe_hash": record["recipe"]["hash"],
+        "hparams": _json(cfg.get("hparams") or {}),
+        "recipe_fields": _json({k: v for k, v in cfg["recipe"].items() if k != "name"}),
+        "seed": int(cfg["seed"]), "eval_split": cfg.get("eval_split", "test"), "status": record["status"],
+        "finished_at": str(record.get("finished_at") or ""), "git_commit": str(env.get("git_commit", "unknown")),
+        "device": str(env.get("device", "unknown")), "versions": _json(env.get("versions") or {}),
+        "path": record.get("_path", ""), **record["metrics"],
+    }
+
+
+def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per trial id (its newest ``finished_at``): TRIAL_COLUMNS and every metric.
+
+    A record lacking a field the leaderboard needs is skipped with a warning naming its file.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for record in records:
+        try:
+            row = _trial_row(record)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            where = record.get("_path") or record.get("trial_id", "?")
+            warnings.warn(f"skipping malformed trial record {where}: {type(error).__name__}: {error}", stacklevel=2)
+            continue
+        previous = rows.get(row["trial_id"])
+        if previous is None or row["finished_at"] >= previous["finished_at"]:
+            rows[row["trial_id"]] = row
+    return pd.DataFrame(list(rows.values()), columns=None if rows else TRIAL_COLUMNS)
+
+
+def load_records(store: ResultStore) -> pd.DataFrame:
+    """:func:`records_frame` of every record in ``store``; warnings about skipped records go to stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = records_frame(store.iter_records())
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    return frame
+
+
+def _metric_key(name: str) -> tuple:
+    for rank, prefix in enumerate(METRIC_ORDER):
+        if name.startswith(prefix):
+            tail = name[len(prefix):]
+            return (rank, int(tail) if tail.isdigit() else 0, name)
+    return (len(METRIC_ORDER), 0, name)
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """Metric columns in the literature's order: Recall@K by K, then MAP@R, R-Precision, NMI, others."""
+    return sorted((c for c in frame.columns if c not in TRIAL_COLUMNS and frame[c].notna().any()), key=_metric_key)
+
+
+def metric_label(metric: str) -> str:
+    """The papers' column header: ``recall@4`` → ``R@4``, ``map@r`` → ``MAP@R``."""
+    if metric.startswith("recall@"):
+        return "R@" + metric[len("recall@"):]
+    return METRIC_LABELS.get(metric, metric)
+
+
+def recall_ks(metrics: Iterable[str]) -> list[int]:
+    """The K of every ``recall@K`` metric, ascending."""
+    return sorted(int(m[len("recall@"):]) for m in metrics if re.fullmatch(r"recall@\d+", m))
+
+
+def group_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per group of test-split trials: its recipe fields, ``n_seeds`` (ok) and ``n_failed``."""
+    test = frame[frame["eval_split"] == "test"]
+    ok = (test["status"] == "ok").astype(int)
+    return (test.assign(n_seeds=ok, n_failed=1 - ok)
+            .groupby(GROUP_KEYS, sort=True)
+            .agg(recipe_fields=("recipe_fields", "first"), n_seeds=("n_seeds", "sum"), n_failed=("n_failed", "sum"))
+            .reset_index())
+
+
+def _baseline_key(group: pd.Series, baselines: pd.DataFrame) -> tuple | None:
+    """The baseline group to test ``group`` against: the baseline method's group with the same backbone,
+    dimension, recipe and hash if exactly one, else its only group on the dataset, else none."""
+    same_data = baselines[baselines["dataset"] == group["dataset"]]
+    same = same_data
+    for key in ("backbone", "embedding_dim", "recipe", "recipe_hash"):
+        same = same[same[key] == group[key]]
+    for pool in (same, same_data):
+        if len(pool) == 1:
+            return tuple(pool.iloc[0][GROUP_KEYS])
+    return None
+
+
+def group_label(method: str, hparams: str) -> str:
+    """``jrd`` or, with hyperparameters, ``jrd (alpha=0.1, sigma=1)``."""
+    values = json.loads(hparams)
+    return method + (f" ({', '.join(f'{k}={v}' for k, v in values.items())})" if values else "")
+
+
+def full_group_label(key: tuple) -> str:
+    """A group's label with everything that tells it apart: ``ms [resnet50, 512-d, default:1a2b3c4d]``."""
+    g = dict(zip(GROUP_KEYS, key))
+    setup = f"{g['backbone']}, {g['embedding_dim']}-d, {g['recipe']}:{g['recipe_hash']}"
+    return f"{group_label(g['method'], g['hparams'])} [{setup}]"
+
+
+def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+    """One row per group × metric: GROUP_KEYS, metric, STAT_COLUMNS, hyperparameters, ``recipe.<field>``.
+
+    ``n_seeds`` counts the values the statistics are over; ``rank`` is per (dataset, metric).
+    With ``baseline`` (a method name), ``p_welch`` is Welch's t-test over seeds against the baseline
+    group (see :func:`_baseline_key`) and ``p_paired`` the paired t-test over the ``n_paired``
+    seeds both have.
+    """
+    counts = group_counts(frame)
+    metrics = metric_columns(frame)
+    ok = frame[(frame["eval_split"] == "test") & (frame["status"] == "ok")]
+    trials = {key: part.set_index("seed") for key, part in ok.groupby(GROUP_KEYS, sort=True)}
+    per_seed: dict[tuple, dict[int, float]] = {}
+    rows = []
+    for _, group in counts.iterrows():
+        key = tuple(group[GROUP_KEYS])
+        fields = {f"recipe.{k}": v for k, v in json.loads(group["recipe_fields"]).items()}
+        for metric in metrics:
+            values = trials[key][metric].dropna() if key in trials else pd.Series(dtype=float)
+            per_seed[key + (metric,)] = {int(s): float(v) for s, v in values.items()}
+            s = summarize(values.to_numpy(dtype=float))
+            rows.append({**dict(zip(GROUP_KEYS, key)), "metric": metric, "n_seeds": s.n,
+                         "n_failed": int(group["n_failed"]), "mean": s.mean, "std": s.std,
+                         "ci_low": s.ci_low, "ci_high": s.ci_high, **fields})
+    if not rows:
+        return pd.DataFrame(columns=GROUP_KEYS + ["metric"] + STAT_COLUMNS)
+    long = pd.DataFrame(rows).assign(baseline=None, p_welch=math.nan, p_paired=math.nan,
+                                     n_paired=pd.array([pd.NA] * len(rows), dtype="Int64"))
+    long["rank"] = long.groupby(["dataset", "metric"])["mean"].transform(ranks).astype("Int64")
+    baselines = counts[counts["method"] == baseline]
+    for i, row in long.iterrows():
+        base = _baseline_key(row, baselines) if baseline else None
+        if base is None or base == tuple(row[GROUP_KEYS]):
+            continue
+        mine, theirs = per_seed[tuple(row[GROUP_KEYS]) + (row["metric"],)], per_seed[base + (row["metric"],)]
+        p_paired, n_paired = paired_pvalue(mine, theirs)
+        long.loc[i, ["baseline", "p_welch", "p_paired", "n_paired"]] = [
+            full_group_label(base), welch_pvalue(list(mine.values()), list(theirs.values())), p_paired, n_paired]
+    recipe_columns = sorted(c for c in long.columns if c.startswith("recipe."))
+    return long[GROUP_KEYS + ["metric"] + STAT_COLUMNS + recipe_columns]
+
+
+def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per group: ``n_seeds``, ``n_failed``, ``<metric>_mean``, ``<metric>_std`` (std ddof=1; NaN for one seed)."""
+    counts = group_counts(frame).drop(columns="recipe_fields")
+    long = long_table(frame)
+    if long.empty:
+        return counts
+    stats = long.pivot(index=GROUP_KEYS, columns="metric", values=["mean", "std"])
+    stats.columns = [f"{metric}_{stat}" for stat, metric in stats.columns]
+    order = [f"{m}_{s}" for m in sorted(long["metric"].unique(), key=_metric_key) for s in ("mean", "std")]
+    return counts.merge(stats[order].reset_index(), on=GROUP_KEYS, how="left")
+
+
+# ---- renderings -------------------------------------------------------------------------------------------
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    return re.sub(r"[\\&%$#_{}~^]", lambda m: _LATEX_SPECIAL[m.group()], text)
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one output writes emphasis, ±, the significance marks, a missing value, text and math."""
+
+    bold: Callable[[str], str]
+    pm: str
+    welch: str
+    paired: str
+    missing: str
+    escape: Callable[[str], str]
+    math: Callable[[str], str]
+
+
+PLAIN = Style(lambda s: s, " ± ", "†", "‡", "—", lambda s: s, lambda s: s)
+MARKDOWN = Style(lambda s: f"**{s}**", " ± ", "†", "‡", "—", lambda s: s.replace("|", r"\|"), lambda s: s)
+LATEX = Style(lambda s: rf"\textbf{{{s}}}", r" $\pm$ ", r"$^\dagger$", r"$^\ddagger$", "--", latex_escape,
+              lambda s: f"${s}$")
+
+
+def mean_std_text(mean: float, std: float, style: Style = PLAIN) -> str:
+    """``100·mean ± 100·std`` with two decimals (just the mean for one seed; ``missing`` for none)."""
+    if pd.isna(mean):
+        return style.missing
+    return f"{100 * mean:.2f}" + ("" if pd.isna(std) else f"{style.pm}{100 * std:.2f}")
+
+
+def _cell(row: pd.Series, style: Style) -> str:
+    text = mean_std_text(row["mean"], row["std"], style)
+    if pd.isna(row["mean"]):
+        return text
+    if row["rank"] == 1:
+        text = style.bold(text)
+    marks = [m for m, p in ((style.welch, row["p_welch"]), (style.paired, row["p_paired"]))
+             if pd.notna(p) and p < SIGNIFICANCE]
+    return text + "".join(marks)
+
+
+def wide_table(long: pd.DataFrame, style: Style = PLAIN) -> pd.DataFrame:
+    """The papers' layout: one row per group, one "mean ± std" column per metric in percent.
+
+    The best mean per column is emphasised (``style.bold``); ``style.welch`` / ``style.paired`` mark
+    p < SIGNIFICANCE against the baseline.
+    """
+    metrics = sorted(long["metric"].unique(), key=_metric_key)
+    rows = []
+    for key, group in long.groupby(GROUP_KEYS, sort=True):
+        g = dict(zip(GROUP_KEYS, key))
+        by_metric = group.set_index("metric")
+        n_seeds, n_failed = int(by_metric["n_seeds"].max()), int(by_metric["n_failed"].iloc[0])
+        row = {"Method": style.escape(group_label(g["method"], g["hparams"])), "Backbone": style.escape(g["backbone"]),
+               "Dim": str(g["embedding_dim"]), "Recipe": style.escape(f"{g['recipe']}:{g['recipe_hash']}"),
+               "Seeds": f"{n_seeds}" + (f" ({n_failed} failed)" if n_failed else "")}
+        row.update({metric_label(m): _cell(by_metric.loc[m], style) for m in metrics})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["Method", "Backbone", "Dim", "Recipe", "Seeds", *map(metric_label, metrics)])
+
+
+def _right_aligned(column: str) -> bool:
+    """Numbers (dimension, seeds, metrics) align right in the Markdown and LaTeX tables."""
+    return column not in ("Source", "Method", "Backbone", "Recipe")
+
+
+def _paper_table(long: pd.DataFrame, refs: pd.DataFrame, style: Style) -> tuple[pd.DataFrame, int, list[str]]:
+    """Measured rows then published rows, with a Source column; also the measured row count and the citations."""
+    measured = wide_table(long, style)
+    measured.insert(0, "Source", "measured")
+    citations = list(dict.fromkeys(refs["citation"]))
+    metrics = [c for c in refs.columns if c in set(long["metric"])]
+    published = pd.DataFrame({
+        "Source": [f"published [{citations.index(c) + 1}]" for c in refs["citation"]],
+        "Method": refs["method"].map(style.escape), "Backbone": refs["backbone"].map(style.escape),
+        "Dim": refs["embedding_dim"].astype(str), "Recipe": style.missing, "Seeds": style.missing,
+        **{metric_label(m): refs[m].fillna(style.missing) for m in metrics},
+    }, columns=measured.columns).fillna(style.missing)
+    return pd.concat([measured, published], ignore_index=True), len(measured), citations
+
+
+def _notes(dataset: str, env: dict[str, Any], baseline: str | None, citations: list[str], style: Style) -> list[str]:
+    notes = [f"Test classes; mean{style.pm}std over seeds (std with ddof=1), in percent; "
+             f"best measured mean per column in bold."]
+    if baseline:
+        notes.append(f"{style.welch} Welch t-test, {style.paired} paired t-test over matching seeds, "
+                     f"against baseline {style.escape(baseline)} (its group with the same backbone, dimension "
+                     f"and recipe, else its only group: the baseline column of {style.escape(dataset)}.long.csv), "
+                     f"two-sided {style.math(f'p < {SIGNIFICANCE:g}')}; p-values in the same file.")
+    if citations:
+        notes.append("Published rows: the papers' reported figures, not measured here and not part of any statistic.")
+        notes += [f"[{i}] {style.escape(c)}" for i, c in enumerate(citations, 1)]
+    notes.append(f"Environment (from the trial records; versions in {style.escape(dataset)}.env.json): "
+                 f"harness commit(s) {style.escape(', '.join(env['git_commits']))}; "
+                 f"device(s) {style.escape(', '.join(env['devices']))}.")
+    return notes
+
+
+def render_markdown(dataset: str, long: pd.DataFrame, refs: pd.DataFrame, env: dict[str, Any],
+                    baseline: str | None = None) -> str:
+    """The wide table (plus published rows) as a Markdown table with footnote paragraphs."""
+    table, _, citations = _paper_table(long, refs, MARKDOWN)
+    lines = [f"## {dataset}", "", "| " + " | ".join(table.columns) + " |",
+             "| " + " | ".join("---:" if _right_aligned(c) else "---" for c in table.columns) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in table.itertuples(index=False)]
+    for note in _notes(dataset, env, baseline, citations, MARKDOWN):
+        lines += ["", note]
+    return "\n".join(lines) + "\n"
+
+
+def render_latex(dataset: str, long: pd.DataFrame, refs: pd.DataFrame, env: dict[str, Any],
+                 baseline: str | None = None) -> str:
+    """The wide table (plus published rows) as a booktabs ``table`` with footnotes below it."""
+    table, n_measured, citations = _paper_table(long, refs, LATEX)
+    align = "".join("r" if _right_aligned(c) else "l" for c in table.columns)
+    name = latex_escape(dataset)
+    body = [" & ".join(row) + r" \\" for row in table.itertuples(index=False)]
+    if n_measured < len(body):
+        body.insert(n_measured, r"\midrule")
+    lines = [f"% {name} leaderboard from the trial records (python -m harness leaderboard); "
+             r"needs \usepackage{booktabs}",
+             r"\begin{table}[t]", r"\centering", r"\footnotesize",
+             rf"\caption{{{name}: test classes, mean $\pm$ std over seeds (\%).}}",
+             rf"\label{{tab:leaderboard-{dataset}}}",
+             rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(table.columns) + r" \\", r"\midrule",
+             *body, r"\bottomrule", r"\end{tabular}", "", r"\smallskip\raggedright",
+             r" \\ ".join(_notes(dataset, env, baseline, citations, LATEX)), r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def environment_summary(frame: pd.DataFrame) -> dict[str, Any]:
+    """How many of the test-split trials ran under each harness commit, device and library version."""
+    test = frame[frame["eval_split"] == "test"]
+    versions: dict[str, dict[str, int]] = {}
+    for text, n in sorted(test["versions"].value_counts().items()):
+        for package, version in json.loads(text).items():
+            versions.setdefault(package, {})
+            versions[package][version] = versions[package].get(version, 0) + int(n)
+
+    def counts(column: str) -> dict[str, int]:
+        return {str(k): int(v) for k, v in sorted(test[column].value_counts().items())}
+
+    return {"n_trials": int(len(test)), "git_commits": counts("git_commit"), "devices": counts("device"),
+            "versions": versions}
+
+
+# ---- files --------------------------------------------------------------------------------------------------
+
+def _csv(frame: pd.DataFrame) -> str:
+    return frame.to_csv(index=False, float_format=FLOAT_FORMAT)
+
+
+def write_dataset(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline: str | None = None,
+                  formats: Iterable[str] = FORMATS, published: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Write one dataset's leaderboard files (see :func:`write_leaderboards`); return {file name: path}."""
+    from harness.reporting import plots  # plots builds on this module's tables
+
+    formats = set(formats)
+    long = long_table(frame, baseline)
+    env = {"dataset": dataset, **environment_summary(frame)}
+    refs = (published_rows(published, dataset, list(long["metric"].unique())) if published is not None
+            else pd.DataFrame(columns=ROW_KEYS))
+    texts = {".env.json": json.dumps(env, indent=2, sort_keys=True) + "\n"}
+    if "csv" in formats:
+        texts.update({".csv": _csv(aggregate(frame)), ".long.csv": _csv(long), ".wide.csv": _csv(wide_table(long))})
+    if "md" in formats:
+        texts[".md"] = render_markdown(dataset, long, refs, env, baseline)
+    if "tex" in formats:
+        texts[".tex"] = render_latex(dataset, long, refs, env, baseline)
+    written = {}
+    for suffix, text in sorted(texts.items()):
+        path = out_dir / f"{dataset}{suffix}"
+        atomic_write_text(path, text)
+        written[path.name] = path
+    if "png" in formats:
+        written.update({p.name: p for p in plots.leaderboard_plots(long, dataset, out_dir)})
+    return dict(sorted(written.items()))
+
+
+def write_leaderboards(store: ResultStore, out_dir: str | Path | None = None, datasets: list[str] | None = None,
+                       baseline: str | None = None, formats: Iterable[str] = FORMATS,
+                       published_csv: str | Path | None = PUBLISHED_CSV) -> dict[str, Path]:
+    """Recompute every dataset's leaderboard under ``out_dir`` (default ``<results>/leaderboards``).
+
+    Per dataset with test-split records: ``<dataset>.csv`` (per-group ``<metric>_mean``/``_std``,
+    ``n_seeds``, ``n_failed``), ``.long.csv``, ``.wide.csv`` (csv), ``.md``, ``.tex``,
+    ``.recall_at_k.png`` and ``.recall_at_1.png`` (png), and always ``.env.json``. Published rows come
+    from ``published_csv`` (None: none). Returns {file name: path} of the files written.
+    """
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; valid: {', '.join(FORMATS)}")
+    out_dir = Path(out_dir) if out_dir else store.root / "leaderboards"
+    frame = load_records(store)
+    test = frame[frame["eval_split"] == "test"]
+    found = sorted(set(test["dataset"]))
+    chosen = [d for d in found if not datasets or d in datasets]
+    if baseline and chosen and baseline not in set(test[test["dataset"].isin(chosen)]["method"]):
+        raise ValueError(f"baseline method {baseline!r} has no test-split trials on {', '.join(chosen)}")
+    published = load_published(published_csv) if published_csv else None
+    written: dict[str, Path] = {}
+    for dataset in chosen:
+        part = frame[frame["dataset"] == dataset]
+        written.update(write_dataset(part, dataset, out_dir, baseline, formats, published))
+    return written
+
+
+def format_table(board: pd.DataFrame, metrics: list[str] | None = None) -> str:
+    """A plain-text table of :func:`aggregate`'s "mean ± std" (in percent) for printing at the end of a run."""
+    if board.empty:
+        return "(no finished trials)"
+    metrics = metrics or [c[:-5] for c in board.columns if c.endswith("_mean")]
+    rows = []
+    for _, r in board.iterrows():
+        row = {"method": group_label(r["method"], r["hparams"]), "backbone": r["backbone"],
+               "recipe": f"{r['recipe']}:{r['recipe_hash']}",
+               "seeds": f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else "")}
+        row.update({m: mean_std_text(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics})
+        rows.append(row)
+    return pd.DataFrame(rows).to_string(index=False)

@@ -1,0 +1,285 @@
+"""Hyperparameter search: Optuna's TPE proposes, Ray Tune trains, the study persists in SQLite.
+
+The space is the method's own declaration (every :class:`~harness.core.hparams.Param` with a ``space``),
+or only the parameters named with ``--space NAME[=DISTRIBUTION]``. Each proposal is an ordinary
+trial on the validation classes (``eval_split="val"``: trained on the training classes minus the
+validation ones) whose objective is a validation metric; ASHA may stop poor trials early on the
+per-epoch metric. Optuna is driven by ask/tell from a Ray Tune :class:`Searcher` (rather than Ray's
+``OptunaSearch``), so that the study in ``results/searches/<name>/study.db`` is the single truth: a
+search killed part-way and resumed counts what the study holds, re-proposes the trials that were
+running, and asks only for the rest. Afterwards the best configuration is re-trained with
+``final_seeds`` seeds on all training classes as ordinary test-split trials (leaderboard records).
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from harness.scheduling import ray_compat
+from harness.core.config import TrialConfig
+from harness.core.hparams import Choice, Distribution, IntUniform, LogUniform, Uniform, parse_distribution
+from harness.plugins.method import get_method_class
+from harness.scheduling.ray_executor import RECORD_KEY, final_metrics, record_of
+from harness.core.store import ResultStore, atomic_write_text
+from harness.engine.trial import CHECKPOINT_FILE
+
+STUDY_FILE = "study.db"
+#: the study's user attribute listing the trial numbers a killed search left running
+INTERRUPTED = "interrupted"
+
+
+def search_space(method: str, items: list[str]) -> dict[str, Distribution]:
+    """The distributions to search: each ``NAME=DIST`` or ``NAME`` (the declared one) of ``items``;
+    without items, every hyperparameter of ``method`` that declares a space."""
+    cls = get_method_class(method)
+    declared = cls.hparams
+    if not items:
+        space = {name: p.space for name, p in declared.items() if p.space is not None}
+        if not space:
+            raise ValueError(f"method {method!r} declares no search space; give one with --space NAME=DIST")
+        return space
+    space: dict[str, Distribution] = {}
+    for item in items:
+        name, _, text = (part.strip() for part in item.partition("="))
+        cls.check_hparam_names([name])
+        dist = parse_distribution(text) if text else declared[name].space
+        if dist is None:
+            raise ValueError(f"{method}.{name} declares no search space; give one: --space {name}=loguniform(a,b)")
+        space[name] = dist
+    return space
+
+
+def optuna_distribution(dist: Distribution) -> BaseDistribution:
+    if isinstance(dist, LogUniform):
+        return FloatDistribution(dist.low, dist.high, log=True)
+    if isinstance(dist, Uniform):
+        return FloatDistribution(dist.low, dist.high)
+    if isinstance(dist, IntUniform):
+        return IntDistribution(dist.low, dist.high)
+    if isinstance(dist, Choice):
+        return CategoricalDistribution(dist.options)
+    raise TypeError(f"unsupported distribution {dist!r}")
+
+
+def describe_space(space: dict[str, Distribution]) -> dict[str, str]:
+    return {name: repr(dist) for name, dist in sorted(space.items())}
+
+
+def study_storage(folder: Path) -> str:
+    """The SQLite URL of a search folder's study (``optuna.load_study(study_name=..., storage=...)``)."""
+    return f"sqlite:///{(folder / STUDY_FILE).resolve()}"
+
+
+def open_study(folder: Path, name: str, spec: dict[str, Any], resume: bool, seed: int, planned: int) -> optuna.Study:
+    """The search's study in ``folder/study.db``: new, or (``resume``) the one there, whose trials a killed
+    search left running are marked failed, listed as interrupted and enqueued again.
+
+    TPE is seeded with ``seed`` plus the number of trials already in the study, so a resumed search
+    does not draw its first search's random start-up points again.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    storage = study_storage(folder)
+    exists = name in optuna.study.get_all_study_names(storage)
+    if exists and not resume:
+        raise ValueError(f"{folder} already holds search {name!r}: pass --resume to continue it, "
+                         "or --name for a new one")
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+    if not exists:
+        study.set_user_attr("spec", spec)
+    elif study.user_attrs.get("spec") != spec:
+        raise ValueError(f"search {name!r} was started with a different setup; --resume needs the same one\n"
+                         f"  stored: {study.user_attrs.get('spec')}\n  now:    {spec}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # constant_liar in Optuna 4
+        study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials), constant_liar=True,
+                                                   n_startup_trials=max(2, min(10, planned // 3)))
+    stale = [t for t in study.trials if t.state == TrialState.RUNNING]
+    for t in stale:
+        study.tell(t.number, state=TrialState.FAIL)
+        study.enqueue_trial(t.params)
+    if stale:
+        study.set_user_attr(INTERRUPTED, sorted(study.user_attrs.get(INTERRUPTED, []) + [t.number for t in stale]))
+    return study
+
+
+def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials that count towards the planned number: completed, pruned, or failed by themselves."""
+    interrupted = set(study.user_attrs.get(INTERRUPTED, []))
+    return [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            or (t.state == TrialState.FAIL and t.number not in interrupted)]
+
+
+class OptunaSearcher(ray_compat.Searcher):
+    """A Tune searcher that asks ``study`` for each trial's hyperparameters and tells it the outcome:
+    complete (the final validation ``metric``), pruned (stopped early by the scheduler) or failed."""
+
+    def __init__(self, study: optuna.Study, space: dict[str, Distribution], base: TrialConfig, metric: str,
+                 budget: int, on_tell: Callable[[optuna.trial.FrozenTrial], None] = lambda t: None):
+        super().__init__(metric=metric, mode="max")
+        self.study = study
+        self.distributions = {name: optuna_distribution(d) for name, d in space.items()}
+        self.base = base
+        self.budget = budget
+        self.on_tell = on_tell
+        self.live: dict[str, tuple[optuna.Trial, TrialConfig]] = {}
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str:
+        if self.budget <= 0:
+            return self.FINISHED
+        self.budget -= 1
+        proposal = self.study.ask(self.distributions)
+        trial = replace(self.base, hparams={**self.base.hparams, **proposal.params})
+        proposal.set_user_attr("trial_id", trial.trial_id)
+        self.live[trial_id] = proposal, trial
+        return {"trial": trial.to_dict()}
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if RECORD_KEY not in result and "epoch" in result and self.metric in result:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a trial restarted from scratch reports an epoch again
+                self.live[trial_id][0].report(float(result[self.metric]), step=int(result["epoch"]))
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        proposal, trial = self.live.pop(trial_id)
+        record = record_of(result)
+        if record is None:
+            reason = "Ray trial error" if error else ""
+            state, value = (TrialState.FAIL if error else TrialState.PRUNED), None
+            if not error:  # stopped by the scheduler for good: its epoch checkpoint is of no further use
+                (trial.trial_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        elif record["status"] != "ok":
+            reason, state, value = record["error"], TrialState.FAIL, None
+        else:
+            value = final_metrics(record).get(self.metric)
+            reason = "" if value is not None else f"the trial reported no {self.metric!r}"
+            state = TrialState.COMPLETE if value is not None else TrialState.FAIL
+        if reason:
+            proposal.set_user_attr("error", reason)
+        self.on_tell(self.study.tell(proposal, value, state=state))
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: the study is in SQLite, written at every ask and tell."""
+
+
+@dataclass
+class SearchOutcome:
+    """The best completed trial (None when none completed), its full hyperparameters, the files written."""
+
+    best: optuna.trial.FrozenTrial | None
+    hparams: dict[str, Any]
+    files: list[Path]
+
+
+def trials_table(study: optuna.Study, metric: str):
+    """One row per trial: number, state, its parameters, the validation metric, trial id and error."""
+    frame = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs", "duration"))
+    return frame.rename(columns=lambda c: metric if c == "value" else
+                        c.removeprefix("params_").removeprefix("user_attrs_"))
+
+
+def search_plots(study: optuna.Study, folder: Path, space: dict[str, Distribution], metric: str) -> list[Path]:
+    """Optuna's matplotlib figures: optimisation history, importances, contour of the two most important
+    parameters and a scatter per parameter; a figure Optuna cannot draw yet is skipped with a note."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from optuna.visualization import matplotlib as vis
+
+    params = sorted(space)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ranked = list(optuna.importance.get_param_importances(study))
+    except (RuntimeError, ValueError):
+        ranked = params
+    figures: dict[str, Callable[[], Any]] = {
+        "history": lambda: vis.plot_optimization_history(study, target_name=metric),
+        "importances": lambda: vis.plot_param_importances(study, target_name=metric),
+        "contour": lambda: vis.plot_contour(study, params=ranked[:2], target_name=metric),
+        "scatter": lambda: vis.plot_slice(study, params=params, target_name=metric),
+    }
+    if len(params) < 2:
+        figures = {k: v for k, v in figures.items() if k not in ("importances", "contour")}
+    written = []
+    for name, draw in figures.items():
+        path = folder / f"{name}.png"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                axes = draw()
+            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
+            figure.savefig(path, dpi=120, bbox_inches="tight")
+            written.append(path)
+        except (RuntimeError, ValueError, ZeroDivisionError) as error:
+            print(f"skipped the {name} plot: {error}")
+        finally:
+            plt.close("all")
+    return written
+
+
+def write_outputs(study: optuna.Study, folder: Path, space: dict[str, Distribution], base: TrialConfig,
+                  metric: str) -> SearchOutcome:
+    """``trials.csv``, the plots and ``best.json``: the completed trial with the highest metric (if any)."""
+    atomic_write_text(folder / "trials.csv", trials_table(study, metric).to_csv(index=False))
+    files = [folder / "trials.csv", *search_plots(study, folder, space, metric)]
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None
+                and math.isfinite(t.value)]
+    if not complete:
+        return SearchOutcome(best=None, hparams={}, files=files)
+    best = max(complete, key=lambda t: t.value)
+    hparams = {**base.hparams, **best.params}
+    atomic_write_text(folder / "best.json", json.dumps({
+        "metric": metric, "value": best.value, "trial_number": best.number,
+        "trial_id": best.user_attrs.get("trial_id"), "params": best.params, "hparams": hparams,
+        "method": base.method, "dataset": base.dataset, "n_trials": len(finished_trials(study)),
+        "n_complete": len(complete), "space": describe_space(space), "study": study.study_name,
+        "storage": study_storage(folder),
+    }, indent=2, sort_keys=True, default=str) + "\n")
+    return SearchOutcome(best=best, hparams=hparams, files=[*files, folder / "best.json"])
+
+
+def asha(epochs: int) -> Any:
+    """ASHA on the per-epoch validation metric (metric and mode come from the Tuner); the trial's last
+    report (its record) comes one step after its last epoch, so no trial is stopped at its last epoch."""
+    return ray_compat.ASHAScheduler(time_attr="training_iteration", max_t=epochs + 1, grace_period=1,
+                                    reduction_factor=2)
+
+
+def run_search(executor: Any, base: TrialConfig, space: dict[str, Distribution], *, name: str, folder: Path,
+               metric: str, planned: int, seed: int, scheduler: str = "fifo",
+               resume: bool = False) -> SearchOutcome:
+    """Run (or, with ``resume``, finish) a search of ``planned`` trials of ``base`` over ``space`` on a
+    :class:`~harness.scheduling.ray_executor.RayExecutor`; write its outputs to ``folder`` and return the best."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec = {"method": base.method, "dataset": base.dataset, "metric": metric, "space": describe_space(space),
+            "base_trial": base.trial_id, "seed": seed}
+    study = open_study(folder, name, spec, resume, seed, planned)
+    done = len(finished_trials(study))
+    budget = planned - done
+    print(f"search {name}: {done} of {planned} trials done, {max(budget, 0)} to run "
+          f"(study {study_storage(folder)})", flush=True)
+
+    def tell(trial: optuna.trial.FrozenTrial) -> None:
+        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+        outcome = (f"{metric} {trial.value:.4f}" if trial.state == TrialState.COMPLETE
+                   else f"{trial.state.name.lower()} {trial.user_attrs.get('error', '')}".rstrip())
+        print(f"search trial {len(finished_trials(study))}/{planned}: {params} -> {outcome}", flush=True)
+
+    if budget > 0:
+        searcher = OptunaSearcher(study, space, base, metric, budget, on_tell=tell)
+        executor.tune(f"search-{name}", searcher=searcher, num_samples=budget, metric=metric,
+                      scheduler=asha(base.recipe_obj.epochs) if scheduler == "asha" else None, resume=resume,
+                      store=ResultStore(base.results_dir))
+    return write_outputs(study, folder, space, base, metric)
