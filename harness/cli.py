@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import_plugins([m for m in args.plugins.split(",") if m])
         return int(args.func(args) or 0)
-    except (UnknownNameError, DatasetFormatError, ValueError, FileNotFoundError) as error:
+    except (UnknownNameError, DatasetFormatError, ValueError, FileNotFoundError, PermissionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again with --resume to finish what did not finish "
+              "(finished trials are kept; interrupted ones continue from their last epoch)", file=sys.stderr)
+        return 130

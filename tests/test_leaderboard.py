@@ -14,11 +14,15 @@ from harness.cli import main
 from harness.reporting.leaderboard import records_frame, write_leaderboards
 from harness.reporting.plots import sensitivity_plot
 from harness.reporting.published import canonical_dataset, canonical_metric, load_published
-from harness.core.store import ResultStore
+from harness.core.config import TrialConfig
+from harness.core.record import TrialRecord
+from harness.core.recipe import Recipe
+from harness.core.store import TrialStore
 from harness.reporting.stats import paired_pvalue, summarize, welch_pvalue
 
 RECIPE_A = {"name": "default", "epochs": 50, "batch_size": 112}
 RECIPE_B = {"name": "default", "epochs": 5, "batch_size": 112}
+HASH_A, HASH_B = Recipe(**RECIPE_A).hash, Recipe(**RECIPE_B).hash
 ENV = {"git_commit": "abc1234", "versions": {"python": "3.11.0", "torch": "2.4.0"}, "device": "NVIDIA H100", "host": "node1"}
 
 MS_R1 = [0.60, 0.61, 0.62]
@@ -27,29 +31,33 @@ EQUAL_R1 = [0.61, 0.60, 0.62]       # the same values as ms, other seeds' order
 
 
 def record(method: str, seed: int, r1: float | None, *, dataset: str = "cub", recipe: dict = RECIPE_A,
-           recipe_hash: str = "aaaa1111", status: str = "ok", eval_split: str = "test", experiment: str = "exp",
-           hparams: dict | None = None, finished_at: str = "2024-01-01T00:00:00+00:00") -> dict:
-    """A trial record as run_trial/failed_record write it (metrics derived from Recall@1)."""
-    config = {"method": method, "dataset": dataset, "seed": seed, "recipe": recipe, "backbone": "resnet50",
-              "embedding_dim": 512, "hparams": hparams or {}, "eval_split": eval_split, "experiment": experiment}
+           status: str = "ok", eval_split: str = "test", experiment: str = "exp", role: str = "final",
+           hparams: dict | None = None, finished_at: str = "2024-01-01T00:00:00+00:00") -> TrialRecord:
+    """A trial record as run_trial/TrialRecord.failed build it (metrics derived from Recall@1)."""
+    config = TrialConfig(method=method, dataset=dataset, seed=seed, recipe=Recipe(**recipe).to_dict(),
+                         backbone="resnet50", embedding_dim=512, hparams=hparams or {}, eval_split=eval_split,
+                         experiment=experiment, role=role)
     metrics = {} if r1 is None else {"recall@1": r1, "recall@2": r1 + 0.1, "recall@4": r1 + 0.15,
                                      "recall@8": r1 + 0.2, "map@r": r1 / 3, "r_precision": r1 / 2, "nmi": 0.6}
-    trial_id = f"{method}-{dataset}-{eval_split}-s{seed}-{recipe_hash}-{json.dumps(hparams or {}, sort_keys=True)}"
-    return {"trial_id": trial_id, "status": status, "error": None if status == "ok" else "boom", "config": config,
-            "recipe": {"name": recipe["name"], "hash": recipe_hash}, "metrics": metrics, "history": [],
-            "wall_time_s": 1.0, "n_trainable_params": 10, "environment": ENV, "finished_at": finished_at}
+    return TrialRecord(trial_id=config.trial_id, status=status, error=None if status == "ok" else "boom",
+                       config=config, metrics=metrics, wall_time_s=1.0, n_trainable_params=10, environment=ENV,
+                       finished_at=finished_at, hparams_changed=hparams or {})
+
+
+def pairs(records: list[TrialRecord]) -> list[tuple[Path, TrialRecord]]:
+    return [(Path(f"{r.trial_id}.json"), r) for r in records]
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> ResultStore:
+def store(tmp_path: Path) -> TrialStore:
     """ms (baseline), jrd (better), triplet (equal), one failed ms trial and a val-split search trial, on cub."""
-    store = ResultStore(tmp_path / "results")
+    store = TrialStore(tmp_path / "results")
     for seed, (a, b, c) in enumerate(zip(MS_R1, BETTER_R1, EQUAL_R1)):
-        store.write(record("ms", seed, a))
-        store.write(record("jrd", seed, b))
-        store.write(record("triplet", seed, c))
-    store.write(record("ms", 3, None, status="failed"))
-    store.write(record("ms", 0, 0.99, eval_split="val"))
+        store.write_record(record("ms", seed, a))
+        store.write_record(record("jrd", seed, b))
+        store.write_record(record("triplet", seed, c))
+    store.write_record(record("ms", 3, None, status="failed"))
+    store.write_record(record("ms", 0, 0.99, eval_split="val"))
     return store
 
 
@@ -76,7 +84,7 @@ def test_summary_matches_scipy() -> None:
     assert np.isnan(p) and matched == 1
 
 
-def test_long_csv_statistics_match_scipy(store: ResultStore, tmp_path: Path) -> None:
+def test_long_csv_statistics_match_scipy(store: TrialStore, tmp_path: Path) -> None:
     out = tmp_path / "boards"
     write_leaderboards(store, out, formats=["csv"])
     r = row(long_csv(out), "ms")
@@ -90,7 +98,7 @@ def test_long_csv_statistics_match_scipy(store: ResultStore, tmp_path: Path) -> 
     assert ranks == {"jrd": 1, "ms": 2, "triplet": 2}  # ms and triplet tie on the mean
 
 
-def test_regeneration_is_byte_identical(store: ResultStore, tmp_path: Path) -> None:
+def test_regeneration_is_byte_identical(store: TrialStore, tmp_path: Path) -> None:
     first = write_leaderboards(store, tmp_path / "one", baseline="ms")
     second = write_leaderboards(store, tmp_path / "two", baseline="ms")
     again = write_leaderboards(store, tmp_path / "one", baseline="ms")
@@ -103,7 +111,7 @@ def test_regeneration_is_byte_identical(store: ResultStore, tmp_path: Path) -> N
     assert first["cub.recall_at_k.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_environment_side_file_comes_from_the_records(store: ResultStore, tmp_path: Path) -> None:
+def test_environment_side_file_comes_from_the_records(store: TrialStore, tmp_path: Path) -> None:
     written = write_leaderboards(store, tmp_path / "boards", formats=[])
     env = json.loads(written["cub.env.json"].read_text())
     assert env["git_commits"] == {"abc1234": 10} and env["devices"] == {"NVIDIA H100": 10}
@@ -112,42 +120,46 @@ def test_environment_side_file_comes_from_the_records(store: ResultStore, tmp_pa
 
 
 def test_different_recipes_and_hparams_never_average(tmp_path: Path) -> None:
-    store = ResultStore(tmp_path / "results")
+    store = TrialStore(tmp_path / "results")
     for seed in range(2):
-        store.write(record("ms", seed, 0.6 + seed / 100))
-        store.write(record("ms", seed, 0.3 + seed / 100, recipe=RECIPE_B, recipe_hash="bbbb2222"))
-        store.write(record("ms", seed, 0.5, hparams={"alpha": 0.1}))
+        store.write_record(record("ms", seed, 0.6 + seed / 100))
+        store.write_record(record("ms", seed, 0.3 + seed / 100, recipe=RECIPE_B))
+        store.write_record(record("ms", seed, 0.5, hparams={"alpha": 0.1}))
     written = write_leaderboards(store, tmp_path / "boards", formats=["csv", "md"])
     summary = pd.read_csv(written["cub.csv"])
-    assert len(summary) == 3 and set(summary["recipe_hash"]) == {"aaaa1111", "bbbb2222"}
+    assert len(summary) == 3 and set(summary["recipe_hash"]) == {HASH_A, HASH_B}
     assert sorted(summary["recall@1_mean"].round(6)) == [0.305, 0.5, 0.605]
     assert {"recall@1_std", "n_seeds", "n_failed"} <= set(summary.columns)
     wide = pd.read_csv(written["cub.wide.csv"])
-    assert sorted(wide["Recipe"]) == ["default:aaaa1111", "default:aaaa1111", "default:bbbb2222"]
+    assert sorted(wide["Recipe"]) == sorted([f"default:{HASH_A}", f"default:{HASH_A}", f"default:{HASH_B}"])
     assert "ms (alpha=0.1)" in set(wide["Method"])
     assert set(pd.read_csv(written["cub.long.csv"])["recipe.epochs"]) == {5, 50}
 
 
-def test_corrupt_and_partial_records_are_skipped_with_a_warning(store: ResultStore, tmp_path: Path, capsys) -> None:
-    truncated = store.record_path("exp", "truncated")
-    truncated.parent.mkdir(parents=True)
-    truncated.write_text('{"trial_id": "truncated", "status": "o')
-    partial = record("jrd", 9, 0.1)
+def test_corrupt_and_partial_records_are_skipped_with_a_warning(store: TrialStore, tmp_path: Path, capsys) -> None:
+    def write_raw(name: str, text: str) -> Path:
+        path = store.runs / "exp" / name / "record.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
+        return path
+
+    truncated = write_raw("truncated", '{"trial_id": "truncated", "status": "o')
+    partial = record("jrd", 9, 0.1).to_dict()
     del partial["metrics"]
-    partial_path = store.write(partial)
-    no_recipe = record("jrd", 8, 0.1)
-    del no_recipe["recipe"]
-    no_recipe_path = store.write(no_recipe)
+    null_metric, text_metric = record("jrd", 8, 0.1).to_dict(), record("jrd", 7, 0.1).to_dict()
+    null_metric["metrics"]["recall@1"], text_metric["metrics"]["map@r"] = None, "high"
+    bad = [truncated, write_raw("partial", json.dumps(partial)), write_raw("null", json.dumps(null_metric)),
+           write_raw("text", json.dumps(text_metric)), write_raw("list", "[1, 2]")]
     written = write_leaderboards(store, tmp_path / "boards", formats=["csv"])
     err = capsys.readouterr().err
-    for path in (truncated, partial_path, no_recipe_path):
+    for path in bad:
         assert str(path) in err
     jrd = row(long_csv(tmp_path / "boards"), "jrd")
     assert jrd["n_seeds"] == 3 and jrd["mean"] == pytest.approx(np.mean(BETTER_R1), rel=1e-5)
     assert "cub.csv" in written
 
 
-def test_significance_marks_and_pvalues(store: ResultStore, tmp_path: Path) -> None:
+def test_significance_marks_and_pvalues(store: TrialStore, tmp_path: Path) -> None:
     out = tmp_path / "boards"
     written = write_leaderboards(store, out, baseline="ms", formats=["csv", "md", "tex"])
     long = long_csv(out)
@@ -157,7 +169,7 @@ def test_significance_marks_and_pvalues(store: ResultStore, tmp_path: Path) -> N
     assert better["n_paired"] == 3 and better["p_welch"] < 0.05 and better["p_paired"] < 0.05
     assert equal["p_welch"] == pytest.approx(1.0) and equal["p_paired"] == pytest.approx(1.0)
     assert np.isnan(base["p_welch"]) and np.isnan(base["p_paired"])
-    assert better["baseline"].startswith("ms [resnet50, 512-d, default:aaaa1111]")
+    assert better["baseline"].startswith(f"ms [resnet50, 512-d, default:{HASH_A}]")
     wide = pd.read_csv(written["cub.wide.csv"]).set_index("Method")
     assert wide.loc["jrd", "R@1"] == "70.83 ± 1.04†‡"
     assert wide.loc["triplet", "R@1"] == "61.00 ± 1.00" and wide.loc["ms", "R@1"] == "61.00 ± 1.00"
@@ -169,7 +181,7 @@ def test_significance_marks_and_pvalues(store: ResultStore, tmp_path: Path) -> N
     assert r"\textbf{70.83 $\pm$ 1.04}$^\dagger$$^\ddagger$" in tex and r"$^\dagger$ Welch t-test" in tex
 
 
-def test_published_rows_in_md_and_tex_only(store: ResultStore, tmp_path: Path) -> None:
+def test_published_rows_in_md_and_tex_only(store: TrialStore, tmp_path: Path) -> None:
     written = write_leaderboards(store, tmp_path / "boards", formats=["csv", "md", "tex"])
     md, tex = written["cub.md"].read_text(), written["cub.tex"].read_text()
     assert "| published [1] | DE_DSP | BN-Inception | 512 | — | — | 53.6 | 65.5 | 76.9 | — |" in md
@@ -185,10 +197,10 @@ def test_published_rows_in_md_and_tex_only(store: ResultStore, tmp_path: Path) -
 
 
 def test_failed_trials_only_count_in_n_failed(tmp_path: Path) -> None:
-    store = ResultStore(tmp_path / "results")
-    store.write(record("ms", 0, 0.5))
-    store.write(record("ms", 1, None, status="failed"))
-    store.write(record("triplet", 0, None, status="failed"))
+    store = TrialStore(tmp_path / "results")
+    store.write_record(record("ms", 0, 0.5))
+    store.write_record(record("ms", 1, None, status="failed"))
+    store.write_record(record("triplet", 0, None, status="failed"))
     out = tmp_path / "boards"
     summary = pd.read_csv(write_leaderboards(store, out, formats=["csv"])["cub.csv"]).set_index("method")
     assert summary.loc["ms", ["n_seeds", "n_failed"]].tolist() == [1, 1]
@@ -198,11 +210,11 @@ def test_failed_trials_only_count_in_n_failed(tmp_path: Path) -> None:
 
 
 def test_val_split_excluded_and_duplicate_trials_count_once(tmp_path: Path) -> None:
-    store = ResultStore(tmp_path / "results")
-    store.write(record("ms", 0, 0.5, experiment="old", finished_at="2024-01-01T00:00:00+00:00"))
-    store.write(record("ms", 0, 0.7, experiment="new", finished_at="2024-02-01T00:00:00+00:00"))
-    store.write(record("ms", 1, 0.9, eval_split="val"))
-    frame = records_frame(store.iter_records())
+    store = TrialStore(tmp_path / "results")
+    store.write_record(record("ms", 0, 0.5, experiment="old", finished_at="2024-01-01T00:00:00+00:00"))
+    store.write_record(record("ms", 0, 0.7, experiment="new", finished_at="2024-02-01T00:00:00+00:00"))
+    store.write_record(record("ms", 1, 0.9, eval_split="val"))
+    frame = records_frame(store.records())
     assert len(frame) == 2
     summary = pd.read_csv(write_leaderboards(store, tmp_path / "boards", formats=["csv"])["cub.csv"])
     assert summary[["n_seeds", "recall@1_mean"]].values.tolist() == [[1, 0.7]]
@@ -220,16 +232,16 @@ def test_published_names_map_onto_the_harness() -> None:
 def test_sensitivity_plot_is_deterministic(tmp_path: Path) -> None:
     records = [record("jrd", seed, 0.6 + 0.01 * seed + 0.05 * np.log10(alpha), hparams={"alpha": alpha})
                for alpha in (0.001, 0.01, 0.1, 1.0) for seed in range(3)]
-    one = sensitivity_plot(records, "jrd", "alpha", tmp_path / "one.png")
-    two = sensitivity_plot(records, "jrd", "alpha", tmp_path / "two.png")
+    one = sensitivity_plot(pairs(records), "jrd", "alpha", tmp_path / "one.png")
+    two = sensitivity_plot(pairs(records), "jrd", "alpha", tmp_path / "two.png")
     assert one.read_bytes() == two.read_bytes() and one.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="sigma"):
-        sensitivity_plot(records, "jrd", "sigma", tmp_path / "none.png")
+        sensitivity_plot(pairs(records), "jrd", "sigma", tmp_path / "none.png")
 
 
-def test_leaderboard_command_end_to_end(store: ResultStore, tmp_path: Path, capsys) -> None:
-    store.write(record("ms", 0, 0.4, dataset="cars"))
-    bad = store.record_path("exp", "broken")
+def test_leaderboard_command_end_to_end(store: TrialStore, tmp_path: Path, capsys) -> None:
+    store.write_record(record("ms", 0, 0.4, dataset="cars"))
+    bad = store.runs / "exp" / "broken" / "record.json"
     bad.parent.mkdir(parents=True)
     bad.write_text("{")
     results = str(store.root)

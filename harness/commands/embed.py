@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
-from harness.core.config import TrialConfig
 from harness.plugins.data import DATASETS, ImageDataset, Subset
 from harness.engine.evaluate import embed
-from harness.core.store import RECORD_FILE, atomic_write_text
+from harness.core.store import TrialFolder, atomic_save_array, atomic_write_text
 from harness.engine.train import resolve_device
-from harness.engine.trial import MODEL_FILE, build_model, eval_transform
+from harness.engine.trial import build_model, eval_transform
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -29,15 +26,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def embed_folder(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir)
-    for name in (RECORD_FILE, MODEL_FILE):
-        if not (run_dir / name).is_file():
-            raise FileNotFoundError(f"{run_dir / name} is missing: RUN_DIR must be a finished trial folder "
-                                    f"(results/runs/<experiment>/<trial_id>) trained with model saving on")
-    config = TrialConfig.from_dict(json.loads((run_dir / RECORD_FILE).read_text())["config"])
+    """Embed every image under the folder, or (one unreadable image) fail naming it before writing anything."""
+    trial = TrialFolder(args.run_dir)
+    config = trial.record.config
     channels = DATASETS.get(config.dataset).channels
     model, _ = build_model(config, channels)
-    model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True))
+    model.load_state_dict(trial.model_state())
     paths = sorted(str(p) for p in Path(args.image_folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {args.image_folder}")
@@ -48,8 +42,7 @@ def embed_folder(args: argparse.Namespace) -> int:
                         batch_size=config.recipe_obj.eval_batch_size)
     embeddings, _ = embed(model, loader, device)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out, embeddings.cpu().numpy())
+    atomic_save_array(out, embeddings.cpu().numpy())
     atomic_write_text(out.with_name(out.name + ".paths.txt"), "\n".join(paths) + "\n")
     print(f"{len(paths)} embeddings of size {embeddings.shape[1]} -> {out}")
     return 0

@@ -7,7 +7,7 @@ from pathlib import Path
 from harness.commands.options import comma_list
 from harness.reporting.leaderboard import FORMATS, write_leaderboards
 from harness.reporting.published import PUBLISHED_CSV
-from harness.core.store import ResultStore
+from harness.core.store import TrialStore
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    store = ResultStore(args.results_dir)
+    store = TrialStore(args.results_dir)
     written = write_leaderboards(store, out_dir=args.out_dir, datasets=args.dataset, baseline=args.baseline,
                                  formats=args.format, published_csv=None if args.no_published else Path(args.published))
     if not written:

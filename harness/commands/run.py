@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import replace
 
@@ -11,7 +12,7 @@ from harness.commands.options import (add_executor_options, add_experiment_optio
                                       int_list, make_executor)
 from harness.core.config import TrialConfig
 from harness.reporting.leaderboard import aggregate, format_table, records_frame, write_leaderboards
-from harness.core.store import ResultStore
+from harness.core.store import TrialStore
 
 DEFAULT_METHODS = "pixels,triplet,ms,amsoftmax"
 
@@ -35,12 +36,12 @@ def with_fault(trials: list[TrialConfig], args: argparse.Namespace) -> list[Tria
     return [replace(t, fail_at_epoch=args.fail_at_epoch) for t in trials]
 
 
-def print_leaderboard(store: ResultStore, trials: list[TrialConfig], start: float) -> None:
+def print_leaderboard(store: TrialStore, trials: list[TrialConfig], start: float) -> None:
     """Rewrite the dataset's leaderboard files and print the table of these trials (failures counted)."""
     dataset = trials[0].dataset
     written = write_leaderboards(store, datasets=[dataset])
     ids = {t.trial_id for t in trials}
-    frame = records_frame(r for r in store.iter_records(trials[0].experiment) if r["trial_id"] in ids)
+    frame = records_frame((path, r) for path, r in store.records(trials[0].experiment) if r.trial_id in ids)
     board = aggregate(frame) if not frame.empty else pd.DataFrame()
     print(f"\n{dataset}: {len(trials)} trials in {time.time() - start:.0f} s "
           f"(test classes; mean ± std over seeds, %)")
@@ -53,9 +54,14 @@ def run(args: argparse.Namespace) -> int:
     experiment = experiment_from_args(args, methods=args.methods or comma_list(DEFAULT_METHODS),
                                       seeds=args.seeds or [0])
     trials = with_fault(experiment.trials(), args)
-    store = ResultStore(experiment.results_dir)
+    store = TrialStore(experiment.results_dir)
+    store.check_writable()
     start = time.time()
-    with make_executor(args, store) as executor:
-        executor.run(trials, resume=args.resume)
+    with make_executor(args, experiment.results_dir) as executor:
+        records = executor.run(trials, resume=args.resume)
     print_leaderboard(store, trials, start)
+    failed = [r for r in records if not r.ok]
+    if failed:
+        print(f"{len(failed)} of {len(trials)} trial(s) failed; their reasons are in their records", file=sys.stderr)
+        return 1
     return 0

@@ -5,11 +5,11 @@ import argparse
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from harness.commands.options import add_executor_options, add_experiment_options, experiment_from_args, make_executor
+from harness.experiment import check_validation_split
 from harness.commands.run import print_leaderboard, with_fault
-from harness.core.store import ResultStore
+from harness.core.store import TrialStore
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default="val_recall@1",
                    help="validation metric to maximise, val_<metric> (default val_recall@1)")
     p.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
-                   help="asha: stop poor trials early on the per-epoch validation metric")
+                   help="asha: stop poor trials early on the per-epoch validation metric "
+                        "(Optuna's successive-halving pruner; with either executor)")
     p.add_argument("--final-seeds", type=int, default=3,
                    help="re-train the best configuration with seeds 0..N-1 on the test protocol (0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler and of every search trial")
@@ -35,12 +36,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the search in that folder up to --trials, then finish the final trials")
     add_experiment_options(p)
-    add_executor_options(p, local=False)
+    add_executor_options(p)
     p.set_defaults(func=search)
 
 
 def search(args: argparse.Namespace) -> int:
-    from harness.scheduling.search import run_search, search_space  # imports Optuna and Ray: only when used
+    from harness.scheduling.search import run_search, search_space  # imports Optuna: only when used
 
     if not args.metric.startswith("val_"):
         raise ValueError(f"--metric must be a validation metric val_<name> (e.g. val_recall@1), got {args.metric!r}")
@@ -50,19 +51,20 @@ def search(args: argparse.Namespace) -> int:
     if fixed:
         raise ValueError(f"{', '.join(sorted(fixed))} both fixed with --hparam and searched with --space")
     name = args.name or f"{args.method}-{experiment.dataset}"
-    folder = Path(experiment.results_dir) / "searches" / name
-    base = replace(experiment.trials()[0], eval_split="val", results_dir=str(folder), experiment="trials",
-                   save_model=False)
+    check_validation_split(experiment)
+    base = replace(experiment, eval_split="val", role="search", experiment=name, save_model=False).trials()[0]
     base = with_fault([base], args)[0]
-    store = ResultStore(experiment.results_dir)
+    store = TrialStore(experiment.results_dir)
+    store.check_writable()
     start = time.time()
-    with make_executor(args, store) as executor:
-        outcome = run_search(executor, base, space, name=name, folder=folder, metric=args.metric,
-                             planned=args.trials, seed=args.seed, scheduler=args.scheduler, resume=args.resume)
+    with make_executor(args, experiment.results_dir) as executor:
+        outcome = run_search(executor, base, space, name=name, metric=args.metric, planned=args.trials,
+                             seed=args.seed, pruner="asha" if args.scheduler == "asha" else "none", resume=args.resume)
         for path in outcome.files:
             print(f"search output: {path}")
         if outcome.best is None:
-            print(f"no search trial completed: see the reasons in {folder / 'trials.csv'}", file=sys.stderr)
+            print(f"no search trial completed: see the reasons in {store.search_dir(name) / 'trials.csv'}",
+                  file=sys.stderr)
             return 1
         print(f"best of search {name}: {args.metric} {outcome.best.value:.4f} with {outcome.best.params} "
               f"({time.time() - start:.0f} s)")

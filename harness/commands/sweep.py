@@ -4,24 +4,29 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from harness.commands.options import (add_executor_options, add_experiment_options, experiment_from_args, int_list,
                                       make_executor)
-from harness.commands.run import print_leaderboard, with_fault
+from harness.commands.run import with_fault
 from harness.core.hparams import parse_assignment, parse_value
-from harness.core.store import ResultStore
+from harness.core.store import TrialStore
+from harness.experiment import check_validation_split
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="train one method over a grid of one hyperparameter × seeds; sensitivity plot",
-                       description="One ordinary test-split trial per (value, seed), through the same executor "
-                                   "as 'run'; writes <results>/sweeps/<experiment>/<method>.<param>.png.")
+                       description="One trial per (value, seed) on the validation classes (carved from the "
+                                   "training classes: choosing a value from the plot never touches test), through "
+                                   "the same executor as 'run'; writes <results>/sweeps/<experiment>/"
+                                   "<method>.<param>.png. Sweep trials never enter a leaderboard.")
     p.add_argument("--method", required=True, help="the method to sweep")
     p.add_argument("--param", required=True, metavar="NAME=V1,V2,...",
                    help="the hyperparameter and its values, e.g. alpha=0,0.01,0.1,1,10")
     p.add_argument("--seeds", type=int_list, default=[0], help="comma-separated seeds (default: 0)")
     p.add_argument("--metric", default="recall@1", help="metric of the plot (default recall@1)")
+    p.add_argument("--on-test", action="store_true",
+                   help="evaluate on the test classes instead (a sensitivity analysis to report, never a way to "
+                        "choose a value: such records are marked role=sweep and kept out of leaderboards)")
     add_experiment_options(p)
     add_executor_options(p)
     p.add_argument("--resume", action="store_true", help="skip finished trials, continue interrupted ones")
@@ -42,17 +47,22 @@ def sweep(args: argparse.Namespace) -> int:
 
     name, values = parse_grid(args.param)  # experiment.trials() rejects an undeclared name
     experiment = experiment_from_args(args, methods=[args.method], seeds=args.seeds)
+    split = "test" if args.on_test else "val"
+    experiment = replace(experiment, eval_split=split, role="sweep")
+    if split == "val":
+        check_validation_split(experiment)
     fixed = experiment.hparams.get(args.method, {})
     trials = [t for value in values for t in replace(
         experiment, hparams={**experiment.hparams, args.method: {**fixed, name: value}}).trials()]
     trials = with_fault(trials, args)
-    store = ResultStore(experiment.results_dir)
+    store = TrialStore(experiment.results_dir)
+    store.check_writable()
     start = time.time()
-    with make_executor(args, store) as executor:
-        executor.run(trials, resume=args.resume)
-    print_leaderboard(store, trials, start)
-    ids = {t.trial_id for t in trials}
-    out = Path(experiment.results_dir) / "sweeps" / trials[0].experiment / f"{args.method}.{name}.png"
-    records = [r for r in store.iter_records(trials[0].experiment) if r["trial_id"] in ids]
-    print(f"sensitivity plot: {sensitivity_plot(records, args.method, name, out, metric=args.metric)}")
-    return 0
+    with make_executor(args, experiment.results_dir) as executor:
+        records = executor.run(trials, resume=args.resume)
+    print(f"sweep of {args.method}.{name}: {len(trials)} trials on the {split} classes in {time.time() - start:.0f} s")
+    out = store.sweep_dir(trials[0].experiment) / f"{args.method}.{name}{'.test' if args.on_test else ''}.png"
+    plotted = sensitivity_plot([(store.record_path(r.config), r) for r in records], args.method, name, out,
+                               metric=args.metric, eval_split=split)
+    print(f"sensitivity plot: {plotted}")
+    return 0 if all(r.ok for r in records) else 1

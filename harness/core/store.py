@@ -1,75 +1,256 @@
-"""Trial records on disk: ``results/runs/<experiment>/<trial_id>/record.json``, written atomically.
+"""The one owner of a results folder's layout and of every file in a trial folder.
 
-Each record is the whole story of a trial (resolved config, metrics, per-epoch history, wall time,
-trainable parameters, environment). Leaderboards are computed from these files alone.
+::
+
+    <root>/runs/<experiment>/<trial_id>/        a trial (role final or sweep)
+    <root>/searches/<search>/trials/<trial_id>/ a search's trial (role search; experiment = search name)
+        record.json      the TrialRecord (written by the driver the moment the trial ends)
+        checkpoint.pt    the last epoch's training state (while the trial runs; deleted when it ends)
+        model.pt         the trained weights (a state dict)
+        embeddings.npz   the evaluated embeddings and labels (cache for ``harness evaluate``)
+    <root>/searches/<search>/   the search's study and outputs
+    <root>/sweeps/<experiment>/ sensitivity plots
+    <root>/leaderboards/        leaderboards
+    <root>/ray/                 Ray Tune's scratch state (default storage)
+
+Every file is written through a temporary file in the same folder and an atomic rename, with the
+permissions the umask gives (0644 under the usual 022), never 0600. Checkpoints and weights hold
+tensors and plain types only and are loaded with ``torch.load(weights_only=True)``: nothing in a
+results folder is unpickled. On a cluster, the worker writes a trial's checkpoint, weights and
+embeddings and the driver writes its record, both into the trial folder under ``--results-dir``
+(shared storage); the record's ``environment.host`` names the node that wrote the other files.
 """
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from harness.core.config import TrialConfig
+from harness.core.record import RecordError, TrialRecord
 
 RECORD_FILE = "record.json"
+CHECKPOINT_FILE = "checkpoint.pt"
+MODEL_FILE = "model.pt"
+EMBEDDINGS_FILE = "embeddings.npz"
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
+class UnsafeFileError(ValueError):
+    """A checkpoint or weights file that holds more than tensors and plain types; refused, never unpickled."""
+
+
+class CorruptFileError(ValueError):
+    """A truncated or unreadable checkpoint or weights file; the message names it."""
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-class ResultStore:
-    """The trial records under one results folder (``results/`` by default)."""
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically with the umask's permissions."""
+    _atomic_write(Path(path), lambda f: f.write(text), "w")
+
+
+def atomic_save_tensors(path: str | Path, obj: Any) -> None:
+    """``torch.save`` atomically (tensors and plain types only: readable with ``weights_only=True``)."""
+    _atomic_write(Path(path), lambda f: torch.save(obj, f), "wb")
+
+
+def atomic_save_array(path: str | Path, array: np.ndarray) -> None:
+    """``np.save`` atomically (no pickled objects)."""
+    _atomic_write(Path(path), lambda f: np.save(f, array, allow_pickle=False), "wb")
+
+
+def load_tensors(path: str | Path, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)``: refuses pickled code (:class:`UnsafeFileError`) and names a
+    truncated or unreadable file (:class:`CorruptFileError`)."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeFileError(f"{path} holds more than tensors and plain types and was not loaded "
+                              f"(nothing in a results folder is unpickled); delete it: {str(error).splitlines()[0]}") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
+        raise CorruptFileError(f"{path} is truncated or unreadable: {error}") from None
+
+
+class TrialStore:
+    """The trials, searches, sweeps and leaderboards under one results folder (``results/`` by default)."""
 
     def __init__(self, root: str | Path = "results"):
         self.root = Path(root)
-        self.runs = self.root / "runs"
 
-    def record_path(self, experiment: str, trial_id: str) -> Path:
-        return self.runs / experiment / trial_id / RECORD_FILE
+    # ---- layout ---------------------------------------------------------------------------------
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
 
-    def write(self, record: dict[str, Any]) -> Path:
-        experiment = record["config"]["experiment"]
-        path = self.record_path(experiment, record["trial_id"])
-        atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    def search_dir(self, name: str) -> Path:
+        return self.root / "searches" / name
+
+    def sweep_dir(self, experiment: str) -> Path:
+        return self.root / "sweeps" / experiment
+
+    @property
+    def leaderboard_dir(self) -> Path:
+        return self.root / "leaderboards"
+
+    @property
+    def tune_dir(self) -> Path:
+        return self.root / "ray"
+
+    def trial_dir(self, config: TrialConfig) -> Path:
+        if config.role == "search":
+            return self.search_dir(config.experiment) / "trials" / config.trial_id
+        return self.runs / config.experiment / config.trial_id
+
+    def record_path(self, config: TrialConfig) -> Path:
+        return self.trial_dir(config) / RECORD_FILE
+
+    def check_writable(self) -> None:
+        """Raise ``PermissionError`` naming the folder unless files can be created in it (before any trial)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".write-check.")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as error:
+            raise PermissionError(f"the results folder {self.root} is not writable: {error.strerror or error}") from None
+
+    # ---- records --------------------------------------------------------------------------------
+    def write_record(self, record: TrialRecord) -> Path:
+        path = self.record_path(record.config)
+        atomic_write_text(path, json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
         return path
 
-    def read(self, experiment: str, trial_id: str) -> dict[str, Any] | None:
-        path = self.record_path(experiment, trial_id)
+    @staticmethod
+    def read_record_file(path: str | Path) -> TrialRecord:
+        """The record in ``path``; :class:`~harness.core.record.RecordError` naming the file if it is not one."""
         try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            return TrialRecord.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError, RecordError) as error:
+            raise RecordError(f"{path}: {error}") from None
+
+    def read_record(self, config: TrialConfig) -> TrialRecord | None:
+        path = self.record_path(config)
+        if not path.exists():
+            return None
+        try:
+            return self.read_record_file(path)
+        except RecordError as error:
+            warnings.warn(f"ignoring unreadable trial record {error}", stacklevel=2)
             return None
 
-    def is_finished(self, experiment: str, trial_id: str) -> bool:
-        record = self.read(experiment, trial_id)
-        return record is not None and record.get("status") == "ok"
+    def is_finished(self, config: TrialConfig) -> bool:
+        record = self.read_record(config)
+        return record is not None and record.ok
 
-    def iter_records(self, experiment: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every readable record (sorted by path); a corrupt or partial one is skipped with a warning naming it."""
+    def record_files(self, experiment: str | None = None) -> list[Path]:
         base = self.runs / experiment if experiment else self.runs
-        for path in sorted(base.glob(f"**/{RECORD_FILE}")):
+        return sorted(base.glob(f"*/*/{RECORD_FILE}" if not experiment else f"*/{RECORD_FILE}"))
+
+    def records(self, experiment: str | None = None) -> Iterator[tuple[Path, TrialRecord]]:
+        """(path, record) of every readable record under ``runs/`` (sorted by path); an unreadable,
+        partial or malformed one is skipped with a warning naming its file."""
+        for path in self.record_files(experiment):
             try:
-                record = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError) as error:
-                warnings.warn(f"skipping unreadable trial record {path}: {error}", stacklevel=2)
-                continue
-            missing = [k for k in ("trial_id", "status", "config", "metrics") if k not in record]
-            if missing:
-                warnings.warn(f"skipping partial trial record {path}: missing {', '.join(missing)}", stacklevel=2)
-                continue
-            record["_path"] = str(path)
-            yield record
+                yield path, self.read_record_file(path)
+            except RecordError as error:
+                warnings.warn(f"skipping trial record {error}", stacklevel=2)
+
+    def search_records(self, name: str) -> Iterator[TrialRecord]:
+        for path in sorted((self.search_dir(name) / "trials").glob(f"*/{RECORD_FILE}")):
+            try:
+                yield self.read_record_file(path)
+            except RecordError as error:
+                warnings.warn(f"skipping trial record {error}", stacklevel=2)
+
+    # ---- checkpoints, weights, embeddings -------------------------------------------------------
+    def checkpoint_path(self, config: TrialConfig) -> Path:
+        return self.trial_dir(config) / CHECKPOINT_FILE
+
+    def save_checkpoint(self, config: TrialConfig, state: dict[str, Any]) -> Path:
+        path = self.checkpoint_path(config)
+        atomic_save_tensors(path, state)
+        return path
+
+    def load_checkpoint(self, config: TrialConfig, folder: str | Path | None = None) -> dict[str, Any] | None:
+        """The epoch checkpoint an interrupted trial left (in its folder, or in ``folder``: one Ray Tune
+        restored), else None. A truncated one is named in a warning, deleted, and None returned (the
+        trial starts again); one holding pickled code raises :class:`UnsafeFileError`."""
+        path = Path(folder) / CHECKPOINT_FILE if folder else self.checkpoint_path(config)
+        if not path.exists():
+            return None
+        try:
+            return load_tensors(path)
+        except CorruptFileError as error:
+            warnings.warn(f"{error}; the trial starts again from epoch 0", stacklevel=2)
+            path.unlink(missing_ok=True)
+            return None
+
+    def delete_checkpoint(self, config: TrialConfig) -> None:
+        self.checkpoint_path(config).unlink(missing_ok=True)
+
+    def save_model(self, config: TrialConfig, state_dict: dict[str, torch.Tensor]) -> Path:
+        path = self.trial_dir(config) / MODEL_FILE
+        atomic_save_tensors(path, state_dict)
+        return path
+
+    def save_embeddings(self, config: TrialConfig, **arrays: np.ndarray) -> Path:
+        path = self.trial_dir(config) / EMBEDDINGS_FILE
+        _atomic_write(path, lambda f: np.savez(f, **arrays), "wb")
+        return path
+
+
+class TrialFolder:
+    """A finished trial's folder, as ``embed`` and ``evaluate`` read it: its record, weights and embeddings."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        missing = [name for name in (RECORD_FILE,) if not (self.path / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{self.path / missing[0]} is missing: give a trial folder "
+                                    "(results/runs/<experiment>/<trial_id>)")
+        self.record = TrialStore.read_record_file(self.path / RECORD_FILE)
+
+    def model_state(self) -> dict[str, torch.Tensor]:
+        path = self.path / MODEL_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: the trial was run without saving its model")
+        return load_tensors(path)
+
+    def embeddings(self) -> dict[str, np.ndarray]:
+        path = self.path / EMBEDDINGS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: the trial did not cache its embeddings")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+            raise CorruptFileError(f"{path} is truncated or unreadable: {error}") from None

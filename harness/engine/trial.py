@@ -1,35 +1,47 @@
-"""One trial, as a plain function of a config dict: ``run_trial(config) -> record``.
+"""One trial, as a plain function of its config: ``run_trial(TrialConfig) -> TrialRecord``.
 
-Ray Tune calls it unchanged (through :mod:`harness.scheduling.ray_compat`); the local executor calls it
-in-process. It trains one method on one dataset with one seed, evaluates on the unseen classes
-(or on the validation classes during a search), and returns the trial record. A ``report``
-callback receives every epoch's metrics and the path of the checkpoint written after it; a trial
-restarted with ``resume_from`` a checkpoint goes on at the next epoch.
+Every executor calls it unchanged (the local one in-process, Ray Tune in a worker). It trains one
+method on one dataset with one seed, evaluates on the unseen test classes (or on the validation
+classes, ``eval_split="val"``), and returns the trial's :class:`~harness.core.record.TrialRecord`.
+
+After every epoch it writes an epoch checkpoint through the :class:`~harness.core.store.TrialStore`
+(model, method, optimiser, schedule, every RNG, the sampler's class order and the loader's
+generator, the history and the time spent so far), so an interrupted trial resumed from it gives,
+on the CPU with the same threads, metric-for-metric the numbers of an uninterrupted run. Then it
+calls ``on_epoch(metrics, checkpoint_path)``; a true answer prunes the trial (a search's pruner).
 """
 from __future__ import annotations
 
+import random
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+import harness
 from harness.core.config import TrialConfig
-from harness.plugins.data import DatasetSplits, ImageDataset, Subset, create_dataset
 from harness.core.environment import environment_fingerprint
+from harness.core.record import TrialRecord
+from harness.core.recipe import Recipe
+from harness.core.store import TrialStore
 from harness.engine.evaluate import embed, evaluate_embeddings
+from harness.engine.train import Trainer, TrialFailed, build_train_loader, resolve_device, seed_everything
+from harness.engine.utilization import utilization
+from harness.plugins.data import DatasetSplits, ImageDataset, Subset, create_dataset
 from harness.plugins.method import Method, get_method_class
 from harness.plugins.models import EmbeddingModel, create_backbone
-from harness.core.recipe import Recipe
-from harness.engine.train import Trainer, TrialFailed, build_train_loader, resolve_device, seed_everything
 from harness.plugins.transforms import build_transform
-from harness.engine.utilization import utilization
 
-Report = Callable[[dict[str, Any], str | None], None]
+#: called after each epoch with its metrics and the checkpoint just written; True prunes the trial
+EpochCallback = Callable[[dict[str, Any], Path], "bool | None"]
 
-CHECKPOINT_FILE = "checkpoint.pt"
-MODEL_FILE = "model.pt"
+
+class TrialPruned(Exception):
+    """Raised when ``on_epoch`` asks to stop a trial early (a search's pruner)."""
 
 
 def build_model(config: TrialConfig, channels: int) -> tuple[EmbeddingModel, type[Method]]:
@@ -37,8 +49,9 @@ def build_model(config: TrialConfig, channels: int) -> tuple[EmbeddingModel, typ
     cls = get_method_class(config.method)
     backbone = create_backbone(config.backbone, in_chans=channels,
                                pretrained=None if cls.backbone else config.pretrained)
-    model = EmbeddingModel(backbone, embedding_dim=config.embedding_dim,
-                           normalize=cls.normalize_embedding, pooling=cls.pooling, taps=cls.taps)
+    recipe = config.recipe_obj
+    model = EmbeddingModel(backbone, embedding_dim=config.embedding_dim, normalize=cls.normalize_embedding,
+                           pooling=cls.pooling or recipe.pooling, taps=cls.taps, head_init=recipe.head_init)
     return model, cls
 
 
@@ -52,98 +65,145 @@ def _loader(subset: Subset, transform, channels: int, batch_size: int, num_worke
 
 
 def evaluate_model(model: EmbeddingModel, splits: DatasetSplits, config: TrialConfig, device: torch.device,
-                   include_nmi: bool = True, include_utilization: bool = False) -> dict[str, float]:
-    """Recall@K, MAP@R, R-Precision (and NMI, and Metrix's utilization u(Q)) on the validation or test classes."""
+                   include_nmi: bool = True, include_utilization: bool = False
+                   ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Recall@K, MAP@R, R-Precision (and NMI, and Metrix's utilization u(Q)) on the validation or test
+    classes, and the embeddings and labels they were computed from."""
     recipe, channels = config.recipe_obj, splits.channels
     transform = eval_transform(model, recipe, channels)
-    if config.eval_split == "val":
-        query, gallery = splits.val, None
-    else:
-        query, gallery = splits.query, splits.gallery
-    q_emb, q_lab = embed(model, _loader(query, transform, channels, recipe.eval_batch_size, config.num_workers), device)
-    g_emb = g_lab = None
-    if gallery is not None:
-        g_emb, g_lab = embed(model, _loader(gallery, transform, channels, recipe.eval_batch_size, config.num_workers), device)
+    query, gallery = (splits.val, None) if config.eval_split == "val" else (splits.query, splits.gallery)
+
+    def embed_subset(subset: Subset) -> tuple[torch.Tensor, torch.Tensor]:
+        return embed(model, _loader(subset, transform, channels, recipe.eval_batch_size, config.num_workers), device)
+
+    q_emb, q_lab = embed_subset(query)
+    g_emb, g_lab = embed_subset(gallery) if gallery is not None else (None, None)
     metrics = evaluate_embeddings(q_emb, q_lab, g_emb, g_lab, recall_ks=splits.recall_ks, include_nmi=include_nmi)
     if include_utilization:
-        train = splits.train if config.eval_split == "val" else splits.trainval
-        t_emb, _ = embed(model, _loader(train, transform, channels, recipe.eval_batch_size, config.num_workers), device)
+        t_emb, _ = embed_subset(splits.train if config.eval_split == "val" else splits.trainval)
         metrics["utilization"] = utilization(q_emb, t_emb)
-    return metrics
+    arrays = {"query": q_emb.float().cpu().numpy(), "query_labels": q_lab.cpu().numpy()}
+    if g_emb is not None:
+        arrays.update(gallery=g_emb.float().cpu().numpy(), gallery_labels=g_lab.cpu().numpy())
+    return metrics, arrays
 
 
-def run_trial(config: dict[str, Any], report: Report | None = None, resume_from: str | None = None,
-              progress: bool = True) -> dict[str, Any]:
-    """Train and evaluate one trial; return its record (metrics, history, timing, environment).
+# ---- checkpoint state: tensors and plain types only (loadable with weights_only=True) -------------
+def rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+            "numpy_pos": int(pos), "numpy_has_gauss": int(has_gauss), "numpy_gauss": float(gauss),
+            "python_version": int(version), "python_internal": torch.tensor(internal, dtype=torch.int64),
+            "python_gauss_next": gauss_next}
 
-    Raises :class:`TrialFailed` (non-finite loss, injected fault) and lets other errors propagate;
-    executors turn either into a failed record.
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
+                         state["numpy_has_gauss"], state["numpy_gauss"]))
+    random.setstate((state["python_version"], tuple(int(x) for x in state["python_internal"].tolist()),
+                     state["python_gauss_next"]))
+
+
+def loader_state(loader: DataLoader, generator: torch.Generator) -> dict[str, Any]:
+    """What the next epoch's batches depend on besides the global RNGs: the loader's generator and
+    the class order pytorch-metric-learning's MPerClassSampler shuffles in place every epoch."""
+    labels = getattr(loader.sampler, "labels", None)
+    return {"generator": generator.get_state(),
+            "sampler_labels": torch.as_tensor([int(c) for c in labels]) if labels is not None else None}
+
+
+def set_loader_state(loader: DataLoader, generator: torch.Generator, state: dict[str, Any]) -> None:
+    generator.set_state(state["generator"])
+    if state["sampler_labels"] is not None:
+        loader.sampler.labels = [type(loader.sampler.labels[0])(c) for c in state["sampler_labels"].tolist()]
+
+
+def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: EpochCallback | None = None,
+              restored: str | Path | None = None, resume: bool = False, progress: bool = True) -> TrialRecord:
+    """Train and evaluate one trial; return its record (the driver writes it).
+
+    With ``resume`` the trial continues from the epoch checkpoint in its folder, if any; ``restored``
+    names a folder holding a checkpoint to continue from instead (one Ray Tune restored after a worker
+    died). Raises :class:`TrialFailed` (non-finite loss, injected fault), :class:`TrialPruned`, and lets
+    other errors propagate; :func:`execute_trial` turns them into a failed or pruned record.
     """
-    cfg = TrialConfig.from_dict(config)
+    store = store or TrialStore(config.results_dir)
     start = time.time()
-    generator = seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    recipe = cfg.recipe_obj
-    splits = create_dataset(cfg.dataset, cfg.data_root, cfg.val_fraction)
-    train_subset = splits.train if cfg.eval_split == "val" else splits.trainval
+    generator = seed_everything(config.seed)
+    device = resolve_device(config.device)
+    recipe = config.recipe_obj
+    splits = create_dataset(config.dataset, config.data_root, config.val_fraction)
+    train_subset = splits.train if config.eval_split == "val" else splits.trainval
     label_map = {int(c): i for i, c in enumerate(train_subset.classes)}
 
-    model, cls = build_model(cfg, splits.channels)
+    model, cls = build_model(config, splits.channels)
     method = cls(num_classes=len(label_map), embedding_dim=model.embedding_dim, feature_dim=model.feature_dim,
-                 **cfg.hparams)
+                 **config.hparams)
     model.to(device)
     method.to(device)
 
-    trial_dir = cfg.trial_dir
     history: list[dict[str, Any]] = []
+    elapsed_before, resumed_at = 0.0, None
     if recipe.epochs:
         trainer = Trainer(model, method, recipe, device)
-        if resume_from:
-            state = torch.load(Path(resume_from) / CHECKPOINT_FILE, map_location=device, weights_only=False)
-            trainer.load_state_dict(state)
-            history = state.get("history", [])
         train_tf = build_transform(recipe, splits.channels, getattr(model.backbone, "pretrained_cfg", None), train=True)
         loader = build_train_loader(ImageDataset(train_subset, train_tf, channels=splits.channels),
-                                    train_subset.labels, recipe, cls.sampler, generator, cfg.num_workers)
+                                    train_subset.labels, recipe, cls.sampler, generator, config.num_workers)
+        state = store.load_checkpoint(config, restored) if (restored or resume) else None
+        if state is not None:
+            trainer.load_state_dict(state["trainer"])
+            set_rng_state(state["rng"])
+            set_loader_state(loader, generator, state["loader"])
+            history, elapsed_before, resumed_at = state["history"], state["elapsed_s"], trainer.epoch
         while trainer.epoch < recipe.epochs:
-            if cfg.fail_at_epoch is not None and trainer.epoch + 1 >= cfg.fail_at_epoch:
+            if config.fail_at_epoch is not None and trainer.epoch + 1 >= config.fail_at_epoch:
                 raise TrialFailed(f"injected failure at epoch {trainer.epoch + 1} (fail_at_epoch)")
             epoch_metrics = trainer.train_epoch(loader, label_map, progress=progress)
-            if cfg.eval_split == "val":
-                epoch_metrics.update({f"val_{k}": v for k, v in
-                                      evaluate_model(model, splits, cfg, device, include_nmi=False).items()})
+            if config.eval_split == "val":
+                scores, _ = evaluate_model(model, splits, config, device, include_nmi=False)
+                epoch_metrics.update({f"val_{k}": v for k, v in scores.items()})
             history.append(epoch_metrics)
-            checkpoint = None
-            if report is not None:
-                trial_dir.mkdir(parents=True, exist_ok=True)
-                checkpoint = str(trial_dir)
-                torch.save({**trainer.state_dict(), "history": history}, trial_dir / CHECKPOINT_FILE)
-                report(epoch_metrics, checkpoint)
+            checkpoint = store.save_checkpoint(config, {
+                "trainer": trainer.state_dict(), "rng": rng_state(), "loader": loader_state(loader, generator),
+                "history": history, "elapsed_s": elapsed_before + time.time() - start})
+            if on_epoch is not None and on_epoch(epoch_metrics, checkpoint):
+                raise TrialPruned(f"pruned after epoch {trainer.epoch}")
 
-    metrics = evaluate_model(model, splits, cfg, device, include_utilization=cfg.utilization)
-    if cfg.save_model:
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), trial_dir / MODEL_FILE)
+    metrics, embeddings = evaluate_model(model, splits, config, device, include_utilization=config.utilization)
+    if config.save_model:
+        store.save_model(config, model.state_dict())
+        store.save_embeddings(config, **embeddings)
     n_params = sum(p.numel() for p in list(model.parameters()) + list(method.parameters()) if p.requires_grad)
-    return {
-        "trial_id": cfg.trial_id,
-        "status": "ok",
-        "config": cfg.to_dict(),
-        "recipe": {"name": recipe.name, "hash": recipe.hash},
-        "resolved_hparams": dict(method.config),
-        "metrics": metrics,
-        "history": history,
-        "wall_time_s": time.time() - start,
-        "n_trainable_params": n_params,
-        "environment": environment_fingerprint(device),
-    }
+    defaults = {name: p.default for name, p in cls.hparams.items()}
+    return TrialRecord(
+        trial_id=config.trial_id, status="ok", config=config, metrics=metrics, history=history,
+        wall_time_s=elapsed_before + time.time() - start, resumed_at_epoch=resumed_at, n_trainable_params=n_params,
+        hparams_changed={k: v for k, v in method.config.items() if k not in defaults or v != defaults[k]},
+        environment=environment_fingerprint(device), harness_version=harness.__version__,
+    )
 
 
-def failed_record(config: dict[str, Any], error: BaseException | str, wall_time_s: float = 0.0) -> dict[str, Any]:
-    """The record of a trial that raised: its config, the reason, and no metrics."""
-    cfg = TrialConfig.from_dict(config)
-    recipe = cfg.recipe_obj
-    reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return {"trial_id": cfg.trial_id, "status": "failed", "error": reason, "config": cfg.to_dict(),
-            "recipe": {"name": recipe.name, "hash": recipe.hash}, "metrics": {}, "history": [],
-            "wall_time_s": wall_time_s, "n_trainable_params": None, "environment": environment_fingerprint(None)}
+def execute_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: EpochCallback | None = None,
+                  restored: str | Path | None = None, resume: bool = False, progress: bool = True,
+                  threads: int | None = None) -> TrialRecord:
+    """:func:`run_trial` that never raises: an error becomes a failed record with its reason and traceback,
+    a pruned trial a ``pruned`` record with its history. ``threads`` sets torch's intra-op threads
+    (a trial's CPU share). A trial that ends (finished, failed or pruned) loses its epoch checkpoint,
+    except a failed one, which keeps it for ``--resume``."""
+    if threads:
+        torch.set_num_threads(threads)
+    store = store or TrialStore(config.results_dir)
+    start = time.time()
+    try:
+        record = run_trial(config, store, on_epoch=on_epoch, restored=restored, resume=resume, progress=progress)
+    except TrialPruned as pruned:
+        record = TrialRecord(trial_id=config.trial_id, status="pruned", config=config, error=str(pruned),
+                             wall_time_s=time.time() - start, environment=environment_fingerprint(None),
+                             harness_version=harness.__version__)
+    except Exception as error:  # noqa: BLE001: any failure becomes the trial's recorded reason
+        return TrialRecord.failed(config, error, wall_time_s=time.time() - start, traceback=traceback.format_exc(),
+                                  environment=environment_fingerprint(None), harness_version=harness.__version__)
+    store.delete_checkpoint(config)
+    return record

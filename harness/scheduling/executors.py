@@ -1,72 +1,73 @@
-"""Executors run a list of trials and write one record per trial; a failing trial never stops the others.
+"""The executor boundary: ``TrialConfig`` in, ``TrialRecord`` out; a failing trial never stops the others.
 
-:class:`LocalExecutor` runs them one after another in this process (debugging, CI, laptops).
-The Ray Tune executor (:mod:`harness.scheduling.ray_executor`) runs the very same :func:`execute_trial` on every
-GPU or CPU of a machine or cluster. Both skip finished trials on ``resume`` (:func:`pending_trials`),
-continue an interrupted trial from its epoch checkpoint (:func:`resume_checkpoint`) and write each
-record the moment its trial ends (:func:`write_record`).
+An executor pulls trials from an iterable as it has room for them (so a searcher can propose the
+next trial from what finished), runs each with :func:`harness.engine.trial.execute_trial`, writes its
+record through the :class:`~harness.core.store.TrialStore` the moment it ends and hands it to
+``on_record``. ``on_epoch(trial, metrics)`` sees every epoch's metrics; a true answer prunes the trial.
+With ``resume`` a trial that already has a finished record is not run again (its record is handed to
+``on_record`` as it is) and an interrupted one continues from its epoch checkpoint.
+
+:class:`LocalExecutor` runs trials one after another in this process (debugging, CI, laptops);
+:class:`~harness.scheduling.ray_executor.RayExecutor` runs the same function on every GPU or CPU of a
+machine or cluster.
 """
 from __future__ import annotations
 
-import time
-import traceback
-from datetime import datetime, timezone
-from typing import Any, Protocol
-
-import torch
+import sys
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from harness.core.config import TrialConfig
-from harness.core.store import ResultStore
-from harness.engine.trial import CHECKPOINT_FILE, Report, failed_record, run_trial
+from harness.core.record import TrialRecord
+from harness.core.store import TrialStore
+from harness.engine.trial import execute_trial
+
+#: a trial's epoch metrics; returning True prunes the trial
+OnEpoch = Callable[[TrialConfig, dict[str, Any]], "bool | None"]
+OnRecord = Callable[[TrialRecord], None]
 
 
-def stamp(record: dict[str, Any]) -> dict[str, Any]:
-    record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return record
-
-
-def write_record(store: ResultStore, record: dict[str, Any]) -> dict[str, Any]:
-    """Stamp and write one trial's record (atomically) as soon as the trial ends; print one line about it."""
-    store.write(stamp(record))
-    if record["status"] == "ok":
-        summary = f"recall@1 {100 * record['metrics'].get('recall@1', float('nan')):.2f}"
+def summary_line(record: TrialRecord) -> str:
+    """One line about a finished trial."""
+    if record.ok:
+        split = "val " if record.config.eval_split == "val" else ""
+        outcome = f"{split}recall@1 {100 * record.metrics.get('recall@1', float('nan')):.2f}"
     else:
-        summary = f"FAILED: {record['error']}"
-    print(f"{record['trial_id']}: {summary} ({record['wall_time_s']:.0f} s)", flush=True)
-    return record
+        outcome = f"{record.status.upper()}: {record.error}"
+    resumed = f", resumed at epoch {record.resumed_at_epoch}" if record.resumed_at_epoch else ""
+    return f"{record.trial_id}: {outcome} ({record.wall_time_s:.0f} s{resumed})"
 
 
-def pending_trials(trials: list[TrialConfig], store: ResultStore, resume: bool) -> list[TrialConfig]:
-    """With ``resume``, the trials without a finished record; else all of them."""
-    if not resume:
-        return list(trials)
-    return [t for t in trials if not store.is_finished(t.experiment, t.trial_id)]
-
-
-def resume_checkpoint(trial: TrialConfig, resume: bool) -> str | None:
-    """With ``resume``, the folder of the epoch checkpoint an interrupted trial left behind, if any."""
-    return str(trial.trial_dir) if resume and (trial.trial_dir / CHECKPOINT_FILE).exists() else None
-
-
-def execute_trial(config: dict[str, Any], report: Report | None = None, resume_from: str | None = None,
-                  progress: bool = True, threads: int | None = None) -> dict[str, Any]:
-    """:func:`run_trial` that never raises: an error becomes a failed record with its reason and traceback.
-
-    ``threads`` sets torch's intra-op threads (a trial's CPU share). A finished trial's epoch
-    checkpoint is deleted; a failed one keeps it.
-    """
-    if threads:
-        torch.set_num_threads(threads)
-    start = time.time()
+def deliver(record: TrialRecord, on_record: OnRecord | None) -> TrialRecord:
+    """Write a finished trial's record, print its line and hand it on. A record that cannot be written
+    (read-only folder, full disk) is reported on stderr; the other trials go on."""
+    store = TrialStore(record.config.results_dir)
     try:
-        record = run_trial(config, report=report or (lambda metrics, checkpoint: None), resume_from=resume_from,
-                           progress=progress)
-    except Exception as error:  # noqa: BLE001 — any failure becomes the trial's recorded reason
-        record = failed_record(config, error, time.time() - start)
-        record["traceback"] = traceback.format_exc()
-        return record
-    (TrialConfig.from_dict(config).trial_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        store.write_record(record)
+    except OSError as error:
+        print(f"{record.trial_id}: FAILED to write its record to {store.record_path(record.config)}: "
+              f"{error.strerror or error}", file=sys.stderr, flush=True)
+        if record.ok:
+            record = TrialRecord.failed(record.config, f"its record could not be written: {error.strerror or error}",
+                                        wall_time_s=record.wall_time_s, environment=record.environment,
+                                        harness_version=record.harness_version)
+    print(summary_line(record), flush=True)
+    if on_record is not None:
+        on_record(record)
     return record
+
+
+def pending(trials: Iterable[TrialConfig], resume: bool, on_record: OnRecord | None,
+            done: list[TrialRecord]) -> Iterator[TrialConfig]:
+    """The trials to run: with ``resume``, a trial with a finished record is skipped and its record
+    handed to ``on_record`` (and appended to ``done``) instead."""
+    for trial in trials:
+        record = TrialStore(trial.results_dir).read_record(trial) if resume else None
+        if record is not None and record.ok:
+            done.append(record)
+            if on_record is not None:
+                on_record(record)
+            continue
+        yield trial
 
 
 class Executor(Protocol):
@@ -76,15 +77,15 @@ class Executor(Protocol):
 
     def __exit__(self, *exc: Any) -> None: ...
 
-    def run(self, trials: list[TrialConfig], resume: bool = False) -> list[dict[str, Any]]:
-        """Run the trials (skipping finished ones when ``resume``) and return the records written."""
+    def run(self, trials: Iterable[TrialConfig], *, resume: bool = False, on_epoch: OnEpoch | None = None,
+            on_record: OnRecord | None = None) -> list[TrialRecord]:
+        """Run the trials (pulled lazily) and return their records, in the order they finished."""
 
 
 class LocalExecutor:
-    """Runs trials sequentially in-process; with ``resume`` a trial with a checkpoint continues from it."""
+    """Runs trials one after another in this process."""
 
-    def __init__(self, store: ResultStore, progress: bool = True, cpus_per_trial: int | None = None):
-        self.store = store
+    def __init__(self, progress: bool = True, cpus_per_trial: int | None = None):
         self.progress = progress
         self.cpus_per_trial = cpus_per_trial
 
@@ -94,12 +95,13 @@ class LocalExecutor:
     def __exit__(self, *exc: Any) -> None:
         pass
 
-    def run(self, trials: list[TrialConfig], resume: bool = False) -> list[dict[str, Any]]:
-        records = []
-        todo = pending_trials(trials, self.store, resume)
-        for i, trial in enumerate(todo, 1):
-            print(f"[{i}/{len(todo)}] {trial.trial_id}", flush=True)
-            record = execute_trial(trial.to_dict(), resume_from=resume_checkpoint(trial, resume),
-                                   progress=self.progress, threads=self.cpus_per_trial)
-            records.append(write_record(self.store, record))
+    def run(self, trials: Iterable[TrialConfig], *, resume: bool = False, on_epoch: OnEpoch | None = None,
+            on_record: OnRecord | None = None) -> list[TrialRecord]:
+        records: list[TrialRecord] = []
+        for trial in pending(trials, resume, on_record, records):
+            print(f"running {trial.trial_id}", flush=True)
+            epoch_hook = (lambda metrics, checkpoint, trial=trial: on_epoch(trial, metrics)) if on_epoch else None
+            record = execute_trial(trial, on_epoch=epoch_hook, resume=resume, progress=self.progress,
+                                   threads=self.cpus_per_trial)
+            records.append(deliver(record, on_record))
         return records

@@ -17,7 +17,6 @@ from typing import Any, Callable, Iterator
 
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
 try:  # Ray >= 2.41: the Tune function API lives in ray.tune
@@ -31,12 +30,15 @@ RunConfig = getattr(tune, "RunConfig", None) or ray.train.RunConfig
 FailureConfig = getattr(tune, "FailureConfig", None) or ray.train.FailureConfig
 CheckpointConfig = getattr(tune, "CheckpointConfig", None) or ray.train.CheckpointConfig
 Callback = tune.Callback
+Stopper = tune.Stopper
 
-__all__ = ["ASHAScheduler", "Callback", "Searcher", "init", "shutdown", "address", "is_address_given", "cluster_resources",
-           "report", "restored_checkpoint", "grid", "fit", "trial_error", "storage_path", "delete_experiment"]
+__all__ = ["Callback", "Searcher", "Stopper", "init", "shutdown", "address", "is_address_given", "cluster_resources",
+           "report", "restored_checkpoint", "fit", "trial_error", "storage_path", "delete_experiment"]
 
 #: Ray's session and log folders (short: Ray's Unix sockets live there)
 TEMP_DIR = "/tmp/ray"
+#: the only interface a locally started Ray listens on
+LOCALHOST = "127.0.0.1"
 
 
 def _quiet() -> None:
@@ -58,22 +60,25 @@ def is_address_given(address: str | None) -> bool:
     return bool(address or os.environ.get("RAY_ADDRESS"))
 
 
-def init(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> bool:
+def init(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
+         dashboard: bool = False) -> bool:
     """Connect to Ray unless already connected; returns whether this call connected (so should shut down).
 
     With an ``address`` (or ``RAY_ADDRESS``; a cluster with token authentication also needs
     ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``) it joins that cluster; otherwise it starts a local
-    instance with ``num_cpus``/``num_gpus`` (default: what this machine has), no dashboard, workers'
-    output kept in their log files under ``/tmp/ray`` and only Ray's errors on the console.
+    instance bound to 127.0.0.1 with ``num_cpus``/``num_gpus`` (default: what this machine has), the
+    dashboard off unless asked (then on 127.0.0.1 too), workers' output kept in their log files under
+    ``/tmp/ray`` and only Ray's errors on the console.
     """
     _quiet()
     if ray.is_initialized():
         return False
-    common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    common: dict[str, Any] = {"include_dashboard": dashboard, "log_to_driver": False, "logging_level": logging.ERROR}
     if is_address_given(address):
         ray.init(address=address, **common)
     else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, _temp_dir=TEMP_DIR, **common)
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, _temp_dir=TEMP_DIR, _node_ip_address=LOCALHOST,
+                 dashboard_host=LOCALHOST, **common)
     return True
 
 
@@ -93,24 +98,24 @@ def cluster_resources() -> tuple[float, float, int]:
     return float(total.get("CPU", 0)), float(total.get("GPU", 0)), nodes
 
 
-def report(metrics: dict[str, Any], checkpoint_dir: str | Path | None = None, files: tuple[str, ...] = ()) -> None:
-    """Report one result to Tune; with ``checkpoint_dir``, persist ``files`` of it as the trial's checkpoint.
+def report(metrics: dict[str, Any], checkpoint_file: str | Path | None = None) -> None:
+    """Report one result to Tune; with ``checkpoint_file``, persist that file as the trial's checkpoint.
 
-    Only the named files travel (not the whole trial folder): they are hard-linked (or copied) into
-    a scratch folder beside them, which Tune copies to its storage before ``report`` returns.
+    Only that file travels (not the whole trial folder): it is hard-linked (or copied) into a scratch
+    folder beside it, which Tune copies to its storage before ``report`` returns.
     """
-    if checkpoint_dir is None:
+    if checkpoint_file is None:
         _tune_report(metrics)
         return
-    scratch = Path(checkpoint_dir) / ".tune-checkpoint"
+    checkpoint_file = Path(checkpoint_file)
+    scratch = checkpoint_file.parent / ".tune-checkpoint"
     shutil.rmtree(scratch, ignore_errors=True)  # left by a worker killed while reporting
     scratch.mkdir()
     try:
-        for name in files:
-            try:
-                os.link(Path(checkpoint_dir) / name, scratch / name)
-            except OSError:
-                shutil.copy2(Path(checkpoint_dir) / name, scratch / name)
+        try:
+            os.link(checkpoint_file, scratch / checkpoint_file.name)
+        except OSError:
+            shutil.copy2(checkpoint_file, scratch / checkpoint_file.name)
         _tune_report(metrics, checkpoint=Checkpoint.from_directory(str(scratch)))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -128,11 +133,6 @@ def restored_checkpoint() -> Iterator[str | None]:
         yield folder
 
 
-def grid(values: list[Any]) -> dict[str, Any]:
-    """A grid-search axis: one Tune trial per value."""
-    return tune.grid_search(values)
-
-
 def trial_error(trial: Any) -> str:
     """One line on a Tune trial's latest failure (its worker died, or its function raised)."""
     local = Path(trial.error_file) if getattr(trial, "error_file", None) else None
@@ -143,9 +143,8 @@ def trial_error(trial: Any) -> str:
 
 
 def fit(trainable: Callable[..., None], resources: dict[str, float], *, name: str, storage: str,
-        trainable_kwargs: dict[str, Any] | None = None, param_space: dict[str, Any] | None = None,
-        search_alg: Searcher | None = None, scheduler: Any = None, num_samples: int = 1,
-        metric: str | None = None, mode: str | None = None, max_concurrent: int | None = None,
+        trainable_kwargs: dict[str, Any] | None = None, search_alg: Searcher | None = None,
+        stopper: Stopper | None = None, num_samples: int = 1, max_concurrent: int | None = None,
         max_failures: int = 0, callbacks: list | None = None,
         trial_dirname: Callable[[dict], str] | None = None) -> None:
     """Run a Tune experiment of function trials, each holding ``resources`` (``cpu``, ``gpu``, fractions ok).
@@ -158,16 +157,16 @@ def fit(trainable: Callable[..., None], resources: dict[str, float], *, name: st
     _quiet()
     dirname = (lambda trial: f"{trial_dirname(trial.config)}_{trial.trial_id}") if trial_dirname else None
     tune_config = tune.TuneConfig(
-        search_alg=search_alg, scheduler=scheduler, num_samples=num_samples, metric=metric, mode=mode,
+        search_alg=search_alg, num_samples=num_samples,
         max_concurrent_trials=max_concurrent or None, reuse_actors=True, trial_dirname_creator=dirname,
     )
     run_config = RunConfig(
-        name=name, storage_path=storage, verbose=0, callbacks=callbacks,
+        name=name, storage_path=storage, verbose=0, callbacks=callbacks, stop=stopper,
         failure_config=FailureConfig(max_failures=max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=1),
     )
     trainable = tune.with_parameters(trainable, **trainable_kwargs) if trainable_kwargs else trainable
-    tuner = tune.Tuner(tune.with_resources(trainable, resources), param_space=param_space or {},
+    tuner = tune.Tuner(tune.with_resources(trainable, resources),
                        tune_config=tune_config, run_config=run_config)
     tuner.fit()
 

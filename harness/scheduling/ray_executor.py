@@ -1,9 +1,13 @@
 """Ray Tune executor: each trial a Tune trial, on every GPU (or CPU core) of a machine or a cluster.
 
-A Tune trial runs :func:`harness.scheduling.executors.execute_trial` on its config (``{"trial": TrialConfig
-dict}``), reports every epoch's metrics with a checkpoint (so a trial whose worker dies restarts from
-its last epoch, up to ``max_failures`` times) and last reports its record, which the driver writes
-at once. Ray-version-specific calls go through :mod:`harness.scheduling.ray_compat`.
+Trials reach Tune through a :class:`TrialFeeder` (a Tune ``Searcher`` that pulls the next
+:class:`~harness.core.config.TrialConfig` from the caller's iterable whenever Tune has room), so a
+harness-owned searcher proposes trials the same way for Ray as for the local executor. A Tune trial
+runs :func:`harness.engine.trial.execute_trial` on its config, reports every epoch's metrics with the
+epoch checkpoint (so a trial whose worker dies restarts from its last epoch, up to ``max_failures``
+times, through Tune's own fault tolerance) and last reports its record, which the driver writes at
+once. ``on_epoch`` runs on the driver as a Tune stopper: a true answer stops (prunes) the trial.
+Ray-version-specific calls go through :mod:`harness.scheduling.ray_compat`.
 """
 from __future__ import annotations
 
@@ -13,14 +17,15 @@ import os
 import sys
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable, Iterator
 
-from harness.scheduling import ray_compat
 from harness.core.config import TrialConfig
-from harness.scheduling.executors import execute_trial, pending_trials, resume_checkpoint, write_record
+from harness.core.record import TrialRecord
 from harness.core.registry import import_plugins
-from harness.core.store import ResultStore
-from harness.engine.trial import CHECKPOINT_FILE, failed_record
+from harness.core.store import TrialStore
+from harness.engine.trial import execute_trial
+from harness.scheduling import ray_compat
+from harness.scheduling.executors import OnEpoch, OnRecord, deliver, pending
 
 #: the key of a trial's last result that carries its record (a JSON string)
 RECORD_KEY = "record"
@@ -31,15 +36,9 @@ def trial_of(config: dict[str, Any]) -> TrialConfig:
     return TrialConfig.from_dict(config["trial"])
 
 
-def record_of(result: dict[str, Any] | None) -> dict[str, Any] | None:
+def record_of(result: dict[str, Any] | None) -> TrialRecord | None:
     """The trial record a Tune result carries (its last one), else None."""
-    return json.loads(result[RECORD_KEY]) if result and RECORD_KEY in result else None
-
-
-def final_metrics(record: dict[str, Any]) -> dict[str, Any]:
-    """A record's metrics named by split, as reported last: ``val_recall@1`` (search) or ``test_recall@1``."""
-    split = record["config"]["eval_split"]
-    return {f"{split}_{k}": v for k, v in record["metrics"].items()}
+    return TrialRecord.from_dict(json.loads(result[RECORD_KEY])) if result and RECORD_KEY in result else None
 
 
 @dataclass(frozen=True)
@@ -69,38 +68,84 @@ class WorkerSetup:
         return trial
 
 
-def _report_epoch(metrics: dict[str, Any], checkpoint_dir: str | None) -> None:
-    ray_compat.report(metrics, checkpoint_dir, files=(CHECKPOINT_FILE,))
-
-
 def tune_trial(config: dict[str, Any], setup: WorkerSetup) -> None:
-    """One Tune trial: the trial config's record, after per-epoch reports; resumes from Tune's checkpoint
-    after a worker death, or (with ``resume``) from the epoch checkpoint an interrupted run left."""
+    """One Tune trial: per-epoch reports with the checkpoint, then the record. Continues from the
+    checkpoint Tune restored after a worker death or, with ``resume``, from the one in the trial folder."""
     setup.apply()
     trial = setup.place(trial_of(config))
     with ray_compat.restored_checkpoint() as restored:
-        resume_from = restored or resume_checkpoint(trial, setup.resume)
-        record = execute_trial(trial.to_dict(), report=_report_epoch, resume_from=resume_from, progress=False,
+        record = execute_trial(trial, on_epoch=lambda metrics, checkpoint: ray_compat.report(metrics, checkpoint),
+                               restored=restored, resume=setup.resume, progress=False,
                                threads=max(1, int(setup.cpus)))
-    ray_compat.report({**final_metrics(record), RECORD_KEY: json.dumps(record, default=str)})
+    ray_compat.report({f"{trial.eval_split}_{k}": v for k, v in record.metrics.items()}
+                      | {RECORD_KEY: json.dumps(record.to_dict(), default=str)})
 
 
-class RecordWriter(ray_compat.Callback):
-    """Driver side: writes each trial's record the moment it arrives; prints one line per epoch."""
+class TrialFeeder(ray_compat.Searcher):
+    """Feeds Tune the trials of an iterable, one each time Tune has room for another."""
 
-    def __init__(self, store: ResultStore, progress: bool = True):
-        self.store = store
+    def __init__(self, trials: Iterator[TrialConfig]):
+        super().__init__()
+        self.trials = trials
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str:
+        trial = next(self.trials, None)
+        return self.FINISHED if trial is None else {"trial": trial.to_dict()}
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        """Records are the :class:`RecordCollector`'s to handle."""
+
+
+class Pruner(ray_compat.Stopper):
+    """Asks ``on_epoch`` after every epoch result whether to stop the trial."""
+
+    def __init__(self, on_epoch: OnEpoch | None):
+        self.on_epoch = on_epoch
+        self.pruned: set[str] = set()
+
+    def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+        if self.on_epoch is None or RECORD_KEY in result or "epoch" not in result:
+            return False
+        metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if self.on_epoch(trial_of(result["config"]), metrics):
+            self.pruned.add(trial_id)
+            return True
+        return False
+
+    def stop_all(self) -> bool:
+        return False
+
+
+class RecordCollector(ray_compat.Callback):
+    """Driver side: delivers each trial's record the moment it arrives; prints one line per epoch."""
+
+    def __init__(self, pruner: Pruner, on_record: OnRecord | None, progress: bool = True):
+        self.pruner = pruner
+        self.on_record = on_record
         self.progress = progress
-        self.records: list[dict[str, Any]] = []
+        self.records: list[TrialRecord] = []
+
+    def _deliver(self, record: TrialRecord) -> None:
+        self.records.append(deliver(record, self.on_record))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         record = record_of(result)
         if record is not None:
-            self.records.append(write_record(self.store, record))
+            self._deliver(record)
         elif self.progress and "epoch" in result:
             cfg = trial_of(trial.config)
             scores = " ".join(f"{k} {result[k]:.4f}" for k in ("loss", "val_recall@1") if k in result)
             print(f"{cfg.trial_id} epoch {result['epoch']}/{cfg.recipe['epochs']} {scores}", flush=True)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.pruner.pruned:
+            config = trial_of(trial.config)
+            TrialStore(config.results_dir).delete_checkpoint(config)
+            self._deliver(TrialRecord(trial_id=config.trial_id, status="pruned", config=config,
+                                      error=f"pruned after epoch {trial.last_result.get('epoch')}"))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         print(f"{trial_of(trial.config).trial_id}: its worker died ({ray_compat.trial_error(trial)}); "
@@ -108,8 +153,7 @@ class RecordWriter(ray_compat.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """The trial's worker died more often than ``max_failures`` allows: a failed record with Ray's reason."""
-        record = failed_record(trial.config["trial"], f"Ray: {ray_compat.trial_error(trial)}")
-        self.records.append(write_record(self.store, record))
+        self._deliver(TrialRecord.failed(trial_of(trial.config), f"Ray: {ray_compat.trial_error(trial)}"))
 
 
 class RayExecutor:
@@ -120,13 +164,15 @@ class RayExecutor:
     evenly between its GPUs, or 1 without GPUs) also sets torch's threads and, for GPU trials that
     set none, the data-loading workers (the CPUs left beside the main one). ``storage`` is where Tune
     keeps its experiment state and per-trial checkpoints (a shared folder or URI on a cluster of
-    several nodes; default ``<results>/ray``); its experiment folder is removed after each run.
+    several nodes; default ``<results>/ray``): it is Tune's scratch space, removed after each run,
+    since the trial records and checkpoints in the results folder are what resume reads.
     """
 
-    def __init__(self, store: ResultStore, *, gpus_per_trial: float | None = None, cpus_per_trial: float | None = None,
-                 max_concurrent: int | None = None, address: str | None = None, storage: str | None = None,
-                 max_failures: int = 2, plugins: tuple[str, ...] = (), progress: bool = True):
-        self.store = store
+    def __init__(self, results_dir: str = "results", *, gpus_per_trial: float | None = None,
+                 cpus_per_trial: float | None = None, max_concurrent: int | None = None, address: str | None = None,
+                 storage: str | None = None, max_failures: int = 2, plugins: tuple[str, ...] = (),
+                 progress: bool = True, dashboard: bool = False):
+        self.store = TrialStore(results_dir)
         self.gpus_per_trial = gpus_per_trial
         self.cpus_per_trial = cpus_per_trial
         self.max_concurrent = max_concurrent
@@ -135,10 +181,11 @@ class RayExecutor:
         self.max_failures = max_failures
         self.plugins = tuple(plugins)
         self.progress = progress
+        self.dashboard = dashboard
         self._started = False
 
     def __enter__(self) -> "RayExecutor":
-        self._started = ray_compat.init(self.address)
+        self._started = ray_compat.init(self.address, dashboard=self.dashboard)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -157,41 +204,29 @@ class RayExecutor:
         return cpu, gpu
 
     def _storage(self) -> str:
-        storage = ray_compat.storage_path(self.storage, self.store.root / "ray")
+        storage = ray_compat.storage_path(self.storage, self.store.tune_dir)
         _, _, nodes = ray_compat.cluster_resources()
         if nodes > 1 and not self.storage:
             raise ValueError(f"the cluster has {nodes} nodes: pass --storage, a folder every node shares "
                              "or an object-store URI (s3://..., gs://...)")
         return storage
 
-    def tune(self, name: str, *, trials: list[TrialConfig] | None = None, searcher: Any = None,
-             num_samples: int = 1, scheduler: Any = None, metric: str | None = None, resume: bool = False,
-             store: ResultStore | None = None) -> list[dict[str, Any]]:
-        """Run ``trials`` (a grid, one Tune trial each) or ``num_samples`` trials proposed by ``searcher``
-        (a Tune Searcher whose configs are ``{"trial": TrialConfig dict}``); return the records written
-        (to ``store``, default the executor's)."""
+    def run(self, trials: Iterable[TrialConfig], *, resume: bool = False, on_epoch: OnEpoch | None = None,
+            on_record: OnRecord | None = None) -> list[TrialRecord]:
         cpu, gpu = self.resources()
         storage = self._storage()
-        writer = RecordWriter(store or self.store, self.progress)
+        done: list[TrialRecord] = []
+        feeder = TrialFeeder(pending(trials, resume, on_record, done))
+        pruner = Pruner(on_epoch)
+        collector = RecordCollector(pruner, on_record, self.progress)
         setup = WorkerSetup(cwd=os.getcwd(), sys_path=tuple(p for p in sys.path if p), plugins=self.plugins,
                             cpus=cpu, gpus=gpu, resume=resume)
-        param_space = {"trial": ray_compat.grid([t.to_dict() for t in trials])} if trials is not None else None
-        run_name = f"{name}-{datetime.now():%Y%m%d-%H%M%S-%f}"
+        run_name = f"harness-{datetime.now():%Y%m%d-%H%M%S-%f}"
         try:
             ray_compat.fit(tune_trial, {"cpu": cpu, "gpu": gpu}, name=run_name, storage=storage,
-                           trainable_kwargs={"setup": setup}, param_space=param_space, search_alg=searcher,
-                           scheduler=scheduler, num_samples=num_samples, metric=metric,
-                           mode="max" if metric else None, max_concurrent=self.max_concurrent,
-                           max_failures=self.max_failures, callbacks=[writer],
+                           trainable_kwargs={"setup": setup}, search_alg=feeder, stopper=pruner, num_samples=-1,
+                           max_concurrent=self.max_concurrent, max_failures=self.max_failures, callbacks=[collector],
                            trial_dirname=lambda config: trial_of(config).trial_id)
         finally:
             ray_compat.delete_experiment(storage, run_name)
-        return writer.records
-
-    def run(self, trials: list[TrialConfig], resume: bool = False) -> list[dict[str, Any]]:
-        """Run the trials (with ``resume``: only those without a finished record); return the records written."""
-        todo = pending_trials(trials, self.store, resume)
-        if not todo:
-            return []
-        print(f"running {len(todo)} trial(s) on Ray", flush=True)
-        return self.tune(todo[0].experiment, trials=todo, resume=resume)
+        return done + collector.records

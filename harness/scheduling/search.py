@@ -1,14 +1,16 @@
-"""Hyperparameter search: Optuna's TPE proposes, Ray Tune trains, the study persists in SQLite.
+"""Hyperparameter search: Optuna's TPE proposes, any executor trains, the study persists in SQLite.
 
 The space is the method's own declaration (every :class:`~harness.core.hparams.Param` with a ``space``),
 or only the parameters named with ``--space NAME[=DISTRIBUTION]``. Each proposal is an ordinary
-trial on the validation classes (``eval_split="val"``: trained on the training classes minus the
-validation ones) whose objective is a validation metric; ASHA may stop poor trials early on the
-per-epoch metric. Optuna is driven by ask/tell from a Ray Tune :class:`Searcher` (rather than Ray's
-``OptunaSearch``), so that the study in ``results/searches/<name>/study.db`` is the single truth: a
-search killed part-way and resumed counts what the study holds, re-proposes the trials that were
-running, and asks only for the rest. Afterwards the best configuration is re-trained with
-``final_seeds`` seeds on all training classes as ordinary test-split trials (leaderboard records).
+trial on the validation classes (``eval_split="val"``, ``role="search"``: trained on the training
+classes minus the validation ones) whose objective is a validation metric. The harness owns Optuna's
+ask/tell: :func:`run_search` hands an executor (local or Ray) a lazy stream of proposals, asks for the
+next one whenever the executor has room, reports each epoch's validation metric to the study and
+prunes through Optuna's pruner (``asha``: its successive-halving pruner), and tells the study each
+record as it arrives. The study in ``results/searches/<name>/study.db`` is the single truth: a search
+killed part-way and resumed counts what the study holds, re-proposes the trials that were running, and
+asks only for the rest. Afterwards the best configuration is re-trained with ``final_seeds`` seeds on
+all training classes as ordinary test-split trials (leaderboard records).
 """
 from __future__ import annotations
 
@@ -17,19 +19,18 @@ import math
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from harness.scheduling import ray_compat
 from harness.core.config import TrialConfig
 from harness.core.hparams import Choice, Distribution, IntUniform, LogUniform, Uniform, parse_distribution
+from harness.core.record import TrialRecord
+from harness.core.store import TrialStore, atomic_write_text
 from harness.plugins.method import get_method_class
-from harness.scheduling.ray_executor import RECORD_KEY, final_metrics, record_of
-from harness.core.store import ResultStore, atomic_write_text
-from harness.engine.trial import CHECKPOINT_FILE
+from harness.scheduling.executors import Executor
 
 STUDY_FILE = "study.db"
 #: the study's user attribute listing the trial numbers a killed search left running
@@ -78,7 +79,20 @@ def study_storage(folder: Path) -> str:
     return f"sqlite:///{(folder / STUDY_FILE).resolve()}"
 
 
-def open_study(folder: Path, name: str, spec: dict[str, Any], resume: bool, seed: int, planned: int) -> optuna.Study:
+PRUNERS = ("none", "asha")
+
+
+def make_pruner(kind: str) -> optuna.pruners.BasePruner:
+    """``asha``: Optuna's successive-halving pruner (asynchronous, as ASHA) on the per-epoch metric."""
+    if kind == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    raise ValueError(f"unknown pruner {kind!r}; valid: {', '.join(PRUNERS)}")
+
+
+def open_study(folder: Path, name: str, spec: dict[str, Any], resume: bool, seed: int, planned: int,
+               pruner: str = "none") -> optuna.Study:
     """The search's study in ``folder/study.db``: new, or (``resume``) the one there, whose trials a killed
     search left running are marked failed, listed as interrupted and enqueued again.
 
@@ -91,7 +105,8 @@ def open_study(folder: Path, name: str, spec: dict[str, Any], resume: bool, seed
     if exists and not resume:
         raise ValueError(f"{folder} already holds search {name!r}: pass --resume to continue it, "
                          "or --name for a new one")
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+                                pruner=make_pruner(pruner))
     if not exists:
         study.set_user_attr("spec", spec)
     elif study.user_attrs.get("spec") != spec:
@@ -115,61 +130,6 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     interrupted = set(study.user_attrs.get(INTERRUPTED, []))
     return [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
             or (t.state == TrialState.FAIL and t.number not in interrupted)]
-
-
-class OptunaSearcher(ray_compat.Searcher):
-    """A Tune searcher that asks ``study`` for each trial's hyperparameters and tells it the outcome:
-    complete (the final validation ``metric``), pruned (stopped early by the scheduler) or failed."""
-
-    def __init__(self, study: optuna.Study, space: dict[str, Distribution], base: TrialConfig, metric: str,
-                 budget: int, on_tell: Callable[[optuna.trial.FrozenTrial], None] = lambda t: None):
-        super().__init__(metric=metric, mode="max")
-        self.study = study
-        self.distributions = {name: optuna_distribution(d) for name, d in space.items()}
-        self.base = base
-        self.budget = budget
-        self.on_tell = on_tell
-        self.live: dict[str, tuple[optuna.Trial, TrialConfig]] = {}
-
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
-        return True
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | str:
-        if self.budget <= 0:
-            return self.FINISHED
-        self.budget -= 1
-        proposal = self.study.ask(self.distributions)
-        trial = replace(self.base, hparams={**self.base.hparams, **proposal.params})
-        proposal.set_user_attr("trial_id", trial.trial_id)
-        self.live[trial_id] = proposal, trial
-        return {"trial": trial.to_dict()}
-
-    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        if RECORD_KEY not in result and "epoch" in result and self.metric in result:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a trial restarted from scratch reports an epoch again
-                self.live[trial_id][0].report(float(result[self.metric]), step=int(result["epoch"]))
-
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        proposal, trial = self.live.pop(trial_id)
-        record = record_of(result)
-        if record is None:
-            reason = "Ray trial error" if error else ""
-            state, value = (TrialState.FAIL if error else TrialState.PRUNED), None
-            if not error:  # stopped by the scheduler for good: its epoch checkpoint is of no further use
-                (trial.trial_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-        elif record["status"] != "ok":
-            reason, state, value = record["error"], TrialState.FAIL, None
-        else:
-            value = final_metrics(record).get(self.metric)
-            reason = "" if value is not None else f"the trial reported no {self.metric!r}"
-            state = TrialState.COMPLETE if value is not None else TrialState.FAIL
-        if reason:
-            proposal.set_user_attr("error", reason)
-        self.on_tell(self.study.tell(proposal, value, state=state))
-
-    def save(self, checkpoint_path: str) -> None:
-        """Nothing to save: the study is in SQLite, written at every ask and tell."""
 
 
 @dataclass
@@ -250,22 +210,72 @@ def write_outputs(study: optuna.Study, folder: Path, space: dict[str, Distributi
     return SearchOutcome(best=best, hparams=hparams, files=[*files, folder / "best.json"])
 
 
-def asha(epochs: int) -> Any:
-    """ASHA on the per-epoch validation metric (metric and mode come from the Tuner); the trial's last
-    report (its record) comes one step after its last epoch, so no trial is stopped at its last epoch."""
-    return ray_compat.ASHAScheduler(time_attr="training_iteration", max_t=epochs + 1, grace_period=1,
-                                    reduction_factor=2)
+class ProposalStream:
+    """The executor's side of a search: a lazy stream of trials asked from the study, and the callbacks
+    that report epochs to it (for pruning) and tell it each record."""
+
+    def __init__(self, study: optuna.Study, space: dict[str, Distribution], base: TrialConfig, metric: str,
+                 budget: int, on_tell: Callable[[optuna.trial.FrozenTrial], None] = lambda t: None):
+        self.study = study
+        self.distributions = {name: optuna_distribution(d) for name, d in space.items()}
+        self.base = base
+        self.metric = metric
+        self.budget = budget
+        self.on_tell = on_tell
+        self.live: dict[str, list[optuna.Trial]] = {}
+
+    def __iter__(self) -> Iterator[TrialConfig]:
+        store = TrialStore(self.base.results_dir)
+        while self.budget > 0:
+            self.budget -= 1
+            proposal = self.study.ask(self.distributions)
+            trial = replace(self.base, hparams={**self.base.hparams, **proposal.params})
+            proposal.set_user_attr("trial_id", trial.trial_id)
+            if trial.trial_id in self.live:  # the same configuration is already running: share its outcome
+                self.live[trial.trial_id].append(proposal)
+                continue
+            self.live[trial.trial_id] = [proposal]
+            finished = store.read_record(trial)
+            if finished is not None and finished.ok:  # proposed before and trained: its record answers
+                self.on_record(finished)
+                continue
+            yield trial
+
+    def on_epoch(self, trial: TrialConfig, metrics: dict[str, Any]) -> bool:
+        proposals = self.live.get(trial.trial_id)
+        if not proposals or self.metric not in metrics:
+            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a trial restarted from scratch reports an epoch again
+            proposals[0].report(float(metrics[self.metric]), step=int(metrics["epoch"]))
+        return proposals[0].should_prune()
+
+    def on_record(self, record: TrialRecord) -> None:
+        for proposal in self.live.pop(record.trial_id, []):
+            value = record.metrics.get(self.metric.removeprefix("val_")) if record.ok else None
+            if record.status == "pruned":
+                state, reason = TrialState.PRUNED, ""
+            elif value is None or not math.isfinite(value):
+                state, reason = TrialState.FAIL, record.error or f"the trial reported no {self.metric!r}"
+            else:
+                state, reason = TrialState.COMPLETE, ""
+            if reason:
+                proposal.set_user_attr("error", reason)
+            self.on_tell(self.study.tell(proposal, value if state == TrialState.COMPLETE else None, state=state))
 
 
-def run_search(executor: Any, base: TrialConfig, space: dict[str, Distribution], *, name: str, folder: Path,
-               metric: str, planned: int, seed: int, scheduler: str = "fifo",
-               resume: bool = False) -> SearchOutcome:
-    """Run (or, with ``resume``, finish) a search of ``planned`` trials of ``base`` over ``space`` on a
-    :class:`~harness.scheduling.ray_executor.RayExecutor`; write its outputs to ``folder`` and return the best."""
+def run_search(executor: Executor, base: TrialConfig, space: dict[str, Distribution], *, name: str,
+               metric: str, planned: int, seed: int, pruner: str = "none", resume: bool = False) -> SearchOutcome:
+    """Run (or, with ``resume``, finish) a search of ``planned`` trials of ``base`` over ``space`` on any
+    executor; write its outputs to the search folder and return the best. ``base`` must be a search
+    trial (``role="search"``, ``eval_split="val"``, ``experiment`` = the search's name)."""
+    if base.role != "search" or base.eval_split != "val" or base.experiment != name:
+        raise ValueError("a search trial has role 'search', eval_split 'val' and the search's name as experiment")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    folder = TrialStore(base.results_dir).search_dir(name)
     spec = {"method": base.method, "dataset": base.dataset, "metric": metric, "space": describe_space(space),
-            "base_trial": base.trial_id, "seed": seed}
-    study = open_study(folder, name, spec, resume, seed, planned)
+            "base_trial": base.trial_id, "seed": seed, "pruner": pruner}
+    study = open_study(folder, name, spec, resume, seed, planned, pruner)
     done = len(finished_trials(study))
     budget = planned - done
     print(f"search {name}: {done} of {planned} trials done, {max(budget, 0)} to run "
@@ -278,8 +288,6 @@ def run_search(executor: Any, base: TrialConfig, space: dict[str, Distribution],
         print(f"search trial {len(finished_trials(study))}/{planned}: {params} -> {outcome}", flush=True)
 
     if budget > 0:
-        searcher = OptunaSearcher(study, space, base, metric, budget, on_tell=tell)
-        executor.tune(f"search-{name}", searcher=searcher, num_samples=budget, metric=metric,
-                      scheduler=asha(base.recipe_obj.epochs) if scheduler == "asha" else None, resume=resume,
-                      store=ResultStore(base.results_dir))
+        stream = ProposalStream(study, space, base, metric, budget, on_tell=tell)
+        executor.run(stream, resume=resume, on_epoch=stream.on_epoch, on_record=stream.on_record)
     return write_outputs(study, folder, space, base, metric)

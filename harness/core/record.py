@@ -1,0 +1,116 @@
+"""The trial record: the typed, versioned outcome of one trial, the only thing leaderboards read.
+
+A :class:`TrialRecord` is built in one place (:func:`harness.engine.trial.run_trial`, or
+:meth:`TrialRecord.failed` for a trial that raised) from its fully resolved
+:class:`~harness.core.config.TrialConfig`; :class:`~harness.core.store.TrialStore` writes and reads
+it as JSON. :meth:`TrialRecord.from_dict` validates what it reads: a record of another version, with a
+missing field, a ``null`` or a non-numeric metric is refused with the reason.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from harness.core.config import TrialConfig
+
+#: bumped whenever a field changes meaning; readers refuse other versions
+RECORD_VERSION = 2
+STATUSES = ("ok", "failed", "pruned")
+
+
+class RecordError(ValueError):
+    """A record that cannot be read as a :class:`TrialRecord`; the message says why."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class TrialRecord:
+    """Everything a trial produced: config, metrics, per-epoch history, timing, environment.
+
+    ``hparams_changed`` lists the hyperparameters that differ from the method's declared defaults
+    (for row labels); ``config.hparams`` has them all. ``wall_time_s`` sums every attempt of the
+    trial; ``resumed_at_epoch`` is the epoch its last attempt continued from (None: ran through).
+    ``evaluation`` says which implementations computed the metrics (kNN and k-means backends).
+    """
+
+    trial_id: str
+    status: str
+    config: TrialConfig
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    wall_time_s: float = 0.0
+    resumed_at_epoch: int | None = None
+    n_trainable_params: int | None = None
+    hparams_changed: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    harness_version: str = ""
+    error: str | None = None
+    traceback: str | None = None
+    finished_at: str = field(default_factory=now)
+    version: int = RECORD_VERSION
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise RecordError(f"status must be one of {', '.join(STATUSES)}, got {self.status!r}")
+        if self.trial_id != self.config.trial_id:
+            raise RecordError(f"trial id {self.trial_id!r} does not match its config's {self.config.trial_id!r}")
+        for name, value in self.metrics.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise RecordError(f"metric {name!r} is {value!r}, not a number")
+        if self.status != "ok" and not self.error:
+            raise RecordError(f"a {self.status} record needs its reason (error)")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def recipe_name(self) -> str:
+        return self.config.recipe["name"]
+
+    @property
+    def recipe_hash(self) -> str:
+        return self.config.recipe_obj.hash
+
+    @classmethod
+    def failed(cls, config: TrialConfig, error: BaseException | str, *, wall_time_s: float = 0.0,
+               traceback: str | None = None, environment: dict[str, Any] | None = None,
+               harness_version: str = "") -> "TrialRecord":
+        """The record of a trial that raised: its config, the reason, and no metrics."""
+        reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        return cls(trial_id=config.trial_id, status="failed", config=config, wall_time_s=wall_time_s,
+                   environment=environment or {}, harness_version=harness_version, error=reason or "failed",
+                   traceback=traceback)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["recipe"] = {"name": self.recipe_name, "hash": self.recipe_hash}  # for readers of the raw JSON
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "TrialRecord":
+        """Validate and build; raises :class:`RecordError` naming what is wrong."""
+        if not isinstance(data, dict):
+            raise RecordError(f"a record is a JSON object, got {type(data).__name__}")
+        if data.get("version") != RECORD_VERSION:
+            raise RecordError(f"record version {data.get('version')!r}, this harness reads version {RECORD_VERSION}")
+        known = {f.name for f in fields(cls)}
+        missing = sorted(k for k in ("trial_id", "status", "config", "metrics") if k not in data)
+        if missing:
+            raise RecordError(f"missing {', '.join(missing)}")
+        if not isinstance(data["metrics"], dict):
+            raise RecordError(f"metrics is {data['metrics']!r}, not a mapping")
+        try:
+            config = TrialConfig.from_dict(data["config"])
+        except (TypeError, ValueError) as error:
+            raise RecordError(f"config: {error}") from None
+        values = {k: v for k, v in data.items() if k in known and k != "config"}
+        try:
+            return cls(config=config, **values)
+        except TypeError as error:
+            raise RecordError(str(error)) from None
