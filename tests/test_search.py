@@ -1,4 +1,5 @@
-"""Hyperparameter search (Optuna TPE through Ray Tune) and sweeps, on digits with two validation classes."""
+"""Hyperparameter search (the harness's Optuna ask/tell driving Ray or the local executor) and sweeps,
+on digits with two validation classes."""
 from __future__ import annotations
 
 import json
@@ -17,7 +18,8 @@ from harness.scheduling.search import finished_trials, search_space
 
 SPACE = ["--space", "scale=loguniform(2,64)", "--space", "margin"]
 # two validation classes out of digits' five training classes, so that the validation metric varies
-DIGITS = ["--method", "amsoftmax", "--val-fraction", "0.4", "--no-progress", "--cpus-per-trial", "1"]
+DIGITS = ["--method", "amsoftmax", "--dataset", "digits", "--val-fraction", "0.4", "--no-progress",
+          "--cpus-per-trial", "1"]
 
 
 def test_space_is_the_declaration_narrowed_and_overridden_by_space_options():
@@ -73,8 +75,9 @@ def test_best_is_the_highest_validation_metric_and_is_retrained_into_the_leaderb
     complete = table[table["state"] == "COMPLETE"]
     assert best["value"] == complete["val_recall@1"].max()
     # the search trials' own records agree: the best trial's final validation Recall@1
-    search_records = [json.loads(p.read_text()) for p in folder.glob("runs/trials/*/record.json")]
-    assert all(r["config"]["eval_split"] == "val" for r in search_records)
+    search_records = [json.loads(p.read_text()) for p in folder.glob("trials/*/record.json")]
+    assert len(search_records) == 6
+    assert all(r["config"]["eval_split"] == "val" and r["config"]["role"] == "search" for r in search_records)
     best_record = next(r for r in search_records if r["trial_id"] == best["trial_id"])
     assert best_record["metrics"]["recall@1"] == best["value"]
     assert max(r["metrics"]["recall@1"] for r in search_records if r["status"] == "ok") == best["value"]
@@ -82,7 +85,7 @@ def test_best_is_the_highest_validation_metric_and_is_retrained_into_the_leaderb
     assert sorted(r["config"]["seed"] for r in final) == [0, 1]
     assert all(r["config"]["eval_split"] == "test" and r["config"]["hparams"] == best["hparams"] for r in final)
     board = pd.read_csv(asha_search / "leaderboards" / "digits.csv")
-    assert board["n_seeds"].tolist() == [2] and json.loads(board["hparams"][0]) == best["hparams"]
+    assert board["n_seeds"].tolist() == [2] and json.loads(board["hparams"][0]) == best["params"]
     assert (folder / "history.png").exists() and (folder / "scatter.png").exists()
 
 
@@ -91,27 +94,53 @@ def test_a_new_search_refuses_a_folder_holding_one(asha_search, capsys):
     assert code == 2 and "pass --resume to continue it" in capsys.readouterr().err
 
 
-def test_the_searcher_tells_optuna_complete_failed_or_pruned(tmp_path):
-    """Each outcome of a Tune trial becomes the matching Optuna state (no Ray needed)."""
-    from harness.core.config import TrialConfig
-    from harness.experiment import ExperimentConfig
-    from harness.scheduling.ray_executor import RECORD_KEY
-    from harness.scheduling.search import OptunaSearcher
-    from harness.engine.trial import failed_record
+def test_the_proposal_stream_tells_optuna_complete_failed_or_pruned(tmp_path):
+    """Each outcome of a trial becomes the matching Optuna state (no executor needed)."""
+    from dataclasses import replace
 
-    base = ExperimentConfig(methods=["amsoftmax"], results_dir=str(tmp_path)).trials()[0]
-    study = optuna.create_study(direction="maximize")
-    searcher = OptunaSearcher(study, search_space("amsoftmax", []), base, "val_recall@1", budget=3)
-    configs = [searcher.suggest(str(i)) for i in range(3)]
-    assert searcher.suggest("3") == searcher.FINISHED
-    ok = {"status": "ok", "config": {**configs[0]["trial"], "eval_split": "val"}, "metrics": {"recall@1": 0.75}}
-    searcher.on_trial_complete("0", {RECORD_KEY: json.dumps(ok)})
-    searcher.on_trial_complete("1", {RECORD_KEY: json.dumps(failed_record(configs[1]["trial"], "NaN loss"))})
-    searcher.on_trial_complete("2", {"epoch": 1, "val_recall@1": 0.5})  # stopped by ASHA after an epoch
+    from harness.core.record import TrialRecord
+    from harness.experiment import ExperimentConfig
+    from harness.scheduling.search import ProposalStream
+
+    base = ExperimentConfig(methods=["amsoftmax"], dataset="digits", results_dir=str(tmp_path), eval_split="val",
+                            role="search", experiment="s").trials()[0]
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    stream = ProposalStream(study, search_space("amsoftmax", []), base, "val_recall@1", budget=3)
+    configs = list(stream)
+    assert len(configs) == 3 and len({c.trial_id for c in configs}) == 3
+    assert not stream.on_epoch(configs[2], {"epoch": 1, "val_recall@1": 0.5})  # reported to the study
+    stream.on_record(TrialRecord(trial_id=configs[0].trial_id, status="ok", config=configs[0],
+                                 metrics={"recall@1": 0.75}))
+    stream.on_record(TrialRecord.failed(configs[1], "NaN loss"))
+    stream.on_record(TrialRecord(trial_id=configs[2].trial_id, status="pruned", config=configs[2],
+                                 error="pruned after epoch 1"))
     assert [(t.state, t.value, t.user_attrs.get("error")) for t in study.trials] == [
-        (TrialState.COMPLETE, 0.75, None), (TrialState.FAIL, None, "NaN loss"), (TrialState.PRUNED, None, None)]
-    assert [t.user_attrs["trial_id"] for t in study.trials] == [
-        TrialConfig.from_dict(c["trial"]).trial_id for c in configs]
+        (TrialState.COMPLETE, 0.75, None), (TrialState.FAIL, None, "NaN loss"), (TrialState.PRUNED, 0.5, None)]
+    assert study.trials[2].intermediate_values == {1: 0.5}
+    assert [t.user_attrs["trial_id"] for t in study.trials] == [c.trial_id for c in configs]
+    assert all(replace(c, hparams=base.hparams) == base for c in configs)  # only the hyperparameters differ
+
+
+def test_search_runs_on_the_local_executor_too(tmp_path):
+    code = main(["search", *DIGITS, *SPACE, "--trials", "3", "--epochs", "1", "--executor", "local",
+                 "--final-seeds", "1", "--results-dir", str(tmp_path)])
+    assert code == 0
+    folder = tmp_path / "searches" / "amsoftmax-digits"
+    assert len(finished_trials(study_of(folder, "amsoftmax-digits"))) == 3
+    searched = [json.loads(p.read_text()) for p in folder.glob("trials/*/record.json")]
+    assert len(searched) == 3 and all(r["config"]["eval_split"] == "val" for r in searched)
+    final = [json.loads(p.read_text()) for p in tmp_path.glob("runs/*/*/record.json")]
+    assert [(r["config"]["eval_split"], r["config"]["role"]) for r in final] == [("test", "final")]
+
+
+def test_a_search_on_a_one_class_validation_split_is_refused(tmp_path, capsys):
+    """digits keeps one of its five training classes at the default --val-fraction 0.2: every
+    proposal would score val R@1 = 1, so the search is refused before anything is written."""
+    args = [a for a in DIGITS if a not in ("--val-fraction", "0.4")]
+    code = main(["search", *args, *SPACE, "--trials", "2", "--epochs", "1", "--executor", "local",
+                 "--results-dir", str(tmp_path)])
+    assert code == 2 and "has 1 class(es)" in capsys.readouterr().err
+    assert not any(tmp_path.rglob("*.db")) and not any(tmp_path.rglob("record.json"))
 
 
 def test_a_killed_search_resumes_to_the_planned_count_without_repeating(ray_session, tmp_path):
@@ -141,10 +170,19 @@ def test_a_killed_search_resumes_to_the_planned_count_without_repeating(ray_sess
     assert len(study_of(folder, name).trials) == len(after.trials)
 
 
-def test_sweep_runs_the_grid_and_plots_sensitivity(tmp_path):
+def test_sweep_runs_the_grid_on_validation_classes_and_never_makes_a_leaderboard_row(tmp_path):
     code = main(["sweep", "--method", "amsoftmax", "--param", "margin=0,0.2", "--seeds", "0", "--epochs", "1",
-                 "--executor", "local", "--no-progress", "--results-dir", str(tmp_path)])
+                 "--dataset", "digits", "--val-fraction", "0.4", "--executor", "local", "--no-progress",
+                 "--results-dir", str(tmp_path)])
     assert code == 0
     recs = [json.loads(p.read_text()) for p in tmp_path.glob("runs/digits/*/record.json")]
     assert sorted((r["config"]["hparams"]["margin"], r["config"]["seed"]) for r in recs) == [(0, 0), (0.2, 0)]
+    assert all((r["config"]["eval_split"], r["config"]["role"]) == ("val", "sweep") for r in recs)
     assert (tmp_path / "sweeps" / "digits" / "amsoftmax.margin.png").stat().st_size > 0
+    # a test-split sweep is explicit, marked as a sweep, and still kept out of the leaderboard
+    assert main(["sweep", "--method", "amsoftmax", "--param", "margin=0.2", "--seeds", "0", "--epochs", "1",
+                 "--dataset", "digits", "--on-test", "--executor", "local", "--no-progress",
+                 "--results-dir", str(tmp_path)]) == 0
+    recs = [json.loads(p.read_text()) for p in tmp_path.glob("runs/digits/*/record.json")]
+    assert sum(r["config"]["eval_split"] == "test" and r["config"]["role"] == "sweep" for r in recs) == 1
+    assert main(["leaderboard", "--results-dir", str(tmp_path)]) == 1  # no leaderboard rows

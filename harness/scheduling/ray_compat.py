@@ -76,9 +76,18 @@ def init(address: str | None = None, num_cpus: int | None = None, num_gpus: int 
     common: dict[str, Any] = {"include_dashboard": dashboard, "log_to_driver": False, "logging_level": logging.ERROR}
     if is_address_given(address):
         ray.init(address=address, **common)
-    else:
+        return True
+    # Ray resolves 127.0.0.1 to the machine's network address unless its (private) cluster switch is
+    # off, as on a laptop; off, the GCS, raylets, workers and agents all listen on the loopback only.
+    from ray._private import ray_constants
+
+    cluster_switch = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, _temp_dir=TEMP_DIR, _node_ip_address=LOCALHOST,
                  dashboard_host=LOCALHOST, **common)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = cluster_switch
     return True
 
 

@@ -81,7 +81,15 @@ def tune_trial(config: dict[str, Any], setup: WorkerSetup) -> None:
                       | {RECORD_KEY: json.dumps(record.to_dict(), default=str)})
 
 
-class TrialFeeder(ray_compat.Searcher):
+class DriverOnly:
+    """A Tune plugin that lives in the driver: Tune pickles its experiment state (for ``Tuner.restore``,
+    which the harness does not use: resume reads the results folder), so it pickles as empty."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+
+class TrialFeeder(DriverOnly, ray_compat.Searcher):
     """Feeds Tune the trials of an iterable, one each time Tune has room for another."""
 
     def __init__(self, trials: Iterator[TrialConfig]):
@@ -99,7 +107,7 @@ class TrialFeeder(ray_compat.Searcher):
         """Records are the :class:`RecordCollector`'s to handle."""
 
 
-class Pruner(ray_compat.Stopper):
+class Pruner(DriverOnly, ray_compat.Stopper):
     """Asks ``on_epoch`` after every epoch result whether to stop the trial."""
 
     def __init__(self, on_epoch: OnEpoch | None):
@@ -119,7 +127,7 @@ class Pruner(ray_compat.Stopper):
         return False
 
 
-class RecordCollector(ray_compat.Callback):
+class RecordCollector(DriverOnly, ray_compat.Callback):
     """Driver side: delivers each trial's record the moment it arrives; prints one line per epoch."""
 
     def __init__(self, pruner: Pruner, on_record: OnRecord | None, progress: bool = True):
