@@ -103,12 +103,13 @@ def test_regeneration_is_byte_identical(store: TrialStore, tmp_path: Path) -> No
     second = write_leaderboards(store, tmp_path / "two", baseline="ms")
     again = write_leaderboards(store, tmp_path / "one", baseline="ms")
     names = {"cub.csv", "cub.long.csv", "cub.wide.csv", "cub.md", "cub.tex", "cub.env.json",
-             "cub.recall_at_k.png", "cub.recall_at_1.png"}
+             "cub.recall_at_k.png", "cub.recall_at_1.png", "cub.recall_at_k.pdf", "cub.recall_at_1.pdf"}
     assert set(first) == set(second) == set(again) == names
     for name in names:
         assert first[name].read_bytes() == second[name].read_bytes(), name
         assert again[name].read_bytes() == second[name].read_bytes(), name
     assert first["cub.recall_at_k.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert first["cub.recall_at_1.pdf"].read_bytes()[:5] == b"%PDF-"
 
 
 def test_environment_side_file_comes_from_the_records(store: TrialStore, tmp_path: Path) -> None:
@@ -184,9 +185,13 @@ def test_significance_marks_and_pvalues(store: TrialStore, tmp_path: Path) -> No
 def test_published_rows_in_md_and_tex_only(store: TrialStore, tmp_path: Path) -> None:
     written = write_leaderboards(store, tmp_path / "boards", formats=["csv", "md", "tex"])
     md, tex = written["cub.md"].read_text(), written["cub.tex"].read_text()
-    assert "| published [1] | DE_DSP | BN-Inception | 512 | — | — | 53.6 | 65.5 | 76.9 | — |" in md
+    assert "| published [1] | DE_DSP | BN-Inception | 512 | — | — | as quoted | 53.6 | 65.5 | 76.9 | — |" in md
+    assert "| published [1] | JRD | BN-Inception | 512 | — | — | best test epoch | 67.9 |" in md
+    assert "| measured | jrd | resnet50 | 512 | default:" in md and "| 3 | last epoch | **70.83" in md
     assert "[1] Chu et al., Distance Metric Learning with Joint Representation Diversification" in md
-    assert "published [1] & DE\\_DSP & BN-Inception & 512 & -- & -- & 53.6 & 65.5 & 76.9 & --" in tex
+    assert "Selection: measured rows score the model after the last epoch" in md and "best test epoch = " in md
+    assert "published [1] & DE\\_DSP & BN-Inception & 512 & -- & -- & as quoted & 53.6 & 65.5 & 76.9 & --" in tex
+    assert "Selection: measured rows score the model after the last epoch" in tex
     assert "IntraBatch" in md and "73.2" in md  # NMI from the intra-batch paper
     for name in ("cub.csv", "cub.long.csv", "cub.wide.csv"):
         text = written[name].read_text()
@@ -256,5 +261,33 @@ def test_leaderboard_command_end_to_end(store: TrialStore, tmp_path: Path, capsy
         ["cub.csv", "cub.env.json", "cub.long.csv", "cub.md", "cub.tex", "cub.wide.csv"]
     assert "†" in (tmp_path / "cub_only" / "cub.md").read_text()
     assert main(["leaderboard", "--results-dir", results, "--baseline", "nosuch"]) == 2
-    assert main(["leaderboard", "--results-dir", results, "--format", "pdf"]) == 2
+    assert main(["leaderboard", "--results-dir", results, "--format", "svg"]) == 2
     assert main(["leaderboard", "--results-dir", str(tmp_path / "empty")]) == 1
+
+
+def test_plots_render_25_groups_sorted_with_families_and_baseline(tmp_path: Path) -> None:
+    """25 methods (every family, four methods no family lists), a floor far below: both figures render
+    as PNG and PDF; rows are sorted by Recall@1; the long CSV read back redraws them (same baseline, size)."""
+    from harness.reporting.leaderboard import read_long_table
+    from harness.reporting.plots import (METHOD_FAMILIES, _baseline_key, _ordered_groups, leaderboard_plots,
+                                        method_family)
+
+    methods = sorted(METHOD_FAMILIES) + ["custom_a", "custom_b", "custom_c", "custom_d"]
+    assert len(methods) == 25
+    store = TrialStore(tmp_path / "results")
+    for i, method in enumerate(methods):
+        for seed in range(3):
+            r1 = 0.35 if method == "pixels" else 0.70 + 0.005 * i + 0.01 * seed
+            store.write_record(record(method, seed, r1))
+    written = write_leaderboards(store, tmp_path / "boards", baseline="amsoftmax", formats=["csv", "png", "pdf"])
+    for name in ("cub.recall_at_1", "cub.recall_at_k"):
+        assert written[f"{name}.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert written[f"{name}.pdf"].read_bytes()[:5] == b"%PDF-"
+    long = read_long_table(written["cub.long.csv"])
+    order = [key[1] for key in _ordered_groups(long, "recall@1")]
+    assert order[0] == methods[-1] and order[-1] == "pixels" and len(order) == 25
+    assert method_family("custom_a") == "other" and method_family("pixels") == "floor"
+    assert _baseline_key(long, _ordered_groups(long, "recall@1"))[1] == "amsoftmax"
+    redrawn = leaderboard_plots(long, "cub", tmp_path / "redrawn", formats=["png"])
+    assert [p.name for p in redrawn] == ["cub.recall_at_k.png", "cub.recall_at_1.png"]
+    assert [p.read_bytes()[16:24] for p in redrawn] == [written[p.name].read_bytes()[16:24] for p in redrawn]  # size

@@ -24,17 +24,20 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from harness.reporting.published import PUBLISHED_CSV, ROW_KEYS, load_published, published_rows
-from harness.core.store import ResultStore, atomic_write_text
+from harness.core.record import TrialRecord
+from harness.core.store import TrialStore, atomic_write_text
 from harness.reporting.stats import SIGNIFICANCE, paired_pvalue, ranks, summarize, welch_pvalue
 
 GROUP_KEYS = ["dataset", "method", "backbone", "embedding_dim", "recipe", "recipe_hash", "hparams"]
-TRIAL_COLUMNS = ["trial_id", *GROUP_KEYS, "recipe_fields", "seed", "eval_split", "status", "finished_at",
+TRIAL_COLUMNS = ["trial_id", *GROUP_KEYS, "recipe_fields", "seed", "eval_split", "role", "status", "finished_at",
                  "git_commit", "device", "versions", "path"]
 STAT_COLUMNS = ["n_seeds", "n_failed", "mean", "std", "ci_low", "ci_high", "rank",
                 "baseline", "p_welch", "p_paired", "n_paired"]
 METRIC_ORDER = ("recall@", "map@r", "r_precision", "nmi")
 METRIC_LABELS = {"map@r": "MAP@R", "r_precision": "R-Precision", "nmi": "NMI"}
-FORMATS = ("csv", "md", "tex", "png")
+FORMATS = ("csv", "md", "tex", "png", "pdf")
+#: how a measured row was selected: the model after the last epoch, scored once on the test classes
+MEASURED_SELECTION = "last epoch"
 FLOAT_FORMAT = "%.6g"
 
 
@@ -42,48 +45,46 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _trial_row(record: dict[str, Any]) -> dict[str, Any]:
-    cfg, env = record["config"], record.get("environment") or {}
+def _trial_row(path: Path | str, record: TrialRecord) -> dict[str, Any]:
+    cfg, env = record.config, record.environment
     return {
-        "trial_id": record["trial_id"], "dataset": cfg["dataset"], "method": cfg["method"],
-        "backbone": cfg["backbone"], "embedding_dim": int(cfg["embedding_dim"]),
-        "recipe": record["recipe"]["name"], "recipe_hash": record["recipe"]["hash"],
-        "hparams": _json(cfg.get("hparams") or {}),
-        "recipe_fields": _json({k: v for k, v in cfg["recipe"].items() if k != "name"}),
-        "seed": int(cfg["seed"]), "eval_split": cfg.get("eval_split", "test"), "status": record["status"],
-        "finished_at": str(record.get("finished_at") or ""), "git_commit": str(env.get("git_commit", "unknown")),
+        "trial_id": record.trial_id, "dataset": cfg.dataset, "method": cfg.method,
+        "backbone": cfg.backbone, "embedding_dim": int(cfg.embedding_dim),
+        "recipe": record.recipe_name, "recipe_hash": record.recipe_hash,
+        "hparams": _json(record.hparams_changed),
+        "recipe_fields": _json({k: v for k, v in cfg.recipe.items() if k != "name"}),
+        "seed": int(cfg.seed), "eval_split": cfg.eval_split, "role": cfg.role, "status": record.status,
+        "finished_at": record.finished_at, "git_commit": str(env.get("git_commit", "unknown")),
         "device": str(env.get("device", "unknown")), "versions": _json(env.get("versions") or {}),
-        "path": record.get("_path", ""), **record["metrics"],
+        "path": str(path), **record.metrics,
     }
 
 
-def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per trial id (its newest ``finished_at``): TRIAL_COLUMNS and every metric.
-
-    A record lacking a field the leaderboard needs is skipped with a warning naming its file.
-    """
+def records_frame(records: Iterable[tuple[Path | str, TrialRecord]]) -> pd.DataFrame:
+    """One row per trial id (its newest ``finished_at``): TRIAL_COLUMNS and every metric, from
+    ``(path, record)`` pairs (:meth:`~harness.core.store.TrialStore.records`)."""
     rows: dict[str, dict[str, Any]] = {}
-    for record in records:
-        try:
-            row = _trial_row(record)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            where = record.get("_path") or record.get("trial_id", "?")
-            warnings.warn(f"skipping malformed trial record {where}: {type(error).__name__}: {error}", stacklevel=2)
-            continue
+    for path, record in records:
+        row = _trial_row(path, record)
         previous = rows.get(row["trial_id"])
         if previous is None or row["finished_at"] >= previous["finished_at"]:
             rows[row["trial_id"]] = row
     return pd.DataFrame(list(rows.values()), columns=None if rows else TRIAL_COLUMNS)
 
 
-def load_records(store: ResultStore) -> pd.DataFrame:
+def load_records(store: TrialStore) -> pd.DataFrame:
     """:func:`records_frame` of every record in ``store``; warnings about skipped records go to stderr."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frame = records_frame(store.iter_records())
+        frame = records_frame(store.records())
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     return frame
+
+
+def leaderboard_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The trials a leaderboard counts: final trials on the test classes (never a search's or a sweep's)."""
+    return frame[(frame["eval_split"] == "test") & (frame["role"] == "final")]
 
 
 def _metric_key(name: str) -> tuple:
@@ -113,7 +114,7 @@ def recall_ks(metrics: Iterable[str]) -> list[int]:
 
 def group_counts(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per group of test-split trials: its recipe fields, ``n_seeds`` (ok) and ``n_failed``."""
-    test = frame[frame["eval_split"] == "test"]
+    test = leaderboard_rows(frame)
     ok = (test["status"] == "ok").astype(int)
     return (test.assign(n_seeds=ok, n_failed=1 - ok)
             .groupby(GROUP_KEYS, sort=True)
@@ -157,7 +158,8 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
     """
     counts = group_counts(frame)
     metrics = metric_columns(frame)
-    ok = frame[(frame["eval_split"] == "test") & (frame["status"] == "ok")]
+    ok = leaderboard_rows(frame)
+    ok = ok[ok["status"] == "ok"]
     trials = {key: part.set_index("seed") for key, part in ok.groupby(GROUP_KEYS, sort=True)}
     per_seed: dict[tuple, dict[int, float]] = {}
     rows = []
@@ -187,6 +189,20 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
             full_group_label(base), welch_pvalue(list(mine.values()), list(theirs.values())), p_paired, n_paired]
     recipe_columns = sorted(c for c in long.columns if c.startswith("recipe."))
     return long[GROUP_KEYS + ["metric"] + STAT_COLUMNS + recipe_columns]
+
+
+def read_long_table(path: str | Path) -> pd.DataFrame:
+    """A long table read back from its CSV (``<dataset>.long.csv``), typed as :func:`long_table` returns it,
+    so that figures and tables can be redrawn from a committed leaderboard without its records."""
+    text = {key: str for key in GROUP_KEYS if key != "embedding_dim"}
+    long = pd.read_csv(path, dtype={**text, "metric": str, "baseline": str, "embedding_dim": int,
+                                    "rank": "Int64", "n_paired": "Int64"}, keep_default_na=False,
+                       na_values={c: [""] for c in ("baseline", "mean", "std", "ci_low", "ci_high", "rank",
+                                                     "p_welch", "p_paired", "n_paired")})
+    missing = [c for c in GROUP_KEYS + ["metric"] + STAT_COLUMNS if c not in long.columns]
+    if missing:
+        raise ValueError(f"{path}: not a long leaderboard table (missing column(s) {', '.join(missing)})")
+    return long
 
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
@@ -270,19 +286,21 @@ def wide_table(long: pd.DataFrame, style: Style = PLAIN) -> pd.DataFrame:
 
 def _right_aligned(column: str) -> bool:
     """Numbers (dimension, seeds, metrics) align right in the Markdown and LaTeX tables."""
-    return column not in ("Source", "Method", "Backbone", "Recipe")
+    return column not in ("Source", "Method", "Backbone", "Recipe", "Selection")
 
 
 def _paper_table(long: pd.DataFrame, refs: pd.DataFrame, style: Style) -> tuple[pd.DataFrame, int, list[str]]:
     """Measured rows then published rows, with a Source column; also the measured row count and the citations."""
     measured = wide_table(long, style)
     measured.insert(0, "Source", "measured")
+    measured.insert(measured.columns.get_loc("Seeds") + 1, "Selection", MEASURED_SELECTION)
     citations = list(dict.fromkeys(refs["citation"]))
     metrics = [c for c in refs.columns if c in set(long["metric"])]
     published = pd.DataFrame({
         "Source": [f"published [{citations.index(c) + 1}]" for c in refs["citation"]],
         "Method": refs["method"].map(style.escape), "Backbone": refs["backbone"].map(style.escape),
         "Dim": refs["embedding_dim"].astype(str), "Recipe": style.missing, "Seeds": style.missing,
+        "Selection": refs["selection"],
         **{metric_label(m): refs[m].fillna(style.missing) for m in metrics},
     }, columns=measured.columns).fillna(style.missing)
     return pd.concat([measured, published], ignore_index=True), len(measured), citations
@@ -296,8 +314,14 @@ def _notes(dataset: str, env: dict[str, Any], baseline: str | None, citations: l
                      f"against baseline {style.escape(baseline)} (its group with the same backbone, dimension "
                      f"and recipe, else its only group: the baseline column of {style.escape(dataset)}.long.csv), "
                      f"two-sided {style.math(f'p < {SIGNIFICANCE:g}')}; p-values in the same file.")
+    notes.append(f"Selection: measured rows score the model after the {MEASURED_SELECTION}, once, on the test classes.")
     if citations:
-        notes.append("Published rows: the papers' reported figures, not measured here and not part of any statistic.")
+        notes.append("Published rows: the papers' reported figures, not measured here and not part of any statistic. "
+                     "Their selection differs from ours: best test epoch = the best test Recall@1 over the epochs "
+                     "of training (the JRD code tests every epoch; Proxy-Anchor, Metrix and NIR keep the best test "
+                     "Recall@1; intra-batch reloads its best-test checkpoint), an epoch chosen on the test classes, "
+                     "which favours the published figure over a last-epoch one; as quoted = another paper's "
+                     "figure quoted in the cited table, selected as that paper did.")
         notes += [f"[{i}] {style.escape(c)}" for i, c in enumerate(citations, 1)]
     notes.append(f"Environment (from the trial records; versions in {style.escape(dataset)}.env.json): "
                  f"harness commit(s) {style.escape(', '.join(env['git_commits']))}; "
@@ -339,7 +363,7 @@ def render_latex(dataset: str, long: pd.DataFrame, refs: pd.DataFrame, env: dict
 
 def environment_summary(frame: pd.DataFrame) -> dict[str, Any]:
     """How many of the test-split trials ran under each harness commit, device and library version."""
-    test = frame[frame["eval_split"] == "test"]
+    test = leaderboard_rows(frame)
     versions: dict[str, dict[str, int]] = {}
     for text, n in sorted(test["versions"].value_counts().items()):
         for package, version in json.loads(text).items():
@@ -381,27 +405,28 @@ def write_dataset(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline: st
         path = out_dir / f"{dataset}{suffix}"
         atomic_write_text(path, text)
         written[path.name] = path
-    if "png" in formats:
-        written.update({p.name: p for p in plots.leaderboard_plots(long, dataset, out_dir)})
+    figures = [f for f in plots.PLOT_FORMATS if f in formats]
+    if figures:
+        written.update({p.name: p for p in plots.leaderboard_plots(long, dataset, out_dir, figures)})
     return dict(sorted(written.items()))
 
 
-def write_leaderboards(store: ResultStore, out_dir: str | Path | None = None, datasets: list[str] | None = None,
+def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, datasets: list[str] | None = None,
                        baseline: str | None = None, formats: Iterable[str] = FORMATS,
                        published_csv: str | Path | None = PUBLISHED_CSV) -> dict[str, Path]:
     """Recompute every dataset's leaderboard under ``out_dir`` (default ``<results>/leaderboards``).
 
     Per dataset with test-split records: ``<dataset>.csv`` (per-group ``<metric>_mean``/``_std``,
     ``n_seeds``, ``n_failed``), ``.long.csv``, ``.wide.csv`` (csv), ``.md``, ``.tex``,
-    ``.recall_at_k.png`` and ``.recall_at_1.png`` (png), and always ``.env.json``. Published rows come
+    ``.recall_at_k`` and ``.recall_at_1`` figures (png, pdf), and always ``.env.json``. Published rows come
     from ``published_csv`` (None: none). Returns {file name: path} of the files written.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; valid: {', '.join(FORMATS)}")
-    out_dir = Path(out_dir) if out_dir else store.root / "leaderboards"
+    out_dir = Path(out_dir) if out_dir else store.leaderboard_dir
     frame = load_records(store)
-    test = frame[frame["eval_split"] == "test"]
+    test = leaderboard_rows(frame)
     found = sorted(set(test["dataset"]))
     chosen = [d for d in found if not datasets or d in datasets]
     if baseline and chosen and baseline not in set(test[test["dataset"].isin(chosen)]["method"]):
@@ -427,3 +452,45 @@ def format_table(board: pd.DataFrame, metrics: list[str] | None = None) -> str:
         row.update({m: mean_std_text(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics})
         rows.append(row)
     return pd.DataFrame(rows).to_string(index=False)
+
+
+def redraw_from_long(long_csv: str | Path, published_csv: str | Path | None = PUBLISHED_CSV,
+                     formats: Iterable[str] = ("md", "tex", "png", "pdf")) -> dict[str, Path]:
+    """Rewrite a leaderboard's Markdown, LaTeX and figures from its committed ``<dataset>.long.csv`` and
+    ``<dataset>.env.json`` alone (no records), beside them; the baseline is the long table's."""
+    from harness.reporting import plots  # plots builds on this module's tables
+
+    long_csv = Path(long_csv)
+    long = read_long_table(long_csv)
+    datasets = sorted(set(long["dataset"]))
+    if len(datasets) != 1:
+        raise ValueError(f"{long_csv}: expected one dataset, found {', '.join(datasets) or 'none'}")
+    dataset, out_dir = datasets[0], long_csv.parent
+    env = json.loads((out_dir / f"{dataset}.env.json").read_text())
+    named = set(long["baseline"].dropna())
+    baselines = sorted({key[1] for key in long.groupby(GROUP_KEYS).groups if full_group_label(key) in named})
+    baseline = baselines[0] if len(baselines) == 1 else None
+    refs = (published_rows(load_published(published_csv), dataset, list(long["metric"].unique()))
+            if published_csv else pd.DataFrame(columns=ROW_KEYS))
+    texts = {".md": render_markdown(dataset, long, refs, env, baseline) if "md" in formats else None,
+             ".tex": render_latex(dataset, long, refs, env, baseline) if "tex" in formats else None}
+    written = {}
+    for suffix, text in texts.items():
+        if text is not None:
+            atomic_write_text(out_dir / f"{dataset}{suffix}", text)
+            written[f"{dataset}{suffix}"] = out_dir / f"{dataset}{suffix}"
+    figures = [f for f in plots.PLOT_FORMATS if f in formats]
+    if figures:
+        written.update({p.name: p for p in plots.leaderboard_plots(long, dataset, out_dir, figures)})
+    return dict(sorted(written.items()))
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m harness.reporting.leaderboard",
+                                     description="Redraw a leaderboard's Markdown, LaTeX and figures from its "
+                                                 "<dataset>.long.csv and <dataset>.env.json (no records needed).")
+    parser.add_argument("long_csv", type=Path, help="results/leaderboards/<dataset>.long.csv")
+    for path in redraw_from_long(parser.parse_args().long_csv).values():
+        print(f"leaderboard: {path}")

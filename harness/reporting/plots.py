@@ -1,101 +1,252 @@
-"""Leaderboard figures (PNG, matplotlib's Agg canvas, byte-stable: fixed size, dpi and no metadata).
+"""Leaderboard figures a paper can print: PNG (byte-stable: fixed size, dpi, no metadata) and PDF (vector).
 
-``<dataset>.recall_at_k.png``: Recall@K against K per group, error bars ± std over seeds.
-``<dataset>.recall_at_1.png``: Recall@1 per group, error bars the 95% t-interval.
-:func:`sensitivity_plot`: one metric against one hyperparameter, mean ± std over seeds.
+``<dataset>.recall_at_1.{png,pdf}``: Recall@1 per group as a dot with its 95% t-interval, one row per
+group sorted by mean (best on top), the axis zoomed to the data, the mean printed at the right.
+``<dataset>.recall_at_k.{png,pdf}``: one such panel per K, rows in the Recall@1 order.
+In both, a group's colour and marker are its method's family (:data:`METHOD_FAMILIES`), the
+family legend sits outside the axes, and the baseline (``--baseline``) is labelled and drawn as a
+dashed line at its mean. :func:`sensitivity_plot`: one metric against one hyperparameter.
+
+The figures are a pure function of the long table (``<dataset>.long.csv``), so they can be
+redrawn from a committed table without the records (``python -m harness.reporting.leaderboard``).
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from harness.reporting.leaderboard import GROUP_KEYS, full_group_label, group_label, metric_label, recall_ks, records_frame
 from harness.reporting.stats import summarize
 
 FIGSIZE = (6.4, 4.0)
 DPI = 120
+PLOT_FORMATS = ("png", "pdf")
+
+#: The family of every built-in method (the taxonomy of Musgrave et al., "A Metric Learning Reality
+#: Check", ECCV 2020, plus JRD's): pair losses compare embeddings within the batch; proxy losses
+#: compare them with learned class proxies or centres; classification losses are softmax
+#: cross-entropies over class weights; JRD variants add a diversification term to AMSoftmax; the
+#: floor does not learn. A method missing here is drawn as family "other", named so in the legend.
+METHOD_FAMILIES = {
+    "pixels": "floor",
+    "triplet": "pair", "contrastive": "pair", "ms": "pair",
+    "metrix_contrastive": "pair", "metrix_ms": "pair",
+    "proxyanchor": "proxy", "proxynca": "proxy", "softtriple": "proxy", "nir": "proxy", "metrix_proxyanchor": "proxy",
+    "amsoftmax": "classification", "arcface": "classification", "normsoftmax": "classification",
+    "intra_batch": "classification",
+    "jrd": "JRD variants", "jrd_c": "JRD variants", "jrd_pool": "JRD variants", "jrd_intra": "JRD variants",
+    "jmmd": "JRD variants", "mrd": "JRD variants",
+}
+#: colour (colour-blind-safe Okabe–Ito) and marker (for grey-scale print) of each family, in legend order
+FAMILY_STYLES = {
+    "pair": ("#0072B2", "o"), "proxy": ("#E69F00", "s"), "classification": ("#009E73", "^"),
+    "JRD variants": ("#CC79A7", "D"), "floor": ("#555555", "X"), "other": ("#D55E00", "v"),
+}
 
 
-def save(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as PNG without the Software/time metadata, so equal figures give equal bytes."""
+def method_family(method: str) -> str:
+    """The family of ``method`` from :data:`METHOD_FAMILIES`; ``"other"`` for a method it does not list."""
+    return METHOD_FAMILIES.get(method, "other")
+
+
+def save(fig: Figure, path: str | Path, formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
+    """Write ``fig`` as ``path`` with each of ``formats`` as suffix, without creation metadata, so equal
+    figures give equal bytes; return the paths written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
-    return path
+    written = []
+    for fmt in formats:
+        target = path.with_suffix(f".{fmt}")
+        metadata = {"Software": None} if fmt == "png" else {"Creator": None, "Producer": None, "CreationDate": None}
+        fig.savefig(target, format=fmt, dpi=DPI, metadata=metadata)
+        written.append(target)
+    return written
 
 
 def _labels(long: pd.DataFrame) -> dict[tuple, str]:
-    """A legend label per group: the method (with hyperparameters), plus backbone and recipe where needed."""
+    """A label per group: the method (with hyperparameters), plus backbone and recipe where needed."""
     keys = list(long.groupby(GROUP_KEYS, sort=True).groups)
     short = {k: group_label(k[1], k[6]) for k in keys}
     taken = pd.Series(list(short.values())).value_counts()
     return {k: s if taken[s] == 1 else full_group_label(k) for k, s in short.items()}
 
 
-def recall_at_k_plot(long: pd.DataFrame, dataset: str, path: str | Path) -> Path:
-    """Recall@K (%) against K (log axis) per group of one dataset's long table, error bars ± std."""
-    ks = recall_ks(long["metric"].unique())
-    fig = Figure(figsize=FIGSIZE)
-    ax = fig.add_subplot()
-    for key, label in _labels(long).items():
-        rows = long[(long[GROUP_KEYS] == pd.Series(key, index=GROUP_KEYS)).all(axis=1)].set_index("metric")
-        rows = rows.reindex([f"recall@{k}" for k in ks])
-        ax.errorbar(ks, 100 * rows["mean"].astype(float), yerr=100 * rows["std"].astype(float).fillna(0),
-                    marker="o", capsize=3, label=label)
-    ax.set_xscale("log")
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.minorticks_off()
-    ax.set_xlabel("K")
-    ax.set_ylabel("Recall@K (%)")
-    ax.set_title(f"{dataset}: Recall@K, mean ± std over seeds")
-    ax.legend(fontsize="small")
-    return save(fig, path)
+def _metric_rows(long: pd.DataFrame, metric: str, keys: list[tuple]) -> pd.DataFrame:
+    """``mean``, ``ci_low``, ``ci_high`` in percent of ``metric`` per group, in the order of ``keys``."""
+    rows = long[long["metric"] == metric].set_index(GROUP_KEYS).reindex(keys)
+    return 100 * rows[["mean", "ci_low", "ci_high"]].astype(float)
 
 
-def recall_at_1_plot(long: pd.DataFrame, dataset: str, path: str | Path) -> Path:
-    """Bars of Recall@1 (%) per group of one dataset's long table, error bars the 95% t-interval."""
+def _ordered_groups(long: pd.DataFrame, metric: str) -> list[tuple]:
+    """Group keys by ``metric``'s mean, best first (groups without a value last, by label)."""
     labels = _labels(long)
-    r1 = long[long["metric"] == "recall@1"].set_index(GROUP_KEYS).reindex(list(labels))
-    mean = 100 * r1["mean"].astype(float).to_numpy()
-    low = np.nan_to_num(mean - 100 * r1["ci_low"].astype(float).to_numpy())
-    high = np.nan_to_num(100 * r1["ci_high"].astype(float).to_numpy() - mean)
-    fig = Figure(figsize=FIGSIZE)
-    ax = fig.add_subplot()
-    x = np.arange(len(labels))
-    ax.bar(x, np.nan_to_num(mean), yerr=[low, high], capsize=4, color="tab:blue")
-    ax.set_xticks(x, list(labels.values()), rotation=30, ha="right", fontsize="small")
-    ax.set_ylabel("Recall@1 (%)")
-    ax.set_title(f"{dataset}: Recall@1, mean and 95% t-interval over seeds")
-    return save(fig, path)
+    means = _metric_rows(long, metric, list(labels))["mean"]
+    return sorted(labels, key=lambda k: (math.isnan(means[k]), -np.nan_to_num(means[k]), labels[k]))
 
 
-def leaderboard_plots(long: pd.DataFrame, dataset: str, out_dir: str | Path) -> list[Path]:
-    """The figures of one dataset's long table beside its CSVs (those its metrics allow)."""
+def _baselines(long: pd.DataFrame) -> set[str]:
+    """Full labels of the baseline groups named in the long table's ``baseline`` column."""
+    return set(long["baseline"].dropna().astype(str)) if "baseline" in long else set()
+
+
+def _far_from_the_rest(means: pd.Series) -> pd.Series:
+    """Tukey's fences: True for a mean below Q1 − 1.5·IQR or above Q3 + 1.5·IQR of the means (needs 4 or more)."""
+    finite = means.dropna()
+    if len(finite) < 4:
+        return pd.Series(False, index=means.index)
+    q1, q3 = np.percentile(finite, [25, 75])
+    fence = 1.5 * (q3 - q1)
+    return (means < q1 - fence) | (means > q3 + fence)
+
+
+def _zoomed_limits(stats: pd.DataFrame) -> tuple[float, float]:
+    """An axis range (percent) holding every mean and interval, padded by 6% of its span (at least 1 point)."""
+    values = stats.to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 100.0
+    low, high = float(values.min()), float(values.max())
+    pad = max(0.06 * (high - low), 1.0)
+    return max(low - pad, 0.0), min(high + pad, 100.0)
+
+
+def _dot_panel(ax: Axes, stats: pd.DataFrame, keys: list[tuple], baseline: tuple | None) -> None:
+    """One dot per group (row ``i`` from the top) with its interval, coloured by family; the baseline's mean dashed.
+
+    The axis is zoomed to the groups within Tukey's fences (:func:`_far_from_the_rest`), so that a
+    floor or a collapsed method far below the others does not flatten their differences; such a
+    group is drawn as an arrow at the edge with its mean written beside it.
+    """
+    stats = stats.loc[keys]
+    far = _far_from_the_rest(stats["mean"])
+    low, high = _zoomed_limits(stats[~far])
+    y = np.arange(len(keys))
+    for i, key in enumerate(keys):
+        row = stats.loc[key]
+        if math.isnan(row["mean"]):
+            continue
+        colour, marker = FAMILY_STYLES[method_family(key[1])]
+        if far[key]:
+            below = row["mean"] < low
+            ax.plot([low if below else high], [y[i]], marker="<" if below else ">", color=colour, markersize=7,
+                    clip_on=False)
+            ax.annotate(f"{row['mean']:.1f}", (low if below else high, y[i]), xytext=(6 if below else -6, 0),
+                        textcoords="offset points", ha="left" if below else "right", va="center",
+                        fontsize="x-small", color=colour)
+            continue
+        err = [[np.nan_to_num(row["mean"] - row["ci_low"])], [np.nan_to_num(row["ci_high"] - row["mean"])]]
+        ax.errorbar([row["mean"]], [y[i]], xerr=err, fmt=marker, color=colour, ecolor=colour, capsize=2.5,
+                    markersize=5, elinewidth=1.2)
+    if baseline is not None and not math.isnan(stats.loc[baseline, "mean"]) and not far[baseline]:
+        ax.axvline(stats.loc[baseline, "mean"], color="0.35", linestyle="--", linewidth=0.9, zorder=0)
+    ax.set_xlim(low, high)
+    ax.set_ylim(len(keys) - 0.5, -0.5)
+    ax.grid(axis="x", color="0.9", linewidth=0.6)
+    ax.set_axisbelow(True)
+
+
+def _row_labels(ax: Axes, keys: list[tuple], labels: dict[tuple, str], baseline: tuple | None) -> None:
+    ax.set_yticks(np.arange(len(keys)), [labels[k] + (" (baseline)" if k == baseline else "") for k in keys],
+                  fontsize="small")
+    for key, tick in zip(keys, ax.get_yticklabels()):
+        if key == baseline:
+            tick.set_fontweight("bold")
+
+
+def _family_legend(fig: Figure, keys: list[tuple], baseline: tuple | None) -> None:
+    """The families present (and the baseline line), outside the axes, below them."""
+    present = {method_family(k[1]) for k in keys}
+    handles = [Line2D([], [], color=c, marker=m, linestyle="none", label=f) for f, (c, m) in FAMILY_STYLES.items()
+               if f in present]
+    if baseline is not None:
+        handles.append(Line2D([], [], color="0.35", linestyle="--", linewidth=0.9, label="baseline mean"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize="small",
+               frameon=False)
+
+
+def _rows_figure(n_rows: int, width: float, n_panels: int = 1) -> tuple[Figure, list[Axes]]:
+    height = 1.5 + 0.24 * max(n_rows, 3)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(1, n_panels, sharey=True, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _baseline_key(long: pd.DataFrame, keys: list[tuple]) -> tuple | None:
+    names = _baselines(long)
+    found = [k for k in keys if full_group_label(k) in names]
+    return found[0] if len(found) == 1 else None
+
+
+def recall_at_1_plot(long: pd.DataFrame, dataset: str, path: str | Path,
+                     formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
+    """Recall@1 (%) per group of one dataset's long table: mean and 95% t-interval, sorted by mean."""
+    labels = _labels(long)
+    keys = _ordered_groups(long, "recall@1")
+    stats = _metric_rows(long, "recall@1", keys)
+    baseline = _baseline_key(long, keys)
+    fig, (ax,) = _rows_figure(len(keys), 6.4)
+    _dot_panel(ax, stats, keys, baseline)
+    _row_labels(ax, keys, labels, baseline)
+    for i, key in enumerate(keys):
+        mean = stats.loc[key, "mean"]
+        ax.annotate("—" if math.isnan(mean) else f"{mean:.1f}", (1.01, i), xycoords=("axes fraction", "data"),
+                    va="center", fontsize="x-small", color="0.25")
+    ax.set_xlabel("Recall@1 (%), mean and 95% t-interval over seeds")
+    fig.suptitle(f"{dataset}: Recall@1 on the test classes", fontsize="medium")
+    _family_legend(fig, keys, baseline)
+    return save(fig, path, formats)
+
+
+def recall_at_k_plot(long: pd.DataFrame, dataset: str, path: str | Path,
+                     formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
+    """Recall@K (%) per group, one panel per K (each zoomed to its data), rows sorted by Recall@1 (else the first K)."""
+    ks = recall_ks(long["metric"].unique())
+    labels = _labels(long)
+    keys = _ordered_groups(long, f"recall@{1 if 1 in ks else ks[0]}")
+    baseline = _baseline_key(long, keys)
+    fig, axes = _rows_figure(len(keys), 2.6 + 1.9 * len(ks), len(ks))
+    for ax, k in zip(axes, ks):
+        _dot_panel(ax, _metric_rows(long, f"recall@{k}", keys), keys, baseline)
+        ax.set_title(f"R@{k}", fontsize="small")
+        ax.tick_params(axis="x", labelsize="x-small")
+    _row_labels(axes[0], keys, labels, baseline)
+    fig.suptitle(f"{dataset}: Recall@K (%) on the test classes, mean and 95% t-interval over seeds; "
+                 f"rows by Recall@1", fontsize="medium")
+    _family_legend(fig, keys, baseline)
+    return save(fig, path, formats)
+
+
+def leaderboard_plots(long: pd.DataFrame, dataset: str, out_dir: str | Path,
+                      formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
+    """The figures of one dataset's long table beside its CSVs (those its metrics allow), in ``formats``."""
     out_dir = Path(out_dir)
     metrics = set(long["metric"])
     written = []
     if recall_ks(metrics):
-        written.append(recall_at_k_plot(long, dataset, out_dir / f"{dataset}.recall_at_k.png"))
+        written += recall_at_k_plot(long, dataset, out_dir / f"{dataset}.recall_at_k.png", formats)
     if "recall@1" in metrics:
-        written.append(recall_at_1_plot(long, dataset, out_dir / f"{dataset}.recall_at_1.png"))
+        written += recall_at_1_plot(long, dataset, out_dir / f"{dataset}.recall_at_1.png", formats)
     return written
 
 
-def sensitivity_plot(records: Iterable[dict[str, Any]], method: str, param: str, path: str | Path,
+def sensitivity_plot(records: Iterable[Any], method: str, param: str, path: str | Path,
                      metric: str = "recall@1", eval_split: str = "test") -> Path:
     """``metric`` (%) against hyperparameter ``param`` of ``method``, mean ± std over seeds, one line per dataset.
 
-    Pass the records of one sweep (one recipe, backbone and dimension): the finished ``eval_split``
-    trials of ``method`` whose hyperparameters set ``param`` are averaged per value; the x axis
-    is logarithmic when the values are positive and span two decades or more.
+    Pass the records of one sweep (one recipe, backbone and dimension) as :func:`records_frame` takes
+    them: the finished ``eval_split`` trials of ``method`` whose hyperparameters set ``param`` are
+    averaged per value; the x axis is logarithmic when the values are positive and span two decades
+    or more. Writes ``path`` (PNG) and a PDF beside it; returns ``path``.
     """
     frame = records_frame(records)
     if frame.empty or metric not in frame.columns:
@@ -105,7 +256,7 @@ def sensitivity_plot(records: Iterable[dict[str, Any]], method: str, param: str,
     if trials.empty:
         raise ValueError(f"no finished {eval_split}-split {method!r} trials that set {param!r} and report {metric!r}")
     trials = trials.assign(x=trials["x"].astype(float))
-    fig = Figure(figsize=FIGSIZE)
+    fig = Figure(figsize=FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
     for dataset, part in trials.groupby("dataset", sort=True):
         points = [(x, summarize(g[metric].to_numpy(dtype=float))) for x, g in part.groupby("x", sort=True)]
@@ -117,6 +268,8 @@ def sensitivity_plot(records: Iterable[dict[str, Any]], method: str, param: str,
         ax.set_xscale("log")
     ax.set_xlabel(param)
     ax.set_ylabel(f"{metric_label(metric)} (%)")
-    ax.set_title(f"{method}: {metric_label(metric)} against {param}, mean ± std over seeds ({eval_split})")
-    ax.legend(fontsize="small")
-    return save(fig, path)
+    ax.set_title(f"{method}: {metric_label(metric)} against {param}, mean ± std over seeds ({eval_split})",
+                 fontsize="medium")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize="small", frameon=False)
+    return save(fig, path)[0]
+

@@ -1,7 +1,11 @@
 """Published reference figures: the papers' reported Recall@K / NMI, each row with its citation.
 
-The packaged ``harness/reference/published.csv`` has one row per (source, method, dataset, metric)
-with the value in percent as the paper prints it. Dataset and metric names are mapped onto the
+The packaged ``harness/reporting/reference/published.csv`` has one row per (source, method, dataset, metric)
+with the value in percent as the paper prints it and how that figure was selected (``selection``):
+``best test epoch`` where the authors' code evaluates the test classes during training and reports
+the best (JRD tests every epoch; Proxy-Anchor, Metrix and NIR keep the best test Recall@1;
+intra-batch reloads its best-test checkpoint), ``as quoted`` for another paper's figure quoted in
+the cited table. Measured rows are the model after the last epoch. Dataset and metric names are mapped onto the
 harness's (``cub``, ``cars``, ``sop``, ``inshop``; ``recall@K``, ``map@r``, ``r_precision``, ``nmi``).
 These rows are shown beside measured ones and never enter a measured statistic.
 """
@@ -13,8 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ["source", "citation", "method", "dataset", "backbone", "embedding_dim", "metric", "value_percent"]
-ROW_KEYS = ["source", "citation", "method", "backbone", "embedding_dim"]
+COLUMNS = ["source", "citation", "method", "dataset", "backbone", "embedding_dim", "metric", "value_percent",
+           "selection"]
+ROW_KEYS = ["source", "citation", "method", "backbone", "embedding_dim", "selection"]
+#: how a published figure may have been selected (see the module docstring)
+SELECTIONS = ("best test epoch", "as quoted")
 
 DATASET_ALIASES = {
     "cub200": "cub", "cub2002011": "cub", "cub": "cub",
@@ -60,6 +67,10 @@ def load_published(path: str | Path = PUBLISHED_CSV) -> pd.DataFrame:
     if bad.any():
         lines = ", ".join(str(i + 2) for i in frame.index[bad])
         raise ValueError(f"{path}: non-numeric value_percent on line(s) {lines}")
+    bad = ~frame["selection"].isin(SELECTIONS)
+    if bad.any():
+        lines = ", ".join(str(i + 2) for i in frame.index[bad])
+        raise ValueError(f"{path}: selection must be one of {', '.join(SELECTIONS)} (line(s) {lines})")
     return frame
 
 
