@@ -29,7 +29,7 @@ class ExperimentConfig:
     """
 
     methods: list[str]
-    dataset: str = "digits"
+    dataset: str = "omniglot28"
     seeds: list[int] = field(default_factory=lambda: [0])
     data_root: str | None = None
     backbone: str | None = None

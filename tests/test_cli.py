@@ -10,6 +10,7 @@ from harness.cli import main
 from harness.core.store import TrialStore
 
 FAST = ["--epochs", "1", "--no-progress", "--executor", "local"]
+DIGITS = ["--dataset", "digits"]  # the smoke-test dataset (the default is the packaged omniglot28)
 
 
 def records(results_dir):
@@ -19,7 +20,8 @@ def records(results_dir):
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    code = main(["run", "--methods", "pixels,amsoftmax,ms", "--seeds", "0,1", "--results-dir", str(out), *FAST])
+    code = main(["run", "--methods", "pixels,amsoftmax,ms", "--seeds", "0,1", "--results-dir", str(out),
+                 *DIGITS, *FAST])
     assert code == 0
     return out
 
@@ -49,7 +51,7 @@ def test_leaderboard_mean_std_match_the_records(digits_run):
 
 
 def test_same_seed_gives_the_same_metrics(digits_run, tmp_path):
-    assert main(["run", "--methods", "ms", "--seeds", "1", "--results-dir", str(tmp_path), *FAST]) == 0
+    assert main(["run", "--methods", "ms", "--seeds", "1", "--results-dir", str(tmp_path), *DIGITS, *FAST]) == 0
     again = next(iter(records(tmp_path).values()))
     first = records(digits_run)[again["trial_id"]]
     assert again["metrics"] == first["metrics"]
@@ -58,7 +60,7 @@ def test_same_seed_gives_the_same_metrics(digits_run, tmp_path):
 def test_resume_skips_finished_trials(digits_run, capsys):
     before = {k: r["finished_at"] for k, r in records(digits_run).items()}
     assert main(["run", "--methods", "pixels,amsoftmax,ms", "--seeds", "0,1", "--results-dir", str(digits_run),
-                 "--resume", *FAST]) == 0
+                 "--resume", *DIGITS, *FAST]) == 0
     assert {k: r["finished_at"] for k, r in records(digits_run).items()} == before
     assert "running " not in capsys.readouterr().out
 
@@ -83,7 +85,7 @@ def test_embed_reuses_a_trained_trial(digits_run, tmp_path):
 
 def test_nan_loss_fails_that_trial_and_the_others_go_on(tmp_path):
     code = main(["run", "--methods", "amsoftmax,pixels", "--hparam", "amsoftmax.scale=1e999",
-                 "--results-dir", str(tmp_path), *FAST])
+                 "--results-dir", str(tmp_path), *DIGITS, *FAST])
     assert code == 1  # after its summary, run says that a trial failed
     recs = {r["config"]["method"]: r for r in records(tmp_path).values()}
     assert recs["amsoftmax"]["status"] == "failed" and "non-finite loss" in recs["amsoftmax"]["error"]
@@ -123,7 +125,7 @@ def test_list_shows_every_registry(capsys):
 
 
 def test_utilization_is_an_optional_metric(tmp_path):
-    assert main(["run", "--methods", "pixels", "--utilization", "--results-dir", str(tmp_path), *FAST]) == 0
+    assert main(["run", "--methods", "pixels", "--utilization", "--results-dir", str(tmp_path), *DIGITS, *FAST]) == 0
     (rec,) = records(tmp_path).values()
     assert rec["config"]["utilization"] is True
     assert 0.0 < rec["metrics"]["utilization"] < 4.0  # squared distance between unit vectors

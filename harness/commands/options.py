@@ -24,7 +24,7 @@ def int_list(text: str) -> list[int]:
 def add_experiment_options(parser: argparse.ArgumentParser) -> None:
     """Dataset, model, recipe and output options (everything but the methods and seeds)."""
     parser.add_argument("--config", help="YAML file with ExperimentConfig fields; flags override it")
-    parser.add_argument("--dataset", help="registered dataset name (default: digits)")
+    parser.add_argument("--dataset", help="registered dataset name (default: omniglot28, packaged)")
     parser.add_argument("--data-root", help="folder holding the dataset in its original layout")
     parser.add_argument("--backbone", help="timm model name (default: the dataset's default backbone)")
     parser.add_argument("--embedding-dim", type=int, help="embedding size (default 512)")

@@ -14,7 +14,7 @@ from harness.core.config import TrialConfig
 from harness.reporting.leaderboard import aggregate, format_table, records_frame, write_leaderboards
 from harness.core.store import TrialStore
 
-DEFAULT_METHODS = "pixels,triplet,ms,amsoftmax"
+DEFAULT_METHODS = "pixels,triplet,ms,proxyanchor,amsoftmax"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
