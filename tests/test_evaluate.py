@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics import normalized_mutual_info_score
+
 from harness.engine import knn as knn_module
 from harness.engine.evaluate import embed, evaluate_embeddings
+from harness.engine.kmeans import kmeans, kmeans_implementation
 from harness.engine.knn import KNN, knn, resolve_backend
 
 BACKENDS = ("faiss", "torch")
@@ -345,6 +351,106 @@ def test_labels_are_compared_as_given_not_as_float32():
     labels = torch.tensor([2**24, 2**24 + 1, 2**24, 2**24 + 1])
     result = evaluate_embeddings(x, labels, recall_ks=(1,), include_nmi=False)
     assert result["recall@1"] == 0.0
+
+
+# ---------------------------------------------------------------- backends identical, exact order
+
+def tie_heavy(n=400, d=6, seed=9):
+    """Entries in {-1, 0, 1}: few distinct cosines, most neighbours tie with many others."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(-1, 2, size=(n, d)).astype(np.float32), \
+        rng.integers(0, 40, size=n)
+
+
+def duplicate_heavy(n=400, d=64, seed=10):
+    """Continuous 64-d points, each repeated 1-5 times at scattered indices, copies in any class."""
+    rng = np.random.default_rng(seed)
+    points = rng.standard_normal((n // 3, d)).astype(np.float32)
+    return points[rng.integers(0, len(points), size=n)], rng.integers(0, 40, size=n)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+@pytest.mark.parametrize("data", [tie_heavy, duplicate_heavy])
+def test_faiss_and_torch_give_identical_lists_and_metrics(data, metric):
+    x, labels = data()
+    tx = torch.from_numpy(x)
+    for k, exclude_self in ((1, True), (10, True), (150, True), (10, False), (399, True)):
+        by_faiss = knn(tx, tx, k, metric, exclude_self=exclude_self, backend="faiss")
+        by_torch = knn(tx, tx, k, metric, exclude_self=exclude_self, backend="torch")
+        assert torch.equal(by_faiss[1], by_torch[1]) and torch.equal(by_faiss[0], by_torch[0])
+    ks = (1, 2, 4, 8, 16, 100, 399)
+    metrics = [evaluate_embeddings(x, labels, recall_ks=ks, metric=metric, backend=backend,
+                                   include_nmi=False) for backend in BACKENDS]
+    assert metrics[0] == metrics[1]
+
+
+@pytest.mark.parametrize("data, metric", [(tie_heavy, "euclidean"), (duplicate_heavy, "cosine"),
+                                          (duplicate_heavy, "euclidean")])
+def test_exact_order_matches_float64_reference(data, metric):
+    # Ties here are exact in any arithmetic (equal vectors, or squared distances of small integers),
+    # so the float64 reference order by (score, index) is the exact order. (Normalised integer
+    # vectors are not: 1/2 = 2/4 in the reals, not after normalising and rounding.)
+    x, labels = data(n=120)
+    ranking = reference_rankings(reference_scores(x, x, metric), exclude_self=True)
+    _, indices = knn(torch.from_numpy(x), torch.from_numpy(x), 30, metric, exclude_self=True)
+    assert indices.tolist() == [r[:30] for r in ranking]
+    first_match = [next((p for p, j in enumerate(r, 1) if labels[j] == labels[i]), math.inf)
+                   for i, r in enumerate(ranking)]
+    ks = (1, 3, 10, 50, 119)
+    result = evaluate_embeddings(x, labels, recall_ks=ks, metric=metric, include_nmi=False)
+    for k in ks:
+        assert result[f"recall@{k}"] == pytest.approx(np.mean([f <= k for f in first_match]), abs=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_exhaustive_fallback_and_small_chunks_give_the_same_results(dataset, backend, monkeypatch):
+    # With a zero float32 error bound every re-scored row fails its check and is recomputed
+    # exhaustively from exact scores; with 3-row chunks every block boundary is exercised.
+    embeddings, labels, metric = DATASETS[dataset]()
+    x = torch.from_numpy(embeddings)
+    expected_knn = knn(x, x, 12, metric, exclude_self=True, backend=backend)
+    expected = evaluate_embeddings(embeddings, labels, recall_ks=(1, 5, 20), metric=metric,
+                                   backend=backend, include_nmi=False)
+    monkeypatch.setattr(knn_module, "_FLOAT32_ERROR_FACTOR", 0.0)
+    monkeypatch.setattr(knn_module, "_MAX_CHUNK_ELEMENTS", 3 * len(x) + 1)
+    fallback_knn = knn(x, x, 12, metric, exclude_self=True, backend=backend)
+    assert torch.equal(fallback_knn[1], expected_knn[1])
+    assert evaluate_embeddings(embeddings, labels, recall_ks=(1, 5, 20), metric=metric,
+                               backend=backend, include_nmi=False) == expected
+
+
+@pytest.mark.parametrize("leave_one_out", [True, False], ids=["leave-one-out", "query-gallery"])
+def test_map_at_r_and_r_precision_are_pmls(leave_one_out):
+    # PML's AccuracyCalculator with our exact kNN as its knn_func, on data with classes of very
+    # different sizes and lone queries.
+    embeddings, labels, metric = gaussian_cosine()
+    query, query_labels, gallery, gallery_labels = split(embeddings, labels, leave_one_out)
+    calculator = AccuracyCalculator(include=("mean_average_precision_at_r", "r_precision"),
+                                    k="max_bin_count", device=torch.device("cpu"),
+                                    knn_func=KNN(metric))
+    if leave_one_out:
+        pml = calculator.get_accuracy(torch.from_numpy(query), torch.from_numpy(query_labels))
+    else:
+        pml = calculator.get_accuracy(torch.from_numpy(query), torch.from_numpy(query_labels),
+                                      torch.from_numpy(gallery), torch.from_numpy(gallery_labels),
+                                      ref_includes_query=False)
+    ours = evaluate_embeddings(query, query_labels, gallery, gallery_labels, metric=metric,
+                               include_nmi=False)
+    assert ours["map@r"] == pytest.approx(pml["mean_average_precision_at_r"], abs=1e-12)
+    assert ours["r_precision"] == pytest.approx(pml["r_precision"], abs=1e-12)
+
+
+@pytest.mark.parametrize("num_clusters", [10, 100])
+def test_kmeans_nmi_matches_scikit_learn_on_separated_blobs(num_clusters):
+    x, y = make_blobs(n_samples=10 * num_clusters, centers=num_clusters, n_features=16,
+                      cluster_std=0.5, center_box=(-10, 10), random_state=0)
+    ours = kmeans(torch.from_numpy(x.astype(np.float32)), num_clusters).numpy()
+    reference = KMeans(num_clusters, n_init=1, random_state=0).fit_predict(x)
+    assert len(np.unique(ours)) == num_clusters
+    assert normalized_mutual_info_score(y, ours) == pytest.approx(
+        normalized_mutual_info_score(y, reference), abs=0.01)
+    assert kmeans_implementation("cpu").startswith("faiss-cpu")
 
 
 # ---------------------------------------------------------------- embed
