@@ -1,0 +1,79 @@
+"""Evaluation at scale: harness evaluation against a raw faiss ``IndexFlatIP`` search of the same k.
+
+Random L2-normalised embeddings with SOP-like class structure (classes of ``--per-class`` images,
+each image its class centre plus noise). Each measured part runs in its own subprocess, so its
+peak RSS (``ru_maxrss``) is its own; the ratios are measured in one run of this script.
+
+    python benchmarks/evaluation_scale.py --n 20000 --recall-ks 1,2,4,8           # issue 13 row 1
+    python benchmarks/evaluation_scale.py --n 60000 --recall-ks 1,10,100,1000     # issue 13 row 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+
+def embeddings(n: int, dim: int, per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) // per_class
+    centres = rng.standard_normal((labels[-1] + 1, dim)).astype(np.float32)
+    x = centres[labels] + 4.0 * rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), labels
+
+
+def measure(part: str, args: argparse.Namespace) -> None:
+    """Run one part in this process and print its seconds, peak RSS and result as JSON."""
+    import resource
+    import time
+
+    x, labels = embeddings(args.n, args.dim, args.per_class)
+    ks = [int(k) for k in args.recall_ks.split(",")]
+    start = time.perf_counter()
+    if part == "faiss":
+        import faiss
+        index = faiss.IndexFlatIP(args.dim)
+        index.add(x)
+        index.search(x, max(ks) + 1)
+        result = {}
+    else:
+        from harness.engine.evaluate import evaluate_embeddings
+        result = evaluate_embeddings(x, labels, recall_ks=ks, include_nmi=part == "harness+nmi")
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "peak_rss_gb": resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss / 2**20, "result": result}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--per-class", type=int, default=5, help="images per class (SOP: ~5)")
+    parser.add_argument("--recall-ks", default="1,2,4,8")
+    parser.add_argument("--nmi", action="store_true", help="also time evaluation with NMI")
+    parser.add_argument("--part", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.part:
+        return measure(args.part, args)
+    print(f"{args.n} x {args.dim}, {args.n // args.per_class} classes, Recall@{args.recall_ks}; "
+          f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at start")
+    parts = ["faiss", "harness"] + (["harness+nmi"] if args.nmi else [])
+    runs = {}
+    for part in parts:
+        out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--part", part],
+                             check=True, capture_output=True, text=True).stdout
+        runs[part] = json.loads(out.strip().splitlines()[-1])
+        print(f"{part:12s} {runs[part]['seconds']:8.1f} s   peak RSS {runs[part]['peak_rss_gb']:.2f} GB"
+              f"   {runs[part]['result']}")
+    for part in parts[1:]:
+        print(f"{part} / raw faiss k={max(int(k) for k in args.recall_ks.split(',')) + 1}: "
+              f"time {runs[part]['seconds'] / runs['faiss']['seconds']:.2f}x, "
+              f"peak RSS {runs[part]['peak_rss_gb'] / runs['faiss']['peak_rss_gb']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
