@@ -152,6 +152,63 @@ def test_a_locally_started_ray_listens_on_the_loopback_only():
     assert {ip for _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
 
 
+def orphans() -> list[int]:
+    """Ray processes of this user whose raylet is gone (a killed driver's agents)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["name", "ppid"]):
+        try:
+            if (process.info["name"] or "").startswith("ray::") and psutil.Process(process.info["ppid"]).name() != "raylet":
+                found.append(process.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def driver(argv: list[str]) -> subprocess.Popen:
+    """``python -m harness ARGV`` starting its own Ray (no --address), in its own process group."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return subprocess.Popen([sys.executable, "-m", "harness", *argv], cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(ready: Callable[[], bool], child: subprocess.Popen, timeout: float = 150) -> None:
+    deadline = time.time() + timeout
+    while not ready():
+        assert child.poll() is None and time.time() < deadline, "the command ended too early"
+        time.sleep(0.2)
+
+
+def test_the_next_run_cleans_up_what_a_killed_driver_left(tmp_path):
+    """kill -9 of a driver that started its own Ray leaves Ray's agents running and Tune's experiment
+    folder behind; the next run that starts Ray stops the one and removes the other, then finishes."""
+    args = ["run", "--dataset", "digits", "--methods", "ms", "--epochs", "3", "--no-progress",
+            "--cpus-per-trial", "1", "--results-dir", str(tmp_path)]
+    child = driver(args)
+    wait_for(lambda: any(tmp_path.glob("runs/*/*/checkpoint.pt")), child)
+    os.kill(child.pid, signal.SIGKILL)
+    child.communicate()
+    time.sleep(3)
+    assert list((tmp_path / "ray").glob("harness-*")) and orphans()
+    resumed = driver([*args, "--resume"])
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert not list((tmp_path / "ray").glob("harness-*")) and not orphans()
+    (record,) = records(tmp_path).values()
+    assert record["status"] == "ok" and record["resumed_at_epoch"] >= 1
+
+
+def test_ctrl_c_prints_how_to_resume_not_a_traceback(tmp_path):
+    child = driver(["run", "--dataset", "digits", "--methods", "ms", "--epochs", "3", "--no-progress",
+                    "--executor", "local", "--results-dir", str(tmp_path)])
+    wait_for(lambda: any(tmp_path.glob("runs/*/*/checkpoint.pt")), child)
+    os.killpg(child.pid, signal.SIGINT)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("interrupted: run the same command again with --resume")
+
+
 def test_resources_default_to_cpu_trials_and_reject_what_the_machine_lacks(tmp_path):
     from harness.scheduling.ray_executor import RayExecutor
 

@@ -46,7 +46,8 @@ class TrialConfig:
 
     ``eval_split="test"`` trains on all training classes and evaluates on the unseen test classes;
     ``eval_split="val"`` (searches, sweeps) trains on the training classes minus the validation
-    classes and evaluates on those, so it never sees a test class. ``method_settings`` holds the
+    classes and evaluates on those, never loading a test image; with ``folds`` the validation
+    classes are fold ``fold`` of a class-disjoint cross-validation over the training classes. ``method_settings`` holds the
     method's class-level choices that change results (learning-rate multiplier, pooling,
     normalisation, sampler). ``fail_at_epoch`` is a test-only fault injection.
     """
@@ -63,6 +64,8 @@ class TrialConfig:
     pretrained: str | None = None
     pretrained_sha256: str | None = None
     val_fraction: float = 0.2
+    folds: int = 0
+    fold: int | None = None
     eval_split: str = "test"
     role: str = "final"
     experiment: str = "default"
@@ -78,6 +81,8 @@ class TrialConfig:
             raise ValueError(f"eval_split must be one of {', '.join(EVAL_SPLITS)}, got {self.eval_split!r}")
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
+        if self.folds and (self.eval_split != "val" or self.fold is None or not 0 <= self.fold < self.folds):
+            raise ValueError(f"fold {self.fold} of {self.folds}: folds are for validation trials, fold in 0..folds-1")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrialConfig":

@@ -10,6 +10,8 @@
         embeddings.npz   the evaluated embeddings and labels (cache for ``harness evaluate``)
     <root>/searches/<search>/   the search's study and outputs
     <root>/sweeps/<experiment>/ sensitivity plots
+    <root>/benchmarks/<name>/   a benchmark's manifest, studies and report (its search trials live in
+                                searches/<name>.<method>/, its final trials in runs/<name>/)
     <root>/leaderboards/        leaderboards
     <root>/ray/                 Ray Tune's scratch state (default storage)
 
@@ -113,6 +115,9 @@ class TrialStore:
 
     def search_dir(self, name: str) -> Path:
         return self.root / "searches" / name
+
+    def benchmark_dir(self, name: str) -> Path:
+        return self.root / "benchmarks" / name
 
     def sweep_dir(self, experiment: str) -> Path:
         return self.root / "sweeps" / experiment

@@ -134,7 +134,8 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
     generator = seed_everything(config.seed)
     device = resolve_device(config.device)
     recipe = config.recipe_obj
-    splits = create_dataset(config.dataset, config.data_root, config.val_fraction)
+    splits = create_dataset(config.dataset, config.data_root, config.val_fraction, fold=config.fold,
+                            folds=config.folds, withhold_test=config.eval_split == "val")
     train_subset = splits.train if config.eval_split == "val" else splits.trainval
     label_map = {int(c): i for i, c in enumerate(train_subset.classes)}
 

@@ -32,7 +32,7 @@ CheckpointConfig = getattr(tune, "CheckpointConfig", None) or ray.train.Checkpoi
 Callback = tune.Callback
 Stopper = tune.Stopper
 
-__all__ = ["Callback", "Searcher", "Stopper", "init", "shutdown", "address", "is_address_given", "cluster_resources",
+__all__ = ["Callback", "Searcher", "Stopper", "reap_orphans", "delete_stale_experiments", "init", "shutdown", "address", "is_address_given", "cluster_resources",
            "report", "restored_checkpoint", "fit", "trial_error", "storage_path", "delete_experiment"]
 
 #: Ray's session and log folders (short: Ray's Unix sockets live there)
@@ -77,6 +77,7 @@ def init(address: str | None = None, num_cpus: int | None = None, num_gpus: int 
     if is_address_given(address):
         ray.init(address=address, **common)
         return True
+    reap_orphans()
     # Ray resolves 127.0.0.1 to the machine's network address unless its (private) cluster switch is
     # off, as on a laptop; off, the GCS, raylets, workers and agents all listen on the loopback only.
     from ray._private import ray_constants
@@ -89,6 +90,26 @@ def init(address: str | None = None, num_cpus: int | None = None, num_gpus: int 
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = cluster_switch
     return True
+
+
+def reap_orphans() -> list[int]:
+    """Stop the Ray processes a killed driver left behind (its dashboard and runtime-env agents outlive
+    it): processes of this user named ``ray::...`` whose parent is no longer a raylet. A live Ray's
+    workers and agents always have their raylet as parent, so they are never touched."""
+    import psutil
+
+    me, reaped = psutil.Process().username(), []
+    for process in psutil.process_iter(["name", "username", "ppid"]):
+        try:
+            if not (process.info["name"] or "").startswith("ray::") or process.info["username"] != me:
+                continue
+            parent = psutil.Process(process.info["ppid"]) if process.info["ppid"] else None
+            if parent is None or parent.name() != "raylet":
+                process.kill()
+                reaped.append(process.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return reaped
 
 
 def shutdown() -> None:
@@ -185,6 +206,16 @@ def storage_path(storage: str | None, default: str | Path) -> str:
     if storage and "://" in storage:
         return storage
     return str(Path(storage or default).expanduser().resolve())
+
+
+def delete_stale_experiments(storage: str, prefix: str, alive: Callable[[str], bool]) -> None:
+    """Remove the experiment folders named ``<prefix>...`` of a local ``storage`` whose driver is gone
+    (``alive(name)`` false): what a killed run left behind."""
+    if "://" in storage or not Path(storage).is_dir():
+        return
+    for folder in Path(storage).glob(f"{prefix}*"):
+        if folder.is_dir() and not alive(folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def delete_experiment(storage: str, name: str) -> None:

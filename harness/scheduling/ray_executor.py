@@ -29,6 +29,22 @@ from harness.scheduling.executors import OnEpoch, OnRecord, deliver, pending
 
 #: the key of a trial's last result that carries its record (a JSON string)
 RECORD_KEY = "record"
+#: Tune experiment folders are named ``harness-<time>-pid<driver pid>``
+RUN_PREFIX = "harness-"
+
+
+def driver_alive(run_name: str) -> bool:
+    """Whether the driver that named a Tune experiment folder still runs (on this machine)."""
+    pid = run_name.rpartition("-pid")[2]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def trial_of(config: dict[str, Any]) -> TrialConfig:
@@ -229,7 +245,8 @@ class RayExecutor:
         collector = RecordCollector(pruner, on_record, self.progress)
         setup = WorkerSetup(cwd=os.getcwd(), sys_path=tuple(p for p in sys.path if p), plugins=self.plugins,
                             cpus=cpu, gpus=gpu, resume=resume)
-        run_name = f"harness-{datetime.now():%Y%m%d-%H%M%S-%f}"
+        ray_compat.delete_stale_experiments(storage, RUN_PREFIX, driver_alive)
+        run_name = f"{RUN_PREFIX}{datetime.now():%Y%m%d-%H%M%S-%f}-pid{os.getpid()}"
         try:
             ray_compat.fit(tune_trial, {"cpu": cpu, "gpu": gpu}, name=run_name, storage=storage,
                            trainable_kwargs={"setup": setup}, search_alg=feeder, stopper=pruner, num_samples=-1,

@@ -46,6 +46,7 @@ def search_space(method: str, items: list[str]) -> dict[str, Distribution]:
         space = {name: p.space for name, p in declared.items() if p.space is not None}
         if not space:
             raise ValueError(f"method {method!r} declares no search space; give one with --space NAME=DIST")
+        check_space(method, space)
         return space
     space: dict[str, Distribution] = {}
     for item in items:
@@ -55,7 +56,24 @@ def search_space(method: str, items: list[str]) -> dict[str, Distribution]:
         if dist is None:
             raise ValueError(f"{method}.{name} declares no search space; give one: --space {name}=loguniform(a,b)")
         space[name] = dist
+    check_space(method, space)
     return space
+
+
+def check_space(method: str, space: dict[str, Distribution]) -> None:
+    """Raise ``ValueError`` unless each distribution draws only valid values of its hyperparameter
+    (:meth:`~harness.core.hparams.Param.check_space`) and is one Optuna can store; called before a
+    study or any folder exists, so that a refused space leaves nothing behind."""
+    declared = get_method_class(method).hparams
+    for name, dist in space.items():
+        declared[name].check_space(f"{method}.{name}", dist)
+        if isinstance(dist, Choice) and not all(o is None or isinstance(o, (bool, int, float, str)) for o in dist.options):
+            raise ValueError(f"search space {method}.{name}={dist}: Optuna's choices must be numbers, strings, "
+                             "booleans or None")
+        try:
+            optuna_distribution(dist)
+        except ValueError as error:
+            raise ValueError(f"search space {method}.{name}={dist}: {error}") from None
 
 
 def optuna_distribution(dist: Distribution) -> BaseDistribution:
@@ -212,7 +230,12 @@ def write_outputs(study: optuna.Study, folder: Path, space: dict[str, Distributi
 
 class ProposalStream:
     """The executor's side of a search: a lazy stream of trials asked from the study, and the callbacks
-    that report epochs to it (for pruning) and tell it each record."""
+    that report epochs to it (for pruning) and tell it each outcome.
+
+    With ``base.folds`` = K each proposal is K trials, one per fold of a class-disjoint cross-validation
+    over the training classes; the study is told the mean of the K validation scores once all K
+    records are in (failed if any fold failed; trials are not pruned then).
+    """
 
     def __init__(self, study: optuna.Study, space: dict[str, Distribution], base: TrialConfig, metric: str,
                  budget: int, on_tell: Callable[[optuna.trial.FrozenTrial], None] = lambda t: None):
@@ -222,28 +245,35 @@ class ProposalStream:
         self.metric = metric
         self.budget = budget
         self.on_tell = on_tell
-        self.live: dict[str, list[optuna.Trial]] = {}
+        self.live: dict[str, list[optuna.Trial]] = {}  # trial id -> the proposals waiting for its record
+        self.scores: dict[int, dict[int, TrialRecord]] = {}  # proposal number -> its folds' records
+
+    def trials_of(self, params: dict[str, Any]) -> list[TrialConfig]:
+        trial = replace(self.base, hparams={**self.base.hparams, **params})
+        return [replace(trial, fold=k) for k in range(trial.folds)] if trial.folds else [trial]
 
     def __iter__(self) -> Iterator[TrialConfig]:
         store = TrialStore(self.base.results_dir)
         while self.budget > 0:
             self.budget -= 1
             proposal = self.study.ask(self.distributions)
-            trial = replace(self.base, hparams={**self.base.hparams, **proposal.params})
-            proposal.set_user_attr("trial_id", trial.trial_id)
-            if trial.trial_id in self.live:  # the same configuration is already running: share its outcome
-                self.live[trial.trial_id].append(proposal)
-                continue
-            self.live[trial.trial_id] = [proposal]
-            finished = store.read_record(trial)
-            if finished is not None and finished.ok:  # proposed before and trained: its record answers
-                self.on_record(finished)
-                continue
-            yield trial
+            trials = self.trials_of(proposal.params)
+            proposal.set_user_attr("trial_id", trials[0].trial_id)
+            self.scores[proposal.number] = {}
+            for trial in trials:
+                waiting = self.live.setdefault(trial.trial_id, [])
+                waiting.append(proposal)
+                if len(waiting) > 1:  # the same configuration is already running: share its outcome
+                    continue
+                finished = store.read_record(trial)
+                if finished is not None and finished.ok:  # proposed before and trained: its record answers
+                    self.on_record(finished)
+                    continue
+                yield trial
 
     def on_epoch(self, trial: TrialConfig, metrics: dict[str, Any]) -> bool:
         proposals = self.live.get(trial.trial_id)
-        if not proposals or self.metric not in metrics:
+        if not proposals or self.metric not in metrics or trial.folds:
             return False
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a trial restarted from scratch reports an epoch again
@@ -252,16 +282,26 @@ class ProposalStream:
 
     def on_record(self, record: TrialRecord) -> None:
         for proposal in self.live.pop(record.trial_id, []):
-            value = record.metrics.get(self.metric.removeprefix("val_")) if record.ok else None
-            if record.status == "pruned":
-                state, reason = TrialState.PRUNED, ""
-            elif value is None or not math.isfinite(value):
-                state, reason = TrialState.FAIL, record.error or f"the trial reported no {self.metric!r}"
-            else:
-                state, reason = TrialState.COMPLETE, ""
-            if reason:
-                proposal.set_user_attr("error", reason)
-            self.on_tell(self.study.tell(proposal, value if state == TrialState.COMPLETE else None, state=state))
+            folds = self.scores[proposal.number]
+            folds[record.config.fold or 0] = record
+            if len(folds) == max(1, self.base.folds):
+                self._tell(proposal, list(folds.values()))
+
+    def _tell(self, proposal: optuna.Trial, records: list[TrialRecord]) -> None:
+        values = [r.metrics.get(self.metric.removeprefix("val_")) if r.ok else None for r in records]
+        if any(r.status == "pruned" for r in records):
+            state, value, reason = TrialState.PRUNED, None, ""
+        elif any(v is None or not math.isfinite(v) for v in values):
+            failed = next(r for r, v in zip(records, values) if v is None or not math.isfinite(v))
+            state, value, reason = TrialState.FAIL, None, failed.error or f"the trial reported no {self.metric!r}"
+        else:
+            state, value, reason = TrialState.COMPLETE, sum(values) / len(values), ""
+            if len(values) > 1:
+                proposal.set_user_attr("fold_values", values)
+        if reason:
+            proposal.set_user_attr("error", reason)
+        del self.scores[proposal.number]
+        self.on_tell(self.study.tell(proposal, value, state=state))
 
 
 def run_search(executor: Executor, base: TrialConfig, space: dict[str, Distribution], *, name: str,

@@ -121,22 +121,55 @@ def carve_validation(train: Subset, fraction: float) -> tuple[Subset, Subset]:
     return train.select(~is_val), train.select(is_val)
 
 
-def create_dataset(name: str, root: str | Path | None = None, val_fraction: float = 0.2) -> DatasetSplits:
-    """Load a registered dataset from ``root`` and return its class-disjoint splits."""
+def carve_fold(train: Subset, fold: int, folds: int) -> tuple[Subset, Subset]:
+    """Fold ``fold`` of a class-disjoint ``folds``-fold cross-validation over the training classes:
+    the sorted class ids cut into ``folds`` contiguous parts (sizes differing by at most one); part
+    ``fold`` is val, the others train."""
+    if not 0 <= fold < folds:
+        raise ValueError(f"fold {fold} of {folds} does not exist")
+    if folds > len(train.classes):
+        raise ValueError(f"{folds} folds need at least {folds} training classes, there are {len(train.classes)}")
+    val_classes = np.array_split(np.asarray(train.classes), folds)[fold]
+    is_val = np.isin(train.labels, val_classes)
+    return train.select(~is_val), train.select(is_val)
+
+
+class WithheldSplit:
+    """Stands for the test classes in a validation trial: any use of it raises, so a search or sweep
+    cannot touch a test image by construction, not by convention."""
+
+    def __init__(self, dataset: str):
+        self._dataset = dataset
+
+    def __getattr__(self, name: str):
+        raise RuntimeError(f"the test classes of {self._dataset} are withheld from validation trials")
+
+    def __len__(self) -> int:
+        raise RuntimeError(f"the test classes of {self._dataset} are withheld from validation trials")
+
+
+def create_dataset(name: str, root: str | Path | None = None, val_fraction: float = 0.2, *,
+                   fold: int | None = None, folds: int = 0, withhold_test: bool = False) -> DatasetSplits:
+    """Load a registered dataset from ``root`` and return its class-disjoint splits.
+
+    The validation classes are the last ``val_fraction`` of the training classes, or with ``folds``
+    fold ``fold`` of a class-disjoint cross-validation. ``withhold_test`` replaces the test splits
+    (and ``trainval``) with :class:`WithheldSplit` (for validation trials)."""
     spec = DATASETS.get(name)
     if spec.needs_root and root is None:
         raise DatasetFormatError(f"dataset {name!r} needs --data-root (expected layout: {spec.layout})")
     if root is not None and not Path(root).is_dir():
         raise DatasetFormatError(f"data root {root} is not a folder (expected layout: {spec.layout})")
     loaded = spec.load(Path(root) if root is not None else None)
-    train, val = carve_validation(loaded.train, val_fraction)
+    train, val = carve_fold(loaded.train, fold, folds) if folds else carve_validation(loaded.train, val_fraction)
+    withheld = WithheldSplit(name) if withhold_test else None
     return DatasetSplits(
         name=name,
-        trainval=loaded.train,
+        trainval=loaded.train if withheld is None else withheld,
         train=train,
         val=val,
-        query=loaded.query,
-        gallery=loaded.gallery,
+        query=loaded.query if withheld is None else withheld,
+        gallery=loaded.gallery if withheld is None else withheld,
         recall_ks=spec.recall_ks,
         channels=spec.channels,
     )

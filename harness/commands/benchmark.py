@@ -1,0 +1,104 @@
+"""``python -m harness benchmark``: the fair comparison protocol in one resumable command.
+
+Every method gets the same search budget on validation classes (phase 1), its best configuration is
+trained with the final seeds and evaluated once on the test classes (phase 2), and one report
+compares them (phase 3). See :mod:`harness.scheduling.benchmark`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+
+from harness.commands.options import (add_executor_options, add_experiment_options, comma_list, experiment_from_args,
+                                      make_executor)
+from harness.core.store import TrialStore
+from harness.reporting.benchmark_report import write_report
+from harness.reporting.leaderboard import write_leaderboards
+from harness.scheduling.benchmark import MANIFEST_FILE, Benchmark, BenchmarkManifest, declared_spaces
+from harness.scheduling.search import PRUNERS
+
+MISSION_METHODS = "jrd,triplet,contrastive,ms,softtriple,amsoftmax"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "benchmark", help="the fair protocol: equal search budget per method on validation classes, final seeds "
+                          "on test once, one report",
+        description="Phase 1 searches every method's hyperparameters with the same number of trials on "
+                    "validation classes (interleaved in one executor pool); phase 2 trains each best configuration "
+                    "with --final-seeds seeds and evaluates it once on the test classes; phase 3 writes the "
+                    "report. Everything lives in <results>/benchmarks/<name>/, starting with manifest.yaml. "
+                    "--config takes a manifest back; --resume finishes a killed benchmark.")
+    p.add_argument("--methods", type=comma_list, help=f"comma-separated methods (default: {MISSION_METHODS})")
+    p.add_argument("--trials-per-method", type=int, default=12, help="search trials per method (default 12)")
+    p.add_argument("--final-seeds", type=int, default=5, help="seeds 0..N-1 of each final configuration (default 5)")
+    p.add_argument("--folds", type=int, default=0,
+                   help="class-disjoint K-fold cross-validation over the training classes; the objective is the "
+                        "mean over folds (default 0: one validation split, --val-fraction)")
+    p.add_argument("--scheduler", choices=PRUNERS, default="none",
+                   help="asha: stop poor search trials early (Optuna's successive halving; not with --folds)")
+    p.add_argument("--baseline", help="the method every other is tested against (paired t-test, Holm)")
+    p.add_argument("--name", help="the benchmark's folder <results>/benchmarks/<name> (default: <dataset>)")
+    p.add_argument("--space", action="append", default=[], metavar="METHOD.NAME[=DIST]",
+                   help="search only these hyperparameters of METHOD, e.g. jrd.alpha=loguniform(1e-3,10) "
+                        "(repeatable; default: each method's declared space)")
+    p.add_argument("--metric", default="val_recall@1", help="validation objective (default val_recall@1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the TPE samplers and of every search trial")
+    p.add_argument("--max-hours", type=float, help="optional wall-clock cap on the search phase")
+    p.add_argument("--resume", action="store_true", help="finish the benchmark in that folder")
+    add_experiment_options(p)
+    add_executor_options(p)
+    p.set_defaults(func=benchmark)
+
+
+def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
+    if args.config:
+        return BenchmarkManifest.from_yaml(args.config)
+    methods = args.methods or comma_list(MISSION_METHODS)
+    experiment = experiment_from_args(args, methods=methods, seeds=[0])
+    spaces: dict[str, list[str]] = defaultdict(list)
+    for item in args.space:
+        method, dot, rest = item.partition(".")
+        if not dot or method not in methods:
+            raise ValueError(f"--space expects METHOD.NAME[=DIST] with METHOD among {', '.join(methods)}, got {item!r}")
+        spaces[method].append(rest)
+    if args.scheduler == "asha" and args.folds:
+        raise ValueError("--scheduler asha prunes single-split trials; it does not combine with --folds")
+    return BenchmarkManifest(
+        name=args.name or experiment.dataset, methods=methods, dataset=experiment.dataset,
+        spaces=declared_spaces(methods, spaces), trials_per_method=args.trials_per_method,
+        final_seeds=args.final_seeds, data_root=experiment.data_root, backbone=experiment.backbone,
+        embedding_dim=experiment.embedding_dim, pretrained=experiment.pretrained, recipe=experiment.recipe,
+        recipe_overrides=experiment.recipe_overrides, hparams=experiment.hparams, val_fraction=experiment.val_fraction,
+        folds=args.folds, pruner=args.scheduler, metric=args.metric, seed=args.seed, baseline=args.baseline,
+        max_hours=args.max_hours)
+
+
+def benchmark(args: argparse.Namespace) -> int:
+    manifest = manifest_from_args(args)
+    results_dir = args.results_dir or "results"
+    run = Benchmark(manifest, TrialStore(results_dir), device=args.device or "auto", num_workers=args.num_workers or 0)
+    run.check()
+    run.write_manifest(args.resume)
+    print(f"benchmark {manifest.name}: manifest {run.folder / MANIFEST_FILE}", flush=True)
+    start = time.time()
+    with make_executor(args, results_dir) as executor:
+        searched = run.search(executor, resume=args.resume)
+        records = run.final(executor, searched.best, resume=args.resume)
+    print(f"benchmark {manifest.name}, phase 3 (report)", flush=True)
+    files = write_report(run.folder / "report", name=manifest.name, dataset=manifest.dataset, records=records,
+                         metric=manifest.metric.removeprefix("val_"), baseline=manifest.baseline,
+                         chosen=searched.best, chosen_value=searched.best_value, histories=searched.histories,
+                         search_failures=searched.failures, objective=manifest.metric,
+                         wall_time_s=time.time() - start)
+    write_leaderboards(run.store, datasets=[manifest.dataset], baseline=manifest.baseline)
+    print((run.folder / "report" / "leaderboard.md").read_text())
+    for path in files:
+        print(f"report: {path}")
+    failed = sum(not r.ok for r in records) + len(manifest.methods) - len(searched.best)
+    if failed:
+        print(f"{failed} final trial(s) or method(s) failed; see the report", file=sys.stderr)
+        return 1
+    return 0

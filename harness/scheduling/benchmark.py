@@ -1,0 +1,286 @@
+"""The fair comparison protocol as one resumable run (Musgrave et al., "A Metric Learning Reality Check",
+ECCV 2020): the same search budget for every method on validation classes, the final seeds evaluated
+once on the test classes, one report.
+
+* The :class:`BenchmarkManifest` fixes the benchmark and is written before anything runs
+  (``results/benchmarks/<name>/manifest.yaml``); ``--resume`` with a different one is refused.
+* Phase 1, search: each method has its own Optuna study (TPE; the studies share
+  ``results/benchmarks/<name>/study.db``, openable with ``optuna-dashboard``) and exactly
+  ``trials_per_method`` proposals; every method's proposals go into one executor, interleaved. Each
+  trial trains on the training classes minus the validation classes (``folds`` K: a class-disjoint
+  K-fold cross-validation, the objective the mean over folds) and never loads a test image.
+* Phase 2, final: each method's best configuration trained on all training classes with
+  ``final_seeds`` seeds and evaluated once on the test classes, as ordinary records (``runs/<name>/``).
+* Phase 3, report: :mod:`harness.reporting.benchmark_report`.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+import harness
+from harness.core.config import TrialConfig
+from harness.core.hparams import Choice, Distribution, IntUniform, LogUniform, Uniform, parse_distribution
+from harness.core.record import TrialRecord
+from harness.core.store import TrialStore, atomic_write_text
+from harness.experiment import ExperimentConfig, check_validation_split
+from harness.scheduling.executors import Executor
+from harness.scheduling.search import (ProposalStream, describe_space, finished_trials, open_study, search_space,
+                                       write_outputs)
+
+MANIFEST_FILE = "manifest.yaml"
+
+
+def format_distribution(dist: Distribution) -> str:
+    """The text :func:`~harness.core.hparams.parse_distribution` reads back: ``loguniform(0.001,10.0)``."""
+    if isinstance(dist, LogUniform):
+        return f"loguniform({dist.low!r},{dist.high!r})"
+    if isinstance(dist, Uniform):
+        return f"uniform({dist.low!r},{dist.high!r})"
+    if isinstance(dist, IntUniform):
+        return f"randint({dist.low},{dist.high})"
+    if isinstance(dist, Choice):
+        return f"choice({','.join(str(o) for o in dist.options)})"
+    raise TypeError(f"unsupported distribution {dist!r}")
+
+
+@dataclass
+class BenchmarkManifest:
+    """Everything that fixes a benchmark's numbers (not where or how fast it runs)."""
+
+    name: str
+    methods: list[str]
+    dataset: str
+    spaces: dict[str, dict[str, str]]
+    trials_per_method: int
+    final_seeds: int
+    data_root: str | None = None
+    backbone: str | None = None
+    embedding_dim: int = 512
+    pretrained: str | None = None
+    recipe: str | None = None
+    recipe_overrides: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    val_fraction: float = 0.2
+    folds: int = 0
+    pruner: str = "none"
+    metric: str = "val_recall@1"
+    seed: int = 0
+    baseline: str | None = None
+    max_hours: float | None = None
+    harness_version: str = harness.__version__
+
+    def __post_init__(self) -> None:
+        if not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"a benchmark needs distinct methods, got {self.methods}")
+        if self.trials_per_method < 1 or self.final_seeds < 1:
+            raise ValueError("--trials-per-method and --final-seeds must be at least 1")
+        if self.folds == 1 or self.folds < 0:
+            raise ValueError(f"--folds must be 0 (one validation split) or at least 2, got {self.folds}")
+        if self.baseline is not None and self.baseline not in self.methods:
+            raise ValueError(f"--baseline {self.baseline!r} is not among the methods {', '.join(self.methods)}")
+        if not self.metric.startswith("val_"):
+            raise ValueError(f"the objective must be a validation metric val_<name>, got {self.metric!r}")
+        if self.max_hours is not None and self.max_hours <= 0:
+            raise ValueError(f"--max-hours must be > 0, got {self.max_hours}")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "BenchmarkManifest":
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            raise ValueError(f"{path}{f', line {mark.line + 1}' if mark else ''}: not valid YAML") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a manifest is a mapping of fields")
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown manifest field(s) {', '.join(sorted(unknown))}")
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise ValueError(f"{path}: {error}") from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(asdict(self), sort_keys=False)
+
+    def differences(self, other: "BenchmarkManifest") -> list[str]:
+        mine, theirs = asdict(self), asdict(other)
+        return [f"  {k}: {theirs[k]!r} (stored) -> {mine[k]!r} (now)" for k in mine if mine[k] != theirs[k]]
+
+    def space(self, method: str) -> dict[str, Distribution]:
+        return {name: parse_distribution(text) for name, text in self.spaces[method].items()}
+
+    def experiment(self, method: str, results_dir: str, **overrides: Any) -> ExperimentConfig:
+        """The experiment of one method under this manifest (its search's or final trials)."""
+        settings = dict(methods=[method], dataset=self.dataset, data_root=self.data_root, backbone=self.backbone,
+                        embedding_dim=self.embedding_dim, pretrained=self.pretrained, recipe=self.recipe,
+                        recipe_overrides=dict(self.recipe_overrides),
+                        hparams={method: dict(self.hparams.get(method, {}))}, val_fraction=self.val_fraction,
+                        results_dir=results_dir)
+        return ExperimentConfig(**{**settings, **overrides})
+
+
+def declared_spaces(methods: list[str], overrides: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+    """Each method's search space as text: its declaration, or the ``--space METHOD.NAME=DIST`` given."""
+    return {m: {name: format_distribution(d) for name, d in search_space(m, overrides.get(m, [])).items()}
+            for m in methods}
+
+
+def search_name(manifest: BenchmarkManifest, method: str) -> str:
+    return f"{manifest.name}.{method}"
+
+
+@dataclass
+class PhaseOutcome:
+    """What the search phase leaves for the final phase and the report."""
+
+    best: dict[str, dict[str, Any]]           # method -> the best trial's hyperparameters
+    best_value: dict[str, float]              # method -> its validation score
+    histories: dict[str, list[float | None]]  # method -> the objective of each proposal, in order
+    failures: dict[str, int]                  # method -> failed search proposals
+
+
+def round_robin(streams: dict[str, Iterable[TrialConfig]]) -> Iterator[TrialConfig]:
+    """One trial of each method in turn while any has trials left: methods interleave in the pool."""
+    iterators = [iter(s) for s in streams.values()]
+    while iterators:
+        for it in list(iterators):
+            trial = next(it, None)
+            if trial is None:
+                iterators.remove(it)
+            else:
+                yield trial
+
+
+def until(deadline: float | None, trials: Iterable[TrialConfig]) -> Iterator[TrialConfig]:
+    """``trials`` until the wall-clock ``deadline`` (no new trial starts after it)."""
+    for trial in trials:
+        if deadline is not None and time.time() > deadline:
+            print("benchmark: the wall-clock budget (--max-hours) is spent; no further search trials start",
+                  flush=True)
+            return
+        yield trial
+
+
+class Benchmark:
+    """Runs a manifest's three phases on one executor; every phase resumes from what the store holds."""
+
+    def __init__(self, manifest: BenchmarkManifest, store: TrialStore, device: str = "auto", num_workers: int = 0):
+        self.manifest = manifest
+        self.store = store
+        self.folder = store.benchmark_dir(manifest.name)
+        self.device = device
+        self.num_workers = num_workers
+
+    def write_manifest(self, resume: bool) -> None:
+        """Write the manifest, or (``resume``) check it against the stored one; refuse a mismatch."""
+        path = self.folder / MANIFEST_FILE
+        if path.exists():
+            if not resume:
+                raise ValueError(f"{self.folder} already holds benchmark {self.manifest.name!r}: pass --resume "
+                                 "to continue it, or --name for a new one")
+            stored = BenchmarkManifest.from_yaml(path)
+            diff = self.manifest.differences(stored)
+            if diff:
+                raise ValueError(f"benchmark {self.manifest.name!r} was started with a different manifest; "
+                                 "--resume needs the same one:\n" + "\n".join(diff))
+            return
+        atomic_write_text(path, self.manifest.to_yaml())
+
+    def check(self) -> None:
+        """Every input checked before any trial: names, spaces, the validation split, writability."""
+        m = self.manifest
+        for method in m.methods:
+            experiment = m.experiment(method, str(self.store.root))
+            experiment.trials()  # validates names, hyperparameters, recipe, dataset folder
+            self.base_trial(method)  # and the search trials' batches on the validation split
+            fixed = set(m.hparams.get(method, {})) & set(m.spaces[method])
+            if fixed:
+                raise ValueError(f"{method}: {', '.join(sorted(fixed))} both fixed and searched")
+            m.space(method)
+        if not m.folds:
+            check_validation_split(m.experiment(m.methods[0], str(self.store.root)))
+        self.store.check_writable()
+
+    def base_trial(self, method: str) -> TrialConfig:
+        m = self.manifest
+        experiment = m.experiment(method, str(self.store.root), eval_split="val", role="search",
+                                  experiment=search_name(m, method), save_model=False, device=self.device,
+                                  num_workers=self.num_workers)
+        trial = experiment.trials()[0]
+        return replace(trial, seed=m.seed, folds=m.folds, fold=0 if m.folds else None)
+
+    def search(self, executor: Executor, resume: bool) -> PhaseOutcome:
+        m = self.manifest
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        studies, streams = {}, {}
+        for method in m.methods:
+            base = self.base_trial(method)
+            spec = {"method": method, "dataset": m.dataset, "metric": m.metric,
+                    "space": describe_space(m.space(method)), "base_trial": base.trial_id, "seed": m.seed,
+                    "pruner": m.pruner}
+            study = open_study(self.folder, method, spec, resume=True, seed=m.seed, planned=m.trials_per_method,
+                               pruner=m.pruner)
+            studies[method] = study
+            budget = m.trials_per_method - len(finished_trials(study))
+
+            def tell(trial: optuna.trial.FrozenTrial, method: str = method, study: optuna.Study = study) -> None:
+                outcome = (f"{m.metric} {trial.value:.4f}" if trial.state == TrialState.COMPLETE
+                           else trial.state.name.lower())
+                print(f"[search] {method} {len(finished_trials(study))}/{m.trials_per_method}: {outcome}", flush=True)
+
+            streams[method] = ProposalStream(study, m.space(method), base, m.metric, budget, on_tell=tell)
+        todo = sum(s.budget for s in streams.values())
+        print(f"benchmark {m.name}, phase 1 (search): {len(m.methods)} methods × {m.trials_per_method} trials, "
+              f"{todo} to run, interleaved", flush=True)
+        by_experiment = {search_name(m, method): stream for method, stream in streams.items()}
+        deadline = time.time() + 3600 * m.max_hours if m.max_hours else None
+        if todo:
+            executor.run(until(deadline, round_robin(streams)), resume=resume,
+                         on_epoch=lambda trial, metrics: by_experiment[trial.experiment].on_epoch(trial, metrics),
+                         on_record=lambda record: by_experiment[record.config.experiment].on_record(record))
+        outcome = PhaseOutcome(best={}, best_value={}, histories={}, failures={})
+        for method, study in studies.items():
+            written = write_outputs(study, self.folder / "methods" / method, m.space(method), self.base_trial(method),
+                                    m.metric)
+            outcome.histories[method] = [t.value if t.state == TrialState.COMPLETE else None
+                                         for t in finished_trials(study)]
+            outcome.failures[method] = sum(t.state == TrialState.FAIL for t in finished_trials(study))
+            if written.best is not None:
+                outcome.best[method] = {k: v for k, v in written.best.params.items()}
+                outcome.best_value[method] = written.best.value
+        spent = {method: len(h) for method, h in outcome.histories.items()}
+        print(f"benchmark {m.name}, phase 1 done: trials per method {spent}; best {m.metric} "
+              f"{ {k: round(v, 4) for k, v in outcome.best_value.items()} }", flush=True)
+        return outcome
+
+    def final_trials(self, best: dict[str, dict[str, Any]]) -> list[TrialConfig]:
+        m = self.manifest
+        trials = []
+        for method in m.methods:
+            if method not in best:
+                continue
+            hparams = {method: {**m.hparams.get(method, {}), **best[method]}}
+            trials += m.experiment(method, str(self.store.root), seeds=list(range(m.final_seeds)), hparams=hparams,
+                                   experiment=m.name, device=self.device, num_workers=self.num_workers).trials()
+        return trials
+
+    def final(self, executor: Executor, best: dict[str, dict[str, Any]], resume: bool) -> list[TrialRecord]:
+        trials = self.final_trials(best)
+        missing = [method for method in self.manifest.methods if method not in best]
+        print(f"benchmark {self.manifest.name}, phase 2 (final): {len(trials)} test trials"
+              + (f"; no completed search trial for {', '.join(missing)}" if missing else ""), flush=True)
+        done = iter(itertools.count(1))
+        records = executor.run(trials, resume=resume,
+                               on_record=lambda r: print(f"[final] {r.config.method} seed {r.config.seed} "
+                                                         f"({next(done)}/{len(trials)}): {r.status}", flush=True))
+        ids = {t.trial_id for t in trials}
+        return [r for r in records if r.trial_id in ids]
