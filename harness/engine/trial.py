@@ -29,6 +29,8 @@ from harness.core.record import TrialRecord
 from harness.core.recipe import Recipe
 from harness.core.store import TrialStore
 from harness.engine.evaluate import embed, evaluate_embeddings
+from harness.engine.kmeans import kmeans_implementation
+from harness.engine.knn import resolve_backend
 from harness.engine.train import Trainer, TrialFailed, build_train_loader, resolve_device, seed_everything
 from harness.engine.utilization import utilization
 from harness.plugins.data import DatasetSplits, ImageDataset, Subset, create_dataset
@@ -182,6 +184,8 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
         trial_id=config.trial_id, status="ok", config=config, metrics=metrics, history=history,
         wall_time_s=elapsed_before + time.time() - start, resumed_at_epoch=resumed_at, n_trainable_params=n_params,
         hparams_changed={k: v for k, v in method.config.items() if k not in defaults or v != defaults[k]},
+        evaluation={"knn": f"{resolve_backend('auto', device)} candidates, exact float64 re-scoring",
+                    "kmeans": kmeans_implementation(device)},
         environment=environment_fingerprint(device), harness_version=harness.__version__,
     )
 
