@@ -23,15 +23,15 @@ from harness.core.config import TrialConfig
 from harness.experiment import ExperimentConfig
 from harness.scheduling.executors import LocalExecutor
 from harness.scheduling.ray_executor import RayExecutor
-from harness.core.store import ResultStore
+from harness.core.record import TrialRecord
 
 
 def trials(method: str, n_seeds: int, epochs: int, results: str, tag: str) -> list[TrialConfig]:
-    return ExperimentConfig(methods=[method], seeds=list(range(n_seeds)), recipe_overrides={"epochs": epochs},
+    return ExperimentConfig(methods=[method], dataset="digits", seeds=list(range(n_seeds)), recipe_overrides={"epochs": epochs},
                             results_dir=results, experiment=tag, save_model=False, device="cpu").trials()
 
 
-def timed(run: Callable[[], list[dict]]) -> tuple[float, list[dict]]:
+def timed(run: Callable[[], list[TrialRecord]]) -> tuple[float, list[TrialRecord]]:
     """Seconds ``run`` takes (its printing swallowed), and the records it returns."""
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -39,8 +39,8 @@ def timed(run: Callable[[], list[dict]]) -> tuple[float, list[dict]]:
     return time.perf_counter() - start, records
 
 
-def trial_seconds(records: list[dict]) -> float:
-    return sum(r["wall_time_s"] for r in records)
+def trial_seconds(records: list[TrialRecord]) -> float:
+    return sum(r.wall_time_s for r in records)
 
 
 def main() -> None:
@@ -50,10 +50,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="epochs of each speed-up trial (default 20)")
     args = parser.parse_args()
     results = tempfile.mkdtemp(prefix="dmlbench-bench-")
-    store = ResultStore(results)
-    local = LocalExecutor(store, progress=False, cpus_per_trial=1)
-    one_at_a_time = RayExecutor(store, cpus_per_trial=1, max_concurrent=1, progress=False)
-    two_at_a_time = RayExecutor(store, cpus_per_trial=1, max_concurrent=2, progress=False)
+    local = LocalExecutor(progress=False, cpus_per_trial=1, listeners=[])
+    one_at_a_time = RayExecutor(results, cpus_per_trial=1, max_concurrent=1, listeners=[])
+    two_at_a_time = RayExecutor(results, cpus_per_trial=1, max_concurrent=2, listeners=[])
     trivial = trials("pixels", args.trials, 0, results, "trivial")
     training = trials("amsoftmax", 2 * args.pairs, args.epochs, results, "training")
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
-from harness.experiment import ExperimentConfig
+from harness.experiment import ExperimentConfig, check_device
+from harness.core.store import TrialStore
 from harness.scheduling.executors import Executor, LocalExecutor
+from harness.scheduling.progress import TensorBoardLogger, TrialBoard, TrialListener
 from harness.core.hparams import parse_assignment, parse_value
-from harness.core.store import ResultStore
 
 
 def comma_list(text: str) -> list[str]:
@@ -15,10 +17,14 @@ def comma_list(text: str) -> list[str]:
 
 
 def int_list(text: str) -> list[int]:
+    """``"0,1,2"`` → ``[0, 1, 2]``; an empty list is refused (it would silently mean the default)."""
     try:
-        return [int(t) for t in comma_list(text)]
+        values = [int(t) for t in comma_list(text)]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+    return values
 
 
 def add_experiment_options(parser: argparse.ArgumentParser) -> None:
@@ -57,12 +63,16 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_executor_options(parser: argparse.ArgumentParser, local: bool = True) -> None:
+def add_executor_options(parser: argparse.ArgumentParser) -> None:
     """Where trials run: Ray Tune (default) or in this process, and what each trial holds."""
-    if local:
-        parser.add_argument("--executor", choices=("ray", "local"), default="ray",
-                            help="ray: Ray Tune trials on every GPU/CPU of this machine or cluster (default); "
-                                 "local: one after another in this process")
+    parser.add_argument("--executor", choices=("ray", "local"), default="ray",
+                        help="ray: Ray Tune trials on every GPU/CPU of this machine or cluster (default); "
+                             "local: one after another in this process")
+    parser.add_argument("--tensorboard", action="store_true",
+                        help="log every trial's per-epoch metrics to <results>/tensorboard "
+                             "(tensorboard --logdir results/tensorboard; needs the 'tracking' extra)")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="start Ray's dashboard (on 127.0.0.1) with a locally started Ray (default: off)")
     parser.add_argument("--gpus-per-trial", type=positive_float,
                         help="GPUs per trial, fractions allowed (0.25 packs four trials on a GPU); "
                              "default 1 where there are GPUs, else 0 (trials on CPU cores)")
@@ -79,18 +89,23 @@ def add_executor_options(parser: argparse.ArgumentParser, local: bool = True) ->
                         help="restart a trial whose worker died this many times, from its last epoch (default 2)")
 
 
-def make_executor(args: argparse.Namespace, store: ResultStore) -> Executor:
-    """The executor the flags ask for (a context manager: Ray starts on entry and stops on exit)."""
-    progress = not args.no_progress
-    if getattr(args, "executor", "ray") == "local":
+def make_executor(args: argparse.Namespace, results_dir: str) -> Executor:
+    """The executor the flags ask for (a context manager: Ray starts on entry and stops on exit), with a
+    live table of its trials (plain lines when stdout is not a terminal) and optional TensorBoard logs."""
+    board = TrialBoard(live=False if args.no_progress else None)
+    listeners: list[TrialListener] = [board]
+    if args.tensorboard:
+        listeners.append(TensorBoardLogger(TrialStore(results_dir).tensorboard_dir))
+    if args.executor == "local":
         cpus = args.cpus_per_trial
-        return LocalExecutor(store, progress=progress, cpus_per_trial=max(1, int(cpus)) if cpus else None)
+        return LocalExecutor(progress=not args.no_progress, cpus_per_trial=max(1, int(cpus)) if cpus else None,
+                             listeners=listeners)
     from harness.scheduling.ray_executor import RayExecutor  # imports Ray: only when used
 
-    return RayExecutor(store, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
+    return RayExecutor(results_dir, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
                        max_concurrent=args.max_concurrent, address=args.address, storage=args.storage,
                        max_failures=args.max_failures, plugins=tuple(m for m in args.plugins.split(",") if m),
-                       progress=progress)
+                       listeners=listeners, dashboard=args.dashboard)
 
 
 def parse_hparams(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -129,5 +144,9 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
     if args.utilization:
         flags["utilization"] = True
     if args.config:
-        return ExperimentConfig.from_yaml(args.config, **flags)
-    return ExperimentConfig(**{k: v for k, v in flags.items() if v is not None})
+        experiment = ExperimentConfig.from_yaml(args.config, **flags)
+    else:
+        experiment = ExperimentConfig(**{k: v for k, v in flags.items() if v is not None})
+    if not (getattr(args, "address", None) or os.environ.get("RAY_ADDRESS")):  # trials run on this machine
+        check_device(experiment.device)
+    return experiment

@@ -13,6 +13,7 @@
     <root>/benchmarks/<name>/   a benchmark's manifest, studies and report (its search trials live in
                                 searches/<name>.<method>/, its final trials in runs/<name>/)
     <root>/leaderboards/        leaderboards
+    <root>/tensorboard/         TensorBoard event files (``--tensorboard``)
     <root>/ray/                 Ray Tune's scratch state (default storage)
 
 Every file is written through a temporary file in the same folder and an atomic rename, with the
@@ -125,6 +126,10 @@ class TrialStore:
     @property
     def leaderboard_dir(self) -> Path:
         return self.root / "leaderboards"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / "tensorboard"
 
     @property
     def tune_dir(self) -> Path:

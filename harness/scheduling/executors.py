@@ -14,32 +14,22 @@ machine or cluster.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from harness.core.config import TrialConfig
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore
 from harness.engine.trial import execute_trial
+from harness.scheduling.progress import TrialBoard, TrialListener
 
 #: a trial's epoch metrics; returning True prunes the trial
 OnEpoch = Callable[[TrialConfig, dict[str, Any]], "bool | None"]
 OnRecord = Callable[[TrialRecord], None]
 
 
-def summary_line(record: TrialRecord) -> str:
-    """One line about a finished trial."""
-    if record.ok:
-        split = "val " if record.config.eval_split == "val" else ""
-        outcome = f"{split}recall@1 {100 * record.metrics.get('recall@1', float('nan')):.2f}"
-    else:
-        outcome = f"{record.status.upper()}: {record.error}"
-    resumed = f", resumed at epoch {record.resumed_at_epoch}" if record.resumed_at_epoch else ""
-    return f"{record.trial_id}: {outcome} ({record.wall_time_s:.0f} s{resumed})"
-
-
-def deliver(record: TrialRecord, on_record: OnRecord | None) -> TrialRecord:
-    """Write a finished trial's record, print its line and hand it on. A record that cannot be written
-    (read-only folder, full disk) is reported on stderr; the other trials go on."""
+def deliver(record: TrialRecord, on_record: OnRecord | None, listeners: Sequence[TrialListener] = ()) -> TrialRecord:
+    """Write a finished trial's record, tell the listeners and hand it on. A record that cannot be
+    written (read-only folder, full disk) is reported on stderr; the other trials go on."""
     store = TrialStore(record.config.results_dir)
     try:
         store.write_record(record)
@@ -50,7 +40,8 @@ def deliver(record: TrialRecord, on_record: OnRecord | None) -> TrialRecord:
             record = TrialRecord.failed(record.config, f"its record could not be written: {error.strerror or error}",
                                         wall_time_s=record.wall_time_s, environment=record.environment,
                                         harness_version=record.harness_version)
-    print(summary_line(record), flush=True)
+    for listener in listeners:
+        listener.finished(record)
     if on_record is not None:
         on_record(record)
     return record
@@ -83,25 +74,35 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Runs trials one after another in this process."""
+    """Runs trials one after another in this process. ``progress`` shows a progress bar per epoch
+    (off when a listener draws a live table)."""
 
-    def __init__(self, progress: bool = True, cpus_per_trial: int | None = None):
-        self.progress = progress
+    def __init__(self, progress: bool = True, cpus_per_trial: int | None = None,
+                 listeners: Sequence[TrialListener] | None = None):
+        self.listeners = list(listeners) if listeners is not None else [TrialBoard()]
+        self.progress = progress and not any(getattr(x, "live_mode", False) for x in self.listeners)
         self.cpus_per_trial = cpus_per_trial
 
     def __enter__(self) -> "LocalExecutor":
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        pass
+        for listener in self.listeners:
+            listener.close()
 
     def run(self, trials: Iterable[TrialConfig], *, resume: bool = False, on_epoch: OnEpoch | None = None,
             on_record: OnRecord | None = None) -> list[TrialRecord]:
         records: list[TrialRecord] = []
         for trial in pending(trials, resume, on_record, records):
-            print(f"running {trial.trial_id}", flush=True)
-            epoch_hook = (lambda metrics, checkpoint, trial=trial: on_epoch(trial, metrics)) if on_epoch else None
+            for listener in self.listeners:
+                listener.started(trial)
+
+            def epoch_hook(metrics: dict[str, Any], checkpoint: Any, trial: TrialConfig = trial) -> bool:
+                for listener in self.listeners:
+                    listener.epoch(trial, metrics)
+                return bool(on_epoch(trial, metrics)) if on_epoch else False
+
             record = execute_trial(trial, on_epoch=epoch_hook, resume=resume, progress=self.progress,
                                    threads=self.cpus_per_trial)
-            records.append(deliver(record, on_record))
+            records.append(deliver(record, on_record, self.listeners))
         return records

@@ -17,7 +17,7 @@ import os
 import sys
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from harness.core.config import TrialConfig
 from harness.core.record import TrialRecord
@@ -26,6 +26,7 @@ from harness.core.store import TrialStore
 from harness.engine.trial import execute_trial
 from harness.scheduling import ray_compat
 from harness.scheduling.executors import OnEpoch, OnRecord, deliver, pending
+from harness.scheduling.progress import TrialBoard, TrialListener
 
 #: the key of a trial's last result that carries its record (a JSON string)
 RECORD_KEY = "record"
@@ -144,25 +145,30 @@ class Pruner(DriverOnly, ray_compat.Stopper):
 
 
 class RecordCollector(DriverOnly, ray_compat.Callback):
-    """Driver side: delivers each trial's record the moment it arrives; prints one line per epoch."""
+    """Driver side: delivers each trial's record the moment it arrives; tells the listeners of every
+    trial's start and epochs."""
 
-    def __init__(self, pruner: Pruner, on_record: OnRecord | None, progress: bool = True):
+    def __init__(self, pruner: Pruner, on_record: OnRecord | None, listeners: Sequence[TrialListener]):
         self.pruner = pruner
         self.on_record = on_record
-        self.progress = progress
+        self.listeners = listeners
         self.records: list[TrialRecord] = []
 
     def _deliver(self, record: TrialRecord) -> None:
-        self.records.append(deliver(record, self.on_record))
+        self.records.append(deliver(record, self.on_record, self.listeners))
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        for listener in self.listeners:
+            listener.started(trial_of(trial.config))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         record = record_of(result)
         if record is not None:
             self._deliver(record)
-        elif self.progress and "epoch" in result:
-            cfg = trial_of(trial.config)
-            scores = " ".join(f"{k} {result[k]:.4f}" for k in ("loss", "val_recall@1") if k in result)
-            print(f"{cfg.trial_id} epoch {result['epoch']}/{cfg.recipe['epochs']} {scores}", flush=True)
+        elif "epoch" in result:
+            metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            for listener in self.listeners:
+                listener.epoch(trial_of(trial.config), metrics)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self.pruner.pruned:
@@ -204,7 +210,7 @@ class RayExecutor:
         self.storage = storage
         self.max_failures = max_failures
         self.plugins = tuple(plugins)
-        self.progress = progress
+        self.listeners = list(listeners) if listeners is not None else [TrialBoard()]
         self.dashboard = dashboard
         self._started = False
 
@@ -213,6 +219,8 @@ class RayExecutor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        for listener in self.listeners:
+            listener.close()
         if self._started:
             ray_compat.shutdown()
             self._started = False
@@ -242,7 +250,7 @@ class RayExecutor:
         done: list[TrialRecord] = []
         feeder = TrialFeeder(pending(trials, resume, on_record, done))
         pruner = Pruner(on_epoch)
-        collector = RecordCollector(pruner, on_record, self.progress)
+        collector = RecordCollector(pruner, on_record, self.listeners)
         setup = WorkerSetup(cwd=os.getcwd(), sys_path=tuple(p for p in sys.path if p), plugins=self.plugins,
                             cpus=cpu, gpus=gpu, resume=resume)
         ray_compat.delete_stale_experiments(storage, RUN_PREFIX, driver_alive)
