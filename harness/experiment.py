@@ -6,17 +6,56 @@ trials, and two experiments that ran the same trial do not count it twice in a l
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from harness.plugins.data import DATASETS, create_dataset
 from harness.plugins.method import find_recipe, get_method_class
 from harness.plugins.models import check_backbone_name
 from harness.core.config import TrialConfig
+from harness.core.hparams import Param
 from harness.core.recipe import Recipe
+
+#: the valid values of the recipe fields a user may override (``--recipe-set``); their types are the defaults
+RECIPE_RANGES = {
+    "epochs": ">= 0", "batch_size": ">= 1", "samples_per_class": ">= 1", "image_size": ">= 1", "resize_size": ">= 1",
+    "lr_backbone": ">= 0", "lr_head": ">= 0", "lr_method": ">= 0", "weight_decay": ">= 0", "adam_eps": "> 0",
+    "lr_decay_epochs": ">= 0", "lr_decay_gamma": "> 0", "warmup_epochs": ">= 0", "eval_batch_size": ">= 1",
+}
+RECIPE_FIELDS = {f.name: Param(f.default, valid=RECIPE_RANGES.get(f.name)) for f in fields(Recipe) if f.name != "name"}
+#: metrics every evaluation reports besides ``recall@K`` (NMI on the test split only)
+METRICS = ("map@r", "r_precision", "nmi")
+SEED_LIMIT = 2 ** 32  # NumPy's seeds
+
+
+def check_device(device: str, available: bool = True) -> None:
+    """Raise ``ValueError`` unless ``device`` is ``auto`` or a torch device (and, with ``available``, one here)."""
+    if device == "auto":
+        return
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {device!r} is not a device; e.g. auto, cpu, cuda, cuda:1") from None
+    if not available or parsed.type == "cpu":
+        return
+    count = torch.cuda.device_count() if parsed.type == "cuda" else None
+    if parsed.type == "cuda" and (count == 0 or (parsed.index or 0) >= count):
+        raise ValueError(f"--device {device}: this machine has {count} CUDA device(s)")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS is not available on this machine")
+
+
+@functools.lru_cache(maxsize=None)
+def training_classes(dataset: str, root: str | None, val_fraction: float) -> dict[str, int]:
+    """Load a dataset's index once per process (a malformed folder raises here) and return how many
+    classes each evaluation split trains on: ``{"test": all training classes, "val": those minus val}``."""
+    splits = create_dataset(dataset, root, val_fraction)
+    return {"test": len(splits.trainval.classes), "val": len(splits.train.classes)}
 
 @dataclass
 class ExperimentConfig:
@@ -49,7 +88,19 @@ class ExperimentConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "ExperimentConfig":
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        """The config of a YAML mapping of field names (``overrides`` win); a syntax error or a document
+        that is not a mapping raises ``ValueError`` naming the file and line."""
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ValueError(f"{where}: not valid YAML ({problem})") from None
+        data = {} if data is None else data
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}, line 1: expected a mapping of ExperimentConfig fields (name: value), "
+                             f"got a {type(data).__name__}")
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
@@ -63,17 +114,60 @@ class ExperimentConfig:
         return (recipe or find_recipe(spec.default_recipe if name == "paper" else name)).override(**self.recipe_overrides)
 
     def validate(self) -> None:
-        """Fail at once on unknown names (method, dataset, backbone, recipe, hyperparameter) or a malformed dataset folder."""
+        """Fail at once, before any trial, on what a trial would fail on: unknown names (method, dataset,
+        backbone, recipe, hyperparameter), a value of the wrong type or out of range (hyperparameters,
+        recipe fields, seeds, sizes, fractions, device, weights file), m-per-class batches that cannot be
+        drawn, or a malformed dataset folder (read once per process, :func:`training_classes`)."""
+        self.check_fields()
         spec = DATASETS.get(self.dataset)
-        for method in self.methods:
-            cls = get_method_class(method)
-            self.recipe_for(method)
-            check_backbone_name(cls.backbone or self.backbone or spec.default_backbone)
-            cls.check_hparam_names(self.hparams.get(method, {}))
+        for name, value in self.recipe_overrides.items():
+            if name in RECIPE_FIELDS:
+                RECIPE_FIELDS[name].check(f"recipe field {name}", value)
         unknown_methods = set(self.hparams) - set(self.methods)
         if unknown_methods:
             raise ValueError(f"hyperparameters given for method(s) not in this run: {', '.join(sorted(unknown_methods))}")
-        create_dataset(self.dataset, self.data_root, self.val_fraction)
+        for method in self.methods:
+            cls = get_method_class(method)
+            check_backbone_name(cls.backbone or self.backbone or spec.default_backbone)
+            cls.check_hparam_names(self.hparams.get(method, {}))
+            for name, value in {**cls.dataset_defaults(self.dataset), **self.hparams.get(method, {})}.items():
+                cls.hparams[name].check(f"hyperparameter {method}.{name}", value)
+        classes = training_classes(self.dataset, self.data_root, self.val_fraction)[self.eval_split]
+        for method in self.methods:
+            cls = get_method_class(method)
+            recipe = self.recipe_for(method)
+            if cls.trains:
+                check_batches(method, recipe, cls.sampler, classes)
+
+    def check_fields(self) -> None:
+        """Raise ``ValueError`` on a field of the wrong type or out of range (a YAML config is not type-checked)."""
+        if not isinstance(self.methods, list) or not self.methods or not all(isinstance(m, str) for m in self.methods):
+            raise ValueError(f"methods must be a non-empty list of names, got {self.methods!r}")
+        seeds = self.seeds
+        if not isinstance(seeds, list) or not seeds:
+            raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+        for seed in seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+                raise ValueError(f"seeds must be integers in [0, 2**32), got {seed!r}")
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seed(s) {', '.join(map(str, repeated))} given more than once")
+        for name, valid in (("embedding_dim", ">= 0"), ("num_workers", ">= 0"), ("val_fraction", "(0, 1)")):
+            kind = float if name == "val_fraction" else int
+            Param(kind(0), valid=valid).check(name, getattr(self, name))
+        for name in ("recipe_overrides", "hparams"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
+        if not all(isinstance(v, dict) for v in self.hparams.values()):
+            raise ValueError(f"hparams must map each method to a mapping of hyperparameters, got {self.hparams!r}")
+        check_device(self.device, available=False)
+        if self.pretrained is not None and not Path(self.pretrained).is_file():
+            raise ValueError(f"--pretrained {self.pretrained} is not a file")
+
+    def metric_names(self) -> list[str]:
+        """The metrics every trial of this experiment records on the test split."""
+        spec = DATASETS.get(self.dataset)
+        return [*(f"recall@{k}" for k in spec.recall_ks), *METRICS, *(["utilization"] if self.utilization else [])]
 
     def trials(self) -> list[TrialConfig]:
         """One TrialConfig per (method, seed), in that order."""
@@ -98,3 +192,18 @@ class ExperimentConfig:
                     utilization=self.utilization,
                 ))
         return out
+
+
+def check_batches(method: str, recipe: Recipe, method_sampler: str, classes: int) -> None:
+    """Raise ``ValueError`` unless m-per-class batches can be drawn: at least two classes of
+    ``samples_per_class`` each per batch (else a batch has no negatives), from ``classes`` training classes."""
+    sampler = method_sampler if recipe.sampler == "method" else recipe.sampler
+    if sampler != "m_per_class":
+        return
+    m, batch = recipe.samples_per_class, recipe.batch_size
+    if batch < 2 * m:
+        raise ValueError(f"{method}: batch_size {batch} holds fewer than two classes of samples_per_class {m} "
+                         f"(m-per-class batches need batch_size >= {2 * m}, or a smaller samples_per_class)")
+    if classes * m < batch - batch % m:
+        raise ValueError(f"{method}: m-per-class batches of {batch - batch % m} need {batch // m} classes, "
+                         f"the training split has {classes}")

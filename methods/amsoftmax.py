@@ -22,8 +22,8 @@ class AMSoftmax(PMLLossMethod):
     """Additive-margin (CosFace) softmax over learnable class weights (Wang et al., 2018)."""
 
     hparams = {
-        "scale": Param(20.0, LogUniform(1.0, 100.0), "s, logit scale"),
-        "margin": Param(0.1, Uniform(0.0, 0.6), "m, additive cosine margin"),
+        "scale": Param(20.0, LogUniform(1.0, 100.0), "s, logit scale", valid="> 0"),
+        "margin": Param(0.1, Uniform(0.0, 0.6), "m, additive cosine margin", valid="[0, 2]"),
     }
 
     def build_loss(self):

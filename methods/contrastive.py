@@ -19,8 +19,8 @@ class Contrastive(PMLLossMethod):
     """Contrastive pair loss with positive and negative margins (Hadsell et al., CVPR 2006)."""
 
     hparams = {
-        "pos_margin": Param(0.0, Uniform(0.0, 1.0), "distance below which positives cost nothing"),
-        "neg_margin": Param(1.0, Uniform(0.1, 2.0), "distance beyond which negatives cost nothing"),
+        "pos_margin": Param(0.0, Uniform(0.0, 1.0), "distance below which positives cost nothing", valid=">= 0"),
+        "neg_margin": Param(1.0, Uniform(0.1, 2.0), "distance beyond which negatives cost nothing", valid=">= 0"),
     }
     sampler = "m_per_class"
 

@@ -133,13 +133,17 @@ class IntraBatch(Method):
     """Intra-batch connections: cross-entropy before and after attention over the batch (Seidenschwarz et al. 2021)."""
 
     hparams = {
-        "num_layers": Param(1, IntUniform(1, 4), "L, message-passing layers"),
-        "num_heads": Param(2, Choice((1, 2, 4, 8)), "H, attention heads (must divide the embedding size)"),
-        "temperature": Param(0.2, LogUniform(0.01, 1.0), "T, softmax temperature of both cross-entropies"),
-        "label_smoothing": Param(0.1, Uniform(0.0, 0.5), "ε, label smoothing of both cross-entropies"),
-        "dropout": Param(0.1, Uniform(0.0, 0.5), "dropout of attention weights, residuals and feed-forward"),
+        "num_layers": Param(1, IntUniform(1, 4), "L, message-passing layers", valid=">= 1"),
+        "num_heads": Param(2, Choice((1, 2, 4, 8)), "H, attention heads (must divide the embedding size)",
+                           valid=">= 1"),
+        "temperature": Param(0.2, LogUniform(0.01, 1.0), "T, softmax temperature of both cross-entropies",
+                             valid="> 0"),
+        "label_smoothing": Param(0.1, Uniform(0.0, 0.5), "ε, label smoothing of both cross-entropies",
+                                 valid="[0, 1]"),
+        "dropout": Param(0.1, Uniform(0.0, 0.5), "dropout of attention weights, residuals and feed-forward",
+                         valid="[0, 1)"),
         "concat_layers": Param(False, Choice((False, True)), "classify the concatenated outputs of all layers"),
-        "mpn_weight": Param(1.0, Uniform(0.0, 2.0), "w, weight of the MPN's cross-entropy"),
+        "mpn_weight": Param(1.0, Uniform(0.0, 2.0), "w, weight of the MPN's cross-entropy", valid=">= 0"),
     }
     taps = ("embedding", "pooled")
     sampler = "m_per_class"

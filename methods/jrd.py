@@ -76,13 +76,16 @@ class JRD(AMSoftmax):
     hparams = {
         **AMSoftmax.hparams,
         "alpha": Param(1.0, LogUniform(1e-3, 10.0),
-                       "α, regulariser weight; when not given 1 for gaussian/laplace, 1e-3 for polynomial/mgf"),
+                       "α, regulariser weight; when not given 1 for gaussian/laplace, 1e-3 for polynomial/mgf",
+                       valid=">= 0"),
         "kernel": Param("gaussian", Choice(KERNELS), "kernel of every layer"),
-        "sigma": Param(1.0, LogUniform(0.1, 10.0), "σ, scale multiplying every bandwidth (gaussian/laplace)"),
-        "mul": Param(2.0, LogUniform(1.0, 4.0), "ratio between consecutive bandwidths of a mixture"),
+        "sigma": Param(1.0, LogUniform(0.1, 10.0), "σ, scale multiplying every bandwidth (gaussian/laplace)",
+                       valid="> 0"),
+        "mul": Param(2.0, LogUniform(1.0, 4.0), "ratio between consecutive bandwidths of a mixture", valid="> 0"),
         "bandwidths": Param(None, None, "per-kernel fixed bandwidths: None = data-driven, a number = fixed "
-                                        "base, a tuple = the K σ_k²; e.g. (None, None, 0.5)"),
-        "degree": Param(2, IntUniform(1, 4), "p of the polynomial kernel"),
+                                        "base, a tuple = the K σ_k²; e.g. (None, None, 0.5)",
+                            valid="> 0", kind=(type(None), float, tuple)),
+        "degree": Param(2, IntUniform(1, 4), "p of the polynomial kernel", valid=">= 1"),
     }
     taps = ("embedding", "pooled")
     paper_recipe = JRD_RECIPE
@@ -173,7 +176,7 @@ class JRDIntra(JRD):
 
     hparams = {
         **JRD.hparams,
-        "beta": Param(1.0, LogUniform(1e-3, 10.0), "β, weight of the intra-class distance penalty"),
+        "beta": Param(1.0, LogUniform(1e-3, 10.0), "β, weight of the intra-class distance penalty", valid=">= 0"),
     }
 
     def reduce(self, kernel: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

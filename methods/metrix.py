@@ -180,10 +180,11 @@ class Metrix(PMLLossMethod):
     hparams: ClassVar[dict[str, Param]] = {
         "mix_at": Param("feature", Choice(MIX_AT), "where to mix: input (pixels), feature (last feature map), "
                                                    "embed (normalised embeddings)"),
-        "weight": Param(0.4, Uniform(0.0, 2.0), "w, weight of the mixed loss"),
-        "mix_alpha": Param(2.0, LogUniform(0.1, 10.0), "α of λ ~ Beta(α, α)"),
+        "weight": Param(0.4, Uniform(0.0, 2.0), "w, weight of the mixed loss", valid=">= 0"),
+        "mix_alpha": Param(2.0, LogUniform(0.1, 10.0), "α of λ ~ Beta(α, α)", valid="> 0"),
         "hard_negatives": Param(None, None, "mix each anchor's k most similar negatives only; 0 = all; "
-                                            "None = the code's choice: 1 at input, all at feature and embed"),
+                                            "None = the code's choice: 1 at input, all at feature and embed",
+                                valid=">= 0", kind=(type(None), int)),
     }
     taps = ("embedding", "feature_map")
     sampler = "m_per_class"
@@ -306,8 +307,8 @@ class MetrixProxyAnchor(Metrix):
 
     hparams = {
         **Metrix.hparams,
-        "alpha": Param(32.0, LogUniform(1.0, 128.0), "α, scale of the similarities"),
-        "margin": Param(0.1, Uniform(0.0, 0.5), "δ, margin"),
+        "alpha": Param(32.0, LogUniform(1.0, 128.0), "α, scale of the similarities", valid="> 0"),
+        "margin": Param(0.1, Uniform(0.0, 0.5), "δ, margin", valid=">= 0"),
     }
     sampler = "random"
 

@@ -20,10 +20,10 @@ class MultiSimilarity(PMLLossMethod):
     """Multi-similarity loss and miner (Wang et al., CVPR 2019)."""
 
     hparams = {
-        "alpha": Param(2.0, LogUniform(0.1, 20.0), "weight of positive similarities"),
-        "beta": Param(50.0, LogUniform(1.0, 100.0), "weight of negative similarities"),
-        "base": Param(0.5, Uniform(0.0, 1.0), "similarity offset λ"),
-        "epsilon": Param(0.1, Uniform(0.0, 0.5), "miner margin ε"),
+        "alpha": Param(2.0, LogUniform(0.1, 20.0), "weight of positive similarities", valid="> 0"),
+        "beta": Param(50.0, LogUniform(1.0, 100.0), "weight of negative similarities", valid="> 0"),
+        "base": Param(0.5, Uniform(0.0, 1.0), "similarity offset λ", valid="[-1, 1]"),
+        "epsilon": Param(0.1, Uniform(0.0, 0.5), "miner margin ε", valid=">= 0"),
     }
     sampler = "m_per_class"
 

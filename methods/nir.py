@@ -106,13 +106,16 @@ class NIR(ProxyAnchor):
         **ProxyAnchor.hparams,
         "form": Param("paper", Choice(("paper", "code")),
                       "paper: L_PA + weight·mean NLL; code: mean exp(NLL) + w_align·L_PA"),
-        "weight": Param(0.01, LogUniform(1e-4, 10.0), "ω, weight of the mean NLL (paper form; our default)"),
-        "w_align": Param(W_ALIGN["cars"], LogUniform(1e-4, 1.0), "weight of the Proxy-Anchor term (code form)"),
-        "flow_lr_ratio": Param(50 / 4000, LogUniform(1e-4, 1.0), "learning rate of the flow / that of the proxies"),
-        "blocks": Param(5, None, "coupling blocks of the flow"),
-        "width": Param(128, None, "width of the coupling subnets"),
-        "depth": Param(8, None, "linear layers per coupling subnet"),
-        "clamp": Param(2.0, None, "soft clamp of the coupling's log-scales"),
+        "weight": Param(0.01, LogUniform(1e-4, 10.0), "ω, weight of the mean NLL (paper form; our default)",
+                        valid=">= 0"),
+        "w_align": Param(W_ALIGN["cars"], LogUniform(1e-4, 1.0), "weight of the Proxy-Anchor term (code form)",
+                         valid=">= 0"),
+        "flow_lr_ratio": Param(50 / 4000, LogUniform(1e-4, 1.0), "learning rate of the flow / that of the proxies",
+                               valid=">= 0"),
+        "blocks": Param(5, None, "coupling blocks of the flow", valid=">= 1"),
+        "width": Param(128, None, "width of the coupling subnets", valid=">= 1"),
+        "depth": Param(8, None, "linear layers per coupling subnet", valid=">= 2"),
+        "clamp": Param(2.0, None, "soft clamp of the coupling's log-scales", valid="> 0"),
     }
     paper_recipe = NIR_RECIPE
 

@@ -21,7 +21,7 @@ class NormSoftmax(PMLLossMethod):
     """Normalized softmax: cross-entropy on cosine logits / τ (Zhai & Wu, BMVC 2019)."""
 
     hparams = {
-        "temperature": Param(0.05, LogUniform(0.01, 1.0), "τ, temperature of the cosine logits"),
+        "temperature": Param(0.05, LogUniform(0.01, 1.0), "τ, temperature of the cosine logits", valid="> 0"),
     }
 
     def build_loss(self):

@@ -24,7 +24,8 @@ class ProxyNCA(PMLLossMethod):
     """ProxyNCA: softmax over negative squared distances to class proxies (Movshovitz-Attias et al., ICCV 2017)."""
 
     hparams = {
-        "scale": Param(9.0, LogUniform(1.0, 64.0), "s, multiplies the squared distances (inverse temperature)"),
+        "scale": Param(9.0, LogUniform(1.0, 64.0), "s, multiplies the squared distances (inverse temperature)",
+                       valid="> 0"),
     }
 
     def build_loss(self):

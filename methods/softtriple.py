@@ -22,10 +22,11 @@ class SoftTriple(PMLLossMethod):
     """SoftTriple: softmax over K learnable centres per class (Qian et al., ICCV 2019)."""
 
     hparams = {
-        "centers_per_class": Param(10, IntUniform(1, 20), "K, centres per class"),
-        "la": Param(20.0, LogUniform(1.0, 100.0), "λ, scale of the similarities"),
-        "gamma": Param(0.1, LogUniform(0.01, 1.0), "γ, temperature of the softmax over centres"),
-        "margin": Param(0.01, Uniform(0.0, 0.5), "δ, margin on the true class"),
+        "centers_per_class": Param(10, IntUniform(1, 20), "K, centres per class", valid=">= 1"),
+        "la": Param(20.0, LogUniform(1.0, 100.0), "λ, scale of the similarities", valid="> 0"),
+        "gamma": Param(0.1, LogUniform(0.01, 1.0), "γ, temperature of the softmax over centres", valid="> 0"),
+        "margin": Param(0.01, Uniform(0.0, 0.5), "δ, margin on the true class", valid=">= 0"),
+        "tau": Param(0.2, Uniform(0.0, 1.0), "τ, weight of the centre-merging regulariser (0 = off)", valid=">= 0"),
     }
 
     def build_loss(self):

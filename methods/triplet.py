@@ -19,7 +19,7 @@ class Triplet(PMLLossMethod):
     """Triplet margin loss with semi-hard negative mining (FaceNet, CVPR 2015)."""
 
     hparams = {
-        "margin": Param(0.2, Uniform(0.01, 1.0), "triplet margin α"),
+        "margin": Param(0.2, Uniform(0.01, 1.0), "triplet margin α", valid=">= 0"),
         "mining": Param("semihard", Choice(("semihard", "hard", "all")), "which triplets the miner keeps"),
     }
     sampler = "m_per_class"

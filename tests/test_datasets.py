@@ -10,7 +10,7 @@ from PIL import Image
 from scipy.io import loadmat, savemat
 from torchvision.transforms import ToTensor
 
-from harness.plugins.data import DATASETS, DatasetFormatError, DatasetSplits, ImageDataset, create_dataset
+from harness.plugins.data import DATASETS, DatasetFormatError, DatasetSplits, ImageDataset, ImageFileError, create_dataset
 from harness.core.registry import UnknownNameError
 
 OMNIGLOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "omniglot"
@@ -310,3 +310,69 @@ def test_root_required(tmp_path: Path) -> None:
         create_dataset("cub")
     with pytest.raises(DatasetFormatError, match="not a folder"):
         create_dataset("sop", tmp_path / "nowhere")
+
+
+def test_cub_under_a_parent_names_the_file_actually_missing(tmp_path: Path) -> None:
+    root = make_cub(tmp_path)
+    (root / "images.txt").unlink()
+    with pytest.raises(DatasetFormatError) as error:
+        create_dataset("cub", tmp_path)  # the parent of CUB_200_2011
+    assert f"missing {root / 'images.txt'} " in str(error.value)
+
+
+@pytest.mark.parametrize("class_id", [0, 201])
+def test_cub_class_ids_outside_1_to_200_are_refused(tmp_path: Path, class_id: int) -> None:
+    root = make_cub(tmp_path)
+    path = root / "image_class_labels.txt"
+    lines = path.read_text().splitlines()
+    lines[1] = f"{lines[1].split()[0]} {class_id}"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetFormatError, match=f"image_class_labels.txt, line 2: class id {class_id} outside 1..200"):
+        create_dataset("cub", root)
+
+
+def test_cars_class_ids_outside_1_to_196_are_refused(tmp_path: Path) -> None:
+    root = make_cars(tmp_path)
+    mat = loadmat(root / "cars_annos.mat")
+    mat["annotations"][0, 2]["class"][0, 0] = 197  # (loadmat shares it with annotation 4: same value)
+    savemat(root / "cars_annos.mat", {k: v for k, v in mat.items() if not k.startswith("__")})
+    with pytest.raises(DatasetFormatError, match="annotation 3: class id 197 outside 1..196"):
+        create_dataset("cars", root)
+
+
+def test_sop_test_classes_that_are_training_classes_are_refused(tmp_path: Path) -> None:
+    root = make_sop(tmp_path)
+    path = root / "Ebay_test.txt"
+    lines = path.read_text().splitlines()
+    for i in (1, 3):  # the first rows of classes 4 and 5 claim training classes 2 and 3
+        image_id, _, super_class, relpath = lines[i].split()
+        lines[i] = f"{image_id} {i // 2 + 2} {super_class} {relpath}"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetFormatError, match=r"Ebay_test.txt holds class id\(s\) 2, 3 that .*Ebay_train.txt"):
+        create_dataset("sop", root)
+
+
+def test_inshop_test_items_that_are_training_items_are_refused(tmp_path: Path) -> None:
+    root = make_inshop(tmp_path)
+    path = root / "Eval" / "list_eval_partition.txt"
+    path.write_text(path.read_text().replace("id_00000011 gallery", "id_00000002 gallery"))
+    with pytest.raises(DatasetFormatError, match=r"\(gallery rows\) holds class id\(s\) id_00000002"):
+        create_dataset("inshop", root)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete"])
+def test_unreadable_image_names_its_file(tmp_path: Path, damage: str) -> None:
+    splits = create_dataset("cub", make_cub(tmp_path))
+    path = Path(splits.query.images[1])
+    write_image(path, size=(64, 48))  # big enough that half of it is a truncated JPEG
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not an image")
+    else:
+        path.unlink()
+    dataset = ImageDataset(splits.query, ToTensor())
+    assert dataset[0][0].shape == (3, 5, 6)  # the others still load
+    with pytest.raises(ImageFileError, match=f"cannot read image {path}") as error:
+        dataset[1]
+    assert error.value.path == str(path)

@@ -43,9 +43,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def search(args: argparse.Namespace) -> int:
     from harness.scheduling.search import run_search, search_space  # imports Optuna: only when used
 
-    if not args.metric.startswith("val_"):
-        raise ValueError(f"--metric must be a validation metric val_<name> (e.g. val_recall@1), got {args.metric!r}")
+    if args.trials < 1:
+        raise ValueError(f"--trials must be at least 1, got {args.trials}")
+    if args.final_seeds < 0:
+        raise ValueError(f"--final-seeds must be at least 0, got {args.final_seeds}")
     experiment = experiment_from_args(args, methods=[args.method], seeds=[args.seed])
+    metrics = [f"val_{name}" for name in experiment.metric_names()]
+    if args.metric not in metrics:
+        raise ValueError(f"--metric must be a validation metric, one of {', '.join(metrics)}; got {args.metric!r}")
     space = search_space(args.method, args.space)
     fixed = set(experiment.hparams.get(args.method, {})) & set(space)
     if fixed:

@@ -47,6 +47,8 @@ def sweep(args: argparse.Namespace) -> int:
 
     name, values = parse_grid(args.param)  # experiment.trials() rejects an undeclared name
     experiment = experiment_from_args(args, methods=[args.method], seeds=args.seeds)
+    if args.metric not in experiment.metric_names():
+        raise ValueError(f"--metric {args.metric!r} is not recorded; valid: {', '.join(experiment.metric_names())}")
     split = "test" if args.on_test else "val"
     experiment = replace(experiment, eval_split=split, role="sweep")
     if split == "val":

@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pickle
+import zipfile
 import timm
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,7 @@ from harness.core.registry import UnknownNameError
 
 
 @dataclass
+from harness.core.store import CorruptFileError
 class ModelOutput:
     embedding: torch.Tensor
     pooled: torch.Tensor
@@ -72,7 +75,11 @@ def create_backbone(name: str, in_chans: int = 3, pretrained: str | None = None)
         path = Path(pretrained)
         if not path.is_file():
             raise FileNotFoundError(f"pretrained weights file {path} does not exist")
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
+        try:
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
+        except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+            raise CorruptFileError(f"pretrained weights file {path} cannot be loaded into {name}: "
+                                   f"{str(error).splitlines()[0]}") from error
     return timm.create_model(name, pretrained=False, **kwargs)
 
 

@@ -23,6 +23,7 @@ from harness.plugins.data.common import absolute_paths, split_at_class
 
 LAYOUT = "cars_annos.mat (struct array 'annotations': relative_im_path, class, ...) and car_ims/*.jpg"
 LAST_TRAIN_CLASS = 98
+NUM_CLASSES = 196
 FIELDS = ("relative_im_path", "class")
 
 
@@ -45,5 +46,7 @@ def load_cars(root: Path) -> LoadedDataset:
             labels.append(int(annotation["class"]))
         except (TypeError, ValueError) as error:
             raise DatasetFormatError(f"{mat_path}, annotation {index}: malformed ({error})") from None
+        if not 1 <= labels[-1] <= NUM_CLASSES:
+            raise DatasetFormatError(f"{mat_path}, annotation {index}: class id {labels[-1]} outside 1..{NUM_CLASSES}")
     images = absolute_paths(root, relpaths, LAYOUT)
     return split_at_class(images, np.array(labels, dtype=np.int64), LAST_TRAIN_CLASS, mat_path)

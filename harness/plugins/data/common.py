@@ -27,6 +27,13 @@ class Row:
         except ValueError:
             raise self.error(f"expected an integer, got {self.fields[index]!r}") from None
 
+    def class_id(self, index: int, low: int, high: int) -> int:
+        """Field ``index`` as a class id in ``low..high`` (the dataset's documented classes)."""
+        value = self.integer(index)
+        if not low <= value <= high:
+            raise self.error(f"class id {value} outside {low}..{high}")
+        return value
+
 
 def _first_row(path: Path, lines: list[tuple[int, str]]) -> Row:
     lineno, line = lines[0] if lines else (1, "")
@@ -76,6 +83,15 @@ def absolute_paths(root: Path, relpaths: Sequence[str], layout: str) -> list[str
     if paths:
         require_file(Path(paths[0]), layout)
     return paths
+
+
+def check_disjoint(train_ids: np.ndarray, test_ids: np.ndarray, train_source: object, test_source: object) -> None:
+    """Raise :class:`DatasetFormatError` naming the shared class ids unless no test class is a training class."""
+    shared = np.intersect1d(train_ids, test_ids)
+    if len(shared):
+        shown = ", ".join(map(str, shared[:10])) + (f" and {len(shared) - 10} more" if len(shared) > 10 else "")
+        raise DatasetFormatError(f"{test_source} holds class id(s) {shown} that {train_source} also holds: "
+                                 "test classes must not be trained on")
 
 
 def split_at_class(

@@ -21,15 +21,16 @@ LAYOUT = (
     "CUB_200_2011/{images.txt ('<id> <relpath>'), image_class_labels.txt ('<id> <class>'), images/<relpath>}"
 )
 LAST_TRAIN_CLASS = 100
+NUM_CLASSES = 200
 
 
 @register_dataset("cub", recall_ks=(1, 2, 4, 8), layout=LAYOUT)
 def load_cub(root: Path) -> LoadedDataset:
     """CUB-200-2011 birds: 200 classes, 11,788 images; classes 1-100 train, 101-200 test."""
-    if (root / "CUB_200_2011" / "images.txt").exists():
+    if (root / "CUB_200_2011").is_dir():
         root = root / "CUB_200_2011"
     label_rows = read_table(root / "image_class_labels.txt", LAYOUT, ("image_id", "class_id"))
-    class_of = {row.fields[0]: row.integer(1) for row in label_rows}
+    class_of = {row.fields[0]: row.class_id(1, 1, NUM_CLASSES) for row in label_rows}
     image_rows = read_table(root / "images.txt", LAYOUT, ("image_id", "path"))
     labels = []
     for row in image_rows:

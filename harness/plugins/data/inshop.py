@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.plugins.data.base import LoadedDataset, Subset, register_dataset
-from harness.plugins.data.common import absolute_paths, read_table
+from harness.plugins.data.common import absolute_paths, check_disjoint, read_table
 
 LAYOUT = (
     "Eval/list_eval_partition.txt (count; 'image_name item_id evaluation_status'; rows), images at <root>/img/..."
@@ -45,4 +45,8 @@ def load_inshop(root: Path) -> LoadedDataset:
     def subset(name: str) -> Subset:
         return Subset(images[status == name].tolist(), labels[status == name])
 
+    items = np.array([row.fields[1] for row in rows])
+    for name in ("query", "gallery"):
+        check_disjoint(items[status == "train"], items[status == name], f"{partition} (train rows)",
+                       f"{partition} ({name} rows)")
     return LoadedDataset(train=subset("train"), query=subset("query"), gallery=subset("gallery"))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.plugins.data.base import LoadedDataset, Subset, register_dataset
-from harness.plugins.data.common import absolute_paths, read_table
+from harness.plugins.data.common import absolute_paths, check_disjoint, read_table
 
 LAYOUT = "Ebay_train.txt and Ebay_test.txt ('image_id class_id super_class_id path'), images at <root>/<path>"
 COLUMNS = ("image_id", "class_id", "super_class_id", "path")
@@ -31,4 +31,6 @@ def _read_split(root: Path, filename: str) -> Subset:
 @register_dataset("sop", recall_ks=(1, 10, 100, 1000), layout=LAYOUT)
 def load_sop(root: Path) -> LoadedDataset:
     """Stanford Online Products: 22,634 classes, 120,053 images; the distributed train/test class split."""
-    return LoadedDataset(train=_read_split(root, "Ebay_train.txt"), query=_read_split(root, "Ebay_test.txt"))
+    train, test = _read_split(root, "Ebay_train.txt"), _read_split(root, "Ebay_test.txt")
+    check_disjoint(train.labels, test.labels, root / "Ebay_train.txt", root / "Ebay_test.txt")
+    return LoadedDataset(train=train, query=test)
