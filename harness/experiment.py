@@ -7,6 +7,7 @@ trials, and two experiments that ran the same trial do not count it twice in a l
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import torch
 import yaml
 
 from harness.plugins.data import DATASETS, create_dataset
-from harness.plugins.method import find_recipe, get_method_class
+from harness.plugins.method import Method, find_recipe, get_method_class
 from harness.plugins.models import check_backbone_name
 from harness.core.config import TrialConfig
 from harness.core.hparams import Param
@@ -79,6 +80,7 @@ class ExperimentConfig:
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
     val_fraction: float = 0.2
     eval_split: str = "test"
+    role: str = "final"
     experiment: str | None = None
     results_dir: str = "results"
     device: str = "auto"
@@ -185,13 +187,37 @@ class ExperimentConfig:
                     method=method, dataset=self.dataset, seed=seed, recipe=recipe.to_dict(),
                     backbone=cls.backbone or self.backbone or spec.default_backbone,
                     embedding_dim=self.embedding_dim if cls.embedding_head else 0,
-                    hparams={**cls.dataset_defaults(self.dataset), **self.hparams.get(method, {})},
-                    data_root=self.data_root, pretrained=self.pretrained, val_fraction=self.val_fraction,
-                    eval_split=self.eval_split, experiment=experiment, results_dir=self.results_dir,
-                    device=self.device, num_workers=self.num_workers, save_model=self.save_model,
-                    utilization=self.utilization,
+                    hparams=resolved_hparams(cls, self.dataset, self.hparams.get(method, {})),
+                    method_settings=method_settings(cls), data_root=self.data_root,
+                    pretrained=None if cls.backbone else self.pretrained,
+                    pretrained_sha256=None if cls.backbone or not self.pretrained else file_sha256(self.pretrained),
+                    val_fraction=self.val_fraction, eval_split=self.eval_split, role=self.role,
+                    experiment=experiment, results_dir=self.results_dir, device=self.device,
+                    num_workers=self.num_workers, save_model=self.save_model, utilization=self.utilization,
                 ))
         return out
+
+
+def resolved_hparams(cls: type[Method], dataset: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Every hyperparameter of ``cls``: its declared default, the paper's value for ``dataset``, then
+    the user's override, in that order of precedence."""
+    return {**{name: p.default for name, p in cls.hparams.items()}, **cls.dataset_defaults(dataset), **overrides}
+
+
+def method_settings(cls: type[Method]) -> dict[str, Any]:
+    """The class-level choices of a method that change its results (part of a trial's identity)."""
+    return {"lr_multiplier": cls.lr_multiplier, "pooling": cls.pooling, "normalize_embedding": cls.normalize_embedding,
+            "embedding_head": cls.embedding_head, "sampler": cls.sampler, "taps": list(cls.taps)}
+
+
+@functools.lru_cache(maxsize=None)
+def file_sha256(path: str) -> str:
+    """The sha256 of a weights file (a trial's identity holds it rather than the path)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_batches(method: str, recipe: Recipe, method_sampler: str, classes: int) -> None:
@@ -207,3 +233,18 @@ def check_batches(method: str, recipe: Recipe, method_sampler: str, classes: int
     if classes * m < batch - batch % m:
         raise ValueError(f"{method}: m-per-class batches of {batch - batch % m} need {batch // m} classes, "
                          f"the training split has {classes}")
+
+
+#: the fewest validation classes a retrieval metric can learn from (with one, every neighbour is right)
+MIN_VALIDATION_CLASSES = 2
+
+
+def check_validation_split(experiment: ExperimentConfig) -> None:
+    """Refuse a search or sweep whose validation split has fewer than :data:`MIN_VALIDATION_CLASSES`
+    classes, or leaves fewer than two to train on (digits at the default 0.2 has one of five)."""
+    classes = training_classes(experiment.dataset, experiment.data_root, experiment.val_fraction)
+    val = classes["test"] - classes["val"]
+    if val < MIN_VALIDATION_CLASSES or classes["val"] < 2:
+        raise ValueError(f"the validation split of {experiment.dataset} at --val-fraction {experiment.val_fraction:g} "
+                         f"has {val} class(es) and leaves {classes['val']} to train on; a retrieval metric needs "
+                         f"at least {MIN_VALIDATION_CLASSES} of each: change --val-fraction")

@@ -129,3 +129,12 @@ def test_utilization_is_an_optional_metric(tmp_path):
     (rec,) = records(tmp_path).values()
     assert rec["config"]["utilization"] is True
     assert 0.0 < rec["metrics"]["utilization"] < 4.0  # squared distance between unit vectors
+
+
+def test_a_config_file_sets_methods_and_seeds_unless_flags_do(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("methods: [pixels]\ndataset: digits\nseeds: [3]\n")
+    assert main(["run", "--config", str(config), "--results-dir", str(tmp_path / "a"), *FAST]) == 0
+    assert [(r["config"]["method"], r["config"]["seed"]) for r in records(tmp_path / "a").values()] == [("pixels", 3)]
+    assert main(["run", "--config", str(config), "--seeds", "4", "--results-dir", str(tmp_path / "b"), *FAST]) == 0
+    assert [r["config"]["seed"] for r in records(tmp_path / "b").values()] == [4]

@@ -51,8 +51,9 @@ def print_leaderboard(store: TrialStore, trials: list[TrialConfig], start: float
 
 
 def run(args: argparse.Namespace) -> int:
-    experiment = experiment_from_args(args, methods=args.methods or comma_list(DEFAULT_METHODS),
-                                      seeds=args.seeds or [0])
+    defaults = not args.config  # with --config, the file's methods and seeds hold unless flags say otherwise
+    experiment = experiment_from_args(args, methods=args.methods or (comma_list(DEFAULT_METHODS) if defaults else None),
+                                      seeds=args.seeds or ([0] if defaults else None))
     trials = with_fault(experiment.trials(), args)
     store = TrialStore(experiment.results_dir)
     store.check_writable()
