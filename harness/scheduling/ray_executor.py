@@ -201,7 +201,7 @@ class RayExecutor:
     def __init__(self, results_dir: str = "results", *, gpus_per_trial: float | None = None,
                  cpus_per_trial: float | None = None, max_concurrent: int | None = None, address: str | None = None,
                  storage: str | None = None, max_failures: int = 2, plugins: tuple[str, ...] = (),
-                 progress: bool = True, dashboard: bool = False):
+                 listeners: Sequence[TrialListener] | None = None, dashboard: bool = False):
         self.store = TrialStore(results_dir)
         self.gpus_per_trial = gpus_per_trial
         self.cpus_per_trial = cpus_per_trial
