@@ -7,11 +7,18 @@ Wang et al., "CosFace", CVPR 2018).
 Defaults are the JRD paper's (Chu et al., ICML 2020), since AMSoftmax is JRD's base loss and its
 α = 0 ablation: s = 20, m = 0.1 (the AM-Softmax paper uses s = 30, m = 0.35 for faces). Class
 weights train at the recipe's ``lr_method`` (1e-2 in the JRD code). Built on pytorch-metric-learning's
-``CosFaceLoss``.
+``CosFaceLoss``, whose (d, C) weight matrix is initialised as the JRD code's ``CosineSoftmax.fc``
+(same layout): ``kaiming_uniform_(a=√5)``, i.e. U(±1/√C) entries (fan-in of a (d, C) tensor is C),
+not PML's default N(0, 1). With Adam the step does not scale with the weights, so the init's norm
+sets how fast the class directions rotate (N(0, 1) weights of norm ≈ √d turn ~√(dC)/√d times slower).
 """
 from __future__ import annotations
 
+import math
+
 from pytorch_metric_learning import losses
+from pytorch_metric_learning.utils.common_functions import TorchInitWrapper
+from torch import nn
 
 from harness.core.hparams import LogUniform, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
@@ -28,4 +35,5 @@ class AMSoftmax(PMLLossMethod):
 
     def build_loss(self):
         return losses.CosFaceLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,
-                                  margin=self.config["margin"], scale=self.config["scale"])
+                                  margin=self.config["margin"], scale=self.config["scale"],
+                                  weight_init_func=TorchInitWrapper(nn.init.kaiming_uniform_, a=math.sqrt(5)))

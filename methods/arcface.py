@@ -7,13 +7,17 @@ The paper's values: s = 64, m = 0.5 rad (28.6°). The ``margin`` hyperparameter 
 the paper; pytorch-metric-learning's ``ArcFaceLoss`` (used here) takes degrees, so it is converted.
 PML differs from the paper's formula where θ_y + m would pass π: for θ_y > π − m it uses
 cos θ_y − m·sin m instead (the fallback of the authors' code, keeping the logit monotonic).
-Class weights (initialised N(0, 1)) train at the recipe's ``lr_method``.
+Class weights train at the recipe's ``lr_method``; they start as in the authors' PyTorch code
+(deepinsight/insightface, ``recognition/arcface_torch/partial_fc_v2.py``:
+``torch.normal(0, 0.01, (C, d))``), N(0, 0.01²) entries, not PML's default N(0, 1).
 """
 from __future__ import annotations
 
 import math
 
 from pytorch_metric_learning import losses
+from pytorch_metric_learning.utils.common_functions import TorchInitWrapper
+from torch import nn
 
 from harness.core.hparams import LogUniform, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
@@ -31,4 +35,5 @@ class ArcFace(PMLLossMethod):
 
     def build_loss(self):
         return losses.ArcFaceLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,
-                                  margin=math.degrees(self.config["margin"]), scale=self.config["scale"])
+                                  margin=math.degrees(self.config["margin"]), scale=self.config["scale"],
+                                  weight_init_func=TorchInitWrapper(nn.init.normal_, std=0.01))

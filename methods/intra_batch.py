@@ -1,8 +1,9 @@
 """Intra-batch connections (Seidenschwarz, Elezi & Leal-Taixé, "Learning Intra-Batch Connections for
 Deep Metric Learning", ICML 2021; code dvl-tum/intra_batch), and its authors' training recipes.
 
-The backbone's last feature map is globally max-pooled and projected to the embedding,
-f = Linear(2048 → 512)(maxpool) (our embedding head; the code's ``red = 4``). During training a
+The backbone's last feature map is pooled and projected to the embedding, f = Linear(2048 → 512)
+(our embedding head, PyTorch's default init as the code's ``red = 4`` layer). The pooling is the
+recipe's: the code's recipes below use global max pooling. During training a
 message-passing network (MPN) refines the L2-normalised embeddings of the whole batch, seen as a
 fully connected graph (self-loops included): an input Linear(d → d), then L Transformer-encoder
 layers with H heads (post-norm, as the code's ``DotAttentionLayer``),
@@ -33,7 +34,10 @@ all of the method's parameters, 71.3 at 1e-3, 70.7 at 1e-4).
 Not reproduced: at epochs 31 and 51 the code reloads the checkpoint of best *test* Recall@1 before
 dividing the learning rate; we never select on test data, so training simply continues. The code's
 SOP config trains with the backbone's LSCE only (``fns: lsce``); we keep the paper's two terms
-(set ``mpn_weight=0`` for the code's). Its augmentation (``GL_orig_RE``) is our ``rrc_flip``.
+(set ``mpn_weight=0`` for the code's). Its augmentation (``GL_orig_RE`` in ``dataset/utils.py``:
+RandomResizedCrop(227) + flip + RandomErasing(p = 0.5) / Resize(256) + CenterCrop(227)) is our
+``rrc_flip_erase`` at 227 px; its normalisation (std 0.299 for red, a typo of 0.229) is the
+backbone's own here.
 """
 from __future__ import annotations
 
@@ -59,13 +63,13 @@ _CODE_TRAINING = {
 CODE_RECIPES = {_name: Recipe(
         # RAdam, 70 epochs, m-per-class batches, one learning rate for every parameter (lr_method is
         # 100 × lr because the method's parameters train at lr_method × 0.01), BatchNorm
-        # statistics updated (not frozen), fp32; our 224 px crops. The code divides the learning rate by
-        # 10 at epoch 31 and sets it to lr/10 again at epoch 51; a step schedule of 30 epochs gives
-        # lr/10 from epoch 31 but lr/100 for epochs 61-70.
+        # statistics updated (not frozen), fp32, global max pooling, 227 px crops with RandomErasing.
+        # The code divides the learning rate by 10 at epoch 31 and sets it to lr/10 again at epoch 51;
+        # a step schedule of 30 epochs gives lr/10 from epoch 31 but lr/100 for epochs 61-70.
         name=_name, epochs=70, batch_size=_classes * _samples, sampler="m_per_class", samples_per_class=_samples,
-        image_size=224, resize_size=256, augmentation="rrc_flip", optimizer="radam", lr_backbone=_lr,
-        lr_head=_lr, lr_method=100 * _lr, weight_decay=_wd, lr_decay_epochs=30, lr_decay_gamma=0.1, freeze_bn=False,
-        amp=False,
+        image_size=227, resize_size=256, augmentation="rrc_flip_erase", pooling="max", optimizer="radam",
+        lr_backbone=_lr, lr_head=_lr, lr_method=100 * _lr, weight_decay=_wd, lr_decay_epochs=30, lr_decay_gamma=0.1,
+        freeze_bn=False, amp=False,
     ) for _name, (_classes, _samples, _lr, _wd) in _CODE_TRAINING.items()}
 
 
@@ -147,7 +151,6 @@ class IntraBatch(Method):
     }
     taps = ("embedding", "pooled")
     sampler = "m_per_class"
-    pooling = "max"
     lr_multiplier = 0.01
     paper_recipe = CODE_RECIPES["intra_batch"]
 

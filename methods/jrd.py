@@ -16,7 +16,9 @@ on three representations of each sample:
 Kernels (code: ``args.py`` ``--kernelNums 3 3 1 --kernelMuls 2 2 2 --sigmas None None None``):
 mixtures of K Gaussians, k(x,x') = (1/K) Σ_k exp(−‖x−x'‖²/bw_k), K = 3 for X⁻ and X and K = 1 for
 X⁺, bw_k = σ · m · mul^(k−⌊K/2⌋), m the batch's mean off-diagonal squared distance (detached), mul = 2,
-σ = 1. The AMSoftmax term is :class:`methods.amsoftmax.AMSoftmax` itself (s = 20, m = 0.1), α = 1.
+σ = 1. The AMSoftmax term is :class:`methods.amsoftmax.AMSoftmax` itself (s = 20, m = 0.1), α = 1,
+with the code's ``CosineSoftmax`` initialisation: its (d, C) class weights ``kaiming_uniform_(a=√5)``,
+U(±1/√C) entries; the embedding head is PyTorch's default ``nn.Linear`` (the code's ``embedding``).
 The regulariser's pieces live in :mod:`methods.jrd_kernels`.
 
 Registered methods (all share the hyperparameters below, the ``jrd`` recipe and the AMSoftmax term):

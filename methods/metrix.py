@@ -13,9 +13,10 @@ t(v) = mix_λ(y, y') = λy + (1 − λ)y', λ ~ Beta(α, α) once per batch (α 
 The clean loss is the base loss of pytorch-metric-learning; the mixed loss, with soft targets t:
 
 * contrastive:  avg_{(a,v)} t·[d(a,v) − m⁺]₊  +  avg_{(a,v)} (1 − t)·[m⁻ − d(a,v)]₊,
-  d the Euclidean distance of normalised embeddings, m⁺ = 0, m⁻ = 0.5, each average over its
+  d the Euclidean distance of normalised embeddings, m⁺ and m⁻ the baseline's, each average over its
   non-zero terms (PML's ``AvgNonZeroReducer``, as the clean ``ContrastiveLoss``);
-* multi-similarity (α = 2, β = 50, b = 0.5, s the cosine similarity; the paper's formulation):
+* multi-similarity (α, β, b and the miner's ε the baseline's, s the cosine similarity; the paper's
+  formulation):
   1/B Σ_a [ 1/α · log(1 + Σ_v t·e^{−α(s(a,v) − b)}) + 1/β · log(1 + Σ_v (1 − t)·e^{β(s(a,v) − b)}) ];
 * Proxy-Anchor (α = 32, δ = 0.1): the C proxies are the anchors and every mixed example is in each
   proxy's set, t_c(v) = λ[y = c] + (1 − λ)[y' = c]; C⁺ the proxies with some t_c > 0:
@@ -39,14 +40,25 @@ or ``embed`` (the normalised embeddings). Clean anchors are always the clean emb
 
 Registered: ``metrix_contrastive``, ``metrix_ms``, ``metrix_proxyanchor`` (one per base loss).
 
+A Metrix row differs from its baseline row (``contrastive``, ``ms``, ``proxyanchor``) only by the
+mixing: it inherits the baseline's hyperparameters with their defaults, its sampler and, like every
+method, takes pooling, BatchNorm freezing and head init from the recipe. At ``weight = 0`` (or a λ
+that makes every mixed example clean) the loss is the baseline's. The authors run baseline and
+Metrix with the same values, which differ from the baselines' papers: contrastive m⁻ = 0.5; MS
+α = 17.97, β = 75.66, b = 0.77, miner ε = 0.39 (``main.py``; :data:`CODE_HPARAMS`). To reproduce
+them give both rows the same values, e.g. ``--hparam ms.alpha=17.97 --hparam metrix_ms.alpha=17.97``
+(and β, base, ε), so the pair stays a fair comparison.
+
+Paper recipes (``metrix`` for contrastive, ``metrix_ms``, ``metrix_proxyanchor``): the README's CUB
+commands for the Metrix/feature rows; see :func:`metrix_recipe`.
+
 Where we follow the code rather than the paper:
 
-* contrastive: d not squared, m⁻ = 0.5, the averages over non-zero terms;
+* contrastive: d not squared, the averages over non-zero terms;
 * embeddings mixed at ``embed`` are renormalised (the code's PML distances normalise);
 * input mixing mixes each anchor's hardest negative only (the code's ``top_k=1``): ``hard_negatives``
   defaults to 1 at ``input`` and to all negatives at ``feature`` and ``embed``;
-* global average + max pooling (``avgmax``, the code's ResNet-50), α = 2, w = 0.4 everywhere (the
-  code uses 0.3 for anchor–negative mixing at ``embed``).
+* α = 2, w = 0.4 everywhere (the code uses 0.3 for anchor–negative mixing at ``embed``).
 
 Where we follow the paper rather than the code:
 
@@ -56,7 +68,7 @@ Where we follow the paper rather than the code:
   inside one log (1 − λ for negatives), uses λ only as a mask of the mixed pairs, and writes the mixed
   negatives' mask into the clean mask, so its mixed negative term is always masked out;
 * the pair kind is drawn among the kinds present (the code draws one of two regardless, and fails on
-  an empty one); gradient value clipping at 10 is not reproduced.
+  an empty one).
 
 The code we read trains Proxy-Anchor without mixing only; ``metrix_proxyanchor`` applies the paper's
 generic form above, with Proxy-Anchor's anchors (proxies) and pairs of the batch.
@@ -82,18 +94,40 @@ from methods.ms import MultiSimilarity
 
 MIX_AT = ("input", "feature", "embed")
 
-METRIX_RECIPE = Recipe(
-    # The code's CUB command for Contrastive + Metrix (billpsomas/metrix README, main.py): ResNet-50,
-    # 128-d embedding (the trial's embedding_dim), 100 epochs, batches of 100 by plain shuffling
-    # (SOP/In-Shop: 5 images per class), Adam (L2 weight decay 1e-4) at lr 1e-4 for backbone and
-    # embedding, ×0.1 every 10 epochs (×0.5 for MS and Proxy-Anchor), BatchNorm frozen, 5 warm-up
-    # epochs training only the embedding, RandomResizedCrop(224) + flip, fp32. The code we read
-    # gives proxies no optimizer group; lr_method 1e-2 is Proxy-Anchor's ×100. Not reproduced: the
-    # code also freezes BatchNorm's affine parameters, and clips gradient values at 10.
-    name="metrix", epochs=100, batch_size=100, sampler="random", image_size=224, resize_size=256,
-    augmentation="rrc_flip", optimizer="adam", lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2,
-    weight_decay=1e-4, lr_decay_epochs=10, lr_decay_gamma=0.1, freeze_bn=True, warmup_epochs=5, amp=False,
-)
+#: The authors' hyperparameters for baseline and Metrix alike (billpsomas/metrix ``main.py``), per base loss.
+CODE_HPARAMS: dict[str, dict[str, float]] = {
+    "contrastive": {"neg_margin": 0.5},
+    "ms": {"alpha": 17.97, "beta": 75.66, "base": 0.77, "epsilon": 0.39},
+}
+
+
+def metrix_recipe(name: str, epochs: int, lr_decay_gamma: float) -> Recipe:
+    """The code's CUB training (billpsomas/metrix README, ``main.py``, ``train.py``, ``net/resnet.py``).
+
+    ResNet-50, 512-d embedding (the trial's embedding_dim), batches of 100 by plain shuffling
+    (SOP/In-Shop: 5 images per class), Adam (L2 weight decay 1e-4) at lr 1e-4 for backbone and
+    embedding, proxies ×100 (lr_method 1e-2), ×``lr_decay_gamma`` every 10 epochs, BatchNorm
+    statistics frozen, 5 warm-up epochs training only the embedding (and proxies),
+    RandomResizedCrop(224) + flip / Resize(256) + CenterCrop(224), fp32, GAP + GMP pooling, embedding
+    head Kaiming-normal (fan-out) with zero bias, gradient values clipped at 10 (model and proxies).
+    As in the Proxy-Anchor code it derives from, the model freezes BatchNorm's γ and β but the warm-up
+    re-enables every backbone parameter at its end, so they train afterwards (``freeze_bn_affine``
+    False). The baselines' own commands differ (60 epochs, ×0.5 every 5 epochs for MS and
+    Proxy-Anchor); the Metrix rows are the ones reproduced here.
+    """
+    return Recipe(
+        name=name, epochs=epochs, batch_size=100, sampler="random", image_size=224, resize_size=256,
+        augmentation="rrc_flip", pooling="avgmax", head_init="kaiming_normal_fan_out", optimizer="adam",
+        lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2, weight_decay=1e-4, lr_decay_epochs=10,
+        lr_decay_gamma=lr_decay_gamma, freeze_bn=True, freeze_bn_affine=False, warmup_epochs=5,
+        grad_clip_value=10.0, amp=False,
+    )
+
+
+#: Contrastive + Metrix/feature: 60 epochs, ×0.1; MS and Proxy-Anchor + Metrix/feature: 100 epochs, ×0.5.
+METRIX_RECIPE = metrix_recipe("metrix", epochs=60, lr_decay_gamma=0.1)
+METRIX_MS_RECIPE = metrix_recipe("metrix_ms", epochs=100, lr_decay_gamma=0.5)
+METRIX_PROXY_ANCHOR_RECIPE = metrix_recipe("metrix_proxyanchor", epochs=100, lr_decay_gamma=0.5)
 
 
 @dataclass(frozen=True)
@@ -188,7 +222,6 @@ class Metrix(PMLLossMethod):
     }
     taps = ("embedding", "feature_map")
     sampler = "m_per_class"
-    pooling = "avgmax"
     paper_recipe = METRIX_RECIPE
 
     def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
@@ -282,7 +315,6 @@ class MetrixContrastive(Metrix, Contrastive):
     hparams = {
         **Metrix.hparams,
         **Contrastive.hparams,
-        "neg_margin": Param(0.5, Uniform(0.1, 2.0), "m⁻, distance beyond which negatives cost nothing (code: 0.5)"),
     }
 
     def soft_loss(self, anchors, mixed, targets, relation):
@@ -295,6 +327,7 @@ class MetrixMS(Metrix, MultiSimilarity):
     """Metrix on the multi-similarity loss and miner (Venkataramanan et al., ICLR 2022)."""
 
     hparams = {**Metrix.hparams, **MultiSimilarity.hparams}
+    paper_recipe = METRIX_MS_RECIPE
 
     def soft_loss(self, anchors, mixed, targets, relation):
         return soft_multi_similarity(anchors @ mixed.T, targets, relation,
@@ -311,6 +344,7 @@ class MetrixProxyAnchor(Metrix):
         "margin": Param(0.1, Uniform(0.0, 0.5), "δ, margin", valid=">= 0"),
     }
     sampler = "random"
+    paper_recipe = METRIX_PROXY_ANCHOR_RECIPE
 
     def build_loss(self) -> nn.Module:
         return losses.ProxyAnchorLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,

@@ -4,13 +4,19 @@
 
 the cross-entropy of temperature-scaled cosine logits over learnable class weights, without bias;
 the paper's temperature τ = 0.05. Built on pytorch-metric-learning's ``NormalizedSoftmaxLoss``
-(class weights initialised N(0, 1)), which is the loss alone: the paper's other ingredients (layer
+with the class weights initialised as the authors' code (azgo14/classification_metric_learning,
+``NormSoftmaxLoss``: "initialization from nn.Linear", U(±1/√d) entries, d the embedding size), not
+PML's default N(0, 1). PML's loss is the loss alone: the paper's other ingredients (layer
 normalisation of the pooled feature, its batch sampling, subsampled softmax for many classes) are
 not part of this row. Class weights train at the recipe's ``lr_method``.
 """
 from __future__ import annotations
 
+import math
+
 from pytorch_metric_learning import losses
+from pytorch_metric_learning.utils.common_functions import TorchInitWrapper
+from torch import nn
 
 from harness.core.hparams import LogUniform, Param
 from harness.plugins.method import PMLLossMethod, register_method
@@ -25,5 +31,7 @@ class NormSoftmax(PMLLossMethod):
     }
 
     def build_loss(self):
+        bound = 1 / math.sqrt(self.embedding_dim)
         return losses.NormalizedSoftmaxLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,
-                                            temperature=self.config["temperature"])
+                                            temperature=self.config["temperature"],
+                                            weight_init_func=TorchInitWrapper(nn.init.uniform_, a=-bound, b=bound))

@@ -10,7 +10,8 @@ X_p⁺ / X_p⁻ the batch's samples of / not of p's class. The paper's values: �
 Proxies train at the recipe's ``lr_method`` (``lr_multiplier`` 1). The authors give them 100× the
 backbone's learning rate; the shared ``default`` recipe (lr_method 1e-2, lr_backbone 1e-4) and the
 ``proxyanchor`` recipe below both express exactly that ratio. Built on pytorch-metric-learning's
-``ProxyAnchorLoss``, which follows the authors' code (proxies initialised Kaiming-normal, fan-out).
+``ProxyAnchorLoss``, which follows the authors' code, proxies included: ``kaiming_normal_(mode='fan_out')``
+on the (C, d) matrix, N(0, 2/C) entries.
 """
 from __future__ import annotations
 
@@ -21,16 +22,24 @@ from harness.plugins.method import PMLLossMethod, register_method
 from harness.core.recipe import Recipe
 
 PROXY_ANCHOR_RECIPE = Recipe(
-    # The authors' CUB command (tjddus9597/Proxy-Anchor-CVPR2020, README and code/train.py):
-    # 512-d embedding (the trial's embedding_dim), 60 epochs, batches of 180 by plain shuffling,
-    # AdamW (weight decay 1e-4) at lr 1e-4 for backbone and embedding, proxies ×100 = 1e-2,
-    # ×0.5 every 10 epochs, BatchNorm frozen, 1 warm-up epoch training only the embedding and the
-    # proxies (backbone frozen), RandomResizedCrop(224) + flip / Resize(256) + CenterCrop(224), fp32.
+    # The authors' CUB command (tjddus9597/Proxy-Anchor-CVPR2020, README and code/train.py,
+    # code/net/bn_inception.py): 512-d embedding (the trial's embedding_dim), 60 epochs, batches of
+    # 180 by plain shuffling, AdamW (weight decay 1e-4) at lr 1e-4 for backbone and embedding,
+    # proxies ×100 = 1e-2, ×0.5 every 10 epochs, 1 warm-up epoch training only the embedding and the
+    # proxies (backbone frozen), RandomResizedCrop(224) + flip / Resize(256) + CenterCrop(224), fp32;
+    # GAP + GMP pooling (``avgmax``), embedding head Kaiming-normal (fan-out) with zero bias, every
+    # gradient entry of model and proxies clipped to ±10 (``clip_grad_value_``).
+    # BatchNorm: statistics frozen (``m.eval()`` every epoch). The model's constructor also sets
+    # requires_grad False on BatchNorm's γ and β, but train.py's warm-up undoes that: at epoch
+    # ``warm`` it sets requires_grad True on every parameter outside the embedding and the proxies,
+    # BatchNorm's included, and every README command warms up (``--warm 1``, ResNet-50 ``--warm 5``).
+    # So γ and β train from the end of warm-up on: ``freeze_bn_affine=False`` is the code's behaviour.
     # Cars uses a 20-epoch decay step; SOP/In-Shop use lr 6e-4, unfrozen BatchNorm and ×0.25 every
-    # 20 epochs. Not reproduced: the code's gradient value clipping at 10.
+    # 20 epochs.
     name="proxyanchor", epochs=60, batch_size=180, sampler="random", image_size=224, resize_size=256,
-    augmentation="rrc_flip", optimizer="adamw", lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2,
-    weight_decay=1e-4, lr_decay_epochs=10, lr_decay_gamma=0.5, freeze_bn=True, warmup_epochs=1, amp=False,
+    augmentation="rrc_flip", pooling="avgmax", head_init="kaiming_normal_fan_out", optimizer="adamw",
+    lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2, weight_decay=1e-4, lr_decay_epochs=10, lr_decay_gamma=0.5,
+    freeze_bn=True, freeze_bn_affine=False, warmup_epochs=1, grad_clip_value=10.0, amp=False,
 )
 
 

@@ -9,11 +9,18 @@ differs from the paper in two ways: the positive proxy is in the denominator (a 
 proxies, as in ProxyNCA++ and the widely used dichotomies/proxy-nca re-implementation), and the
 squared distance of the normalised vectors is scaled by s (``softmax_scale``). The paper fixes no
 scale; s = 9 is the re-implementation's proxies and embeddings scaled to norm 3 (3² = 9) and
-ProxyNCA++'s temperature 1/9. Proxies (initialised N(0, 1)) train at the recipe's ``lr_method``.
+ProxyNCA++'s temperature 1/9. Proxies train at the recipe's ``lr_method``.
+
+Initialisation: N(0, 1) proxies, as the Proxy-Anchor code's ProxyNCA baseline (tjddus9597/
+Proxy-Anchor-CVPR2020, ``losses.Proxy_NCA``) gets them from the PML of its time
+(``torch.randn(C, d)``); set explicitly here. The dichotomies/proxy-nca re-implementation draws
+``randn / 8`` instead. (That baseline also uses s = 32 and proxies at the backbone's lr.)
 """
 from __future__ import annotations
 
 from pytorch_metric_learning import losses
+from pytorch_metric_learning.utils.common_functions import TorchInitWrapper
+from torch import nn
 
 from harness.core.hparams import LogUniform, Param
 from harness.plugins.method import PMLLossMethod, register_method
@@ -30,4 +37,5 @@ class ProxyNCA(PMLLossMethod):
 
     def build_loss(self):
         return losses.ProxyNCALoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,
-                                   softmax_scale=self.config["scale"])
+                                   softmax_scale=self.config["scale"],
+                                   weight_init_func=TorchInitWrapper(nn.init.normal_))

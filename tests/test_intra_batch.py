@@ -16,7 +16,7 @@ from methods.intra_batch import smoothed_cross_entropy
 def tiny_model(embedding_dim: int = 16) -> EmbeddingModel:
     cls = get_method_class("intra_batch")
     return EmbeddingModel(create_backbone("small_cnn", in_chans=1), embedding_dim,
-                          normalize=cls.normalize_embedding, pooling=cls.pooling)
+                          normalize=cls.normalize_embedding, pooling=cls.paper_recipe.pooling)
 
 
 def image_batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,7 +28,7 @@ def image_batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_declarations_dataset_defaults_and_recipe():
     cls = METHODS.get("intra_batch")
-    assert (cls.pooling, cls.normalize_embedding, cls.sampler, cls.paper_recipe.name) == ("max", True, "m_per_class",
+    assert (cls.pooling, cls.normalize_embedding, cls.sampler, cls.paper_recipe.name) == (None, True, "m_per_class",
                                                                                    "intra_batch")
     assert cls.dataset_defaults("cub") == cls.dataset_defaults("omniglot") == {}
     assert cls.dataset_defaults("cars") == {"num_layers": 2, "num_heads": 8, "temperature": 1 / 9,
@@ -43,6 +43,9 @@ def test_declarations_dataset_defaults_and_recipe():
     assert group["lr"] == pytest.approx(recipe.lr_backbone)
     assert (find_recipe("intra_batch_cars").batch_size, find_recipe("intra_batch_sop").batch_size,
             find_recipe("intra_batch_inshop").batch_size) == (70, 90, 56)
+    for name in ("intra_batch", "intra_batch_cars", "intra_batch_sop", "intra_batch_inshop"):
+        r = find_recipe(name)  # the code's GL_orig_RE: 227 px crops, RandomErasing; global max pooling
+        assert (r.image_size, r.resize_size, r.augmentation, r.pooling) == (227, 256, "rrc_flip_erase", "max")
     with pytest.raises(ValueError, match="does not divide"):
         create_method("intra_batch", num_classes=5, embedding_dim=18, feature_dim=32, num_heads=4)
 

@@ -2,6 +2,8 @@
 and the utilization metric."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,9 @@ from pytorch_metric_learning import losses
 from harness.plugins.method import METHODS, create_method
 from harness.plugins.models import EmbeddingModel, create_backbone
 from harness.plugins.method import find_recipe
+from harness.engine.train import Trainer
+from harness.engine.trial import build_model
+from methods.metrix import CODE_HPARAMS
 from harness.engine.utilization import utilization
 from methods.metrix import MixPlan, anchor_negative_plan, hardest_negatives, mixed_targets, positive_negative_plan
 
@@ -32,14 +37,53 @@ def test_registered_with_code_defaults_and_recipe():
     for name in NAMES:
         assert name in METHODS.names()
         cls = METHODS.get(name)
-        assert cls.pooling == "avgmax" and cls.normalize_embedding and cls.paper_recipe.name == "metrix"
+        assert cls.pooling is None and cls.normalize_embedding and cls.paper_recipe.name == name.replace("_contrastive", "")
     method = create_method("metrix_contrastive", num_classes=4, embedding_dim=8, feature_dim=8)
     assert method.config == {"mix_at": "feature", "weight": 0.4, "mix_alpha": 2.0, "hard_negatives": None,
-                             "pos_margin": 0.0, "neg_margin": 0.5}
+                             "pos_margin": 0.0, "neg_margin": 1.0}
     assert method.hard_negatives == 0
     assert create_method("metrix_ms", num_classes=4, embedding_dim=8, feature_dim=8, mix_at="input").hard_negatives == 1
-    recipe = find_recipe("metrix")
-    assert (recipe.optimizer, recipe.batch_size, recipe.sampler, recipe.warmup_epochs) == ("adam", 100, "random", 5)
+    for name, epochs, gamma in (("metrix", 60, 0.1), ("metrix_ms", 100, 0.5), ("metrix_proxyanchor", 100, 0.5)):
+        recipe = find_recipe(name)
+        assert (recipe.optimizer, recipe.batch_size, recipe.sampler, recipe.warmup_epochs, recipe.epochs,
+                recipe.lr_decay_epochs, recipe.lr_decay_gamma) == ("adam", 100, "random", 5, epochs, 10, gamma)
+        assert (recipe.pooling, recipe.head_init, recipe.grad_clip_value, recipe.freeze_bn) == \
+            ("avgmax", "kaiming_normal_fan_out", 10.0, True)
+    assert CODE_HPARAMS == {"contrastive": {"neg_margin": 0.5},
+                            "ms": {"alpha": 17.97, "beta": 75.66, "base": 0.77, "epsilon": 0.39}}
+
+
+BASELINES = {"metrix_contrastive": "contrastive", "metrix_ms": "ms", "metrix_proxyanchor": "proxyanchor"}
+
+
+def trained_under(name: str, recipe_name: str, **hparams) -> tuple[dict, torch.Tensor]:
+    """A method's resolved config and its model's and own parameters after one epoch of three batches
+    under a recipe, the model built as a trial builds it (pooling and head init from the recipe)."""
+    recipe = find_recipe(recipe_name).override(epochs=1, warmup_epochs=0, amp=False)
+    config = SimpleNamespace(method=name, backbone="small_cnn", pretrained=None, embedding_dim=16, recipe_obj=recipe)
+    torch.manual_seed(0)
+    model, cls = build_model(config, channels=1)
+    method = cls(num_classes=4, embedding_dim=16, feature_dim=model.feature_dim, **hparams)
+    trainer = Trainer(model, method, recipe, torch.device("cpu"))
+    images, labels = image_batch()
+    trainer.train_epoch([(images, labels)] * 3, {i: i for i in range(4)}, progress=False)
+    weights = torch.cat([p.detach().flatten() for p in [*model.parameters(), *method.parameters()]])
+    return method.config, weights
+
+
+@pytest.mark.parametrize("recipe_name", ["cpu", "metrix"])
+@pytest.mark.parametrize("name", NAMES)
+def test_metrix_without_mixing_is_its_baseline_under_the_same_recipe(name, recipe_name):
+    """weight = 0 makes the mixing vanish: the same hyperparameters, sampler, pooling and head init
+    then train exactly the baseline's model."""
+    baseline = BASELINES[name]
+    assert METHODS.get(name).sampler == METHODS.get(baseline).sampler
+    metrix_config, metrix_weights = trained_under(name, recipe_name, weight=0.0)
+    base_config, base_weights = trained_under(baseline, recipe_name)
+    assert {k: metrix_config[k] for k in base_config} == base_config
+    torch.testing.assert_close(metrix_weights, base_weights, rtol=0, atol=0)
+    _, mixing = trained_under(name, recipe_name)
+    assert not torch.equal(mixing, base_weights)
     with pytest.raises(ValueError, match="valid: input, feature, embed"):
         create_method("metrix_ms", num_classes=4, embedding_dim=8, feature_dim=8, mix_at="pixels")
 
@@ -115,7 +159,7 @@ def test_contrastive_mixed_term_reduces_to_the_clean_loss_on_the_corresponding_p
     plan = positive_negative_plan(*all_pair_masks(labels))
     a, k = plan.relation.nonzero(as_tuple=True)
     none = torch.tensor([], dtype=torch.long)
-    clean = losses.ContrastiveLoss(pos_margin=0.0, neg_margin=0.5)
+    clean = losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0)
     at_one = method.mixed_loss(emb, labels, emb[plan.first], plan, 1.0)
     torch.testing.assert_close(at_one, clean(emb, labels, (a, plan.first[k], none, none)))
     at_zero = method.mixed_loss(emb, labels, emb[plan.second], plan, 0.0)
@@ -160,7 +204,8 @@ def test_mixed_terms_match_a_loop_reference_at_any_lambda(batch):
     def sim(a: int, k: int) -> torch.Tensor:
         return emb[a] @ mixed[k]
 
-    contrastive = create_method("metrix_contrastive", num_classes=3, embedding_dim=16, feature_dim=16)
+    contrastive = create_method("metrix_contrastive", num_classes=3, embedding_dim=16, feature_dim=16,
+                                neg_margin=0.5)  # the authors' m⁻, so that some negative terms are zero
     pos = [lam * dist(a, k) for a, k in pairs]
     neg = [(1 - lam) * F.relu(0.5 - dist(a, k)) for a, k in pairs]
     expected = sum(pos) / len(pos) + sum(neg) / max(sum(1 for v in neg if v > 0), 1)

@@ -34,6 +34,8 @@ def test_paper_defaults_and_recipe():
     assert (r.optimizer, r.lr_backbone, r.lr_head, r.lr_method, r.weight_decay) == ("adamw", 1e-4, 1e-4, 1e-2, 1e-4)
     assert (r.batch_size, r.sampler, r.warmup_epochs, r.image_size, r.epochs) == (180, "random", 1, 224, 60)
     assert r.lr_method / r.lr_backbone == pytest.approx(100)
+    assert (r.pooling, r.head_init, r.grad_clip_value, r.freeze_bn, r.freeze_bn_affine, r.lr_decay_gamma) == \
+        ("avgmax", "kaiming_normal_fan_out", 10.0, True, False, 0.5)
 
 
 @pytest.mark.parametrize("name", PROXY_METHODS)

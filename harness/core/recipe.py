@@ -14,18 +14,29 @@ from typing import Any
 from harness.core.registry import Registry
 
 SAMPLERS = ("method", "random", "m_per_class")
-AUGMENTATIONS = ("rrc_flip", "flip", "none")
+AUGMENTATIONS = ("rrc_flip", "rrc_flip_erase", "flip", "none")
 OPTIMIZERS = ("adam", "adamw", "radam")
+POOLINGS = ("avg", "max", "avgmax")
+HEAD_INITS = ("default", "kaiming_normal_fan_out")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Epochs, batches, images, optimiser and schedule of a training run.
+    """Epochs, batches, images, architecture around the backbone, optimiser and schedule of a training run.
+
+    Everything that is not a method's contribution lives here, so every method run under one recipe
+    shares it; a method's paper recipe carries its authors' choices.
 
     ``sampler="method"`` uses the sampler each method declares (m-per-class for pair losses);
+    ``augmentation``: see :mod:`harness.plugins.transforms` (``rrc_flip_erase`` adds RandomErasing);
+    ``pooling`` of the backbone's last feature map: ``avg`` (GAP), ``max`` (GMP) or ``avgmax`` (their
+    sum, GAP + GMP); ``head_init`` of the linear embedding head: ``default`` (PyTorch's ``nn.Linear``,
+    Kaiming-uniform a = √5) or ``kaiming_normal_fan_out`` (Kaiming-normal fan-out weights, zero bias);
     ``lr_decay_epochs`` is a step schedule (×``lr_decay_gamma`` every that many epochs; 0 = constant);
-    ``freeze_bn`` keeps the backbone's BatchNorm statistics fixed while its affine parameters train;
-    ``warmup_epochs`` trains with the backbone frozen; ``amp`` uses bf16 autocast on CUDA only.
+    ``freeze_bn`` keeps the backbone's BatchNorm statistics fixed; ``freeze_bn_affine`` also keeps
+    their affine parameters (γ, β) fixed, during and after warm-up; ``warmup_epochs`` trains with the
+    backbone frozen; ``grad_clip_value`` clips every gradient entry to ±that value before each step
+    (``clip_grad_value_``; 0 = off); ``amp`` uses bf16 autocast on CUDA only.
     """
 
     name: str
@@ -36,6 +47,8 @@ class Recipe:
     image_size: int = 224
     resize_size: int = 256
     augmentation: str = "rrc_flip"
+    pooling: str = "avg"
+    head_init: str = "default"
     optimizer: str = "adamw"
     lr_backbone: float = 1e-4
     lr_head: float = 1e-4
@@ -45,16 +58,21 @@ class Recipe:
     lr_decay_epochs: int = 20
     lr_decay_gamma: float = 0.1
     freeze_bn: bool = True
+    freeze_bn_affine: bool = False
     warmup_epochs: int = 0
+    grad_clip_value: float = 0.0
     amp: bool = True
     eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
-        for field, allowed in (("sampler", SAMPLERS), ("augmentation", AUGMENTATIONS), ("optimizer", OPTIMIZERS)):
+        for field, allowed in (("sampler", SAMPLERS), ("augmentation", AUGMENTATIONS), ("optimizer", OPTIMIZERS),
+                               ("pooling", POOLINGS), ("head_init", HEAD_INITS)):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"recipe {self.name!r}: {field}={getattr(self, field)!r}, valid: {', '.join(allowed)}")
         if self.epochs < 0 or self.batch_size < 1:
             raise ValueError(f"recipe {self.name!r}: epochs must be >= 0 and batch_size >= 1")
+        if self.grad_clip_value < 0:
+            raise ValueError(f"recipe {self.name!r}: grad_clip_value must be >= 0 (0 = no clipping)")
 
     @property
     def hash(self) -> str:

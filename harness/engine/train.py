@@ -1,4 +1,5 @@
-"""The training loop: per-group learning rates, step decay, samplers, frozen BatchNorm, bf16 on GPU.
+"""The training loop: per-group learning rates, step decay, samplers, frozen BatchNorm (statistics and,
+optionally, affine parameters), gradient value clipping, bf16 on GPU.
 
 :class:`Trainer` holds the model, the method (whose own parameters — proxies, class weights —
 form their own optimiser group) and the optimiser/scheduler state; ``state_dict`` makes a whole
@@ -83,11 +84,14 @@ def build_optimizer(model: EmbeddingModel, method: Method, recipe: Recipe) -> to
     return torch.optim.RAdam(groups, eps=recipe.adam_eps)
 
 
+def batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def freeze_batchnorm_statistics(module: nn.Module) -> None:
     """Put every BatchNorm in eval mode (running statistics fixed); its affine parameters still train."""
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
+    for m in batchnorms(module):
+        m.eval()
 
 
 class Trainer:
@@ -101,6 +105,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=step, gamma=gamma)
         self.epoch = 0
         self.amp = recipe.amp and device.type == "cuda"
+        self.trainable_parameters = [p for g in self.optimizer.param_groups for p in g["params"]]
 
     def _set_train_mode(self) -> None:
         self.model.train()
@@ -110,6 +115,10 @@ class Trainer:
         warming_up = self.epoch < self.recipe.warmup_epochs
         for p in self.model.backbone.parameters():
             p.requires_grad_(not warming_up)
+        if self.recipe.freeze_bn_affine:
+            for m in batchnorms(self.model.backbone):
+                for p in m.parameters():
+                    p.requires_grad_(False)
 
     def train_epoch(self, loader: Iterable, label_map: dict[int, int], progress: bool = True) -> dict[str, float]:
         """One pass over ``loader``; returns mean loss and step rate. Raises TrialFailed on a non-finite loss."""
@@ -126,6 +135,8 @@ class Trainer:
                 raise TrialFailed(f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {steps + 1}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.recipe.grad_clip_value:
+                nn.utils.clip_grad_value_(self.trainable_parameters, self.recipe.grad_clip_value)
             self.optimizer.step()
             total += float(loss.detach())
             steps += 1

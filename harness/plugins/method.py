@@ -6,7 +6,8 @@ A method declares everything that distinguishes it, so the engine never branches
 * ``taps`` — which :class:`~harness.plugins.models.ModelOutput` fields its loss reads
   (``embedding``, ``pooled``, ``feature_map`` or an intermediate stage ``stage<i>``);
 * ``sampler`` — ``"random"`` (plain shuffling) or ``"m_per_class"`` (pair losses);
-* ``normalize_embedding`` / ``pooling`` / ``embedding_head`` — what the embedding head does;
+* ``normalize_embedding`` / ``embedding_head`` — what the embedding head does; ``pooling`` only for a
+  method that forces its own (``pixels``): otherwise the recipe's (``Recipe.pooling``);
 * ``lr_multiplier`` — the learning rate of its own parameters (proxies, class weights) relative
   to the recipe's ``lr_method``; override :meth:`param_groups` for finer control;
 * ``paper_recipe`` — the :class:`~harness.core.recipe.Recipe` its authors trained with, as data
@@ -37,7 +38,7 @@ class Method(nn.Module):
     taps: ClassVar[tuple[str, ...]] = ("embedding",)
     sampler: ClassVar[str] = "random"
     normalize_embedding: ClassVar[bool] = True
-    pooling: ClassVar[str] = "avg"
+    pooling: ClassVar[str | None] = None
     embedding_head: ClassVar[bool] = True
     lr_multiplier: ClassVar[float] = 1.0
     paper_recipe: ClassVar[Recipe | None] = None

@@ -1,5 +1,8 @@
 """Embedding models: a timm backbone, a pooling, a linear embedding head, optional L2 normalisation.
 
+The pooling and the head's initialisation are the recipe's (``Recipe.pooling``, ``Recipe.head_init``),
+never a method's, so that every method trained under one recipe has the same architecture.
+
 The model/method contract is :class:`ModelOutput`: every forward returns the embedding together
 with the by-products a method may read (``Method.taps``):
 
@@ -14,11 +17,11 @@ Backbones come from timm by name (plus our registered ``bninception``, ``small_c
 """
 from __future__ import annotations
 
+import pickle
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pickle
-import zipfile
 import timm
 import torch
 import torch.nn.functional as F
@@ -26,10 +29,10 @@ from torch import nn
 
 from harness.plugins.backbones import EXAMPLE_BACKBONES  # importing registers bninception, small_cnn, pixels
 from harness.core.registry import UnknownNameError
+from harness.core.store import CorruptFileError
 
 
 @dataclass
-from harness.core.store import CorruptFileError
 class ModelOutput:
     embedding: torch.Tensor
     pooled: torch.Tensor
@@ -53,6 +56,17 @@ def pool(feature_map: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "flatten":
         return feature_map.flatten(1)
     raise ValueError(f"unknown pooling {kind!r}; valid: avg, max, avgmax, flatten")
+
+
+def init_head(head: nn.Linear, kind: str) -> None:
+    """Initialise the embedding head: ``default`` leaves PyTorch's ``nn.Linear`` init (Kaiming-uniform,
+    a = √5; JRD's code), ``kaiming_normal_fan_out`` draws N(0, 2/fan_out) weights and zero bias
+    (the Proxy-Anchor and Metrix codes' ``_initialize_weights``)."""
+    if kind == "kaiming_normal_fan_out":
+        nn.init.kaiming_normal_(head.weight, mode="fan_out")
+        nn.init.zeros_(head.bias)
+    elif kind != "default":
+        raise ValueError(f"unknown head_init {kind!r}; valid: default, kaiming_normal_fan_out")
 
 
 def backbone_names() -> list[str]:
@@ -86,17 +100,20 @@ def create_backbone(name: str, in_chans: int = 3, pretrained: str | None = None)
 class EmbeddingModel(nn.Module):
     """backbone → pooling → Linear(num_features → embedding_dim) → optional L2 normalisation.
 
-    ``embedding_dim=0`` skips the head (the embedding is the pooled feature, as for ``pixels``).
+    ``embedding_dim=0`` skips the head (the embedding is the pooled feature, as for ``pixels``);
+    ``head_init`` is :func:`init_head`'s ``kind``.
     """
 
     def __init__(self, backbone: nn.Module, embedding_dim: int, normalize: bool = True,
-                 pooling: str = "avg", taps: tuple[str, ...] = ()):
+                 pooling: str = "avg", taps: tuple[str, ...] = (), head_init: str = "default"):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
         self.normalize = normalize
         self.feature_dim = int(backbone.num_features)
         self.head = nn.Linear(self.feature_dim, embedding_dim) if embedding_dim else nn.Identity()
+        if embedding_dim:
+            init_head(self.head, head_init)
         self.embedding_dim = embedding_dim or self.feature_dim
         self._captured: dict[str, torch.Tensor] = {}
         for tap in taps:

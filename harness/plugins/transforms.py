@@ -1,9 +1,13 @@
 """Image transforms from a recipe and the backbone's pretrained config (mean, std, input space).
 
 Train: ``rrc_flip`` = RandomResizedCrop(image_size) + horizontal flip (the DML standard),
-``flip`` = Resize + CenterCrop + flip, ``none`` = Resize + CenterCrop. Eval: Resize(resize_size) +
-CenterCrop(image_size). Backbones converted from Caffe (BN-Inception) take BGR in 0–255: their
-pretrained config says ``input_space="BGR"`` and ``input_range=(0, 255)``, and we honour it.
+``rrc_flip_erase`` = the same then RandomErasing on the normalised tensor (intra-batch's
+``GL_orig_RE``: p = 0.5, area 2–40%, aspect 0.3–3.3, filled with the constants 0.4914, 0.4822,
+0.4465 per channel; torchvision draws the aspect ratio log-uniformly, the code's copy of Zhong et
+al.'s uniformly), ``flip`` = Resize + CenterCrop + flip, ``none`` = Resize + CenterCrop.
+Eval: Resize(resize_size) + CenterCrop(image_size). Backbones converted from Caffe (BN-Inception)
+take BGR in 0–255: their pretrained config says ``input_space="BGR"`` and ``input_range=(0, 255)``,
+and we honour it.
 """
 from __future__ import annotations
 
@@ -13,6 +17,9 @@ import torch
 from torchvision import transforms as T
 
 from harness.core.recipe import Recipe
+
+#: RandomErasing's fill of intra-batch's ``GL_orig_RE`` (Zhong et al.'s CIFAR means), one per channel
+ERASE_VALUE = (0.4914, 0.4822, 0.4465)
 
 
 def _to_input_space(cfg: dict[str, Any], channels: int) -> list[Callable]:
@@ -32,10 +39,13 @@ def build_transform(recipe: Recipe, channels: int, pretrained_cfg: dict[str, Any
     """The PIL → tensor transform of a training (``train=True``) or evaluation pass."""
     cfg = dict(pretrained_cfg or {})
     size, resize = recipe.image_size, recipe.resize_size
-    if train and recipe.augmentation == "rrc_flip":
+    if train and recipe.augmentation in ("rrc_flip", "rrc_flip_erase"):
         geometry = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
     else:
         geometry = [T.Resize(resize), T.CenterCrop(size)]
         if train and recipe.augmentation == "flip":
             geometry.append(T.RandomHorizontalFlip())
-    return T.Compose(geometry + _to_input_space(cfg, channels))
+    erase = []
+    if train and recipe.augmentation == "rrc_flip_erase":
+        erase = [T.RandomErasing(p=0.5, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3), value=list(ERASE_VALUE[:channels]))]
+    return T.Compose(geometry + _to_input_space(cfg, channels) + erase)
