@@ -11,7 +11,8 @@ import pytest
 from scipy import stats as sps
 
 from harness.cli import main
-from harness.reporting.leaderboard import records_frame, write_leaderboards
+from harness.reporting.leaderboard import write_leaderboards
+from harness.reporting.tables import records_frame
 from harness.reporting.plots import sensitivity_plot
 from harness.reporting.published import canonical_dataset, canonical_metric, load_published
 from harness.core.config import TrialConfig

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import stat
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from harness.cli import main
+from harness.core.config import TrialConfig
 from harness.core.record import RecordError, TrialRecord
 from harness.core.store import TrialStore, UnsafeFileError, load_tensors
 from harness.engine.trial import execute_trial
@@ -21,7 +21,7 @@ from harness.experiment import ExperimentConfig
 FAST = ["--dataset", "digits", "--no-progress", "--executor", "local", "--cpus-per-trial", "1"]
 
 
-def digits_trial(tmp_path: Path, method: str = "ms", epochs: int = 3, **hparams) -> "TrialConfig":  # noqa: F821
+def digits_trial(tmp_path: Path, method: str = "ms", epochs: int = 3, **hparams) -> TrialConfig:
     experiment = ExperimentConfig(methods=[method], dataset="digits", results_dir=str(tmp_path),
                                   recipe_overrides={"epochs": epochs}, hparams={method: hparams} if hparams else {})
     return experiment.trials()[0]

@@ -11,7 +11,8 @@ import pandas as pd
 from harness.commands.options import (add_executor_options, add_experiment_options, comma_list, experiment_from_args,
                                       int_list, make_executor)
 from harness.core.config import TrialConfig
-from harness.reporting.leaderboard import aggregate, format_table, records_frame, write_leaderboards
+from harness.reporting.leaderboard import aggregate, format_table, write_leaderboards
+from harness.reporting.tables import records_frame
 from harness.core.store import TrialStore
 
 DEFAULT_METHODS = "pixels,triplet,ms,proxyanchor,amsoftmax"

@@ -20,7 +20,7 @@ passing networks) live in it and get their own optimizer group.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 import torch
 from torch import nn
@@ -28,6 +28,9 @@ from torch import nn
 from harness.core.hparams import Param
 from harness.core.recipe import RECIPES, Recipe
 from harness.core.registry import Registry, UnknownNameError
+
+if TYPE_CHECKING:
+    from harness.plugins.models import ModelOutput
 
 
 class Method(nn.Module):
@@ -53,7 +56,7 @@ class Method(nn.Module):
         self.feature_dim = feature_dim
         self.config: dict[str, Any] = {k: hparams.get(k, p.default) for k, p in self.hparams.items()}
 
-    def loss(self, outputs: "ModelOutput", labels: torch.Tensor) -> torch.Tensor:  # noqa: F821
+    def loss(self, outputs: ModelOutput, labels: torch.Tensor) -> torch.Tensor:
         """The training loss of one batch, from the model's outputs and contiguous labels."""
         raise NotImplementedError
 
@@ -165,7 +168,7 @@ class PMLLossMethod(Method):
     def build_miner(self) -> nn.Module | None:
         return None
 
-    def loss(self, outputs: "ModelOutput", labels: torch.Tensor) -> torch.Tensor:  # noqa: F821
+    def loss(self, outputs: ModelOutput, labels: torch.Tensor) -> torch.Tensor:
         embedding = outputs["embedding"].float()
         tuples = self.miner(embedding, labels) if self.miner is not None else None
         return self.criterion(embedding, labels, tuples)

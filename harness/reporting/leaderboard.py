@@ -24,52 +24,18 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from harness.reporting.published import PUBLISHED_CSV, ROW_KEYS, load_published, published_rows
-from harness.core.record import TrialRecord
 from harness.core.store import TrialStore, atomic_write_text
+from harness.reporting import plots
 from harness.reporting.stats import SIGNIFICANCE, paired_pvalue, ranks, summarize, welch_pvalue
+from harness.reporting.tables import (GROUP_KEYS, full_group_label, group_label, metric_columns, metric_key,
+                                      metric_label, records_frame)
 
-GROUP_KEYS = ["dataset", "method", "backbone", "embedding_dim", "recipe", "recipe_hash", "hparams"]
-TRIAL_COLUMNS = ["trial_id", *GROUP_KEYS, "recipe_fields", "seed", "eval_split", "role", "status", "finished_at",
-                 "git_commit", "device", "versions", "path"]
 STAT_COLUMNS = ["n_seeds", "n_failed", "mean", "std", "ci_low", "ci_high", "rank",
                 "baseline", "p_welch", "p_paired", "n_paired"]
-METRIC_ORDER = ("recall@", "map@r", "r_precision", "nmi")
-METRIC_LABELS = {"map@r": "MAP@R", "r_precision": "R-Precision", "nmi": "NMI"}
 FORMATS = ("csv", "md", "tex", "png", "pdf")
 #: how a measured row was selected: the model after the last epoch, scored once on the test classes
 MEASURED_SELECTION = "last epoch"
 FLOAT_FORMAT = "%.6g"
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _trial_row(path: Path | str, record: TrialRecord) -> dict[str, Any]:
-    cfg, env = record.config, record.environment
-    return {
-        "trial_id": record.trial_id, "dataset": cfg.dataset, "method": cfg.method,
-        "backbone": cfg.backbone, "embedding_dim": int(cfg.embedding_dim),
-        "recipe": record.recipe_name, "recipe_hash": record.recipe_hash,
-        "hparams": _json(record.hparams_changed),
-        "recipe_fields": _json({k: v for k, v in cfg.recipe.items() if k != "name"}),
-        "seed": int(cfg.seed), "eval_split": cfg.eval_split, "role": cfg.role, "status": record.status,
-        "finished_at": record.finished_at, "git_commit": str(env.get("git_commit", "unknown")),
-        "device": str(env.get("device", "unknown")), "versions": _json(env.get("versions") or {}),
-        "path": str(path), **record.metrics,
-    }
-
-
-def records_frame(records: Iterable[tuple[Path | str, TrialRecord]]) -> pd.DataFrame:
-    """One row per trial id (its newest ``finished_at``): TRIAL_COLUMNS and every metric, from
-    ``(path, record)`` pairs (:meth:`~harness.core.store.TrialStore.records`)."""
-    rows: dict[str, dict[str, Any]] = {}
-    for path, record in records:
-        row = _trial_row(path, record)
-        previous = rows.get(row["trial_id"])
-        if previous is None or row["finished_at"] >= previous["finished_at"]:
-            rows[row["trial_id"]] = row
-    return pd.DataFrame(list(rows.values()), columns=None if rows else TRIAL_COLUMNS)
 
 
 def load_records(store: TrialStore) -> pd.DataFrame:
@@ -85,31 +51,6 @@ def load_records(store: TrialStore) -> pd.DataFrame:
 def leaderboard_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """The trials a leaderboard counts: final trials on the test classes (never a search's or a sweep's)."""
     return frame[(frame["eval_split"] == "test") & (frame["role"] == "final")]
-
-
-def _metric_key(name: str) -> tuple:
-    for rank, prefix in enumerate(METRIC_ORDER):
-        if name.startswith(prefix):
-            tail = name[len(prefix):]
-            return (rank, int(tail) if tail.isdigit() else 0, name)
-    return (len(METRIC_ORDER), 0, name)
-
-
-def metric_columns(frame: pd.DataFrame) -> list[str]:
-    """Metric columns in the literature's order: Recall@K by K, then MAP@R, R-Precision, NMI, others."""
-    return sorted((c for c in frame.columns if c not in TRIAL_COLUMNS and frame[c].notna().any()), key=_metric_key)
-
-
-def metric_label(metric: str) -> str:
-    """The papers' column header: ``recall@4`` → ``R@4``, ``map@r`` → ``MAP@R``."""
-    if metric.startswith("recall@"):
-        return "R@" + metric[len("recall@"):]
-    return METRIC_LABELS.get(metric, metric)
-
-
-def recall_ks(metrics: Iterable[str]) -> list[int]:
-    """The K of every ``recall@K`` metric, ascending."""
-    return sorted(int(m[len("recall@"):]) for m in metrics if re.fullmatch(r"recall@\d+", m))
 
 
 def group_counts(frame: pd.DataFrame) -> pd.DataFrame:
@@ -133,19 +74,6 @@ def _baseline_key(group: pd.Series, baselines: pd.DataFrame) -> tuple | None:
         if len(pool) == 1:
             return tuple(pool.iloc[0][GROUP_KEYS])
     return None
-
-
-def group_label(method: str, hparams: str) -> str:
-    """``jrd`` or, with hyperparameters, ``jrd (alpha=0.1, sigma=1)``."""
-    values = json.loads(hparams)
-    return method + (f" ({', '.join(f'{k}={v}' for k, v in values.items())})" if values else "")
-
-
-def full_group_label(key: tuple) -> str:
-    """A group's label with everything that tells it apart: ``ms [resnet50, 512-d, default:1a2b3c4d]``."""
-    g = dict(zip(GROUP_KEYS, key))
-    setup = f"{g['backbone']}, {g['embedding_dim']}-d, {g['recipe']}:{g['recipe_hash']}"
-    return f"{group_label(g['method'], g['hparams'])} [{setup}]"
 
 
 def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
@@ -213,7 +141,7 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         return counts
     stats = long.pivot(index=GROUP_KEYS, columns="metric", values=["mean", "std"])
     stats.columns = [f"{metric}_{stat}" for stat, metric in stats.columns]
-    order = [f"{m}_{s}" for m in sorted(long["metric"].unique(), key=_metric_key) for s in ("mean", "std")]
+    order = [f"{m}_{s}" for m in sorted(long["metric"].unique(), key=metric_key) for s in ("mean", "std")]
     return counts.merge(stats[order].reset_index(), on=GROUP_KEYS, how="left")
 
 
@@ -270,7 +198,7 @@ def wide_table(long: pd.DataFrame, style: Style = PLAIN) -> pd.DataFrame:
     The best mean per column is emphasised (``style.bold``); ``style.welch`` / ``style.paired`` mark
     p < SIGNIFICANCE against the baseline.
     """
-    metrics = sorted(long["metric"].unique(), key=_metric_key)
+    metrics = sorted(long["metric"].unique(), key=metric_key)
     rows = []
     for key, group in long.groupby(GROUP_KEYS, sort=True):
         g = dict(zip(GROUP_KEYS, key))
@@ -386,7 +314,6 @@ def _csv(frame: pd.DataFrame) -> str:
 def write_dataset(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline: str | None = None,
                   formats: Iterable[str] = FORMATS, published: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write one dataset's leaderboard files (see :func:`write_leaderboards`); return {file name: path}."""
-    from harness.reporting import plots  # plots builds on this module's tables
 
     formats = set(formats)
     long = long_table(frame, baseline)
@@ -458,7 +385,6 @@ def redraw_from_long(long_csv: str | Path, published_csv: str | Path | None = PU
                      formats: Iterable[str] = ("md", "tex", "png", "pdf")) -> dict[str, Path]:
     """Rewrite a leaderboard's Markdown, LaTeX and figures from its committed ``<dataset>.long.csv`` and
     ``<dataset>.env.json`` alone (no records), beside them; the baseline is the long table's."""
-    from harness.reporting import plots  # plots builds on this module's tables
 
     long_csv = Path(long_csv)
     long = read_long_table(long_csv)

@@ -24,8 +24,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from harness.reporting.leaderboard import (GROUP_KEYS, full_group_label, group_label, metric_label, recall_ks,
-                                           records_frame)
+from harness.reporting.tables import (GROUP_KEYS, full_group_label, group_label, metric_label, recall_ks,
+                                      records_frame)
 from harness.reporting.stats import summarize
 
 FIGSIZE = (6.4, 4.0)
