@@ -14,7 +14,7 @@ from harness.plugins.method import create_method, get_method_class
 from harness.plugins.models import EmbeddingModel, ModelOutput, create_backbone
 from harness.plugins.method import find_recipe
 from harness.engine.train import build_optimizer
-from methods.nir import conditional_flow
+from methods.nir import W_ALIGN, conditional_flow
 
 D = 8
 
@@ -73,13 +73,79 @@ def test_flow_inverts_and_its_log_determinant_matches_autograd(batch):
 
 def test_paper_and_code_forms(batch):
     x, y = batch
-    paper, code = nir(weight=0.5, w_align=0.2), nir(weight=0.5, w_align=0.2, form="code")
+    paper, code = nir(weight=0.5, w_align=0.2, form="paper"), nir(weight=0.5, w_align=0.2)
     code.load_state_dict(paper.state_dict())
     proxy_anchor = get_method_class("proxyanchor").loss(paper, outputs(x), y)
     nll = paper.nll(x, y)
     torch.testing.assert_close(paper.loss(outputs(x), y), proxy_anchor + 0.5 * nll.mean())
-    torch.testing.assert_close(code.loss(outputs(x), y), nll.exp().mean() + 0.2 * proxy_anchor)
+    code_proxy_anchor = authors_panc(x, code.criterion.proxies, y)
+    torch.testing.assert_close(code.loss(outputs(x), y), nll.exp().mean() + 0.2 * code_proxy_anchor)
     assert not torch.isclose(paper.loss(outputs(x), y), code.loss(outputs(x), y))
+
+
+# The authors' loss (ExplainableML/NonIsotropicProxyDML, criteria/nir.py), transcribed with its
+# defaults (loss_oproxy_pos_alpha = neg_alpha = 32, pos_delta = 0.1, neg_delta = -0.1, no noise,
+# cond_mode 'dense': the normalised class proxy conditions every block). Only the flow is ours: its
+# architecture and log-determinant are tested above.
+
+def masked_logsumexp(sims, dim=0, mask=None):
+    if mask is not None:
+        sims = sims.masked_fill(~mask, torch.finfo(sims.dtype).min)
+    dims = list(sims.shape)
+    dims[dim] = 1
+    zeros = torch.zeros(dims, dtype=sims.dtype, device=sims.device)
+    sims = torch.cat([sims, zeros], dim=dim)
+    logsumexp_sims = torch.logsumexp(sims, dim=dim, keepdim=True)
+    if mask is not None:
+        logsumexp_sims = logsumexp_sims.masked_fill(~torch.any(mask, dim=dim, keepdim=True), 0)
+    return logsumexp_sims
+
+
+def authors_panc(batch, proxies, labels, dim=0):
+    proxies = torch.nn.functional.normalize(proxies, dim=-1)
+    batch = torch.nn.functional.normalize(batch, dim=-1)
+    labels = labels.unsqueeze(1)
+    u_labels = labels.view(-1)
+    same_labels = (labels.T == u_labels.view(-1, 1)).to(batch.device).T
+    diff_labels = (torch.arange(len(proxies)).unsqueeze(1) != labels.T).to(torch.float).to(batch.device).T
+    w_pos_sims = -32 * (batch.mm(proxies[u_labels].T) - 0.1)
+    w_neg_sims = 32 * (batch.mm(proxies.T) - (-0.1))
+    pos_s = masked_logsumexp(w_pos_sims, mask=same_labels.type(torch.bool), dim=dim)
+    neg_s = masked_logsumexp(w_neg_sims, mask=diff_labels.type(torch.bool), dim=dim)
+    return pos_s.mean() + neg_s.mean()
+
+
+def authors_nir_loss(batch, labels, proxies, normflow, w_align):
+    proxy_align_loss = authors_panc(batch, proxies, labels)
+    proxies = torch.nn.functional.normalize(proxies, dim=-1)[labels]
+    mul = torch.from_numpy(np.ones(len(proxies))).to(batch.device)
+    nf_latent, log_jac_det = normflow(batch, c=[proxies])
+    loss = mul * (0.5 * torch.sum(nf_latent ** 2, dim=(1,)) - log_jac_det)
+    return torch.mean(torch.exp(loss)) + w_align * proxy_align_loss
+
+
+def test_code_form_is_the_authors_loss_on_a_fixed_batch():
+    g = torch.Generator().manual_seed(3)
+    x = F.normalize(torch.randn(10, D, generator=g), dim=-1)
+    y = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3, 0, 2])  # unequal class counts: the pos term's batch mean matters
+    method = create_method("nir", num_classes=6, embedding_dim=D, feature_dim=D, w_align=0.3)  # 2 classes unseen
+    optimizer = torch.optim.Adam(method.parameters(), lr=1e-3)
+    for _ in range(3):  # move the proxies and flow off their init so every term is non-trivial
+        optimizer.zero_grad()
+        method.loss(outputs(x), y).backward()
+        optimizer.step()
+    ours = method.loss(outputs(x), y)
+    assert torch.isfinite(ours) and 0.3 * authors_panc(x, method.criterion.proxies, y) < ours
+    theirs = authors_nir_loss(x, y, method.criterion.proxies, method.flow, 0.3)
+    torch.testing.assert_close(ours, theirs.float())
+    grads = torch.autograd.grad(ours, [method.criterion.proxies])[0]
+    torch.testing.assert_close(grads, torch.autograd.grad(theirs.float(), [method.criterion.proxies])[0])
+
+
+def test_proxies_start_as_the_codes():
+    torch.manual_seed(0)
+    proxies = create_method("nir", num_classes=200, embedding_dim=128, feature_dim=128).criterion.proxies
+    assert proxies.std().item() == pytest.approx(1 / 8, rel=0.02)
 
 
 def test_defaults_and_per_dataset_weights_are_the_codes():
@@ -87,10 +153,10 @@ def test_defaults_and_per_dataset_weights_are_the_codes():
     assert cls.dataset_defaults("cub") == {"w_align": 0.0075}
     assert cls.dataset_defaults("cars") == {"w_align": 0.01}
     assert cls.dataset_defaults("sop") == {"w_align": 0.3, "flow_lr_ratio": pytest.approx(1 / 4000)}
-    assert cls.dataset_defaults("omniglot") == {}
+    assert cls.dataset_defaults("omniglot") == {"w_align": W_ALIGN["omniglot"]}
     config = nir().config
     assert (config["form"], config["weight"], config["w_align"], config["flow_lr_ratio"]) == \
-        ("paper", 0.01, 0.01, pytest.approx(50 / 4000))
+        ("code", 0.01, 0.01, pytest.approx(50 / 4000))
     assert (config["alpha"], config["margin"], config["blocks"], config["width"], config["depth"], config["clamp"]) \
         == (32.0, 0.1, 5, 128, 8, 2.0)
 
