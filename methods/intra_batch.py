@@ -19,8 +19,9 @@ classifies the concatenation of both layers' outputs (the code's ``cat: 1``). Th
     LSCE(z, y) = −1/B Σ_i Σ_c [(1 − ε)·[c = y_i] + ε/C] · log softmax(z_i)_c,   ε = 0.1, w = 1,
 
 with W_b the backbone's classifier: a Linear with bias on the *unnormalised* embedding f (the
-code's ResNet with ``neck: 0``). Inference uses the normalised embedding alone: the MPN and both
-classifiers live in the method, never in the model, so ``model(images).embedding`` ignores them.
+code's ResNet with ``neck: 0``; PyTorch's default ``nn.Linear`` init, as the code's ``self.fc``).
+Inference uses the normalised embedding alone: the MPN and both classifiers live in the method,
+never in the model, so ``model(images).embedding`` ignores them.
 
 Per dataset (code configs): CUB L × H = 1 × 2, T = 0.2; Cars 2 × 8 (concatenated), T = 1/9;
 SOP 1 × 8, T = 0.605; In-Shop 1 × 4, T = 0.186. Other datasets (omniglot, digits) take CUB's values.

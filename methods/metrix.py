@@ -71,7 +71,8 @@ Where we follow the paper rather than the code:
   an empty one).
 
 The code we read trains Proxy-Anchor without mixing only; ``metrix_proxyanchor`` applies the paper's
-generic form above, with Proxy-Anchor's anchors (proxies) and pairs of the batch.
+generic form above, with Proxy-Anchor's anchors (proxies) and pairs of the batch. Its proxies start
+as the code's criterion, PML's ``ProxyAnchorLoss``: ``kaiming_normal_(mode='fan_out')``, as ``proxyanchor``.
 """
 from __future__ import annotations
 
