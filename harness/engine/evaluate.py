@@ -26,22 +26,26 @@ itself not counted in leave-one-out). Each metric is the mean over queries of:
   clustering whatever the kNN backend; its cost grows with n x classes, so large sets may want
   ``include_nmi=False``), computed by ``sklearn.metrics.normalized_mutual_info_score``.
 
-How it is computed, in one chunked pass over the gallery (memory ``O(n k_R + chunk x m)``,
-never ``n x m``, on the embeddings' device; the float32 score blocks come from
-``faiss.pairwise_distances`` with the faiss backend on the CPU, else from a torch matmul):
+How it is computed: from one list per query of its ``L = max(k_R, max K) + 8`` best float32
+candidates (``k_R = max R``), searched in chunks of queries (a flat faiss index, or a torch matmul
+and ``topk`` per block of ``chunk x m`` scores; memory ``O(chunk x L)`` or ``O(chunk x m)``, never
+``n x m``, on the embeddings' device). The faiss search is the one a raw ``IndexFlatIP`` search
+of ``max K + 1`` neighbours does, with 8 more; everything else works on the lists:
 
-* MAP@R and R-Precision from each query's ``k_R = max R`` nearest neighbours, with the formulas of
+* MAP@R and R-Precision from each query's ``k_R`` nearest neighbours, with the formulas of
   pytorch-metric-learning's ``AccuracyCalculator`` (``mean_average_precision_at_r``,
   ``r_precision``, ``k="max_bin_count"``; the test checks equality with it). PML itself is not
   called: it searched ``max(recall_ks)`` neighbours (1000 for SOP) and built several ``n x K``
   float64 and int64 tensors (8.2 GB peak on 60k x 512), and looped over every class in Python.
-* Recall@K for every K from the rank of each query's first same-class neighbour: the best
-  same-class item under the exact order, and the count of items ranked before it. No ``n x 1000``
-  neighbour list is built.
+* Recall@K for every K from the rank of each query's first same-class neighbour in its list: the
+  best same-class item under the exact order, and the count of items ranked before it. A rank
+  above ``max K`` is only bounded (every Recall@K is 0 for that query either way).
 
-Both follow :mod:`harness.engine.knn`'s exact order (float32 candidates, exact re-scoring of every
-item whose float32 score is within the error bound of a decision, exhaustive exact rows when a
-bound is exceeded), so every metric is identical for the faiss and torch backends.
+Both follow :mod:`harness.engine.knn`'s exact order: float32 candidates; exact re-scoring only of
+the items whose float32 score is within twice the error bound ``tau`` of a decision (a neighbouring
+candidate for the top ``k_R``; the best same-class item for Recall@K); exhaustive exact rows where
+the list cannot decide (near-ties running past its end) or a bound is exceeded. So every metric is
+identical for the faiss and torch backends and for any number of threads.
 
 NMI's clustering is :func:`harness.engine.kmeans.kmeans` (faiss Lloyd, greedy k-means++ seeding;
 :func:`harness.engine.kmeans.kmeans_implementation` names it for the record), scored by
@@ -57,8 +61,8 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from harness.engine.kmeans import kmeans
 from harness.engine.knn import (
-    CANDIDATE_MARGIN, Backend, ExactScorer, Metric, prepare, resolve_backend, rows_per_chunk,
-    score_block, select_exact_topk,
+    CANDIDATE_MARGIN, Backend, ExactScorer, Metric, candidate_chunks, prepare, resolve_backend,
+    select_exact_topk,
 )
 
 
@@ -101,12 +105,12 @@ def evaluate_embeddings(
     q_classes = class_ids[:len(q)]
     g_classes = q_classes if leave_one_out else class_ids[len(q):]
     relevant = torch.bincount(g_classes, minlength=len(class_ids))[q_classes] - int(leave_one_out)
+    ks = sorted({int(k) for k in recall_ks if k <= num_candidates})
     neighbours, first_match = _neighbours_and_first_match_rank(
-        q, g, q_classes, g_classes, int(relevant.max()), metric, leave_one_out,
-        resolve_backend(backend, q.device))
+        q, g, q_classes, g_classes, relevant, int(relevant.max()), max(ks, default=0), metric,
+        leave_one_out, resolve_backend(backend, q.device))
 
-    results = {f"recall@{k}": (first_match <= k).double().mean().item()
-               for k in sorted({int(k) for k in recall_ks if k <= num_candidates})}
+    results = {f"recall@{k}": (first_match <= k).double().mean().item() for k in ks}
     results.update(_map_at_r_and_r_precision(g_classes[neighbours] == q_classes[:, None], relevant))
     if include_nmi:
         clusters = kmeans(q, len(torch.unique(q_classes)))
@@ -135,87 +139,116 @@ def _neighbours_and_first_match_rank(
     g: torch.Tensor,
     q_classes: torch.Tensor,
     g_classes: torch.Tensor,
+    relevant: torch.Tensor,
     k: int,
+    max_rank: int,
     metric: Metric,
     exclude_self: bool,
     backend: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each query's ``k`` nearest gallery indices and the 1-based rank of its first same-class
-    neighbour (``num_candidates + 1`` when it has none), under the exact order of
-    :mod:`harness.engine.knn`, from float32 score blocks of ``rows_per_chunk`` queries."""
+    neighbour under the exact order of :mod:`harness.engine.knn`, from one list of the
+    ``max(k, max_rank) + CANDIDATE_MARGIN`` best float32 candidates per query. A rank is exact up
+    to ``max_rank``; a larger one is only known to be larger. A query without same-class gallery
+    items (``relevant == 0``) gets ``num_candidates + 1``."""
     exact = ExactScorer(q, g, metric)
     num_candidates = len(g) - int(exclude_self)
-    n_keep = min(k + CANDIDATE_MARGIN, num_candidates)
+    depth = min(max(k, max_rank) + CANDIDATE_MARGIN, num_candidates)
+    width = min(k + CANDIDATE_MARGIN, depth)  # the part of the list that decides the top k
     neighbours = torch.empty(len(q), k, dtype=torch.long, device=q.device)
-    first_match = torch.empty(len(q), dtype=torch.long, device=q.device)
-    for start in range(0, len(q), rows_per_chunk(len(g))):
-        rows = torch.arange(start, min(start + rows_per_chunk(len(g)), len(q)), device=q.device)
-        scores = score_block(q[rows], g, metric, backend).to(q.device)
-        same = q_classes[rows, None] == g_classes
-        if exclude_self:
-            scores[torch.arange(len(rows), device=q.device), rows] = float("-inf")
-            same[torch.arange(len(rows), device=q.device), rows] = False
+    first_match = torch.full((len(q),), num_candidates + 1, dtype=torch.long, device=q.device)
+    for rows, scores32, indices in candidate_chunks(q, g, depth, metric, exclude_self, backend):
         if k:
-            top_scores, top_indices = scores.topk(n_keep, dim=1)
-            neighbours[rows] = select_exact_topk(top_scores, top_indices, rows, k, exact,
-                                                 n_keep == num_candidates, exclude_self)[1]
-        ranks, uncertain = _first_match_rank(scores, same, rows, exact, exact.tau)
-        if uncertain.any():
-            redo = uncertain.nonzero()[:, 0]
-            exact_scores = exact.rows(rows[redo])
-            if exclude_self:
-                exact_scores[torch.arange(len(redo), device=q.device), rows[redo]] = float("-inf")
-            ranks[redo] = _first_match_rank(exact_scores, same[redo], rows[redo], exact, 0.0)[0]
-        ranks[~same.any(1)] = num_candidates + 1
-        first_match[rows] = ranks
+            neighbours[rows] = select_exact_topk(
+                scores32[:, :width], indices[:, :width], rows, k, exact,
+                width == num_candidates, exclude_self)
+        has_match = relevant[rows] > 0
+        if not has_match.all():
+            rows, scores32, indices = rows[has_match], scores32[has_match], indices[has_match]
+        if len(rows):
+            first_match[rows] = _first_match_rank(
+                scores32, indices, rows, q_classes[rows], g_classes, exact, max_rank,
+                depth == num_candidates, exclude_self)
     return neighbours, first_match
 
 
 def _first_match_rank(
-    scores: torch.Tensor, same: torch.Tensor, rows: torch.Tensor, exact: ExactScorer, tau: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rank of each row's first same-class item under the exact order, from ``scores`` within
-    ``tau`` of the exact scores (float32 with ``exact.tau``, or the exact scores with 0).
+    scores32: torch.Tensor,
+    indices: torch.Tensor,
+    rows: torch.Tensor,
+    classes: torch.Tensor,
+    g_classes: torch.Tensor,
+    exact: ExactScorer,
+    max_rank: int,
+    complete: bool,
+    exclude_self: bool,
+) -> torch.Tensor:
+    """Rank of the first same-class item of queries ``rows`` (each with one) under the exact order,
+    exact up to ``max_rank``, from their float32 candidates ``(scores32, indices)`` (sorted by
+    score, descending; ``complete`` when they are the whole gallery).
 
-    The best same-class item is the exactly re-scored best of those whose score is within
-    ``2 tau`` of the row's best same-class score; it is preceded by every item scored above it by
-    more than ``tau`` and by the items within ``tau`` that the exact order puts first. Returns the
-    ranks and the rows where a re-scored item was further than ``tau`` from its score (to be redone
-    with exact scores). Rows without a same-class item get meaningless ranks.
+    With ``b`` the best float32 score of a same-class item in the list (or, when there is none,
+    the list's last score, which bounds every item left out), the exact best same-class item
+    scores at most ``b + tau``, so every item above ``b + 2 tau`` precedes it. When the list
+    reaches below ``b - 2 tau``, the best same-class item is the exactly re-scored best of those
+    within ``2 tau`` of ``b``, and the items between ``tau`` below its exact score and
+    ``b + 2 tau`` are re-scored and counted when the exact order puts them first (only in rows
+    where that band holds more than the item itself). Otherwise the count above ``b + 2 tau`` is a
+    lower bound, final where it exceeds ``max_rank``. The remaining rows, and rows where a
+    re-scored item was further than ``tau`` from its float32 score, are redone with exact scores.
     """
-    n = len(rows)
-    best32 = scores.masked_fill(~same, float("-inf")).max(1).values.double()
-    best_rows, best_cols = (same & (scores >= _round_down(best32 - 2 * tau, scores.dtype)[:, None])
-                            ).nonzero().T
-    candidates = exact.pairs(rows[best_rows], best_cols)
-    best = torch.full((n,), float("-inf"), dtype=torch.float64, device=scores.device)
-    best.scatter_reduce_(0, best_rows, candidates, "amax")
-    at_best = candidates == best[best_rows]
-    best_index = torch.full((n,), len(exact.c), dtype=torch.long, device=scores.device)
-    best_index.scatter_reduce_(0, best_rows[at_best], best_cols[at_best], "amin")
+    same = g_classes[indices] == classes[:, None]
+    keys = scores32.double()
+    best32 = keys.masked_fill(~same, float("-inf")).max(1).values
+    last = torch.full_like(best32, float("-inf")) if complete else keys[:, -1]
+    upper = torch.maximum(best32, last) + 2 * exact.tau
+    ranks = 1 + (keys > upper[:, None]).sum(1)
+    in_list = best32 - 2 * exact.tau > last
+    redo = ~in_list & (ranks <= max_rank)
 
-    upper = _round_up(best + tau, scores.dtype)[:, None]
-    above = (scores > upper).sum(1)
-    band_rows, band_cols = ((scores >= _round_down(best - tau, scores.dtype)[:, None])
-                            & (scores <= upper) & same.any(1, keepdim=True)).nonzero().T
-    band = exact.pairs(rows[band_rows], band_cols)
-    before = (band > best[band_rows]) | ((band == best[band_rows]) & (band_cols < best_index[band_rows]))
-    ranks = 1 + above + torch.zeros(n, dtype=torch.long, device=scores.device).index_add_(
-        0, band_rows, before.long())
-    uncertain = torch.zeros(n, dtype=torch.bool, device=scores.device)
-    for r, c, value in ((best_rows, best_cols, candidates), (band_rows, band_cols, band)):
-        uncertain[r[(scores[r, c].double() - value).abs() > tau]] = True
-    return ranks, uncertain
+    listed = (in_list & (ranks <= max_rank)).nonzero()[:, 0]
+    near_rows, near_cols = (same[listed] & (keys[listed] >= best32[listed, None] - 2 * exact.tau)
+                            ).nonzero(as_tuple=True)
+    near_rows = listed[near_rows]
+    candidates = exact.pairs(rows[near_rows], indices[near_rows, near_cols])
+    best = torch.full_like(best32, float("-inf")).scatter_reduce_(0, near_rows, candidates, "amax")
+    at_best = candidates == best[near_rows]
+    best_index = torch.full_like(ranks, len(exact.g)).scatter_reduce_(
+        0, near_rows[at_best], indices[near_rows, near_cols][at_best], "amin")
+    redo[near_rows[(keys[near_rows, near_cols] - candidates).abs() > exact.tau]] = True
+
+    in_band = ((keys[listed] >= (best[listed] - exact.tau)[:, None])
+               & (keys[listed] <= upper[listed, None]))
+    crowded = (in_band.sum(1) > 1).nonzero()[:, 0]
+    band_rows, band_cols = in_band[crowded].nonzero(as_tuple=True)
+    band_rows = listed[crowded[band_rows]]
+    band = exact.pairs(rows[band_rows], indices[band_rows, band_cols])
+    before = (band > best[band_rows]) | ((band == best[band_rows])
+                                         & (indices[band_rows, band_cols] < best_index[band_rows]))
+    ranks.index_add_(0, band_rows, before.long())
+    redo[band_rows[(keys[band_rows, band_cols] - band).abs() > exact.tau]] = True
+    if redo.any():
+        again = redo.nonzero()[:, 0]
+        ranks[again] = _exact_first_match_rank(rows[again], classes[again], g_classes, exact,
+                                               exclude_self)
+    return ranks
 
 
-def _round_up(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``x`` in ``dtype``, rounded towards +inf, so that ``s > result`` implies ``s > x``."""
-    return x if dtype == x.dtype else torch.nextafter(x.to(dtype), x.new_tensor(float("inf"), dtype=dtype))
-
-
-def _round_down(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``x`` in ``dtype``, rounded towards -inf, so that ``s < result`` implies ``s < x``."""
-    return x if dtype == x.dtype else torch.nextafter(x.to(dtype), x.new_tensor(float("-inf"), dtype=dtype))
+def _exact_first_match_rank(
+    rows: torch.Tensor, classes: torch.Tensor, g_classes: torch.Tensor, exact: ExactScorer,
+    exclude_self: bool,
+) -> torch.Tensor:
+    """:func:`_first_match_rank` from exact scores against the whole gallery (always exact)."""
+    scores = exact.rows(rows)
+    same = classes[:, None] == g_classes
+    if exclude_self:
+        scores[torch.arange(len(rows), device=rows.device), rows] = float("-inf")
+        same[torch.arange(len(rows), device=rows.device), rows] = False
+    best = scores.masked_fill(~same, float("-inf")).max(1, keepdim=True).values
+    gallery_index = torch.arange(scores.shape[1], device=rows.device)
+    best_index = torch.where(same & (scores == best), gallery_index,
+                             scores.shape[1]).min(1, keepdim=True).values
+    return 1 + ((scores > best) | ((scores == best) & (gallery_index < best_index))).sum(1)
 
 
 def _as_label_array(labels: torch.Tensor | np.ndarray, num_embeddings: int) -> np.ndarray:

@@ -12,19 +12,23 @@ function of the embeddings alone, not of the backend:
 
 * **Exact scores decide the order.** faiss (``IndexFlatIP`` / ``IndexFlatL2``, on the GPU when
   faiss-gpu is installed and the query is on CUDA) or a chunked torch matmul finds candidates in
-  float32, whose rounding differs between the two by an ulp or so, enough to break ties differently.
-  Every candidate is then re-scored exactly (:class:`ExactScorer`): the (normalised) embeddings
-  are rounded to a fixed-point grid (``2^-26`` for unit vectors; ``2^-25`` of the largest norm for
-  the euclidean metric, a change of at most about ``sqrt(d) * 1e-8`` in a score) and their inner
-  products or squared distances are computed in float64, where these integer sums are exact in
-  any summation order, on any device. Candidates are ordered by that exact score.
+  float32, whose rounding differs between the two (and between thread counts) by an ulp or so,
+  enough to break ties differently. The exact score (:class:`ExactScorer`) rounds the (normalised)
+  embeddings to a fixed-point grid (``2^-26`` for unit vectors; ``2^-25`` of the largest norm for
+  the euclidean metric, a change of at most about ``sqrt(d) * 1e-8`` in a score) and computes their
+  inner products or squared distances in float64, where these integer sums are exact in any
+  summation order, on any device. Candidates are ordered by that exact score.
+* **Only near-ties are re-scored.** Every float32 score is within ``tau`` of its exact score (see
+  the deviation below), so two candidates whose float32 scores differ by more than ``2 tau`` are in
+  the same order exactly. A candidate is re-scored exactly only when its float32 score is within
+  ``2 tau`` of the next or previous candidate's; the others keep their float32 order.
 * **Ties are ordered by gallery index.** Among gallery items with equal exact score, the one with
   the smaller index ranks first, both inside the returned list and at its end: when the k-th and
   the (k+1)-th best items tie, the smaller indices are the ones kept.
 * **Certified, else exhaustive.** Each backend returns ``k + 8`` float32 candidates. A row is kept
-  when its exact k-th score beats the float32 score of every item left out by more than the float32
-  error bound ``tau`` (:class:`ExactScorer`), and every re-scored candidate was within ``tau`` of its
-  float32 score; otherwise the row is recomputed exhaustively with exact scores.
+  when the chain of near-ties through its k-th candidate ends inside the list (then no item left out
+  can enter the top k), and every re-scored candidate was within ``tau`` of its float32 score;
+  otherwise the row is recomputed exhaustively with exact scores.
 * **Self-match excluded by index** (``exclude_self=True``, leave-one-out): query ``i`` is gallery
   item ``i`` (the queries are the first ``len(query)`` gallery items) and only that item is removed.
   Other gallery items identical to the query (score equal to the self-score, distance 0) remain
@@ -33,12 +37,13 @@ function of the embeddings alone, not of the backend:
 Deviation from a proof: ``tau`` is 8 times the largest float32 error we measured (faiss and torch,
 ``d`` = 8, 64, 512, 2000 queries x 50 neighbours: at most ``1.05 u sqrt(d)``, ``u = 2^-24``), not the
 worst-case bound ``d u``, which would make almost every row at ``k = 1000`` exhaustive. A row whose
-re-scored candidates exceed ``tau`` is recomputed exhaustively, so a larger error is caught there.
+re-scored candidates exceed ``tau`` is recomputed exhaustively, so a larger error is caught there;
+an error above ``tau`` on a candidate that was not re-scored (no near-tie) would go unnoticed.
 """
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 import torch
@@ -95,52 +100,60 @@ def resolve_backend(backend: Backend, device: torch.device) -> Literal["faiss", 
 class ExactScorer:
     """Exact scores of (query, gallery) pairs, higher = nearer, identical on every backend and device.
 
-    ``q`` and ``g`` are the float32 embeddings as searched (already normalised for cosine). They are
-    rounded to integers ``a = round(q * 2^b / s)``, ``c = round(g * 2^b / s)`` (``s = 1`` for cosine;
-    for euclidean the power of two at or above the largest norm) and scored as
-    ``a.c * (s / 2^b)^2`` or ``-|a - c|^2 * (s / 2^b)^2`` in float64, exactly.
+    ``q`` and ``g`` are the float32 embeddings as searched (already normalised for cosine). Rows are
+    rounded when scored, to integers ``a = round(q * 2^b / s)``, ``c = round(g * 2^b / s)``
+    (``s = 1`` for cosine; for euclidean the power of two at or above the largest norm), and
+    scored as ``a.c * (s / 2^b)^2`` or ``-|a - c|^2 * (s / 2^b)^2`` in float64, exactly.
 
     ``tau`` bounds ``|float32 score - exact score|``: float32 rounding plus the fixed-point rounding.
     """
 
     def __init__(self, q: torch.Tensor, g: torch.Tensor, metric: Metric):
-        self.metric = metric
+        self.q, self.g, self.metric = q, g, metric
         d = q.shape[1]
         if metric == "cosine":
             bits, max_norm = _COSINE_BITS, 1.0
         else:
             bits = _EUCLIDEAN_BITS
             max_norm = max(float(q.norm(dim=1).max()), float(g.norm(dim=1).max()), 2.0 ** -126)
-        step = 2.0 ** (math.ceil(math.log2(max_norm)) - bits)
-        self.a = torch.round(q.double() / step)
-        self.c = torch.round(g.double() / step)
-        self.step_sq = step * step
-        if metric == "euclidean":
-            self.a_sq = (self.a * self.a).sum(1)
-            self.c_sq = (self.c * self.c).sum(1)
-        fixed_point = math.sqrt(d) * step  # bound on |rounding error vector| (half a step per entry, x2)
+        self.step = 2.0 ** (math.ceil(math.log2(max_norm)) - bits)
+        fixed_point = math.sqrt(d) * self.step  # bound on |rounding error vector| (half a step per entry, x2)
         span = 2.0 * max_norm if metric == "euclidean" else max_norm
         self.tau = (_FLOAT32_ERROR_FACTOR * _U32 * math.sqrt(d) * span * span
                     + 2.0 * span * fixed_point + fixed_point * fixed_point)
+        self._gallery: torch.Tensor | None = None
+
+    def _fixed(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` on the fixed-point grid, as float64 integers."""
+        return torch.round(x.double() / self.step)
+
+    def _score(self, inner: torch.Tensor, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Scores from the integer inner products ``inner`` of query ``a`` and gallery ``c`` rows
+        (``a`` broadcast against the trailing dimension of ``inner``)."""
+        if self.metric == "euclidean":
+            inner = 2 * inner - (a * a).sum(-1, keepdim=True) - (c * c).sum(-1)
+        return inner * (self.step * self.step)
 
     def pairs(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Exact float64 scores of the pairs ``(query rows[i], gallery cols[i])``."""
-        out = torch.empty(len(rows), dtype=torch.float64, device=self.a.device)
-        step = max(1, _MAX_CHUNK_ELEMENTS // (4 * self.a.shape[1]))
-        for start in range(0, len(rows), step):
-            r, c = rows[start:start + step], cols[start:start + step]
-            inner = (self.a[r] * self.c[c]).sum(1)
-            if self.metric == "euclidean":
-                inner = 2 * inner - self.a_sq[r] - self.c_sq[c]
-            out[start:start + step] = inner * self.step_sq
-        return out
+        """Exact float64 scores of query ``rows[i]`` against gallery ``cols[i, j]``, shaped like
+        ``cols``: ``(p,)`` for ``p`` pairs, or ``(p, w)`` for ``w`` gallery items per query."""
+        grid = cols[:, None] if cols.ndim == 1 else cols
+        out = torch.empty(grid.shape, dtype=torch.float64, device=self.q.device)
+        step = max(1, _MAX_CHUNK_ELEMENTS // (4 * self.q.shape[1] * max(1, grid.shape[1])))
+        for start in range(0, len(grid), step):
+            r, c = rows[start:start + step], grid[start:start + step]
+            a = self._fixed(self.q.index_select(0, r))
+            c = self._fixed(self.g.index_select(0, c.reshape(-1))).view(*c.shape, -1)
+            out[start:start + step] = self._score(torch.bmm(c, a.unsqueeze(2)).squeeze(2), a, c)
+        return out.view(cols.shape)
 
     def rows(self, rows: torch.Tensor) -> torch.Tensor:
-        """Exact float64 scores of the queries ``rows`` against the whole gallery, ``(len(rows), m)``."""
-        inner = self.a[rows] @ self.c.T
-        if self.metric == "euclidean":
-            inner = 2 * inner - self.a_sq[rows, None] - self.c_sq
-        return inner * self.step_sq
+        """Exact float64 scores of the queries ``rows`` against the whole gallery, ``(len(rows), m)``
+        (the rounded gallery is kept after the first call)."""
+        if self._gallery is None:
+            self._gallery = self._fixed(self.g)
+        a = self._fixed(self.q[rows])
+        return self._score(a @ self._gallery.T, a, self._gallery)
 
 
 @torch.no_grad()
@@ -173,14 +186,13 @@ def knn(
     if not 1 <= k <= n_candidates:
         raise ValueError(f"k={k} but each query has {n_candidates} candidate neighbours")
     exact = ExactScorer(q, g, metric)
-    if resolve_backend(backend, q.device) == "faiss":
-        scores32, indices = _faiss_candidates(q, g, k, metric, exclude_self)
-    else:
-        scores32, indices = _torch_candidates(q, g, k, metric, exclude_self)
-    complete = scores32.shape[1] == n_candidates
-    scores, indices = select_exact_topk(scores32.to(q.device), indices.to(q.device),
-                                        torch.arange(len(q), device=q.device), k, exact,
-                                        complete, exclude_self)
+    width = min(k + CANDIDATE_MARGIN, n_candidates)
+    indices = torch.cat([
+        select_exact_topk(scores32, found, rows, k, exact, width == n_candidates, exclude_self)
+        for rows, scores32, found in candidate_chunks(q, g, width, metric, exclude_self,
+                                                      resolve_backend(backend, q.device))])
+    rows = torch.arange(len(q), device=q.device)
+    scores = exact.pairs(rows, indices)
     values = scores if metric == "cosine" else -scores
     return values.float(), indices
 
@@ -188,7 +200,8 @@ def knn(
 def prepare(
     query: torch.Tensor, gallery: torch.Tensor, metric: Metric, exclude_self: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Checked float32 query and gallery on the query's device, normalised for cosine."""
+    """Checked float32 query and gallery on the query's device, normalised for cosine; one tensor
+    when ``gallery is query``."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
     if query.ndim != 2 or gallery.ndim != 2 or query.shape[1] != gallery.shape[1]:
@@ -196,13 +209,14 @@ def prepare(
                          f"{tuple(gallery.shape)}")
     if exclude_self and len(query) > len(gallery):
         raise ValueError("exclude_self needs the queries to be the first rows of the gallery")
+    same = gallery is query
     q = query.detach().float()
-    g = gallery.detach().float().to(q.device)
-    if not (torch.isfinite(q).all() and torch.isfinite(g).all()):
+    g = q if same else gallery.detach().float().to(q.device)
+    if not (torch.isfinite(q).all() and (same or torch.isfinite(g).all())):
         raise ValueError("embeddings contain NaN or infinite values")
     if metric == "cosine":
         q = torch.nn.functional.normalize(q, dim=1)
-        g = torch.nn.functional.normalize(g, dim=1)
+        g = q if same else torch.nn.functional.normalize(g, dim=1)
     return q, g
 
 
@@ -229,23 +243,6 @@ class KNN:
         ref_includes_query: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return knn(query, reference, k, self.metric, ref_includes_query, self.backend)
-
-
-def score_block(q: torch.Tensor, g: torch.Tensor, metric: Metric, backend: str) -> torch.Tensor:
-    """``(n, m)`` float32 scores, higher = nearer: inner products, or negated squared L2 distances.
-
-    ``backend="faiss"`` computes them with ``faiss.pairwise_distances`` (CPU tensors only).
-    """
-    if backend == "faiss" and not q.is_cuda:
-        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-        found = torch.from_numpy(faiss.pairwise_distances(
-            np.ascontiguousarray(q.numpy()), np.ascontiguousarray(g.numpy()), faiss_metric))
-        return found if metric == "cosine" else found.neg_()
-    inner = q @ g.T
-    if metric == "cosine":
-        return inner
-    sq_dist = (q * q).sum(1, keepdim=True) + (g * g).sum(1) - 2 * inner
-    return -sq_dist.clamp_min_(0)
 
 
 def rows_per_chunk(num_gallery: int) -> int:
@@ -275,18 +272,17 @@ def exact_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
 
 def exhaustive_exact_topk(
     rows: torch.Tensor, k: int, exact: ExactScorer, exclude_self: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-k of the queries ``rows`` against the whole gallery, from exact scores only."""
-    all_scores, all_indices = [], []
-    for start in range(0, len(rows), rows_per_chunk(len(exact.c))):
-        chunk = rows[start:start + rows_per_chunk(len(exact.c))]
+) -> torch.Tensor:
+    """Gallery indices of the exact top-k of the queries ``rows`` against the whole gallery, from
+    exact scores only."""
+    all_indices = []
+    for start in range(0, len(rows), rows_per_chunk(len(exact.g))):
+        chunk = rows[start:start + rows_per_chunk(len(exact.g))]
         scores = exact.rows(chunk)
         if exclude_self:
             scores[torch.arange(len(chunk), device=scores.device), chunk] = float("-inf")
-        top_scores, top_indices = exact_topk(scores, k)
-        all_scores.append(top_scores)
-        all_indices.append(top_indices)
-    return torch.cat(all_scores), torch.cat(all_indices)
+        all_indices.append(exact_topk(scores, k)[1])
+    return torch.cat(all_indices)
 
 
 def select_exact_topk(
@@ -297,70 +293,89 @@ def select_exact_topk(
     exact: ExactScorer,
     complete: bool,
     exclude_self: bool,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The exact top-k of queries ``rows`` from float32 candidates ``(scores32, indices)``.
+) -> torch.Tensor:
+    """Gallery indices ``(len(rows), k)`` of the exact top-k of queries ``rows``, from float32
+    candidates ``(scores32, indices)`` sorted by score, descending (self-match already removed).
 
-    The candidates (self-match already removed) are re-scored exactly and ordered by exact score,
-    then index. ``complete`` says the candidates are all the gallery items. Rows whose result the
-    candidates cannot certify (see the module docstring) are recomputed exhaustively.
-
-    Returns float64 exact scores (higher = nearer) and int64 indices, ``(len(rows), k)``.
+    Candidates within ``2 tau`` of a neighbour in that order are re-scored exactly; the list is
+    then ordered by exact score where re-scored, float32 score elsewhere, then index (see the
+    module docstring). ``complete`` says the candidates are all the gallery items. Rows the
+    candidates cannot certify are recomputed exhaustively.
     """
-    exact_scores = torch.empty(scores32.shape, dtype=torch.float64, device=scores32.device)
-    step = max(1, _MAX_CHUNK_ELEMENTS // (4 * exact.a.shape[1] * max(1, scores32.shape[1])))
-    for start in range(0, len(rows), step):
-        block = indices[start:start + step]
-        exact_scores[start:start + step] = exact.pairs(
-            rows[start:start + step, None].expand_as(block).reshape(-1), block.reshape(-1)
-        ).view_as(block)
-    within_tau = ((scores32.double() - exact_scores).abs() <= exact.tau).all(1)
-    lowest32 = scores32.min(1).values.double()
-    top_scores, top_indices = order_ties_by_index(exact_scores, indices)
-    top_scores, top_indices = top_scores[:, :k], top_indices[:, :k]
-    certified = within_tau if complete else within_tau & (top_scores[:, -1] > lowest32 + exact.tau)
+    keys = scores32.double()
+    linked = keys[:, :-1] - keys[:, 1:] <= 2 * exact.tau
+    near = torch.zeros(keys.shape, dtype=torch.bool, device=keys.device)
+    near[:, 1:] |= linked
+    near[:, :-1] |= linked
+    near_rows, near_cols = near.nonzero(as_tuple=True)
+    rescored = exact.pairs(rows[near_rows], indices[near_rows, near_cols])
+    certified = torch.ones(len(rows), dtype=torch.bool, device=keys.device)
+    certified[near_rows[(keys[near_rows, near_cols] - rescored).abs() > exact.tau]] = False
+    if not complete:  # some gap wider than 2 tau at or after the k-th candidate
+        certified &= ~linked[:, k - 1:].all(1)
+    keys[near_rows, near_cols] = rescored
+    top_indices = order_ties_by_index(keys, indices)[1][:, :k]
     if not certified.all():
         redo = (~certified).nonzero()[:, 0]
-        top_scores[redo], top_indices[redo] = exhaustive_exact_topk(rows[redo], k, exact,
-                                                                    exclude_self)
-    return top_scores, top_indices
+        top_indices[redo] = exhaustive_exact_topk(rows[redo], k, exact, exclude_self)
+    return top_indices
+
+
+def candidate_chunks(
+    q: torch.Tensor, g: torch.Tensor, width: int, metric: Metric, exclude_self: bool, backend: str
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The ``width`` best float32 candidates of every query, in chunks of queries:
+    ``(rows, scores32, indices)``, scores higher = nearer, each row sorted by score, descending,
+    the self-match removed by index, on ``q.device``. Memory per chunk: ``O(chunk x m)`` (torch)
+    or ``O(chunk x width)`` (faiss), never ``n x m``.
+
+    ``backend="faiss"`` searches a flat faiss index (on the GPU with faiss-gpu, CUDA embeddings and
+    ``width`` within faiss-gpu's limit), ``"torch"`` takes ``topk`` of chunked matmul scores.
+    """
+    if backend == "faiss":
+        yield from _faiss_candidates(q, g, width, metric, exclude_self)
+    else:
+        yield from _torch_candidates(q, g, width, metric, exclude_self)
 
 
 def _torch_candidates(
-    q: torch.Tensor, g: torch.Tensor, k: int, metric: Metric, exclude_self: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k + CANDIDATE_MARGIN`` best float32 scores and indices per query, by chunked matmul."""
-    n_keep = min(k + CANDIDATE_MARGIN, len(g) - int(exclude_self))
-    all_scores, all_indices = [], []
+    q: torch.Tensor, g: torch.Tensor, width: int, metric: Metric, exclude_self: bool
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """:func:`candidate_chunks` by chunked matmul and ``topk``."""
+    q_sq, g_sq = (q * q).sum(1, keepdim=True), (g * g).sum(1)
     for start in range(0, len(q), rows_per_chunk(len(g))):
-        scores = score_block(q[start:start + rows_per_chunk(len(g))], g, metric, "torch")
+        rows = torch.arange(start, min(start + rows_per_chunk(len(g)), len(q)), device=q.device)
+        scores = q[rows] @ g.T
+        if metric == "euclidean":
+            scores = -(q_sq[rows] + g_sq - 2 * scores).clamp_min_(0)
         if exclude_self:
-            rows = torch.arange(len(scores), device=scores.device)
-            scores[rows, rows + start] = float("-inf")
-        top_scores, top_indices = scores.topk(n_keep, dim=1)
-        all_scores.append(top_scores)
-        all_indices.append(top_indices)
-    return torch.cat(all_scores), torch.cat(all_indices)
+            scores[torch.arange(len(rows), device=q.device), rows] = float("-inf")
+        yield rows, *scores.topk(width, dim=1)
 
 
 def _faiss_candidates(
-    q: torch.Tensor, g: torch.Tensor, k: int, metric: Metric, exclude_self: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k + CANDIDATE_MARGIN`` best float32 scores (higher = nearer) and indices per query
-    from a flat faiss index, on the CPU, the self-match removed by index."""
-    n, d = q.shape
-    k_search = min(k + CANDIDATE_MARGIN + int(exclude_self), len(g))
+    q: torch.Tensor, g: torch.Tensor, width: int, metric: Metric, exclude_self: bool
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """:func:`candidate_chunks` from a flat faiss index, ``width + 1`` searched per query in
+    leave-one-out so that the self-match can be dropped by index."""
+    d = q.shape[1]
+    k_search = min(width + int(exclude_self), len(g))
     index = faiss.IndexFlatIP(d) if metric == "cosine" else faiss.IndexFlatL2(d)
     if q.is_cuda and faiss_gpu_available() and k_search <= _FAISS_GPU_MAX_K:
         index = faiss.index_cpu_to_all_gpus(index)
     index.add(np.ascontiguousarray(g.cpu().numpy(), dtype=np.float32))
-    found, indices = index.search(np.ascontiguousarray(q.cpu().numpy(), dtype=np.float32), k_search)
-    scores = torch.from_numpy(found if metric == "cosine" else -found)
-    indices = torch.from_numpy(indices).long()
-    if exclude_self:
-        # Drop the self-match by index; where it is not among the results (k_search items tie with
-        # it or beat it), drop the last result instead: the others are still the best found.
-        is_self = indices == torch.arange(n).unsqueeze(1)
-        is_self[~is_self.any(1), -1] = True
-        scores = scores[~is_self].view(n, -1)
-        indices = indices[~is_self].view(n, -1)
-    return scores, indices
+    queries = q.cpu().numpy()
+    chunk = max(1, _MAX_CHUNK_ELEMENTS // k_search)
+    for start in range(0, len(q), chunk):
+        found, indices = index.search(np.ascontiguousarray(queries[start:start + chunk]), k_search)
+        scores = torch.from_numpy(found if metric == "cosine" else -found)
+        indices = torch.from_numpy(indices)
+        rows = torch.arange(start, start + len(scores))
+        if exclude_self:
+            # Drop the self-match by index; where it is not among the results (k_search items tie
+            # with it or beat it), drop the last result instead: the others are still the best found.
+            is_self = indices == rows.unsqueeze(1)
+            is_self[~is_self.any(1), -1] = True
+            scores = scores[~is_self].view(len(rows), -1)
+            indices = indices[~is_self].view(len(rows), -1)
+        yield rows.to(q.device), scores.to(q.device), indices.to(q.device)
