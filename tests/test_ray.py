@@ -36,7 +36,7 @@ def ray_session():
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
-def kill_when(argv: list[str], ready: Callable[[], bool], address: str, timeout: float = 150) -> None:
+def kill_when(argv: list[str], ready: Callable[[], bool], address: str, timeout: float = 400) -> None:
     """Run ``python -m harness ARGV --address ADDRESS`` and SIGKILL it once ``ready()``; then wait
     until Ray has ended its orphaned trials (their workers could still write checkpoints)."""
     child = subprocess.Popen([sys.executable, "-m", "harness", *argv, "--address", address], cwd=REPO,
@@ -173,7 +173,7 @@ def driver(argv: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for(ready: Callable[[], bool], child: subprocess.Popen, timeout: float = 150) -> None:
+def wait_for(ready: Callable[[], bool], child: subprocess.Popen, timeout: float = 400) -> None:
     deadline = time.time() + timeout
     while not ready():
         assert child.poll() is None and time.time() < deadline, "the command ended too early"
