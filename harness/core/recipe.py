@@ -16,6 +16,7 @@ from harness.core.registry import Registry
 SAMPLERS = ("method", "random", "m_per_class")
 AUGMENTATIONS = ("rrc_flip", "rrc_flip_erase", "flip", "none")
 OPTIMIZERS = ("adam", "adamw", "radam")
+DECODERS = ("pil", "torchvision")
 POOLINGS = ("avg", "max", "avgmax")
 HEAD_INITS = ("default", "kaiming_normal_fan_out")
 
@@ -36,7 +37,9 @@ class Recipe:
     ``freeze_bn`` keeps the backbone's BatchNorm statistics fixed; ``freeze_bn_affine`` also keeps
     their affine parameters (γ, β) fixed, during and after warm-up; ``warmup_epochs`` trains with the
     backbone frozen; ``grad_clip_value`` clips every gradient entry to ±that value before each step
-    (``clip_grad_value_``; 0 = off); ``amp`` uses bf16 autocast on CUDA only.
+    (``clip_grad_value_``; 0 = off); ``amp`` uses bf16 autocast and channels-last tensors on CUDA only;
+    ``decoder`` reads images with PIL or with ``torchvision.io`` (then augments uint8 tensors);
+    ``torch_compile`` compiles the model with ``torch.compile`` (any device; off by default).
     """
 
     name: str
@@ -63,10 +66,12 @@ class Recipe:
     grad_clip_value: float = 0.0
     amp: bool = True
     eval_batch_size: int = 256
+    decoder: str = "pil"
+    torch_compile: bool = False
 
     def __post_init__(self) -> None:
         for field, allowed in (("sampler", SAMPLERS), ("augmentation", AUGMENTATIONS), ("optimizer", OPTIMIZERS),
-                               ("pooling", POOLINGS), ("head_init", HEAD_INITS)):
+                               ("pooling", POOLINGS), ("head_init", HEAD_INITS), ("decoder", DECODERS)):
             if getattr(self, field) not in allowed:
                 raise ValueError(f"recipe {self.name!r}: {field}={getattr(self, field)!r}, valid: {', '.join(allowed)}")
         if self.epochs < 0 or self.batch_size < 1:

@@ -23,6 +23,11 @@ from harness.plugins.method import Method
 from harness.plugins.models import EmbeddingModel
 from harness.core.recipe import Recipe
 
+#: batches each loader worker keeps ready when feeding a GPU
+PREFETCH_BATCHES = 4
+#: steps between the loop's checks of the loss (one device synchronisation each)
+LOSS_CHECK_EVERY = 32
+
 
 class TrialFailed(RuntimeError):
     """A trial that cannot go on (non-finite loss, injected fault); the message is the recorded reason."""
@@ -47,9 +52,23 @@ def resolve_device(device: str) -> torch.device:
 
 
 def build_train_loader(dataset: Dataset, labels: np.ndarray, recipe: Recipe, method_sampler: str,
-                       generator: torch.Generator, num_workers: int = 0) -> DataLoader:
-    """Batches by plain shuffling, or m-per-class (pytorch-metric-learning's MPerClassSampler)."""
+                       generator: torch.Generator, num_workers: int = 0,
+                       device: torch.device | None = None) -> DataLoader:
+    """Batches by plain shuffling, or m-per-class (pytorch-metric-learning's MPerClassSampler).
+
+    The dataset's decoded cache (:class:`~harness.plugins.data.ImageDataset`) is filled first, on the
+    trial's threads (m-per-class epochs do not visit every image; loader workers fork sharing it).
+    For a CUDA ``device`` the batches come in pinned memory and the workers persist across epochs,
+    each keeping ``PREFETCH_BATCHES`` batches ready
+    (on the CPU workers restart every epoch, so an epoch's augmentation draws depend only on the
+    loader's generator, which a checkpoint saves: resumed CPU trials stay exact)."""
     kind = method_sampler if recipe.sampler == "method" else recipe.sampler
+    cuda = device is not None and device.type == "cuda"
+    if hasattr(dataset, "preload"):
+        dataset.preload(threads=max(num_workers, torch.get_num_threads()))
+    options = dict(num_workers=num_workers, generator=generator, pin_memory=cuda, drop_last=True)
+    if num_workers:
+        options.update(persistent_workers=cuda, prefetch_factor=PREFETCH_BATCHES if cuda else 2)
     if kind == "m_per_class":
         m = recipe.samples_per_class
         batch = recipe.batch_size - recipe.batch_size % m
@@ -58,13 +77,36 @@ def build_train_loader(dataset: Dataset, labels: np.ndarray, recipe: Recipe, met
                              f"the training split has {len(np.unique(labels))}")
         # MPerClassSampler draws from numpy/python RNGs, which seed_everything has seeded.
         sampler = MPerClassSampler(labels, m=m, batch_size=batch, length_before_new_iter=len(labels))
-        return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True,
-                          num_workers=num_workers, generator=generator)
+        return DataLoader(dataset, batch_size=batch, sampler=sampler, **options)
     if kind != "random":
         raise ValueError(f"unknown sampler {kind!r}; valid: random, m_per_class")
     batch = min(recipe.batch_size, len(labels))
-    return DataLoader(dataset, batch_size=batch, sampler=RandomSampler(dataset, generator=generator),
-                      drop_last=True, num_workers=num_workers, generator=generator)
+    return DataLoader(dataset, batch_size=batch, sampler=RandomSampler(dataset, generator=generator), **options)
+
+
+def label_lookup(label_map: dict[int, int]) -> torch.Tensor:
+    """A tensor ``t`` with ``t[class_id] = label_map[class_id]`` and -1 for ids not in the map."""
+    table = torch.full((max(label_map, default=-1) + 1,), -1, dtype=torch.int64)
+    table[torch.as_tensor(list(label_map), dtype=torch.int64)] = torch.as_tensor(list(label_map.values()))
+    return table
+
+
+def map_labels(labels: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """Class ids → training labels through :func:`label_lookup`'s table; an unknown id is an error."""
+    labels = torch.as_tensor(labels, dtype=torch.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(table) or (table[labels] < 0).any()):
+        unknown = sorted({int(y) for y in labels if not 0 <= int(y) < len(table) or table[int(y)] < 0})
+        raise KeyError(f"class id(s) {unknown} are not training classes")
+    return table[labels]
+
+
+def prepare_model(model: nn.Module, recipe: Recipe, device: torch.device) -> None:
+    """Once per model: channels-last weights with bf16 autocast on CUDA (``recipe.amp``), and
+    ``torch.compile`` in place (``recipe.torch_compile``; state-dict keys unchanged)."""
+    if recipe.amp and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    if recipe.torch_compile and getattr(model, "_compiled_call_impl", None) is None:
+        model.compile()
 
 
 def build_optimizer(model: EmbeddingModel, method: Method, recipe: Recipe) -> torch.optim.Optimizer:
@@ -121,38 +163,63 @@ class Trainer:
                     p.requires_grad_(False)
 
     def train_epoch(self, loader: Iterable, label_map: dict[int, int], progress: bool = True) -> dict[str, float]:
-        """One pass over ``loader``; returns mean loss and step rate. Raises TrialFailed on a non-finite loss."""
+        """One pass over ``loader``; returns mean loss and step rate. Raises TrialFailed on a non-finite loss.
+
+        The losses stay on the device and are checked every ``LOSS_CHECK_EVERY`` steps and at the end
+        (a GPU is not made to wait for each step); the error names the first non-finite step."""
         self._set_train_mode()
-        total, steps, start = 0.0, 0, time.perf_counter()
+        prepare_model(self.model, self.recipe, self.device)
+        table = label_lookup(label_map)
+        channels_last = self.amp and self.device.type == "cuda"
+        losses: list[torch.Tensor] = []
+        checked, total, start = 0, 0.0, time.perf_counter()
         bar = tqdm(loader, desc=f"{self.method.name} epoch {self.epoch + 1}/{self.recipe.epochs}",
                    leave=False, disable=not progress, dynamic_ncols=True)
         for images, labels in bar:
             images = images.to(self.device, non_blocking=True)
-            labels = torch.as_tensor([label_map[int(y)] for y in labels], device=self.device)
+            if channels_last and images.dim() == 4:
+                images = images.contiguous(memory_format=torch.channels_last)
+            labels = map_labels(labels, table).to(self.device, non_blocking=True)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
                 loss = self.method.training_loss(self.model, images, labels)
-            if not torch.isfinite(loss):
-                raise TrialFailed(f"non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {steps + 1}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.recipe.grad_clip_value:
                 nn.utils.clip_grad_value_(self.trainable_parameters, self.recipe.grad_clip_value)
             self.optimizer.step()
-            total += float(loss.detach())
-            steps += 1
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            losses.append(loss.detach())
+            if len(losses) - checked >= LOSS_CHECK_EVERY:
+                total = self._check_losses(losses, checked, total)
+                checked = len(losses)
+                bar.set_postfix(loss=f"{float(losses[-1]):.4f}")
+        total = self._check_losses(losses, checked, total)
+        steps = len(losses)
         bar.close()
         self.scheduler.step()
         self.epoch += 1
         elapsed = time.perf_counter() - start
-        return {"epoch": self.epoch, "loss": total / max(steps, 1) if steps else math.nan,
+        return {"epoch": self.epoch, "loss": total / steps if steps else math.nan,
                 "steps_per_s": steps / elapsed if elapsed > 0 else 0.0}
 
+    def _check_losses(self, losses: list[torch.Tensor], first: int, total: float) -> float:
+        """``total`` plus ``losses[first:]``, added one by one (one synchronisation); TrialFailed names
+        the first non-finite step."""
+        if first >= len(losses):
+            return total
+        recent = torch.stack(losses[first:]).cpu()
+        finite = torch.isfinite(recent)
+        if not finite.all():
+            bad = int((~finite).nonzero()[0])
+            raise TrialFailed(f"non-finite loss ({recent[bad].item()}) at epoch {self.epoch + 1}, step {first + bad + 1}")
+        for value in recent.tolist():
+            total += value
+        return total
+
     def state_dict(self) -> dict:
+        """Model, method, optimiser, schedule and epoch (the RNGs and the loader are the trial's to save)."""
         return {"model": self.model.state_dict(), "method": self.method.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "epoch": self.epoch, "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-                                             "python": random.getstate()}}
+                "epoch": self.epoch}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -160,6 +227,3 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = state["epoch"]
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])

@@ -153,7 +153,7 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
         trainer = Trainer(model, method, recipe, device)
         train_tf = build_transform(recipe, splits.channels, getattr(model.backbone, "pretrained_cfg", None), train=True)
         loader = build_train_loader(ImageDataset(train_subset, train_tf, channels=splits.channels),
-                                    train_subset.labels, recipe, cls.sampler, generator, config.num_workers)
+                                    train_subset.labels, recipe, cls.sampler, generator, config.num_workers, device)
         state = store.load_checkpoint(config, restored) if (restored or resume) else None
         if state is not None:
             trainer.load_state_dict(state["trainer"])

@@ -22,10 +22,17 @@ from harness.core.recipe import Recipe
 ERASE_VALUE = (0.4914, 0.4822, 0.4465)
 
 
-def _to_input_space(cfg: dict[str, Any], channels: int) -> list[Callable]:
+class TensorPipeline(T.Compose):
+    """A transform of uint8 C×H×W tensors decoded by ``torchvision.io`` (``decoder="torchvision"``):
+    :class:`~harness.plugins.data.ImageDataset` reads its ``decoder`` and hands it tensors, not PIL images."""
+
+    decoder = "torchvision"
+
+
+def _to_input_space(cfg: dict[str, Any], channels: int, tensor_input: bool = False) -> list[Callable]:
     mean = tuple(cfg.get("mean", (0.5,) * channels))[:channels]
     std = tuple(cfg.get("std", (0.5,) * channels))[:channels]
-    steps: list[Callable] = [T.ToTensor()]
+    steps: list[Callable] = [T.ConvertImageDtype(torch.float32) if tensor_input else T.ToTensor()]
     if tuple(cfg.get("input_range", (0, 1)))[1] == 255:
         steps.append(T.Lambda(lambda x: x * 255.0))
     if cfg.get("input_space", "RGB") == "BGR" and channels == 3:
@@ -36,7 +43,9 @@ def _to_input_space(cfg: dict[str, Any], channels: int) -> list[Callable]:
 
 def build_transform(recipe: Recipe, channels: int, pretrained_cfg: dict[str, Any] | None,
                     train: bool) -> Callable[[Any], torch.Tensor]:
-    """The PIL → tensor transform of a training (``train=True``) or evaluation pass."""
+    """The PIL → tensor transform of a training (``train=True``) or evaluation pass; with the recipe's
+    ``decoder="torchvision"``, a :class:`TensorPipeline` of the same steps on uint8 tensors (torchvision
+    resizes tensors with antialiasing, close to but not bit-identical with PIL's resampling)."""
     cfg = dict(pretrained_cfg or {})
     size, resize = recipe.image_size, recipe.resize_size
     if train and recipe.augmentation in ("rrc_flip", "rrc_flip_erase"):
@@ -48,4 +57,6 @@ def build_transform(recipe: Recipe, channels: int, pretrained_cfg: dict[str, Any
     erase = []
     if train and recipe.augmentation == "rrc_flip_erase":
         erase = [T.RandomErasing(p=0.5, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3), value=list(ERASE_VALUE[:channels]))]
-    return T.Compose(geometry + _to_input_space(cfg, channels) + erase)
+    tensor_input = recipe.decoder == "torchvision"
+    pipeline = TensorPipeline if tensor_input else T.Compose
+    return pipeline(geometry + _to_input_space(cfg, channels, tensor_input) + erase)

@@ -6,6 +6,7 @@ training classes (class-disjoint), so that hyperparameter searches never see a t
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -148,6 +149,13 @@ class WithheldSplit:
         raise RuntimeError(f"the test classes of {self._dataset} are withheld from validation trials")
 
 
+@functools.lru_cache(maxsize=4)
+def _load(name: str, root: Path | None, root_mtime_ns: int) -> LoadedDataset:
+    """A dataset's index, read once per process for each (dataset, folder, folder's mtime), so trials
+    that follow one another in a worker share it (and with it their decoded-image cache)."""
+    return DATASETS.get(name).load(root)
+
+
 def create_dataset(name: str, root: str | Path | None = None, val_fraction: float = 0.2, *,
                    fold: int | None = None, folds: int = 0, withhold_test: bool = False) -> DatasetSplits:
     """Load a registered dataset from ``root`` and return its class-disjoint splits.
@@ -160,7 +168,8 @@ def create_dataset(name: str, root: str | Path | None = None, val_fraction: floa
         raise DatasetFormatError(f"dataset {name!r} needs --data-root (expected layout: {spec.layout})")
     if root is not None and not Path(root).is_dir():
         raise DatasetFormatError(f"data root {root} is not a folder (expected layout: {spec.layout})")
-    loaded = spec.load(Path(root) if root is not None else None)
+    loaded = _load(name, Path(root).resolve() if root is not None else None,
+                   Path(root).stat().st_mtime_ns if root is not None else 0)
     train, val = carve_fold(loaded.train, fold, folds) if folds else carve_validation(loaded.train, val_fraction)
     withheld = WithheldSplit(name) if withhold_test else None
     return DatasetSplits(

@@ -1,13 +1,40 @@
-"""A torch ``Dataset`` over a :class:`~harness.plugins.data.base.Subset`: image files or an in-memory uint8 array."""
+"""A torch ``Dataset`` over a :class:`~harness.plugins.data.base.Subset`: image files or an in-memory uint8 array.
+
+Decoded cache: an image is decoded (PIL, or ``torchvision.io`` for a transform whose ``decoder`` is
+``"torchvision"``), converted to the dataset's mode and put through the transform's leading
+*deterministic* steps, and the result is kept in memory, so later epochs, later evaluations and later
+trials in the same process skip that work. The cache holds the longest deterministic prefix that fits
+(a fully deterministic evaluation or ``augmentation="none"`` transform: the final tensors), else the
+uint8 image after the leading ``Resize``/``CenterCrop``; what follows (random crops, flips, tensor
+conversion, normalisation) runs on every access. A cached item is exactly what the uncached path
+computes from the same input with the same operations, so the cache never changes a result; it is a
+per-process choice of speed alone and not part of a trial's config. It holds at most
+:data:`DECODED_CACHE_BYTES` per process (a dataset that does not fit is read from disk as before; the
+oldest caches are dropped first).
+"""
 from __future__ import annotations
 
-from typing import Any, Callable
+import hashlib
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision import transforms as T
+from torchvision.transforms import v2
 
 from harness.plugins.data.base import Subset
+
+#: most bytes of decoded images one process keeps (all datasets together)
+DECODED_CACHE_BYTES = 2 << 30
+#: image-to-image steps with no randomness: the cache may hold their uint8 output
+GEOMETRIC_STEPS = (T.Resize, T.CenterCrop, v2.Resize, v2.CenterCrop)
+#: every step with no randomness: the cache may hold their output (float tensors after ToTensor)
+DETERMINISTIC_STEPS = GEOMETRIC_STEPS + (T.ToTensor, T.PILToTensor, T.ConvertImageDtype, T.Normalize)
 
 
 class ImageFileError(ValueError):
@@ -28,26 +55,174 @@ def load_image(path: str, mode: str) -> Image.Image:
         raise ImageFileError(f"cannot read image {path}: {error}", path) from error
 
 
+def load_image_tensor(path: str, mode: str) -> torch.Tensor:
+    """The image at ``path`` as a uint8 C×H×W tensor decoded by ``torchvision.io`` (libjpeg-turbo,
+    libpng) in ``mode`` ("L" or "RGB"); :class:`ImageFileError` names the file."""
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    try:
+        return decode_image(read_file(path), mode=ImageReadMode.GRAY if mode == "L" else ImageReadMode.RGB)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise ImageFileError(f"cannot read image {path}: {error}", path) from error
+
+
+def split_deterministic(transform: Callable | None, steps_kind: tuple[type, ...] = DETERMINISTIC_STEPS
+                        ) -> tuple[list[Callable], Callable | None]:
+    """``transform``'s leading steps of ``steps_kind`` and a callable for the rest (None when nothing
+    is left). Only a ``Compose`` is split; any other callable is all "rest"."""
+    steps = getattr(transform, "transforms", None)
+    if transform is None or not isinstance(transform, (T.Compose, v2.Compose)) or steps is None:
+        return [], transform
+    n = 0
+    while n < len(steps) and isinstance(steps[n], steps_kind):
+        n += 1
+    rest = steps[n:]
+    return list(steps[:n]), (type(transform)(rest) if rest else None)
+
+
+class DecodedCache:
+    """The prepared uint8 arrays of one (images, mode, decoder, deterministic steps); filled on access."""
+
+    def __init__(self, n: int):
+        self.arrays: list[np.ndarray | torch.Tensor | None] = [None] * n
+        self.nbytes = 0
+        self.full = False  # over its share of the budget: later images are not kept
+
+
+class _CacheRegistry:
+    """Every :class:`DecodedCache` of this process, oldest first, within :data:`DECODED_CACHE_BYTES`."""
+
+    def __init__(self) -> None:
+        self.caches: OrderedDict[Hashable, DecodedCache] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: Hashable, n: int, item_bytes: int, budget: int) -> DecodedCache | None:
+        """The cache of ``key`` (made if ``n`` items of ``item_bytes`` fit, dropping the oldest), else None."""
+        with self.lock:
+            if key in self.caches:
+                self.caches.move_to_end(key)
+                return self.caches[key]
+            need = n * item_bytes
+            if need > budget:
+                return None
+            while self.caches and sum(c.nbytes for c in self.caches.values()) + need > budget:
+                self.caches.popitem(last=False)
+            self.caches[key] = cache = DecodedCache(n)
+            return cache
+
+    def clear(self) -> None:
+        with self.lock:
+            self.caches.clear()
+
+
+DECODED_CACHES = _CacheRegistry()
+
+
+def clear_decoded_cache() -> None:
+    """Forget every decoded image this process holds."""
+    DECODED_CACHES.clear()
+
+
+def _source_key(images: Sequence[str] | np.ndarray) -> Hashable:
+    """What identifies a subset's images: their paths, or a digest of the in-memory array."""
+    if isinstance(images, np.ndarray):
+        return ("array", images.shape, str(images.dtype), hashlib.blake2b(np.ascontiguousarray(images).data,
+                                                                           digest_size=16).hexdigest())
+    return ("paths", tuple(images))
+
+
 class ImageDataset(Dataset):
     """``(transform(image), label)`` pairs; images as PIL, RGB (``channels=3``) or grayscale (``channels=1``).
 
-    The label is the subset's original class id as a Python int (the trainer remaps it). A file that
-    cannot be read raises :class:`ImageFileError` naming it.
+    A transform whose ``decoder`` attribute is ``"torchvision"`` (see
+    :func:`harness.plugins.transforms.build_transform`) receives uint8 C×H×W tensors decoded by
+    ``torchvision.io`` instead of PIL images. The label is the subset's original class id as a
+    Python int (the trainer remaps it). A file that cannot be read raises :class:`ImageFileError`
+    naming it. ``cache_bytes`` (default :data:`DECODED_CACHE_BYTES`; 0 = off) bounds the decoded
+    cache described in the module docstring.
     """
 
-    def __init__(self, subset: Subset, transform: Callable[[Image.Image], Any] | None = None, channels: int = 3):
+    def __init__(self, subset: Subset, transform: Callable[[Any], Any] | None = None, channels: int = 3,
+                 cache_bytes: int | None = None):
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         self.subset = subset
         self.transform = transform
         self.mode = "L" if channels == 1 else "RGB"
+        self.decoder = getattr(transform, "decoder", "pil")
+        self.prepare_steps, self.augment = split_deterministic(transform, GEOMETRIC_STEPS)
+        self.cache_bytes = DECODED_CACHE_BYTES if cache_bytes is None else cache_bytes
+        self._cache: DecodedCache | None = None
+        self._cache_resolved = False
 
     def __len__(self) -> int:
         return len(self.subset)
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def _decode(self, index: int) -> Image.Image | torch.Tensor:
+        source = self.subset.images[index]
         if isinstance(self.subset.images, np.ndarray):
-            image = Image.fromarray(self.subset.images[index]).convert(self.mode)
-        else:
-            image = load_image(self.subset.images[index], self.mode)
-        return (self.transform(image) if self.transform else image), int(self.subset.labels[index])
+            image = Image.fromarray(source).convert(self.mode)
+            if self.decoder == "torchvision":
+                array = np.asarray(image)
+                return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
+            return image
+        if self.decoder == "torchvision":
+            return load_image_tensor(source, self.mode)
+        return load_image(source, self.mode)
+
+    def _prepare(self, index: int) -> Image.Image | torch.Tensor:
+        image = self._decode(index)
+        for step in self.prepare_steps:
+            image = step(image)
+        return image
+
+    def prepared(self, index: int) -> Image.Image | torch.Tensor:
+        """Image ``index`` decoded and through the transform's cached steps (from the cache if held)."""
+        cache = self._decoded_cache(index)
+        if cache is not None and cache.arrays[index] is not None:
+            item = cache.arrays[index]
+            if isinstance(item, torch.Tensor):
+                return item.clone()  # the cache's own copy never reaches a caller
+            return Image.fromarray(item)
+        image = self._prepare(index)
+        if cache is not None and not cache.full:
+            item = image if isinstance(image, torch.Tensor) else np.array(image)
+            if cache.nbytes + item.nbytes > self.cache_bytes:
+                cache.full = True
+            else:
+                cache.arrays[index] = item
+                cache.nbytes += item.nbytes
+        return image
+
+    def _decoded_cache(self, index: int) -> DecodedCache | None:
+        """The cache of the longest deterministic prefix whose items fit the budget (settles
+        ``prepare_steps`` and ``augment`` on first use), or None."""
+        if self._cache_resolved:
+            return self._cache
+        self._cache_resolved = True
+        if self.cache_bytes <= 0 or len(self) == 0:
+            return None
+        for kind in (DETERMINISTIC_STEPS, GEOMETRIC_STEPS):
+            self.prepare_steps, self.augment = split_deterministic(self.transform, kind)
+            if isinstance(self.subset.images, np.ndarray) and not self.prepare_steps:
+                return None  # nothing to save: the in-memory array is already the decoded image
+            image = self._prepare(index)
+            nbytes = image.element_size() * image.nelement() if isinstance(image, torch.Tensor) else np.array(image).nbytes
+            key = (_source_key(self.subset.images), self.mode, self.decoder, repr(self.prepare_steps))
+            self._cache = DECODED_CACHES.get(key, len(self), nbytes, self.cache_bytes)
+            if self._cache is not None:
+                return self._cache
+        self.prepare_steps, self.augment = split_deterministic(self.transform, GEOMETRIC_STEPS)
+        return None
+
+    def preload(self, threads: int = 1) -> None:
+        """Fill the decoded cache now (before loader workers fork, so they share it), ``threads`` at a time."""
+        if self._decoded_cache(0) is None:
+            return
+        with ThreadPoolExecutor(max(1, threads)) as pool:  # PIL and torchvision decode without the GIL
+            for _ in pool.map(self.prepared, range(len(self))):
+                pass
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image = self.prepared(index)
+        return (self.augment(image) if self.augment else image), int(self.subset.labels[index])
