@@ -68,7 +68,7 @@ def main() -> None:
                              check=True, capture_output=True, text=True).stdout
         runs[part] = json.loads(out.strip().splitlines()[-1])
         print(f"{part:12s} {runs[part]['seconds']:8.1f} s   peak RSS {runs[part]['peak_rss_gb']:.2f} GB"
-              f"   {runs[part]['result']}")
+              f"   load average {os.getloadavg()[0]:.1f} after   {runs[part]['result']}")
     for part in parts[1:]:
         print(f"{part} / raw faiss k={max(int(k) for k in args.recall_ks.split(',')) + 1}: "
               f"time {runs[part]['seconds'] / runs['faiss']['seconds']:.2f}x, "
