@@ -187,7 +187,7 @@ class ExperimentConfig:
                     method=method, dataset=self.dataset, seed=seed, recipe=recipe.to_dict(),
                     backbone=cls.backbone or self.backbone or spec.default_backbone,
                     embedding_dim=self.embedding_dim if cls.embedding_head else 0,
-                    hparams=resolved_hparams(cls, self.dataset, self.hparams.get(method, {})),
+                    hparams=resolved_hparams(cls, self.dataset, recipe, self.hparams.get(method, {})),
                     method_settings=method_settings(cls), data_root=self.data_root,
                     pretrained=None if cls.backbone else self.pretrained,
                     pretrained_sha256=None if cls.backbone or not self.pretrained else file_sha256(self.pretrained),
@@ -198,10 +198,13 @@ class ExperimentConfig:
         return out
 
 
-def resolved_hparams(cls: type[Method], dataset: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Every hyperparameter of ``cls``: its declared default, the paper's value for ``dataset``, then
-    the user's override, in that order of precedence."""
-    return {**{name: p.default for name, p in cls.hparams.items()}, **cls.dataset_defaults(dataset), **overrides}
+def resolved_hparams(cls: type[Method], dataset: str, recipe: Recipe, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Every hyperparameter of ``cls``: its declared default, the paper's value for ``dataset``, the
+    recipe's value for this method (its authors' code), then the user's override, in that order."""
+    from_recipe = recipe.method_hparams.get(cls.name, {})
+    cls.check_hparam_names(from_recipe)
+    return {**{name: p.default for name, p in cls.hparams.items()}, **cls.dataset_defaults(dataset), **from_recipe,
+            **overrides}
 
 
 def method_settings(cls: type[Method]) -> dict[str, Any]:

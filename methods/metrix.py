@@ -45,9 +45,9 @@ mixing: it inherits the baseline's hyperparameters with their defaults, its samp
 method, takes pooling, BatchNorm freezing and head init from the recipe. At ``weight = 0`` (or a λ
 that makes every mixed example clean) the loss is the baseline's. The authors run baseline and
 Metrix with the same values, which differ from the baselines' papers: contrastive m⁻ = 0.5; MS
-α = 17.97, β = 75.66, b = 0.77, miner ε = 0.39 (``main.py``; :data:`CODE_HPARAMS`). To reproduce
-them give both rows the same values, e.g. ``--hparam ms.alpha=17.97 --hparam metrix_ms.alpha=17.97``
-(and β, base, ε), so the pair stays a fair comparison.
+α = 17.97, β = 75.66, b = 0.77, miner ε = 0.39 (``main.py``; :data:`CODE_HPARAMS`). The Metrix
+recipes carry them for the baseline and its Metrix row alike (``Recipe.method_hparams``), so
+``--recipe metrix_ms --methods ms,metrix_ms`` reproduces the authors' pair and stays a fair comparison.
 
 Paper recipes (``metrix`` for contrastive, ``metrix_ms``, ``metrix_proxyanchor``): the README's CUB
 commands for the Metrix/feature rows; see :func:`metrix_recipe`.
@@ -122,6 +122,7 @@ def metrix_recipe(name: str, epochs: int, lr_decay_gamma: float) -> Recipe:
         lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2, weight_decay=1e-4, lr_decay_epochs=10,
         lr_decay_gamma=lr_decay_gamma, freeze_bn=True, freeze_bn_affine=False, warmup_epochs=5,
         grad_clip_value=10.0, amp=False,
+        method_hparams={m: dict(CODE_HPARAMS[base]) for base in CODE_HPARAMS for m in (base, f"metrix_{base}")},
     )
 
 

@@ -322,3 +322,18 @@ def test_utilization_matches_a_brute_force_reference():
     assert utilization(torch.from_numpy(train), torch.from_numpy(train)) == 0.0
     with pytest.raises(ValueError, match="non-empty"):
         utilization(query, train[:, :3])
+
+
+def test_a_metrix_recipe_gives_the_baseline_and_its_metrix_row_the_authors_hyperparameters():
+    from harness.experiment import ExperimentConfig
+    from methods.metrix import CODE_HPARAMS
+
+    for recipe, base in (("metrix_ms", "ms"), ("metrix", "contrastive")):
+        trials = ExperimentConfig(methods=[base, f"metrix_{base}"], dataset="digits", recipe=recipe).trials()
+        for trial in trials:
+            assert {k: trial.hparams[k] for k in CODE_HPARAMS[base]} == CODE_HPARAMS[base], trial.method
+    plain = ExperimentConfig(methods=["ms"], dataset="digits").trials()[0]
+    assert plain.hparams["alpha"] == 2.0  # the MS paper's value outside the Metrix recipes
+    override = ExperimentConfig(methods=["ms"], dataset="digits", recipe="metrix_ms",
+                                hparams={"ms": {"alpha": 3.0}}).trials()[0]
+    assert override.hparams["alpha"] == 3.0 and override.hparams["beta"] == 75.66  # the user's value wins

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from harness.core.registry import Registry
@@ -40,6 +40,9 @@ class Recipe:
     (``clip_grad_value_``; 0 = off); ``amp`` uses bf16 autocast and channels-last tensors on CUDA only;
     ``decoder`` reads images with PIL or with ``torchvision.io`` (then augments uint8 tensors);
     ``torch_compile`` compiles the model with ``torch.compile`` (any device; off by default).
+    ``method_hparams`` maps a method name to the hyperparameters its authors used with this recipe
+    (e.g. the Metrix code's MS values for ``ms`` and ``metrix_ms`` alike); they apply above a method's
+    defaults and below the user's ``--hparam``.
     """
 
     name: str
@@ -68,6 +71,7 @@ class Recipe:
     eval_batch_size: int = 256
     decoder: str = "pil"
     torch_compile: bool = False
+    method_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for field, allowed in (("sampler", SAMPLERS), ("augmentation", AUGMENTATIONS), ("optimizer", OPTIMIZERS),
