@@ -22,9 +22,9 @@ itself not counted in leave-one-out). Each metric is the mean over queries of:
 * NMI (Manning et al., "Introduction to Information Retrieval", 2008, sec. 16.3):
   ``I(Y; C) / ((H(Y) + H(C)) / 2)`` between the query classes ``Y`` and a k-means clustering ``C``
   of the query embeddings (normalised first for the cosine metric) into as many clusters as there
-  are query classes (scikit-learn ``KMeans``, k-means++ init, ``random_state=0``; the same
-  clustering whatever the kNN backend; its cost grows with n x classes, so large sets may want
-  ``include_nmi=False``), computed by ``sklearn.metrics.normalized_mutual_info_score``.
+  are query classes (:func:`harness.engine.kmeans.kmeans`, seed 0; the same clustering whatever
+  the kNN backend; its cost grows with n x classes: on SOP its 20 Lloyd iterations cost about
+  4 times the kNN search), computed by ``sklearn.metrics.normalized_mutual_info_score``.
 
 How it is computed: from one list per query of its ``L = max(k_R, max K) + 8`` best float32
 candidates (``k_R = max R``), searched in chunks of queries (a flat faiss index, or a torch matmul
