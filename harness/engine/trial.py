@@ -184,7 +184,7 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
         trial_id=config.trial_id, status="ok", config=config, metrics=metrics, history=history,
         wall_time_s=elapsed_before + time.time() - start, resumed_at_epoch=resumed_at, n_trainable_params=n_params,
         hparams_changed={k: v for k, v in method.config.items() if k not in defaults or v != defaults[k]},
-        evaluation={"knn": f"{resolve_backend('auto', device)} candidates, exact float64 re-scoring",
+        evaluation={"knn": f"{resolve_backend('auto', device)} candidates, near-ties re-scored exactly (float64)",
                     "kmeans": kmeans_implementation(device)},
         environment=environment_fingerprint(device), harness_version=harness.__version__,
     )
