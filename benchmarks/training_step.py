@@ -19,7 +19,6 @@ import os
 import statistics
 import time
 
-import numpy as np
 import torch
 from pytorch_metric_learning.samplers import MPerClassSampler
 

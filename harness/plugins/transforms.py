@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import torch
 from torchvision import transforms as T
+from torchvision.transforms import v2
 
 from harness.core.recipe import Recipe
 
@@ -22,7 +23,7 @@ from harness.core.recipe import Recipe
 ERASE_VALUE = (0.4914, 0.4822, 0.4465)
 
 
-class TensorPipeline(T.Compose):
+class TensorPipeline(v2.Compose):
     """A transform of uint8 C×H×W tensors decoded by ``torchvision.io`` (``decoder="torchvision"``):
     :class:`~harness.plugins.data.ImageDataset` reads its ``decoder`` and hands it tensors, not PIL images."""
 
@@ -32,7 +33,7 @@ class TensorPipeline(T.Compose):
 def _to_input_space(cfg: dict[str, Any], channels: int, tensor_input: bool = False) -> list[Callable]:
     mean = tuple(cfg.get("mean", (0.5,) * channels))[:channels]
     std = tuple(cfg.get("std", (0.5,) * channels))[:channels]
-    steps: list[Callable] = [T.ConvertImageDtype(torch.float32) if tensor_input else T.ToTensor()]
+    steps: list[Callable] = [v2.ToDtype(torch.float32, scale=True) if tensor_input else T.ToTensor()]
     if tuple(cfg.get("input_range", (0, 1)))[1] == 255:
         steps.append(T.Lambda(lambda x: x * 255.0))
     if cfg.get("input_space", "RGB") == "BGR" and channels == 3:
@@ -44,19 +45,21 @@ def _to_input_space(cfg: dict[str, Any], channels: int, tensor_input: bool = Fal
 def build_transform(recipe: Recipe, channels: int, pretrained_cfg: dict[str, Any] | None,
                     train: bool) -> Callable[[Any], torch.Tensor]:
     """The PIL → tensor transform of a training (``train=True``) or evaluation pass; with the recipe's
-    ``decoder="torchvision"``, a :class:`TensorPipeline` of the same steps on uint8 tensors (torchvision
-    resizes tensors with antialiasing, close to but not bit-identical with PIL's resampling)."""
+    ``decoder="torchvision"``, a :class:`TensorPipeline` of the same steps on uint8 tensors, in
+    torchvision's ``transforms.v2`` (which resize uint8 tensors with antialiasing directly, close to
+    but not bit-identical with PIL's resampling)."""
     cfg = dict(pretrained_cfg or {})
     size, resize = recipe.image_size, recipe.resize_size
+    tensor_input = recipe.decoder == "torchvision"
+    ops = v2 if tensor_input else T
     if train and recipe.augmentation in ("rrc_flip", "rrc_flip_erase"):
-        geometry = [T.RandomResizedCrop(size), T.RandomHorizontalFlip()]
+        geometry = [ops.RandomResizedCrop(size), ops.RandomHorizontalFlip()]
     else:
-        geometry = [T.Resize(resize), T.CenterCrop(size)]
+        geometry = [ops.Resize(resize), ops.CenterCrop(size)]
         if train and recipe.augmentation == "flip":
-            geometry.append(T.RandomHorizontalFlip())
+            geometry.append(ops.RandomHorizontalFlip())
     erase = []
     if train and recipe.augmentation == "rrc_flip_erase":
-        erase = [T.RandomErasing(p=0.5, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3), value=list(ERASE_VALUE[:channels]))]
-    tensor_input = recipe.decoder == "torchvision"
+        erase = [ops.RandomErasing(p=0.5, scale=(0.02, 0.4), ratio=(0.3, 1 / 0.3), value=list(ERASE_VALUE[:channels]))]
     pipeline = TensorPipeline if tensor_input else T.Compose
     return pipeline(geometry + _to_input_space(cfg, channels, tensor_input) + erase)

@@ -34,7 +34,8 @@ DECODED_CACHE_BYTES = 2 << 30
 #: image-to-image steps with no randomness: the cache may hold their uint8 output
 GEOMETRIC_STEPS = (T.Resize, T.CenterCrop, v2.Resize, v2.CenterCrop)
 #: every step with no randomness: the cache may hold their output (float tensors after ToTensor)
-DETERMINISTIC_STEPS = GEOMETRIC_STEPS + (T.ToTensor, T.PILToTensor, T.ConvertImageDtype, T.Normalize)
+DETERMINISTIC_STEPS = GEOMETRIC_STEPS + (T.ToTensor, T.PILToTensor, T.ConvertImageDtype, T.Normalize, v2.ToDtype,
+                                         v2.Normalize)
 
 
 class ImageFileError(ValueError):
