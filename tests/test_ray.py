@@ -157,11 +157,12 @@ def orphans() -> list[int]:
     import psutil
 
     found = []
-    for process in psutil.process_iter(["name", "ppid"]):
+    for process in psutil.process_iter():
         try:
-            if (process.info["name"] or "").startswith("ray::") and psutil.Process(process.info["ppid"]).name() != "raylet":
+            parent = process.parent()
+            if process.name().startswith("ray::") and (parent is None or parent.name() != "raylet"):
                 found.append(process.pid)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+        except (psutil.Error, OSError, ValueError):
             continue
     return found
 

@@ -99,15 +99,15 @@ def reap_orphans() -> list[int]:
     import psutil
 
     me, reaped = psutil.Process().username(), []
-    for process in psutil.process_iter(["name", "username", "ppid"]):
-        try:
-            if not (process.info["name"] or "").startswith("ray::") or process.info["username"] != me:
+    for process in psutil.process_iter():
+        try:  # a process may end, or its /proc entry be unreadable, at any moment: skip it then
+            if not process.name().startswith("ray::") or process.username() != me:
                 continue
-            parent = psutil.Process(process.info["ppid"]) if process.info["ppid"] else None
+            parent = process.parent()
             if parent is None or parent.name() != "raylet":
                 process.kill()
                 reaped.append(process.pid)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+        except (psutil.Error, OSError, ValueError):
             continue
     return reaped
 
