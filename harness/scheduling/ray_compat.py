@@ -75,21 +75,40 @@ def init(address: str | None = None, num_cpus: int | None = None, num_gpus: int 
         return False
     common: dict[str, Any] = {"include_dashboard": dashboard, "log_to_driver": False, "logging_level": logging.ERROR}
     if is_address_given(address):
-        ray.init(address=address, **common)
+        with loopback_only() if joins_loopback(address) else contextlib.nullcontext():
+            ray.init(address=address, **common)
         return True
     reap_orphans()
-    # Ray resolves 127.0.0.1 to the machine's network address unless its (private) cluster switch is
-    # off, as on a laptop; off, the GCS, raylets, workers and agents all listen on the loopback only.
-    from ray._private import ray_constants
-
-    cluster_switch = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
+    with loopback_only():
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, _temp_dir=TEMP_DIR, _node_ip_address=LOCALHOST,
                  dashboard_host=LOCALHOST, **common)
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = cluster_switch
     return True
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """Ray resolves 127.0.0.1 to the machine's network address unless its (private) cluster switch is
+    off, as on a laptop; off, a Ray started here (GCS, raylets, workers, agents) listens on the
+    loopback only, and a driver joining such a Ray takes 127.0.0.1 as its own address too."""
+    from ray._private import ray_constants
+
+    switch = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = switch
+
+
+def joins_loopback(address: str | None) -> bool:
+    """Whether ``address`` (``auto``, ``RAY_ADDRESS`` or host:port) names a Ray on this machine's loopback."""
+    from ray._private.services import get_ray_address_from_environment
+
+    target = address or os.environ.get("RAY_ADDRESS")
+    if not target or target == "auto":
+        target = get_ray_address_from_environment("auto", TEMP_DIR)
+    host = (target or "").split("://")[-1].rpartition(":")[0].strip("[]")
+    return host in (LOCALHOST, "localhost", "::1")
 
 
 def reap_orphans() -> list[int]:
