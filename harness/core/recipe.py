@@ -74,10 +74,10 @@ class Recipe:
     method_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for field, allowed in (("sampler", SAMPLERS), ("augmentation", AUGMENTATIONS), ("optimizer", OPTIMIZERS),
-                               ("pooling", POOLINGS), ("head_init", HEAD_INITS), ("decoder", DECODERS)):
-            if getattr(self, field) not in allowed:
-                raise ValueError(f"recipe {self.name!r}: {field}={getattr(self, field)!r}, valid: {', '.join(allowed)}")
+        for name, allowed in (("sampler", SAMPLERS), ("augmentation", AUGMENTATIONS), ("optimizer", OPTIMIZERS),
+                              ("pooling", POOLINGS), ("head_init", HEAD_INITS), ("decoder", DECODERS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"recipe {self.name!r}: {name}={getattr(self, name)!r}, valid: {', '.join(allowed)}")
         if self.epochs < 0 or self.batch_size < 1:
             raise ValueError(f"recipe {self.name!r}: epochs must be >= 0 and batch_size >= 1")
         if self.grad_clip_value < 0:
