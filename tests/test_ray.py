@@ -191,11 +191,13 @@ def test_the_next_run_cleans_up_what_a_killed_driver_left(tmp_path):
     os.kill(child.pid, signal.SIGKILL)
     child.communicate()
     time.sleep(3)
-    assert list((tmp_path / "ray").glob("harness-*")) and orphans()
+    left = orphans()
+    assert list((tmp_path / "ray").glob("harness-*")) and left
     resumed = driver([*args, "--resume"])
-    out, err = resumed.communicate(timeout=300)
+    out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
-    assert not list((tmp_path / "ray").glob("harness-*")) and not orphans()
+    assert not list((tmp_path / "ray").glob("harness-*"))
+    assert not set(left) & set(orphans())  # (a Ray shutting down right now may orphan agents for a moment)
     (record,) = records(tmp_path).values()
     assert record["status"] == "ok" and record["resumed_at_epoch"] >= 1
 
