@@ -334,7 +334,9 @@ def test_cub_class_ids_outside_1_to_200_are_refused(tmp_path: Path, class_id: in
 def test_cars_class_ids_outside_1_to_196_are_refused(tmp_path: Path) -> None:
     root = make_cars(tmp_path)
     mat = loadmat(root / "cars_annos.mat")
-    mat["annotations"][0, 2]["class"][0, 0] = 197  # (loadmat shares it with annotation 4: same value)
+    # a new array, never a write into loadmat's: its one-byte arrays can share memory with CPython's
+    # cached one-byte bytes objects, and writing 197 there corrupts every b'\x..' of that value after
+    mat["annotations"][0, 2]["class"] = np.array([[197]], dtype=np.uint8)
     savemat(root / "cars_annos.mat", {k: v for k, v in mat.items() if not k.startswith("__")})
     with pytest.raises(DatasetFormatError, match="annotation 3: class id 197 outside 1..196"):
         create_dataset("cars", root)
