@@ -172,7 +172,6 @@ def search_plots(study: optuna.Study, folder: Path, space: dict[str, Distributio
     import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
     from optuna.visualization import matplotlib as vis
 
     params = sorted(space)
@@ -190,6 +189,13 @@ def search_plots(study: optuna.Study, folder: Path, space: dict[str, Distributio
     }
     if len(params) < 2:
         figures = {k: v for k, v in figures.items() if k not in ("importances", "contour")}
+    with matplotlib.rc_context():  # Optuna's figures set the ggplot style globally: undo it afterwards
+        return _draw(figures, folder)
+
+
+def _draw(figures: dict[str, Callable[[], Any]], folder: Path) -> list[Path]:
+    from matplotlib import pyplot as plt
+
     written = []
     for name, draw in figures.items():
         path = folder / f"{name}.png"
