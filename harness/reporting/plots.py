@@ -75,11 +75,14 @@ def save(fig: Figure, path: str | Path, formats: Sequence[str] = PLOT_FORMATS) -
 
 
 def _labels(long: pd.DataFrame) -> dict[tuple, str]:
-    """A label per group: the method (with hyperparameters), plus backbone and recipe where needed."""
+    """A label per group: the method alone where that tells the groups apart (the tables give the
+    hyperparameters), else with its hyperparameters, else with backbone and recipe too."""
     keys = list(long.groupby(GROUP_KEYS, sort=True).groups)
-    short = {k: group_label(k[1], k[6]) for k in keys}
-    taken = pd.Series(list(short.values())).value_counts()
-    return {k: s if taken[s] == 1 else full_group_label(k) for k, s in short.items()}
+    labels = {k: k[1] for k in keys}
+    for name in (lambda k: group_label(k[1], k[6]), full_group_label):
+        taken = pd.Series(list(labels.values())).value_counts()
+        labels = {k: label if taken[label] == 1 else name(k) for k, label in labels.items()}
+    return labels
 
 
 def _metric_rows(long: pd.DataFrame, metric: str, keys: list[tuple]) -> pd.DataFrame:

@@ -77,9 +77,10 @@ def recall_ks(metrics: Iterable[str]) -> list[int]:
 
 
 def group_label(method: str, hparams: str) -> str:
-    """``jrd`` or, with hyperparameters, ``jrd (alpha=0.1, sigma=1)``."""
+    """``jrd`` or, with hyperparameters, ``jrd (alpha=0.1, sigma=1)`` (floats to 4 significant digits)."""
     values = json.loads(hparams)
-    return method + (f" ({', '.join(f'{k}={v}' for k, v in values.items())})" if values else "")
+    shown = (f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+    return method + (f" ({', '.join(shown)})" if values else "")
 
 
 def full_group_label(key: tuple) -> str:
