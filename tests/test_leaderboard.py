@@ -32,12 +32,13 @@ EQUAL_R1 = [0.61, 0.60, 0.62]       # the same values as ms, other seeds' order
 
 
 def record(method: str, seed: int, r1: float | None, *, dataset: str = "cub", recipe: dict = RECIPE_A,
-           status: str = "ok", eval_split: str = "test", experiment: str = "exp", role: str = "final",
+           status: str = "ok", eval_split: str = "test", experiment: str | None = None, role: str = "final",
            hparams: dict | None = None, finished_at: str = "2024-01-01T00:00:00+00:00") -> TrialRecord:
-    """A trial record as run_trial/TrialRecord.failed build it (metrics derived from Recall@1)."""
+    """A trial record as run_trial/TrialRecord.failed build it (metrics derived from Recall@1); its
+    experiment is the dataset's name unless given, as ``run`` names it."""
     config = TrialConfig(method=method, dataset=dataset, seed=seed, recipe=Recipe(**recipe).to_dict(),
                          backbone="resnet50", embedding_dim=512, hparams=hparams or {}, eval_split=eval_split,
-                         experiment=experiment, role=role)
+                         experiment=experiment or dataset, role=role)
     metrics = {} if r1 is None else {"recall@1": r1, "recall@2": r1 + 0.1, "recall@4": r1 + 0.15,
                                      "recall@8": r1 + 0.2, "map@r": r1 / 3, "r_precision": r1 / 2, "nmi": 0.6}
     return TrialRecord(trial_id=config.trial_id, status=status, error=None if status == "ok" else "boom",
@@ -215,15 +216,34 @@ def test_failed_trials_only_count_in_n_failed(tmp_path: Path) -> None:
     assert np.isnan(summary.loc["triplet", "recall@1_mean"])
 
 
-def test_val_split_excluded_and_duplicate_trials_count_once(tmp_path: Path) -> None:
+def test_val_split_excluded_and_each_experiment_its_own_leaderboard(tmp_path: Path) -> None:
+    """The same trial in two experiments (two protocols on one dataset) is a row in each experiment's
+    leaderboard, never pooled; a validation-split record enters neither; --experiment picks one."""
     store = TrialStore(tmp_path / "results")
     store.write_record(record("ms", 0, 0.5, experiment="old", finished_at="2024-01-01T00:00:00+00:00"))
     store.write_record(record("ms", 0, 0.7, experiment="new", finished_at="2024-02-01T00:00:00+00:00"))
-    store.write_record(record("ms", 1, 0.9, eval_split="val"))
+    store.write_record(record("ms", 1, 0.9, eval_split="val", experiment="new"))
     frame = records_frame(store.records())
-    assert len(frame) == 2
-    summary = pd.read_csv(write_leaderboards(store, tmp_path / "boards", formats=["csv"])["cub.csv"])
-    assert summary[["n_seeds", "recall@1_mean"]].values.tolist() == [[1, 0.7]]
+    assert len(frame) == 3 and sorted(frame["experiment"]) == ["new", "new", "old"]
+    written = write_leaderboards(store, tmp_path / "boards", formats=["csv", "md"])
+    assert sorted(written) == ["new.csv", "new.env.json", "new.long.csv", "new.md", "new.wide.csv",
+                               "old.csv", "old.env.json", "old.long.csv", "old.md", "old.wide.csv"]
+    for name, r1 in (("new", 0.7), ("old", 0.5)):
+        summary = pd.read_csv(written[f"{name}.csv"])
+        assert summary[["n_seeds", "recall@1_mean"]].values.tolist() == [[1, r1]]
+        assert written[f"{name}.md"].read_text().startswith(f"## {name} (cub)\n")
+    only = write_leaderboards(store, tmp_path / "only", formats=["csv"], experiments=["old"])
+    assert sorted(only) == ["old.csv", "old.env.json", "old.long.csv", "old.wide.csv"]
+
+
+def test_an_experiment_over_several_datasets_gets_one_leaderboard_per_dataset(tmp_path: Path) -> None:
+    store = TrialStore(tmp_path / "results")
+    store.write_record(record("ms", 0, 0.5, experiment="both"))
+    store.write_record(record("ms", 0, 0.6, dataset="cars", experiment="both"))
+    written = write_leaderboards(store, tmp_path / "boards", formats=["csv"])
+    assert {name.split(".csv")[0] for name in written if name.endswith(".csv") and name.count(".") == 2} == \
+        {"both.cars", "both.cub"}
+    assert pd.read_csv(written["both.cars.csv"])["recall@1_mean"].tolist() == [0.6]
 
 
 def test_published_names_map_onto_the_harness() -> None:

@@ -10,26 +10,28 @@ from harness.cli import main
 from harness.core.store import TrialStore
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-#: the baseline each committed leaderboard was written with (results/README.md gives the commands)
-BASELINES = {"omniglot": "amsoftmax", "omniglot28": "amsoftmax"}
+#: the baseline each committed leaderboard (one per experiment) was written with (results/README.md gives the commands)
+BASELINES = {"omniglot-cpu": "amsoftmax", "omniglot28": "amsoftmax"}
 REGENERATED = (".csv", ".long.csv", ".wide.csv", ".md", ".tex", ".env.json", ".recall_at_1.png", ".recall_at_k.png")
 
 
-def datasets_with_records() -> list[str]:
-    return sorted({r.config.dataset for _, r in TrialStore(RESULTS).records()})
+def experiments_with_records() -> list[str]:
+    return sorted({r.config.experiment for _, r in TrialStore(RESULTS).records()})
 
 
-def test_every_committed_default_run_leaderboard_has_its_records():
-    assert "omniglot28" in datasets_with_records()
+def test_every_committed_leaderboard_has_its_records_and_every_experiment_its_leaderboard():
+    assert experiments_with_records() == sorted(BASELINES)
+    assert sorted({p.name.removesuffix(".csv") for p in (RESULTS / "leaderboards").glob("*.csv")
+                   if p.name.count(".") == 1}) == sorted(BASELINES)
 
 
-@pytest.mark.parametrize("dataset", sorted(BASELINES))
-def test_leaderboards_regenerate_byte_for_byte_from_the_committed_records(dataset, tmp_path):
+@pytest.mark.parametrize("experiment", sorted(BASELINES))
+def test_leaderboards_regenerate_byte_for_byte_from_the_committed_records(experiment, tmp_path):
     results = tmp_path / "results"
     shutil.copytree(RESULTS / "runs", results / "runs")
-    assert main(["leaderboard", "--results-dir", str(results), "--dataset", dataset,
-                 "--baseline", BASELINES[dataset]]) == 0
+    assert main(["leaderboard", "--results-dir", str(results), "--experiment", experiment,
+                 "--baseline", BASELINES[experiment]]) == 0
     for suffix in REGENERATED:
-        committed, regenerated = RESULTS / "leaderboards" / f"{dataset}{suffix}", \
-            results / "leaderboards" / f"{dataset}{suffix}"
-        assert regenerated.read_bytes() == committed.read_bytes(), f"{dataset}{suffix} differs"
+        committed, regenerated = RESULTS / "leaderboards" / f"{experiment}{suffix}", \
+            results / "leaderboards" / f"{experiment}{suffix}"
+        assert regenerated.read_bytes() == committed.read_bytes(), f"{experiment}{suffix} differs"

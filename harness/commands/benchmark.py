@@ -93,7 +93,7 @@ def benchmark(args: argparse.Namespace) -> int:
                          chosen=searched.best, chosen_value=searched.best_value, histories=searched.histories,
                          search_failures=searched.failures, objective=manifest.metric,
                          wall_time_s=time.time() - start)
-    write_leaderboards(run.store, datasets=[manifest.dataset], baseline=manifest.baseline)
+    write_leaderboards(run.store, experiments=[manifest.name], baseline=manifest.baseline)
     print((run.folder / "report" / "leaderboard.md").read_text())
     for path in files:
         print(f"report: {path}")

@@ -21,7 +21,7 @@ DEFAULT_METHODS = "pixels,triplet,ms,proxyanchor,amsoftmax"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train and evaluate methods × seeds on one dataset",
                        description="Train one trial per (method, seed), evaluate on the test classes, "
-                                   "write one record per trial and the dataset's leaderboard.")
+                                   "write one record per trial and the experiment's leaderboard.")
     p.add_argument("--methods", type=comma_list, help=f"comma-separated method names (default: {DEFAULT_METHODS})")
     p.add_argument("--seeds", type=int_list, help="comma-separated seeds (default: 0)")
     add_experiment_options(p)
@@ -38,9 +38,9 @@ def with_fault(trials: list[TrialConfig], args: argparse.Namespace) -> list[Tria
 
 
 def print_leaderboard(store: TrialStore, trials: list[TrialConfig], start: float) -> None:
-    """Rewrite the dataset's leaderboard files and print the table of these trials (failures counted)."""
+    """Rewrite the experiment's leaderboard files and print the table of these trials (failures counted)."""
     dataset = trials[0].dataset
-    written = write_leaderboards(store, datasets=[dataset])
+    written = write_leaderboards(store, experiments=[trials[0].experiment])
     ids = {t.trial_id for t in trials}
     frame = records_frame((path, r) for path, r in store.records(trials[0].experiment) if r.trial_id in ids)
     board = aggregate(frame) if not frame.empty else pd.DataFrame()

@@ -1,10 +1,14 @@
 """Leaderboards computed from trial records alone: statistics over seeds per group, as CSV, Markdown, LaTeX.
 
-A group is (dataset, method, backbone, embedding dim, recipe name + hash, hyperparameters): trials
-trained under different recipes or hyperparameters never average into one row. Only test-split
-trials enter (validation-split search trials are not test results). A trial recorded in several
-experiments (same trial id) counts once, its newest record. Failed trials count in ``n_failed`` and
-nowhere else. Per group and metric: mean, std (ddof=1), 95% t-interval, rank (1 = best mean) and,
+A leaderboard is one experiment's records (``runs/<experiment>/``), one protocol: a default run, a
+benchmark's final trials, a comparison. Its files are named after the experiment (``<experiment>.csv``
+...; ``<experiment>.<dataset>.csv`` ... for an experiment that spans several datasets), so two
+protocols on one dataset (say, every method at its defaults, and each method at its searched best)
+never mix into one table. A group is (dataset, method, backbone, embedding dim, recipe name + hash,
+hyperparameters): trials trained under different recipes or hyperparameters never average into one
+row. Only test-split trials enter (validation-split search trials are not test results). A trial
+recorded twice in an experiment (same trial id) counts once, its newest record. Failed trials count in
+``n_failed`` and nowhere else. Per group and metric: mean, std (ddof=1), 95% t-interval, rank (1 = best mean) and,
 against a baseline method, Welch and paired t-test p-values (:mod:`harness.reporting.stats`). Published
 reference rows (:mod:`harness.reporting.published`) are shown beside the measured ones, never mixed in.
 
@@ -120,7 +124,7 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
 
 
 def read_long_table(path: str | Path) -> pd.DataFrame:
-    """A long table read back from its CSV (``<dataset>.long.csv``), typed as :func:`long_table` returns it,
+    """A long table read back from its CSV (``<name>.long.csv``), typed as :func:`long_table` returns it,
     so that figures and tables can be redrawn from a committed leaderboard without its records."""
     text = {key: str for key in GROUP_KEYS if key != "embedding_dim"}
     long = pd.read_csv(path, dtype={**text, "metric": str, "baseline": str, "embedding_dim": int,
@@ -234,13 +238,13 @@ def _paper_table(long: pd.DataFrame, refs: pd.DataFrame, style: Style) -> tuple[
     return pd.concat([measured, published], ignore_index=True), len(measured), citations
 
 
-def _notes(dataset: str, env: dict[str, Any], baseline: str | None, citations: list[str], style: Style) -> list[str]:
+def _notes(name: str, env: dict[str, Any], baseline: str | None, citations: list[str], style: Style) -> list[str]:
     notes = [f"Test classes; mean{style.pm}std over seeds (std with ddof=1), in percent; "
              f"best measured mean per column in bold."]
     if baseline:
         notes.append(f"{style.welch} Welch t-test, {style.paired} paired t-test over matching seeds, "
                      f"against baseline {style.escape(baseline)} (its group with the same backbone, dimension "
-                     f"and recipe, else its only group: the baseline column of {style.escape(dataset)}.long.csv), "
+                     f"and recipe, else its only group: the baseline column of {style.escape(name)}.long.csv), "
                      f"two-sided {style.math(f'p < {SIGNIFICANCE:g}')}; p-values in the same file.")
     notes.append(f"Selection: measured rows score the model after the {MEASURED_SELECTION}, once, on the test classes.")
     if citations:
@@ -251,41 +255,43 @@ def _notes(dataset: str, env: dict[str, Any], baseline: str | None, citations: l
                      "which favours the published figure over a last-epoch one; as quoted = another paper's "
                      "figure quoted in the cited table, selected as that paper did.")
         notes += [f"[{i}] {style.escape(c)}" for i, c in enumerate(citations, 1)]
-    notes.append(f"Environment (from the trial records; versions in {style.escape(dataset)}.env.json): "
+    notes.append(f"Environment (from the trial records; versions in {style.escape(name)}.env.json): "
                  f"harness commit(s) {style.escape(', '.join(env['git_commits']))}; "
                  f"device(s) {style.escape(', '.join(env['devices']))}.")
     return notes
 
 
-def render_markdown(dataset: str, long: pd.DataFrame, refs: pd.DataFrame, env: dict[str, Any],
+def render_markdown(name: str, title: str, long: pd.DataFrame, refs: pd.DataFrame, env: dict[str, Any],
                     baseline: str | None = None) -> str:
-    """The wide table (plus published rows) as a Markdown table with footnote paragraphs."""
+    """Leaderboard ``name``'s wide table (plus published rows) as a Markdown table headed ``title``, with
+    footnote paragraphs."""
     table, _, citations = _paper_table(long, refs, MARKDOWN)
-    lines = [f"## {dataset}", "", "| " + " | ".join(table.columns) + " |",
+    lines = [f"## {title}", "", "| " + " | ".join(table.columns) + " |",
              "| " + " | ".join("---:" if _right_aligned(c) else "---" for c in table.columns) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in table.itertuples(index=False)]
-    for note in _notes(dataset, env, baseline, citations, MARKDOWN):
+    for note in _notes(name, env, baseline, citations, MARKDOWN):
         lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
-def render_latex(dataset: str, long: pd.DataFrame, refs: pd.DataFrame, env: dict[str, Any],
+def render_latex(name: str, title: str, long: pd.DataFrame, refs: pd.DataFrame, env: dict[str, Any],
                  baseline: str | None = None) -> str:
-    """The wide table (plus published rows) as a booktabs ``table`` with footnotes below it."""
+    """Leaderboard ``name``'s wide table (plus published rows) as a booktabs ``table`` captioned ``title``,
+    with footnotes below it."""
     table, n_measured, citations = _paper_table(long, refs, LATEX)
     align = "".join("r" if _right_aligned(c) else "l" for c in table.columns)
-    name = latex_escape(dataset)
+    caption = latex_escape(title)
     body = [" & ".join(row) + r" \\" for row in table.itertuples(index=False)]
     if n_measured < len(body):
         body.insert(n_measured, r"\midrule")
-    lines = [f"% {name} leaderboard from the trial records (python -m harness leaderboard); "
+    lines = [f"% {caption} leaderboard from the trial records (python -m harness leaderboard); "
              r"needs \usepackage{booktabs}",
              r"\begin{table}[t]", r"\centering", r"\footnotesize",
-             rf"\caption{{{name}: test classes, mean $\pm$ std over seeds (\%).}}",
-             rf"\label{{tab:leaderboard-{dataset}}}",
+             rf"\caption{{{caption}: test classes, mean $\pm$ std over seeds (\%).}}",
+             rf"\label{{tab:leaderboard-{name}}}",
              rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(table.columns) + r" \\", r"\midrule",
              *body, r"\bottomrule", r"\end{tabular}", "", r"\smallskip\raggedright",
-             r" \\ ".join(_notes(dataset, env, baseline, citations, LATEX)), r"\end{table}"]
+             r" \\ ".join(_notes(name, env, baseline, citations, LATEX)), r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
@@ -312,10 +318,14 @@ def _csv(frame: pd.DataFrame) -> str:
 
 
 def write_dataset(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline: str | None = None,
-                  formats: Iterable[str] = FORMATS, published: pd.DataFrame | None = None) -> dict[str, Path]:
-    """Write one dataset's leaderboard files (see :func:`write_leaderboards`); return {file name: path}."""
+                  formats: Iterable[str] = FORMATS, published: pd.DataFrame | None = None,
+                  name: str | None = None) -> dict[str, Path]:
+    """Write one leaderboard of ``dataset``'s records in ``frame`` as ``<name>.*`` (default: the dataset's
+    name; see :func:`write_leaderboards`); return {file name: path}."""
 
     formats = set(formats)
+    name = name or dataset
+    title = name if name == dataset else f"{name} ({dataset})"
     long = long_table(frame, baseline)
     env = {"dataset": dataset, **environment_summary(frame)}
     refs = (published_rows(published, dataset, list(long["metric"].unique())) if published is not None
@@ -324,29 +334,39 @@ def write_dataset(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline: st
     if "csv" in formats:
         texts.update({".csv": _csv(aggregate(frame)), ".long.csv": _csv(long), ".wide.csv": _csv(wide_table(long))})
     if "md" in formats:
-        texts[".md"] = render_markdown(dataset, long, refs, env, baseline)
+        texts[".md"] = render_markdown(name, title, long, refs, env, baseline)
     if "tex" in formats:
-        texts[".tex"] = render_latex(dataset, long, refs, env, baseline)
+        texts[".tex"] = render_latex(name, title, long, refs, env, baseline)
     written = {}
     for suffix, text in sorted(texts.items()):
-        path = out_dir / f"{dataset}{suffix}"
+        path = out_dir / f"{name}{suffix}"
         atomic_write_text(path, text)
         written[path.name] = path
     figures = [f for f in plots.PLOT_FORMATS if f in formats]
     if figures:
-        written.update({p.name: p for p in plots.leaderboard_plots(long, dataset, out_dir, figures)})
+        written.update({p.name: p for p in plots.leaderboard_plots(long, name, out_dir, figures, title=title)})
     return dict(sorted(written.items()))
+
+
+def leaderboard_names(test: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """{(experiment, dataset): file stem} for the test-split trials in ``test``: the experiment's name, or
+    ``<experiment>.<dataset>`` where one experiment holds trials on several datasets."""
+    pairs = sorted(set(zip(test["experiment"], test["dataset"])))
+    spans = {e: sum(1 for other, _ in pairs if other == e) for e, _ in pairs}
+    return {(e, d): e if spans[e] == 1 else f"{e}.{d}" for e, d in pairs}
 
 
 def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, datasets: list[str] | None = None,
                        baseline: str | None = None, formats: Iterable[str] = FORMATS,
-                       published_csv: str | Path | None = PUBLISHED_CSV) -> dict[str, Path]:
-    """Recompute every dataset's leaderboard under ``out_dir`` (default ``<results>/leaderboards``).
+                       published_csv: str | Path | None = PUBLISHED_CSV,
+                       experiments: list[str] | None = None) -> dict[str, Path]:
+    """Recompute every experiment's leaderboard under ``out_dir`` (default ``<results>/leaderboards``).
 
-    Per dataset with test-split records: ``<dataset>.csv`` (per-group ``<metric>_mean``/``_std``,
-    ``n_seeds``, ``n_failed``), ``.long.csv``, ``.wide.csv`` (csv), ``.md``, ``.tex``,
-    ``.recall_at_k`` and ``.recall_at_1`` figures (png, pdf), and always ``.env.json``. Published rows come
-    from ``published_csv`` (None: none). Returns {file name: path} of the files written.
+    Per experiment with test-split records (only ``experiments`` if given, only those on ``datasets`` if
+    given), named as :func:`leaderboard_names` says: ``<name>.csv`` (per-group
+    ``<metric>_mean``/``_std``, ``n_seeds``, ``n_failed``), ``.long.csv``, ``.wide.csv`` (csv), ``.md``,
+    ``.tex``, ``.recall_at_k`` and ``.recall_at_1`` figures (png, pdf), and always ``.env.json``.
+    Published rows come from ``published_csv`` (None: none). Returns {file name: path} of the files written.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
@@ -354,15 +374,18 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
     out_dir = Path(out_dir) if out_dir else store.leaderboard_dir
     frame = load_records(store)
     test = leaderboard_rows(frame)
-    found = sorted(set(test["dataset"]))
-    chosen = [d for d in found if not datasets or d in datasets]
-    if baseline and chosen and baseline not in set(test[test["dataset"].isin(chosen)]["method"]):
-        raise ValueError(f"baseline method {baseline!r} has no test-split trials on {', '.join(chosen)}")
+    chosen = {key: name for key, name in leaderboard_names(test).items()
+              if (not experiments or key[0] in experiments) and (not datasets or key[1] in datasets)}
+    if baseline and chosen:
+        mine = test[[key in chosen for key in zip(test["experiment"], test["dataset"])]]
+        if baseline not in set(mine["method"]):
+            raise ValueError(f"baseline method {baseline!r} has no test-split trials in "
+                             f"{', '.join(sorted(set(chosen.values())))}")
     published = load_published(published_csv) if published_csv else None
     written: dict[str, Path] = {}
-    for dataset in chosen:
-        part = frame[frame["dataset"] == dataset]
-        written.update(write_dataset(part, dataset, out_dir, baseline, formats, published))
+    for (experiment, dataset), name in chosen.items():
+        part = frame[(frame["experiment"] == experiment) & (frame["dataset"] == dataset)]
+        written.update(write_dataset(part, dataset, out_dir, baseline, formats, published, name=name))
     return written
 
 
@@ -383,8 +406,8 @@ def format_table(board: pd.DataFrame, metrics: list[str] | None = None) -> str:
 
 def redraw_from_long(long_csv: str | Path, published_csv: str | Path | None = PUBLISHED_CSV,
                      formats: Iterable[str] = ("md", "tex", "png", "pdf")) -> dict[str, Path]:
-    """Rewrite a leaderboard's Markdown, LaTeX and figures from its committed ``<dataset>.long.csv`` and
-    ``<dataset>.env.json`` alone (no records), beside them; the baseline is the long table's."""
+    """Rewrite a leaderboard's Markdown, LaTeX and figures from its committed ``<name>.long.csv`` and
+    ``<name>.env.json`` alone (no records), beside them; the baseline is the long table's."""
 
     long_csv = Path(long_csv)
     long = read_long_table(long_csv)
@@ -392,22 +415,24 @@ def redraw_from_long(long_csv: str | Path, published_csv: str | Path | None = PU
     if len(datasets) != 1:
         raise ValueError(f"{long_csv}: expected one dataset, found {', '.join(datasets) or 'none'}")
     dataset, out_dir = datasets[0], long_csv.parent
-    env = json.loads((out_dir / f"{dataset}.env.json").read_text())
+    name = long_csv.name.removesuffix(".long.csv")
+    title = name if name == dataset else f"{name} ({dataset})"
+    env = json.loads((out_dir / f"{name}.env.json").read_text())
     named = set(long["baseline"].dropna())
     baselines = sorted({key[1] for key in long.groupby(GROUP_KEYS).groups if full_group_label(key) in named})
     baseline = baselines[0] if len(baselines) == 1 else None
     refs = (published_rows(load_published(published_csv), dataset, list(long["metric"].unique()))
             if published_csv else pd.DataFrame(columns=ROW_KEYS))
-    texts = {".md": render_markdown(dataset, long, refs, env, baseline) if "md" in formats else None,
-             ".tex": render_latex(dataset, long, refs, env, baseline) if "tex" in formats else None}
+    texts = {".md": render_markdown(name, title, long, refs, env, baseline) if "md" in formats else None,
+             ".tex": render_latex(name, title, long, refs, env, baseline) if "tex" in formats else None}
     written = {}
     for suffix, text in texts.items():
         if text is not None:
-            atomic_write_text(out_dir / f"{dataset}{suffix}", text)
-            written[f"{dataset}{suffix}"] = out_dir / f"{dataset}{suffix}"
+            atomic_write_text(out_dir / f"{name}{suffix}", text)
+            written[f"{name}{suffix}"] = out_dir / f"{name}{suffix}"
     figures = [f for f in plots.PLOT_FORMATS if f in formats]
     if figures:
-        written.update({p.name: p for p in plots.leaderboard_plots(long, dataset, out_dir, figures)})
+        written.update({p.name: p for p in plots.leaderboard_plots(long, name, out_dir, figures, title=title)})
     return dict(sorted(written.items()))
 
 
@@ -416,7 +441,7 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(prog="python -m harness.reporting.leaderboard",
                                      description="Redraw a leaderboard's Markdown, LaTeX and figures from its "
-                                                 "<dataset>.long.csv and <dataset>.env.json (no records needed).")
-    parser.add_argument("long_csv", type=Path, help="results/leaderboards/<dataset>.long.csv")
+                                                 "<name>.long.csv and <name>.env.json (no records needed).")
+    parser.add_argument("long_csv", type=Path, help="results/leaderboards/<name>.long.csv")
     for path in redraw_from_long(parser.parse_args().long_csv).values():
         print(f"leaderboard: {path}")

@@ -1,13 +1,13 @@
 """Leaderboard figures a paper can print: PNG (byte-stable: fixed size, dpi, no metadata) and PDF (vector).
 
-``<dataset>.recall_at_1.{png,pdf}``: Recall@1 per group as a dot with its 95% t-interval, one row per
+``<leaderboard>.recall_at_1.{png,pdf}``: Recall@1 per group as a dot with its 95% t-interval, one row per
 group sorted by mean (best on top), the axis zoomed to the data, the mean printed at the right.
-``<dataset>.recall_at_k.{png,pdf}``: one such panel per K, rows in the Recall@1 order.
+``<leaderboard>.recall_at_k.{png,pdf}``: one such panel per K, rows in the Recall@1 order.
 In both, a group's colour and marker are its method's family (:data:`METHOD_FAMILIES`), the
 family legend sits outside the axes, and the baseline (``--baseline``) is labelled and drawn as a
 dashed line at its mean. :func:`sensitivity_plot`: one metric against one hyperparameter.
 
-The figures are a pure function of the long table (``<dataset>.long.csv``), so they can be
+The figures are a pure function of the long table (``<leaderboard>.long.csv``), so they can be
 redrawn from a committed table without the records (``python -m harness.reporting.leaderboard``).
 """
 from __future__ import annotations
@@ -191,9 +191,10 @@ def _baseline_key(long: pd.DataFrame, keys: list[tuple]) -> tuple | None:
     return found[0] if len(found) == 1 else None
 
 
-def recall_at_1_plot(long: pd.DataFrame, dataset: str, path: str | Path,
+def recall_at_1_plot(long: pd.DataFrame, title: str, path: str | Path,
                      formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
-    """Recall@1 (%) per group of one dataset's long table: mean and 95% t-interval, sorted by mean."""
+    """Recall@1 (%) per group of one leaderboard's long table (titled ``title``): mean and 95% t-interval,
+    sorted by mean."""
     labels = _labels(long)
     keys = _ordered_groups(long, "recall@1")
     stats = _metric_rows(long, "recall@1", keys)
@@ -206,12 +207,12 @@ def recall_at_1_plot(long: pd.DataFrame, dataset: str, path: str | Path,
         ax.annotate("—" if math.isnan(mean) else f"{mean:.1f}", (1.01, i), xycoords=("axes fraction", "data"),
                     va="center", fontsize="x-small", color="0.25")
     ax.set_xlabel("Recall@1 (%), mean and 95% t-interval over seeds")
-    fig.suptitle(f"{dataset}: Recall@1 on the test classes", fontsize="medium")
+    fig.suptitle(f"{title}: Recall@1 on the test classes", fontsize="medium")
     _family_legend(fig, keys, baseline)
     return save(fig, path, formats)
 
 
-def recall_at_k_plot(long: pd.DataFrame, dataset: str, path: str | Path,
+def recall_at_k_plot(long: pd.DataFrame, title: str, path: str | Path,
                      formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
     """Recall@K (%) per group, one panel per K (each zoomed to its data), rows sorted by Recall@1 (else the first K)."""
     ks = recall_ks(long["metric"].unique())
@@ -224,22 +225,23 @@ def recall_at_k_plot(long: pd.DataFrame, dataset: str, path: str | Path,
         ax.set_title(f"R@{k}", fontsize="small")
         ax.tick_params(axis="x", labelsize="x-small")
     _row_labels(axes[0], keys, labels, baseline)
-    fig.suptitle(f"{dataset}: Recall@K (%) on the test classes, mean and 95% t-interval over seeds; "
+    fig.suptitle(f"{title}: Recall@K (%) on the test classes, mean and 95% t-interval over seeds; "
                  f"rows by Recall@1", fontsize="medium")
     _family_legend(fig, keys, baseline)
     return save(fig, path, formats)
 
 
-def leaderboard_plots(long: pd.DataFrame, dataset: str, out_dir: str | Path,
-                      formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
-    """The figures of one dataset's long table beside its CSVs (those its metrics allow), in ``formats``."""
-    out_dir = Path(out_dir)
+def leaderboard_plots(long: pd.DataFrame, name: str, out_dir: str | Path,
+                      formats: Sequence[str] = PLOT_FORMATS, title: str | None = None) -> list[Path]:
+    """The figures of one leaderboard's long table beside its CSVs as ``<name>.<figure>.<format>`` (those
+    its metrics allow), in ``formats``, titled ``title`` (default ``name``)."""
+    out_dir, title = Path(out_dir), title or name
     metrics = set(long["metric"])
     written = []
     if recall_ks(metrics):
-        written += recall_at_k_plot(long, dataset, out_dir / f"{dataset}.recall_at_k.png", formats)
+        written += recall_at_k_plot(long, title, out_dir / f"{name}.recall_at_k.png", formats)
     if "recall@1" in metrics:
-        written += recall_at_1_plot(long, dataset, out_dir / f"{dataset}.recall_at_1.png", formats)
+        written += recall_at_1_plot(long, title, out_dir / f"{name}.recall_at_1.png", formats)
     return written
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from harness.core.record import TrialRecord
 
 GROUP_KEYS = ["dataset", "method", "backbone", "embedding_dim", "recipe", "recipe_hash", "hparams"]
-TRIAL_COLUMNS = ["trial_id", *GROUP_KEYS, "recipe_fields", "seed", "eval_split", "role", "status", "finished_at",
+TRIAL_COLUMNS = ["experiment", "trial_id", *GROUP_KEYS, "recipe_fields", "seed", "eval_split", "role", "status", "finished_at",
                  "git_commit", "device", "versions", "path"]
 METRIC_ORDER = ("recall@", "map@r", "r_precision", "nmi")
 METRIC_LABELS = {"map@r": "MAP@R", "r_precision": "R-Precision", "nmi": "NMI"}
@@ -27,7 +27,7 @@ def _json(value: Any) -> str:
 def _trial_row(path: Path | str, record: TrialRecord) -> dict[str, Any]:
     cfg, env = record.config, record.environment
     return {
-        "trial_id": record.trial_id, "dataset": cfg.dataset, "method": cfg.method,
+        "experiment": cfg.experiment, "trial_id": record.trial_id, "dataset": cfg.dataset, "method": cfg.method,
         "backbone": cfg.backbone, "embedding_dim": int(cfg.embedding_dim),
         "recipe": record.recipe_name, "recipe_hash": record.recipe_hash,
         "hparams": _json(record.hparams_changed),
@@ -40,14 +40,15 @@ def _trial_row(path: Path | str, record: TrialRecord) -> dict[str, Any]:
 
 
 def records_frame(records: Iterable[tuple[Path | str, TrialRecord]]) -> pd.DataFrame:
-    """One row per trial id (its newest ``finished_at``): TRIAL_COLUMNS and every metric, from
-    ``(path, record)`` pairs (:meth:`~harness.core.store.TrialStore.records`)."""
-    rows: dict[str, dict[str, Any]] = {}
+    """One row per (experiment, trial id), its newest ``finished_at``: TRIAL_COLUMNS and every metric,
+    from ``(path, record)`` pairs (:meth:`~harness.core.store.TrialStore.records`)."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
     for path, record in records:
         row = _trial_row(path, record)
-        previous = rows.get(row["trial_id"])
+        key = (row["experiment"], row["trial_id"])
+        previous = rows.get(key)
         if previous is None or row["finished_at"] >= previous["finished_at"]:
-            rows[row["trial_id"]] = row
+            rows[key] = row
     return pd.DataFrame(list(rows.values()), columns=None if rows else TRIAL_COLUMNS)
 
 
