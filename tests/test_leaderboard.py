@@ -312,3 +312,30 @@ def test_plots_render_25_groups_sorted_with_families_and_baseline(tmp_path: Path
     redrawn = leaderboard_plots(long, "cub", tmp_path / "redrawn", formats=["png"])
     assert [p.name for p in redrawn] == ["cub.recall_at_k.png", "cub.recall_at_1.png"]
     assert [p.read_bytes()[16:24] for p in redrawn] == [written[p.name].read_bytes()[16:24] for p in redrawn]  # size
+
+
+def test_a_group_beyond_the_zoomed_axis_is_an_arrow_on_its_own_side(tmp_path: Path) -> None:
+    """A floor far below the rest is a left arrow at the left edge; a mean outside Tukey's fences that the
+    zoomed axis still holds (the others' intervals reach it) is drawn as a dot, not as an arrow on the
+    right (the bug seen on omniglot's R@8 panel)."""
+    from matplotlib.figure import Figure
+
+    from harness.reporting.plots import _dot_panel
+
+    def panel(means: list[float]) -> tuple[tuple[float, float], list, list[float]]:
+        keys = [("cub", m, "resnet50", 512, "r", "h", "{}") for m in ("a", "b", "c", "d", "e", "pixels")[:len(means)]]
+        stats = pd.DataFrame({"mean": means, "ci_low": [m - 5 for m in means], "ci_high": [m + 1 for m in means]},
+                             index=pd.MultiIndex.from_tuples(keys))
+        ax = Figure().subplots()
+        _dot_panel(ax, stats, keys, baseline=None)
+        arrows = [(line.get_marker(), line.get_xdata()[0], line.get_ydata()[0]) for line in ax.lines
+                  if line.get_marker() in ("<", ">")]
+        dots = sorted(float(line.get_xdata()[0]) for line in ax.lines
+                      if line.get_marker() not in ("<", ">", "|", "None", ""))
+        return ax.get_xlim(), arrows, dots
+
+    tight = [81.5, 81.4, 81.3, 81.2, 78.0]   # 78 is outside Tukey's fences, inside the others' intervals
+    (low, high), arrows, dots = panel(tight)
+    assert arrows == [] and dots == sorted(tight) and low < 78.0 < high
+    (low, high), arrows, dots = panel(tight + [35.0])
+    assert arrows == [("<", low, 5)] and dots == sorted(tight)

@@ -129,11 +129,12 @@ def _dot_panel(ax: Axes, stats: pd.DataFrame, keys: list[tuple], baseline: tuple
 
     The axis is zoomed to the groups within Tukey's fences (:func:`_far_from_the_rest`), so that a
     floor or a collapsed method far below the others does not flatten their differences; such a
-    group is drawn as an arrow at the edge with its mean written beside it.
+    group whose mean falls outside the zoomed axis is drawn as an arrow at the edge it lies beyond,
+    with its mean written beside it (one inside the axis is drawn as every other group).
     """
     stats = stats.loc[keys]
-    far = _far_from_the_rest(stats["mean"])
-    low, high = _zoomed_limits(stats[~far])
+    low, high = _zoomed_limits(stats[~_far_from_the_rest(stats["mean"])])
+    far = (stats["mean"] < low) | (stats["mean"] > high)
     y = np.arange(len(keys))
     for i, key in enumerate(keys):
         row = stats.loc[key]
