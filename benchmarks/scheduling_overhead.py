@@ -102,8 +102,13 @@ def main() -> None:
     print(f"    worker start, once per run   {arrived[0] - own[0]:7.2f} s  (first record's arrival minus its trial's time)")
     if n > 1:
         gaps = [arrived[i] - arrived[i - 1] - own[i] for i in range(1, n)]
-        print(f"    each further trial           {sum(gaps) / len(gaps):7.2f} s  (between two records beyond the "
+        further = sum(gaps) / len(gaps)
+        print(f"    each further trial           {further:7.2f} s  (between two records beyond the "
               "second trial's time, reused worker)")
+        start_up = arrived[0] - own[0]
+        for total in (10, 100):
+            print(f"  per trial in a command of {total:3d}   {(start_up + (total - 1) * further) / total:7.2f} s  "
+                  f"(worker start + {total - 1} further trials, over {total}; from the two lines above)")
     print(f"  two at a time vs one at a time {t_seq / t_par:7.2f}x  end to end (target >= 1.8x on two idle cores)")
     print(f"  load average {os.getloadavg()[0]:.1f} at the end (other processes share the cores)")
 
