@@ -15,6 +15,16 @@ are noisy; each ratio is from one run), without NMI:
     after  (candidate lists)         20k: 17.1 s vs 15.1 s = 1.13x, peak RSS 0.89 GB
                                      60k: 79.4 s vs 169.9 s = 0.47x, peak RSS 2.21 GB
                                           (load 7.4 after the faiss part, 4.6 after the harness's)
+
+On the idle machine (load average 0.9-2.0, no other job), 2026-11-24, 60k × 512, K up to 1000:
+
+    --n 60000 --recall-ks 1,10,100,1000 --nmi
+        faiss 29.0 s, 1.06 GB; harness 36.5 s, 2.16 GB (1.26x); harness with NMI
+        before (one pass per seed and per candidate block, an n × d temporary each):  273.4 s, 10.77 GB (9.00x)
+        after  (one pass a round, row blocks, no temporary):                         195.0 s,  2.22 GB (6.71x)
+    NMI alone (k-means, 12,000 clusters) is about 160 s, 5.5x the raw search: at this many clusters a
+    single Lloyd iteration is a fifth of the search's arithmetic, so on 2 CPU cores the 1.5x target
+    for a full evaluation with NMI is out of reach; without NMI it holds (1.11x and 1.26x in two runs).
 """
 from __future__ import annotations
 

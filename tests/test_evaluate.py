@@ -488,6 +488,45 @@ def test_kmeans_nmi_matches_scikit_learn_on_separated_blobs(num_clusters):
     assert kmeans_implementation("cpu").startswith("faiss-cpu")
 
 
+def _reference_greedy_seeds(x: np.ndarray, num_clusters: int, rounds: int, generator: torch.Generator) -> list[int]:
+    """Greedy batched k-means++ written out plainly: float64, one point and one candidate at a time,
+    drawing from ``generator`` exactly as :func:`kmeans_plus_plus_seeds` does."""
+    import math
+    n = len(x)
+
+    def d2(i: int, j: int) -> float:
+        return float(((x[i] - x[j]) ** 2).sum())
+
+    batch, trials = math.ceil(num_clusters / rounds), 2 + int(math.log(num_clusters))
+    seeds = [int(torch.randint(n, (1,), generator=generator))]
+    nearest = [0.0 if i == seeds[0] else d2(i, seeds[0]) for i in range(n)]
+    while len(seeds) < num_clusters:
+        slots = min(batch, num_clusters - len(seeds))
+        trials_now = min(trials, sum(v > 0 for v in nearest) // slots)
+        candidates = torch.multinomial(torch.tensor(nearest, dtype=torch.float64), slots * trials_now,
+                                       replacement=False, generator=generator).tolist()
+        potential = [sum(min(nearest[i], d2(i, c)) for i in range(n)) for c in candidates]
+        kept = [min(range(s * trials_now, (s + 1) * trials_now), key=lambda j: potential[j]) for s in range(slots)]
+        for j in kept:
+            seeds.append(candidates[j])
+        nearest = [0.0 if i in seeds else min([nearest[i]] + [d2(i, candidates[j]) for j in kept]) for i in range(n)]
+    return seeds
+
+
+def test_batched_greedy_seeding_equals_a_plain_reference(monkeypatch):
+    """The seeding (one pass over the points a round, distances reused for D) picks the same seeds as
+    the algorithm written out point by point in float64, batched rounds included."""
+    from harness.engine import kmeans as kmeans_module
+
+    monkeypatch.setattr(kmeans_module, "SEEDING_ROUNDS", 8)   # 40 clusters: 5 slots a round
+    x, _ = make_blobs(n_samples=300, centers=40, n_features=8, cluster_std=1.0, random_state=1)
+    ours = kmeans_module.kmeans_plus_plus_seeds(torch.from_numpy(x.astype(np.float32)), 40,
+                                                torch.Generator().manual_seed(3))
+    reference = _reference_greedy_seeds(x.astype(np.float32).astype(np.float64), 40, 8,
+                                        torch.Generator().manual_seed(3))
+    assert ours.tolist() == reference and len(set(reference)) == 40
+
+
 # ---------------------------------------------------------------- embed
 
 class _Model(torch.nn.Module):
