@@ -113,13 +113,13 @@ def main() -> None:
     print(f"  Ray overhead per trial         {(t_seq - t_local) / n:7.2f} s  (Ray one at a time minus local, per trial; "
           "target < 2 s), of which:")
     own = [r.wall_time_s for r in rec_seq]  # in the order they finished, like ``arrived``
-    print(f"    worker start, once per run   {arrived[0] - own[0]:7.2f} s  (first record's arrival minus its trial's time)")
+    start_up = arrived[0] - own[0]
+    print(f"    worker start, once per run   {start_up:7.2f} s  (first record's arrival minus its trial's time)")
     if n > 1:
         gaps = [arrived[i] - arrived[i - 1] - own[i] for i in range(1, n)]
         further = sum(gaps) / len(gaps)
         print(f"    each further trial           {further:7.2f} s  (between two records beyond the "
               "second trial's time, reused worker)")
-        start_up = arrived[0] - own[0]
         for total in (10, 100):
             print(f"  per trial in a command of {total:3d}   {(start_up + (total - 1) * further) / total:7.2f} s  "
                   f"(worker start + {total - 1} further trials, over {total}; from the two lines above)")

@@ -74,9 +74,9 @@ def kmeans_plus_plus_seeds(x: torch.Tensor, num_clusters: int, generator: torch.
                                        generator=generator).to(x.device)
         d2 = _squared_distances_to(x, squared_norms, candidates)
         potential = torch.zeros(len(candidates), dtype=torch.float64, device=x.device)
-        for start in range(0, n, rows_per_chunk(len(candidates))):
-            part = slice(start, start + rows_per_chunk(len(candidates)))
-            potential += torch.minimum(nearest[part, None], d2[part].double()).sum(0)
+        step = rows_per_chunk(len(candidates))
+        for start in range(0, n, step):
+            potential += torch.minimum(nearest[start:start + step, None], d2[start:start + step].double()).sum(0)
         columns = potential.view(slots, trials_now).argmin(1) + torch.arange(slots, device=x.device) * trials_now
         seeds.append(candidates[columns])
         chosen[seeds[-1]] = True

@@ -325,7 +325,7 @@ def write_dataset(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline: st
 
     formats = set(formats)
     name = name or dataset
-    title = name if name == dataset else f"{name} ({dataset})"
+    title = leaderboard_title(name, dataset)
     long = long_table(frame, baseline)
     env = {"dataset": dataset, **environment_summary(frame)}
     refs = (published_rows(published, dataset, list(long["metric"].unique())) if published is not None
@@ -346,6 +346,11 @@ def write_dataset(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline: st
     if figures:
         written.update({p.name: p for p in plots.leaderboard_plots(long, name, out_dir, figures, title=title)})
     return dict(sorted(written.items()))
+
+
+def leaderboard_title(name: str, dataset: str) -> str:
+    """A leaderboard's heading: its name, with the dataset where the name does not say it."""
+    return name if name == dataset else f"{name} ({dataset})"
 
 
 def leaderboard_names(test: pd.DataFrame) -> dict[tuple[str, str], str]:
@@ -416,7 +421,7 @@ def redraw_from_long(long_csv: str | Path, published_csv: str | Path | None = PU
         raise ValueError(f"{long_csv}: expected one dataset, found {', '.join(datasets) or 'none'}")
     dataset, out_dir = datasets[0], long_csv.parent
     name = long_csv.name.removesuffix(".long.csv")
-    title = name if name == dataset else f"{name} ({dataset})"
+    title = leaderboard_title(name, dataset)
     env = json.loads((out_dir / f"{name}.env.json").read_text())
     named = set(long["baseline"].dropna())
     baselines = sorted({key[1] for key in long.groupby(GROUP_KEYS).groups if full_group_label(key) in named})
