@@ -2,10 +2,11 @@
 
 A trial is (method, hyperparameters, dataset, backbone, recipe, seed, evaluation split). Its id is a
 hash of everything that changes its result, so that re-running or resuming recognises finished
-trials, and two experiments that ran the same trial do not count it twice in a leaderboard.
+trials, and a trial recorded twice in an experiment counts once in its leaderboard.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 from dataclasses import dataclass, field, fields
@@ -58,9 +59,10 @@ def training_classes(dataset: str, root: str | None, val_fraction: float) -> dic
     splits = create_dataset(dataset, root, val_fraction)
     return {"test": len(splits.trainval.classes), "val": len(splits.train.classes)}
 
-@dataclass
-class ExperimentConfig:
-    """What ``python -m harness run`` asks for: methods × seeds on one dataset under one recipe.
+@dataclass(kw_only=True)
+class TrainingSetup:
+    """What trials train and how, besides their methods, dataset and seeds: the fields a run's
+    :class:`ExperimentConfig` and a benchmark's manifest share, with one set of defaults.
 
     ``recipe="paper"`` trains each method with its paper's recipe where it ships one (else the
     dataset's default); any other name applies that one recipe to every method (the fair protocol).
@@ -68,9 +70,6 @@ class ExperimentConfig:
     ``hparams`` maps a method name to hyperparameter overrides.
     """
 
-    methods: list[str]
-    dataset: str = "omniglot28"
-    seeds: list[int] = field(default_factory=lambda: [0])
     data_root: str | None = None
     backbone: str | None = None
     embedding_dim: int = 512
@@ -79,6 +78,20 @@ class ExperimentConfig:
     recipe_overrides: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
     val_fraction: float = 0.2
+
+    def training_setup(self) -> dict[str, Any]:
+        """These fields by name, their containers copied (to build the other kind of config from)."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(TrainingSetup)}
+
+
+@dataclass
+class ExperimentConfig(TrainingSetup):
+    """What ``python -m harness run`` asks for: methods × seeds on one dataset under one recipe
+    (:class:`TrainingSetup` holds the recipe, backbone, hyperparameter and data-root fields)."""
+
+    methods: list[str]
+    dataset: str = "omniglot28"
+    seeds: list[int] = field(default_factory=lambda: [0])
     eval_split: str = "test"
     role: str = "final"
     experiment: str | None = None

@@ -69,10 +69,7 @@ def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
     return BenchmarkManifest(
         name=args.name or experiment.dataset, methods=methods, dataset=experiment.dataset,
         spaces=declared_spaces(methods, spaces), trials_per_method=args.trials_per_method,
-        final_seeds=args.final_seeds, data_root=experiment.data_root, backbone=experiment.backbone,
-        embedding_dim=experiment.embedding_dim, pretrained=experiment.pretrained, recipe=experiment.recipe,
-        recipe_overrides=experiment.recipe_overrides, hparams=experiment.hparams, val_fraction=experiment.val_fraction,
-        folds=args.folds, pruner=args.scheduler, metric=args.metric, seed=args.seed, baseline=args.baseline,
+        final_seeds=args.final_seeds, **experiment.training_setup(), folds=args.folds, pruner=args.scheduler, metric=args.metric, seed=args.seed, baseline=args.baseline,
         max_hours=args.max_hours)
 
 

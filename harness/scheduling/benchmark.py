@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -30,7 +30,7 @@ from harness.core.config import TrialConfig
 from harness.core.hparams import Choice, Distribution, IntUniform, LogUniform, Uniform, parse_distribution
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore, atomic_write_text
-from harness.experiment import ExperimentConfig, check_validation_split
+from harness.experiment import ExperimentConfig, TrainingSetup, check_validation_split
 from harness.scheduling.executors import Executor
 from harness.scheduling.search import (ProposalStream, describe_space, finished_trials, open_study, search_space,
                                        write_outputs)
@@ -52,8 +52,9 @@ def format_distribution(dist: Distribution) -> str:
 
 
 @dataclass
-class BenchmarkManifest:
-    """Everything that fixes a benchmark's numbers (not where or how fast it runs)."""
+class BenchmarkManifest(TrainingSetup):
+    """Everything that fixes a benchmark's numbers (not where or how fast it runs); the training fields
+    are :class:`~harness.experiment.TrainingSetup`'s."""
 
     name: str
     methods: list[str]
@@ -61,14 +62,6 @@ class BenchmarkManifest:
     spaces: dict[str, dict[str, str]]
     trials_per_method: int
     final_seeds: int
-    data_root: str | None = None
-    backbone: str | None = None
-    embedding_dim: int = 512
-    pretrained: str | None = None
-    recipe: str | None = None
-    recipe_overrides: dict[str, Any] = field(default_factory=dict)
-    hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
-    val_fraction: float = 0.2
     folds: int = 0
     pruner: str = "none"
     metric: str = "val_recall@1"
@@ -120,11 +113,8 @@ class BenchmarkManifest:
 
     def experiment(self, method: str, results_dir: str, **overrides: Any) -> ExperimentConfig:
         """The experiment of one method under this manifest (its search's or final trials)."""
-        settings = dict(methods=[method], dataset=self.dataset, data_root=self.data_root, backbone=self.backbone,
-                        embedding_dim=self.embedding_dim, pretrained=self.pretrained, recipe=self.recipe,
-                        recipe_overrides=dict(self.recipe_overrides),
-                        hparams={method: dict(self.hparams.get(method, {}))}, val_fraction=self.val_fraction,
-                        results_dir=results_dir)
+        settings = {**self.training_setup(), "hparams": {method: dict(self.hparams.get(method, {}))},
+                    "methods": [method], "dataset": self.dataset, "results_dir": results_dir}
         return ExperimentConfig(**{**settings, **overrides})
 
 
