@@ -22,9 +22,14 @@ On the idle machine (load average 0.9-2.0, no other job), 2026-11-24, 60k × 512
         faiss 29.0 s, 1.06 GB; harness 36.5 s, 2.16 GB (1.26x); harness with NMI
         before (one pass per seed and per candidate block, an n × d temporary each):  273.4 s, 10.77 GB (9.00x)
         after  (one pass a round, row blocks, no temporary):                         195.0 s,  2.22 GB (6.71x)
-    NMI alone (k-means, 12,000 clusters) is about 160 s, 5.5x the raw search: at this many clusters a
-    single Lloyd iteration is a fifth of the search's arithmetic, so on 2 CPU cores the 1.5x target
-    for a full evaluation with NMI is out of reach; without NMI it holds (1.11x and 1.26x in two runs).
+    and on 2026-11-24 (second session; load average 1.3-2.0), D bounded in place in float32:
+        faiss 33.2 s, 1.06 GB; harness 40.7 s, 2.19 GB (1.22x); with NMI 169.1 s, 2.21 GB (5.09x),
+        NMI identical (0.825963)
+    NMI alone (k-means, 12,000 clusters) is about 130 s, 4x the raw search (160 s before the last
+    change): its greedy k-means++ seeding alone does 2.2 times the search's arithmetic (11 candidates
+    for each of 12,000 centres, each against 60,000 points), and Lloyd 3 iterations of a fifth of it,
+    so on 2 CPU cores the 1.5x target for a full evaluation with NMI is out of reach; without NMI it
+    holds (1.11x, 1.26x and 1.22x in three runs).
 """
 from __future__ import annotations
 
