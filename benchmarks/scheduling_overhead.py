@@ -16,19 +16,31 @@ Every figure comes with the load average (other jobs on the machine slow every r
 
     python benchmarks/scheduling_overhead.py [--trials 2] [--epochs 3] [--method ms]
 
-Measured on the idle 2-core CPU machine (load average 0.6-1.7, no other job), 2026-11-24:
+Measured on the idle 2-core CPU machine (load average 0.3-1.7, no other job), 2026-11-24, in two
+sessions:
 
     --trials 2 --epochs 3   local 28.0 s, Ray one at a time 34.6 s, two at a time 22.1 s (ray.init 4.5 s apart)
                             overhead 3.29 s per trial = worker start 9.88 s once + 0.04 s per further trial;
                             two at a time 1.57x
+                            again: local 24.5 s, Ray 32.1 s, two at a time 21.8 s: 3.82 s per trial
+                            (worker start 8.31 s), 1.47x
     --trials 4 --epochs 6   local 94.4 s, Ray one at a time 98.5 s, two at a time 55.5 s (ray.init 3.4 s apart)
                             overhead 1.01 s per trial = worker start 9.21 s once + 0.04 s per further trial;
                             two at a time 1.78x
+    --trials 6 --epochs 3   local 69.5 s, Ray one at a time 76.9 s, two at a time 46.5 s (ray.init 3.0 s apart)
+                            overhead 1.24 s per trial = worker start 7.30 s once + 0.03 s per further trial;
+                            two at a time 1.66x
 
 The worker start is almost all imports a trial needs in a fresh process (``import
-harness.scheduling.ray_executor`` alone: 8.7 s here; torch 2.4 s, torchvision 2.0 s of which
-torch._dynamo 1.7 s through ``torchvision.ops``, scikit-learn 1.4 s for NMI, ray.tune 0.8 s), paid
-once per worker and Tune run: the overhead per trial is under 2 s from about 6 trials a command.
+harness.scheduling.ray_executor`` alone: 6.7-8.7 s here; torch 1.6-2.4 s, torchvision 1.8-2.0 s of
+which torch._dynamo 1.6-1.7 s through ``torchvision.ops`` (timm imports it), scikit-learn 1.4-1.5 s
+for NMI, ray.tune 0.8 s), paid once per worker and Tune run: the overhead per trial is under 2 s from
+about 4 trials a command. Two at a time pays that start in each worker at once, and the two trials
+slow each other by 6-9% (their own time summed: 75.3 s against 69.4 s one at a time), so with a
+worker start ``W`` and trials of ``T`` seconds the speed-up is about ``(W + nT) / (W + 1.085 nT / 2)``:
+at most 1.84x, and 1.8x from about 20 trials of 12 s. Timeline of a worker's start (a bare Tune run,
+same machine): the process exists 1.1 s after ``fit``, the trainable runs 1.8 s later, then the
+imports.
 """
 from __future__ import annotations
 
