@@ -61,14 +61,15 @@ def build(name: str, args: argparse.Namespace,
           device: torch.device) -> tuple[EmbeddingModel, Method, torch.optim.Optimizer]:
     """The model and method of one row, from the same seed; the optimiser of the ``jrd`` recipe."""
     torch.manual_seed(0)
-    cls = get_method_class(name)
+    cls, recipe = get_method_class(name), find_recipe("jrd")
     model = EmbeddingModel(create_backbone(args.backbone), embedding_dim=args.embedding_dim,
-                           normalize=cls.normalize_embedding, pooling=cls.pooling, taps=cls.taps).to(device)
+                           normalize=cls.normalize_embedding, pooling=cls.pooling or recipe.pooling, taps=cls.taps,
+                           head_init=recipe.head_init).to(device)
     method = create_method(name, num_classes=args.num_classes, embedding_dim=model.embedding_dim,
                            feature_dim=model.feature_dim).to(device)
     model.train()
     freeze_batchnorm_statistics(model.backbone)
-    return model, method, build_optimizer(model, method, find_recipe("jrd"))
+    return model, method, build_optimizer(model, method, recipe)
 
 
 def train_step(model: EmbeddingModel, method: Method, optimizer: torch.optim.Optimizer,

@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_OMNIGLOT = REPO.parent / "shared" / "data" / "omniglot"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def omniglot_root() -> Path:
     if not (SHARED_OMNIGLOT / "images_background").is_dir():
         pytest.skip(f"shared Omniglot data not found at {SHARED_OMNIGLOT} (../shared/data/omniglot beside the repo)")
