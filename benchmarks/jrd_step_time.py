@@ -9,6 +9,10 @@ The regulariser alone (forward + backward from the model's outputs, without the 
 
     python benchmarks/jrd_step_time.py                                  # resnet18, 112 px, CPU-sized
     python benchmarks/jrd_step_time.py --backbone resnet50 --image-size 224 --device cuda
+
+Measured on the idle 2-core CPU machine (no other job), 2026-11-24, defaults (resnet18 at 112 px,
+batch 128, 2 threads): AMSoftmax 2651 ms a step, JRD 2661 ms (1.004x); the regulariser's forward and
+backward alone 6.3 ms.
 """
 from __future__ import annotations
 
