@@ -22,7 +22,9 @@ On the idle machine (load average 0.9-2.0, no other job), 2026-11-24, 60k × 512
         faiss 29.0 s, 1.06 GB; harness 36.5 s, 2.16 GB (1.26x); harness with NMI
         before (one pass per seed and per candidate block, an n × d temporary each):  273.4 s, 10.77 GB (9.00x)
         after  (one pass a round, row blocks, no temporary):                         195.0 s,  2.22 GB (6.71x)
-    and on 2026-11-24 (second session; load average 1.3-2.0), D bounded in place in float32:
+    and on 2026-11-24 (second session; load average 0.7-2.0), D bounded in place in float32:
+        --n 20000 --recall-ks 1,2,4,8: faiss 2.3 s, harness 2.4 s (1.08x), peak RSS 0.90 GB
+        --n 60000 --recall-ks 1,10,100,1000 --nmi:
         faiss 33.2 s, 1.06 GB; harness 40.7 s, 2.19 GB (1.22x); with NMI 169.1 s, 2.21 GB (5.09x),
         NMI identical (0.825963)
     NMI alone (k-means, 12,000 clusters) is about 130 s, 4x the raw search (160 s before the last
