@@ -66,11 +66,29 @@ def test_trial_metrics_identical_with_and_without_cache(tmp_path: Path, monkeypa
                               device="cpu", save_model=False, results_dir=str(tmp_path)).trials()[0]
     images.clear_decoded_cache()
     cached = run_trial(config, progress=False)
-    monkeypatch.setattr(images, "DECODED_CACHE_BYTES", 0)
-    images.clear_decoded_cache()
+    monkeypatch.setattr(images, "DECODED_CACHES", images._CacheRegistry(images.DECODED_CACHE_BYTES))
+    images.limit_decoded_cache(0)  # this process keeps no decoded image
     uncached = run_trial(config, progress=False)
+    assert not images.DECODED_CACHES.caches
     assert cached.metrics == uncached.metrics
     assert [h["loss"] for h in cached.history] == [h["loss"] for h in uncached.history]
+
+
+def test_a_process_budget_bounds_later_datasets_and_drops_the_oldest_caches(monkeypatch) -> None:
+    monkeypatch.setattr(images, "DECODED_CACHES", images._CacheRegistry(images.DECODED_CACHE_BYTES))
+    transform = build_transform(get_recipe("digits"), 1, None, train=False)  # 16x16 float tensors: 1 KiB each
+    first, second = (ImageDataset(Subset(np.full((10, 8, 8), v, dtype=np.uint8), np.arange(10)), transform,
+                                  channels=1) for v in (0, 1))
+    first.preload()
+    second.preload()
+    assert len(images.DECODED_CACHES.caches) == 2 and first.cache_bytes == images.DECODED_CACHE_BYTES
+    images.limit_decoded_cache(15 * 1024)  # room for one of the two (10 KiB each)
+    assert list(images.DECODED_CACHES.caches.values()) == [second._cache]
+    third = ImageDataset(Subset(np.full((20, 8, 8), 2, dtype=np.uint8), np.arange(20)), transform, channels=1)
+    assert third.cache_bytes == 15 * 1024
+    assert third._decoded_cache(0) is not None and third.augment is not None  # 20 KiB of tensors do not fit; uint8 do
+    with pytest.raises(ValueError, match=">= 0"):
+        images.limit_decoded_cache(-1)
 
 
 def test_label_lookup_equals_dict() -> None:

@@ -219,3 +219,24 @@ def test_resources_default_to_cpu_trials_and_reject_what_the_machine_lacks(tmp_p
         assert executor.resources() == (1.0, 0.0)
     with RayExecutor(str(tmp_path), gpus_per_trial=0.25) as executor, pytest.raises(ValueError, match="GPU"):
         executor.resources()
+
+
+def test_concurrent_trials_share_a_quarter_of_their_node_for_decoded_images(tmp_path, monkeypatch):
+    from harness.plugins.data import images
+    from harness.scheduling.ray_executor import WorkerSetup, decoded_cache_share, trials_per_node
+
+    assert trials_per_node(16, 1, 1, 0.25, None) == 4           # four packed on the GPU
+    assert trials_per_node(16, 8, 4, 1, None) == 4              # the CPUs run out before the GPUs
+    assert trials_per_node(2, 0, 1, 0, None) == 2 and trials_per_node(2, 0, 1, 0, 1) == 1
+    assert trials_per_node(16, 0, 0.5, 0, None) == 32 and trials_per_node(1, 0, 2, 0, None) == 1
+    gib = 2**30
+    assert decoded_cache_share(128 * gib, 4) == images.DECODED_CACHE_BYTES == 2 * gib
+    assert decoded_cache_share(128 * gib, 32) == gib and decoded_cache_share(8 * gib, 2) == gib
+    cpus, gpus, memory = ray_compat.node_capacity()              # the module's Ray session: 2 CPUs, no GPU
+    assert (cpus, gpus) == (2.0, 0.0) and memory > gib
+    monkeypatch.setattr(images, "DECODED_CACHES", images._CacheRegistry(images.DECODED_CACHE_BYTES))
+    monkeypatch.setattr(ray_compat, "node_capacity", lambda: (16.0, 1.0, 16 * gib))
+    monkeypatch.chdir(tmp_path)                                   # apply() moves to the driver's folder
+    WorkerSetup(cwd=str(tmp_path), sys_path=(), plugins=(), cpus=1, gpus=0.25, max_concurrent=None,
+                resume=False).apply()
+    assert images.DECODED_CACHES.budget == gib                   # 4 GiB of the node, over 4 trials

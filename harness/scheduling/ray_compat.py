@@ -32,7 +32,7 @@ CheckpointConfig = getattr(tune, "CheckpointConfig", None) or ray.train.Checkpoi
 Callback = tune.Callback
 Stopper = tune.Stopper
 
-__all__ = ["Callback", "Searcher", "Stopper", "reap_orphans", "delete_stale_experiments", "init", "shutdown", "address", "is_address_given", "cluster_resources",
+__all__ = ["Callback", "Searcher", "Stopper", "reap_orphans", "delete_stale_experiments", "init", "shutdown", "address", "is_address_given", "cluster_resources", "node_capacity",
            "report", "restored_checkpoint", "fit", "trial_error", "storage_path", "delete_experiment"]
 
 #: Ray's session and log folders (short: Ray's Unix sockets live there)
@@ -138,6 +138,15 @@ def shutdown() -> None:
 def address() -> str:
     """The address other drivers join this Ray cluster at (``--address``)."""
     return ray.get_runtime_context().gcs_address
+
+
+def node_capacity() -> tuple[float, float, int]:
+    """(CPUs, GPUs, memory in bytes) of the node this process runs on: Ray's count of its CPUs and
+    GPUs, and its physical memory."""
+    node_id = ray.get_runtime_context().get_node_id()
+    resources = next(node["Resources"] for node in ray.nodes() if node["NodeID"] == node_id)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return float(resources.get("CPU", 0)), float(resources.get("GPU", 0)), int(memory)
 
 
 def cluster_resources() -> tuple[float, float, int]:

@@ -24,6 +24,7 @@ from harness.core.record import TrialRecord
 from harness.core.registry import import_plugins
 from harness.core.store import TrialStore
 from harness.engine.trial import execute_trial
+from harness.plugins.data.images import DECODED_CACHE_BYTES, limit_decoded_cache
 from harness.scheduling import ray_compat
 from harness.scheduling.executors import OnEpoch, OnRecord, deliver, pending
 from harness.scheduling.progress import TrialBoard, TrialListener
@@ -32,6 +33,23 @@ from harness.scheduling.progress import TrialBoard, TrialListener
 RECORD_KEY = "record"
 #: Tune experiment folders are named ``harness-<time>-pid<driver pid>``
 RUN_PREFIX = "harness-"
+#: the share of a node's memory that the decoded-image caches of its concurrent trials hold together
+NODE_MEMORY_FOR_CACHES = 0.25
+
+
+def trials_per_node(node_cpus: float, node_gpus: float, cpus: float, gpus: float, max_concurrent: int | None) -> int:
+    """How many trials holding ``cpus`` and ``gpus`` each can run at once on a node of ``node_cpus`` and
+    ``node_gpus`` (at most ``max_concurrent``; at least 1)."""
+    fits = [n / each for n, each in ((node_cpus, cpus), (node_gpus, gpus)) if each > 0]
+    most = math.floor(min(fits) + 1e-9) if fits else 1
+    return max(1, min(most, max_concurrent) if max_concurrent else most)
+
+
+def decoded_cache_share(node_memory: int, trials: int) -> int:
+    """Bytes of decoded images each of ``trials`` concurrent trials on a node of ``node_memory`` bytes
+    may keep: :data:`NODE_MEMORY_FOR_CACHES` of the node shared evenly, at most the per-process default
+    (four packed trials on a 128 GiB node keep 2 GiB each; thirty-two keep 1 GiB each)."""
+    return min(DECODED_CACHE_BYTES, int(node_memory * NODE_MEMORY_FOR_CACHES) // trials)
 
 
 def driver_alive(run_name: str) -> bool:
@@ -67,13 +85,19 @@ class WorkerSetup:
     plugins: tuple[str, ...]
     cpus: float
     gpus: float
+    max_concurrent: int | None
     resume: bool
 
     def apply(self) -> None:
+        """Prepare this worker process: the driver's folder and import path, the plugins, and this
+        trial's share of its node's memory for decoded images."""
         if os.path.isdir(self.cwd):  # the driver's folder: relative --data-root and --results-dir resolve as there
             os.chdir(self.cwd)
         sys.path.extend(p for p in self.sys_path if p not in sys.path)
         import_plugins(self.plugins)
+        node_cpus, node_gpus, node_memory = ray_compat.node_capacity()
+        limit_decoded_cache(decoded_cache_share(
+            node_memory, trials_per_node(node_cpus, node_gpus, self.cpus, self.gpus, self.max_concurrent)))
 
     def place(self, trial: TrialConfig) -> TrialConfig:
         """The trial as it runs here: on the CPU when it holds no GPU; a GPU trial that sets no
@@ -192,10 +216,11 @@ class RayExecutor:
     ``gpus_per_trial`` may be a fraction (0.25 packs four trials on a GPU); default one GPU per trial
     where the cluster has GPUs, else CPU only. ``cpus_per_trial`` (default: the cluster's CPUs shared
     evenly between its GPUs, or 1 without GPUs) also sets torch's threads and, for GPU trials that
-    set none, the data-loading workers (the CPUs left beside the main one). ``storage`` is where Tune
-    keeps its experiment state and per-trial checkpoints (a shared folder or URI on a cluster of
-    several nodes; default ``<results>/ray``): it is Tune's scratch space, removed after each run,
-    since the trial records and checkpoints in the results folder are what resume reads.
+    set none, the data-loading workers (the CPUs left beside the main one). The trials that can run at
+    once on a node share a quarter of its memory for decoded images (:func:`decoded_cache_share`).
+    ``storage`` is where Tune keeps its experiment state and per-trial checkpoints (a shared folder or
+    URI on a cluster of several nodes; default ``<results>/ray``): it is Tune's scratch space, removed
+    after each run, since the trial records and checkpoints in the results folder are what resume reads.
     """
 
     def __init__(self, results_dir: str = "results", *, gpus_per_trial: float | None = None,
@@ -252,7 +277,7 @@ class RayExecutor:
         pruner = Pruner(on_epoch)
         collector = RecordCollector(pruner, on_record, self.listeners)
         setup = WorkerSetup(cwd=os.getcwd(), sys_path=tuple(p for p in sys.path if p), plugins=self.plugins,
-                            cpus=cpu, gpus=gpu, resume=resume)
+                            cpus=cpu, gpus=gpu, max_concurrent=self.max_concurrent, resume=resume)
         ray_compat.delete_stale_experiments(storage, RUN_PREFIX, driver_alive)
         run_name = f"{RUN_PREFIX}{datetime.now():%Y%m%d-%H%M%S-%f}-pid{os.getpid()}"
         try:

@@ -10,7 +10,8 @@ conversion, normalisation) runs on every access. A cached item is exactly what t
 computes from the same input with the same operations, so the cache never changes a result; it is a
 per-process choice of speed alone and not part of a trial's config. It holds at most
 :data:`DECODED_CACHE_BYTES` per process (a dataset that does not fit is read from disk as before; the
-oldest caches are dropped first).
+oldest caches are dropped first), or less where :func:`limit_decoded_cache` says so: the Ray executor
+gives each of the trials that may run at once on a node its share of that node's memory.
 """
 from __future__ import annotations
 
@@ -91,11 +92,19 @@ class DecodedCache:
 
 
 class _CacheRegistry:
-    """Every :class:`DecodedCache` of this process, oldest first, within :data:`DECODED_CACHE_BYTES`."""
+    """Every :class:`DecodedCache` of this process, oldest first, within ``budget`` bytes."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: int) -> None:
         self.caches: OrderedDict[Hashable, DecodedCache] = OrderedDict()
         self.lock = threading.Lock()
+        self.budget = budget
+
+    def limit(self, budget: int) -> None:
+        """Hold at most ``budget`` bytes from now on, dropping the oldest caches until the others fit."""
+        with self.lock:
+            self.budget = budget
+            while self.caches and sum(c.nbytes for c in self.caches.values()) > budget:
+                self.caches.popitem(last=False)
 
     def get(self, key: Hashable, n: int, item_bytes: int, budget: int) -> DecodedCache | None:
         """The cache of ``key`` (made if ``n`` items of ``item_bytes`` fit, dropping the oldest), else None."""
@@ -116,12 +125,21 @@ class _CacheRegistry:
             self.caches.clear()
 
 
-DECODED_CACHES = _CacheRegistry()
+DECODED_CACHES = _CacheRegistry(DECODED_CACHE_BYTES)
 
 
 def clear_decoded_cache() -> None:
     """Forget every decoded image this process holds."""
     DECODED_CACHES.clear()
+
+
+def limit_decoded_cache(nbytes: int) -> None:
+    """Keep at most ``nbytes`` of decoded images in this process (all datasets together) from now on:
+    the default of the datasets made later (``cache_bytes=None``); the oldest caches held beyond it
+    are dropped."""
+    if nbytes < 0:
+        raise ValueError(f"a cache budget is a number of bytes >= 0, got {nbytes}")
+    DECODED_CACHES.limit(nbytes)
 
 
 def _source_key(images: Sequence[str] | np.ndarray) -> Hashable:
@@ -139,8 +157,9 @@ class ImageDataset(Dataset):
     :func:`harness.plugins.transforms.build_transform`) receives uint8 C×H×W tensors decoded by
     ``torchvision.io`` instead of PIL images. The label is the subset's original class id as a
     Python int (the trainer remaps it). A file that cannot be read raises :class:`ImageFileError`
-    naming it. ``cache_bytes`` (default :data:`DECODED_CACHE_BYTES`; 0 = off) bounds the decoded
-    cache described in the module docstring.
+    naming it. ``cache_bytes`` (default: this process's budget, :data:`DECODED_CACHE_BYTES` unless
+    :func:`limit_decoded_cache` set another; 0 = off) bounds the decoded cache described in the module
+    docstring.
     """
 
     def __init__(self, subset: Subset, transform: Callable[[Any], Any] | None = None, channels: int = 3,
@@ -152,7 +171,7 @@ class ImageDataset(Dataset):
         self.mode = "L" if channels == 1 else "RGB"
         self.decoder = getattr(transform, "decoder", "pil")
         self.prepare_steps, self.augment = split_deterministic(transform, GEOMETRIC_STEPS)
-        self.cache_bytes = DECODED_CACHE_BYTES if cache_bytes is None else cache_bytes
+        self.cache_bytes = DECODED_CACHES.budget if cache_bytes is None else cache_bytes
         self._cache: DecodedCache | None = None
         self._cache_resolved = False
 
