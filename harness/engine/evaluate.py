@@ -24,7 +24,8 @@ itself not counted in leave-one-out). Each metric is the mean over queries of:
   of the query embeddings (normalised first for the cosine metric) into as many clusters as there
   are query classes (:func:`harness.engine.kmeans.kmeans`, seed 0; the same clustering whatever
   the kNN backend; its cost grows with n x classes: on SOP-sized data about 4 times the kNN
-  search on 2 CPU cores, most of it the k-means++ seeding), computed by ``sklearn.metrics.normalized_mutual_info_score``.
+  search on 2 CPU cores, most of it the k-means++ seeding), computed by
+  ``sklearn.metrics.normalized_mutual_info_score``.
 
 How it is computed: from one list per query of its ``L = max(k_R, max K) + 8`` best float32
 candidates (``k_R = max R``), searched in chunks of queries (a flat faiss index, or a torch matmul
