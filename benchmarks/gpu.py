@@ -110,7 +110,8 @@ def packed_trials(args: argparse.Namespace, device: torch.device) -> None:
                     raise RuntimeError(f"{failed[0].trial_id}: {failed[0].error}")
                 rates[label] = len(trials) * 3600 / seconds
                 print(f"   {backbone:9s} {label:22s} {rates[label]:8.0f} trials/h ({seconds:.0f} s)")
-            print(f"   {backbone:9s} packed / one at a time   {rates['4 packed at 0.25 GPU'] / rates['one at a time']:8.2f}x")
+            speed_up = rates["4 packed at 0.25 GPU"] / rates["one at a time"]
+            print(f"   {backbone:9s} packed / one at a time   {speed_up:8.2f}x")
     finally:
         ray_compat.shutdown()
 
@@ -144,8 +145,8 @@ def evaluation(args: argparse.Namespace, device: torch.device) -> None:
     generator = torch.Generator(device=device).manual_seed(0)
     labels = torch.randint(0, classes, (n,), device=device, generator=generator)
     centres = torch.randn(classes, dim, device=device, generator=generator)
-    embeddings = torch.nn.functional.normalize(centres[labels] + torch.randn(n, dim, device=device, generator=generator),
-                                               dim=1)
+    noise = torch.randn(n, dim, device=device, generator=generator)
+    embeddings = torch.nn.functional.normalize(centres[labels] + noise, dim=1)
     print(f"\n3. evaluation of {n} x {dim} in {classes} classes, Recall@{','.join(map(str, ks))}, on {device.type}")
 
     def timed(run: Callable[[], object]) -> tuple[float, object, str]:
@@ -183,7 +184,8 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet50", help="backbone of part 1 (default resnet50)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each packed trial (default 3)")
     parser.add_argument("--eval-n", type=int, default=60_000, help="embeddings evaluated in part 3 (default 60000)")
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)} (default all)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated, of {', '.join(PARTS)} (default all)")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"),
                         help="cpu: a smoke run of the same code, figures meaningless (default cuda)")
     args = parser.parse_args()

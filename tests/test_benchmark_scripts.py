@@ -29,7 +29,8 @@ def run_script(name: str, *args: str, timeout: int = 600) -> str:
 
 @pytest.fixture(scope="module")
 def small_omniglot(omniglot_root: Path, tmp_path_factory) -> Path:
-    """The shared Omniglot, original layout, 5 characters of each of its 8 alphabets (800 drawings; 25 training classes)."""
+    """The shared Omniglot, original layout, 5 characters of each of its 8 alphabets (800 drawings,
+    25 training classes)."""
     root = tmp_path_factory.mktemp("omniglot")
     for alphabet in sorted((omniglot_root / "images_background").iterdir()):
         for character in sorted(alphabet.iterdir())[:5]:
