@@ -69,8 +69,8 @@ def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
     return BenchmarkManifest(
         name=args.name or experiment.dataset, methods=methods, dataset=experiment.dataset,
         spaces=declared_spaces(methods, spaces), trials_per_method=args.trials_per_method,
-        final_seeds=args.final_seeds, **experiment.training_setup(), folds=args.folds, pruner=args.scheduler, metric=args.metric, seed=args.seed, baseline=args.baseline,
-        max_hours=args.max_hours)
+        final_seeds=args.final_seeds, **experiment.training_setup(), folds=args.folds, pruner=args.scheduler,
+        metric=args.metric, seed=args.seed, baseline=args.baseline, max_hours=args.max_hours)
 
 
 def benchmark(args: argparse.Namespace) -> int:

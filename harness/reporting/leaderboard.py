@@ -21,6 +21,7 @@ import math
 import re
 import sys
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -317,7 +318,7 @@ def _csv(frame: pd.DataFrame) -> str:
     return frame.to_csv(index=False, float_format=FLOAT_FORMAT)
 
 
-def write_dataset(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline: str | None = None,
+def write_leaderboard(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline: str | None = None,
                   formats: Iterable[str] = FORMATS, published: pd.DataFrame | None = None,
                   name: str | None = None) -> dict[str, Path]:
     """Write one leaderboard of ``dataset``'s records in ``frame`` as ``<name>.*`` (default: the dataset's
@@ -357,7 +358,7 @@ def leaderboard_names(test: pd.DataFrame) -> dict[tuple[str, str], str]:
     """{(experiment, dataset): file stem} for the test-split trials in ``test``: the experiment's name, or
     ``<experiment>.<dataset>`` where one experiment holds trials on several datasets."""
     pairs = sorted(set(zip(test["experiment"], test["dataset"])))
-    spans = {e: sum(1 for other, _ in pairs if other == e) for e, _ in pairs}
+    spans = Counter(e for e, _ in pairs)
     return {(e, d): e if spans[e] == 1 else f"{e}.{d}" for e, d in pairs}
 
 
@@ -390,7 +391,7 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
     written: dict[str, Path] = {}
     for (experiment, dataset), name in chosen.items():
         part = frame[(frame["experiment"] == experiment) & (frame["dataset"] == dataset)]
-        written.update(write_dataset(part, dataset, out_dir, baseline, formats, published, name=name))
+        written.update(write_leaderboard(part, dataset, out_dir, baseline, formats, published, name=name))
     return written
 
 

@@ -103,8 +103,7 @@ class _CacheRegistry:
         """Hold at most ``budget`` bytes from now on, dropping the oldest caches until the others fit."""
         with self.lock:
             self.budget = budget
-            while self.caches and sum(c.nbytes for c in self.caches.values()) > budget:
-                self.caches.popitem(last=False)
+            self._drop_oldest(budget)
 
     def get(self, key: Hashable, n: int, item_bytes: int, budget: int) -> DecodedCache | None:
         """The cache of ``key`` (made if ``n`` items of ``item_bytes`` fit, dropping the oldest), else None."""
@@ -115,10 +114,14 @@ class _CacheRegistry:
             need = n * item_bytes
             if need > budget:
                 return None
-            while self.caches and sum(c.nbytes for c in self.caches.values()) + need > budget:
-                self.caches.popitem(last=False)
+            self._drop_oldest(budget - need)
             self.caches[key] = cache = DecodedCache(n)
             return cache
+
+    def _drop_oldest(self, room: int) -> None:
+        """Drop the oldest caches until the others hold at most ``room`` bytes (the lock held)."""
+        while self.caches and sum(c.nbytes for c in self.caches.values()) > room:
+            self.caches.popitem(last=False)
 
     def clear(self) -> None:
         with self.lock:
