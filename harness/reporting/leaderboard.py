@@ -28,12 +28,12 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
+from harness.core.metrics import metric_label, metric_sort_key, metric_spec
 from harness.reporting.published import PUBLISHED_CSV, ROW_KEYS, load_published, published_rows
 from harness.core.store import TrialStore, atomic_write_text
 from harness.reporting import plots
 from harness.reporting.stats import SIGNIFICANCE, paired_pvalue, ranks, summarize, welch_pvalue
-from harness.reporting.tables import (GROUP_KEYS, full_group_label, group_label, metric_columns, metric_key,
-                                      metric_label, records_frame)
+from harness.reporting.tables import GROUP_KEYS, full_group_label, group_label, metric_columns, records_frame
 
 STAT_COLUMNS = ["n_seeds", "n_failed", "mean", "std", "ci_low", "ci_high", "rank",
                 "baseline", "p_welch", "p_paired", "n_paired"]
@@ -146,7 +146,7 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         return counts
     stats = long.pivot(index=GROUP_KEYS, columns="metric", values=["mean", "std"])
     stats.columns = [f"{metric}_{stat}" for stat, metric in stats.columns]
-    order = [f"{m}_{s}" for m in sorted(long["metric"].unique(), key=metric_key) for s in ("mean", "std")]
+    order = [f"{m}_{s}" for m in sorted(long["metric"].unique(), key=metric_sort_key) for s in ("mean", "std")]
     return counts.merge(stats[order].reset_index(), on=GROUP_KEYS, how="left")
 
 
@@ -179,15 +179,18 @@ LATEX = Style(lambda s: rf"\textbf{{{s}}}", r" $\pm$ ", r"$^\dagger$", r"$^\ddag
               lambda s: f"${s}$")
 
 
-def mean_std_text(mean: float, std: float, style: Style = PLAIN) -> str:
-    """``100·mean ± 100·std`` with two decimals (just the mean for one seed; ``missing`` for none)."""
+def mean_std_text(mean: float, std: float, style: Style = PLAIN, metric: str = "recall@1") -> str:
+    """``100·mean ± 100·std`` with two decimals (just the mean for one seed; ``missing`` for none); a
+    metric not declared in percent (:class:`~harness.core.metrics.MetricSpec`) as it is, with four."""
     if pd.isna(mean):
         return style.missing
+    if not metric_spec(metric).percent:
+        return f"{mean:.4f}" + ("" if pd.isna(std) else f"{style.pm}{std:.4f}")
     return f"{100 * mean:.2f}" + ("" if pd.isna(std) else f"{style.pm}{100 * std:.2f}")
 
 
 def _cell(row: pd.Series, style: Style) -> str:
-    text = mean_std_text(row["mean"], row["std"], style)
+    text = mean_std_text(row["mean"], row["std"], style, metric=str(row.name))
     if pd.isna(row["mean"]):
         return text
     if row["rank"] == 1:
@@ -203,7 +206,7 @@ def wide_table(long: pd.DataFrame, style: Style = PLAIN) -> pd.DataFrame:
     The best mean per column is emphasised (``style.bold``); ``style.welch`` / ``style.paired`` mark
     p < SIGNIFICANCE against the baseline.
     """
-    metrics = sorted(long["metric"].unique(), key=metric_key)
+    metrics = sorted(long["metric"].unique(), key=metric_sort_key)
     rows = []
     for key, group in long.groupby(GROUP_KEYS, sort=True):
         g = dict(zip(GROUP_KEYS, key))
@@ -405,7 +408,7 @@ def format_table(board: pd.DataFrame, metrics: list[str] | None = None) -> str:
         row = {"method": group_label(r["method"], r["hparams"]), "backbone": r["backbone"],
                "recipe": f"{r['recipe']}:{r['recipe_hash']}",
                "seeds": f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else "")}
-        row.update({m: mean_std_text(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics})
+        row.update({m: mean_std_text(r[f"{m}_mean"], r[f"{m}_std"], metric=m) for m in metrics})
         rows.append(row)
     return pd.DataFrame(rows).to_string(index=False)
 

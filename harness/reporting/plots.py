@@ -24,7 +24,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from harness.reporting.tables import (GROUP_KEYS, full_group_label, group_label, metric_label, recall_ks,
+from harness.core.metrics import metric_label
+from harness.reporting.tables import (GROUP_KEYS, full_group_label, group_label, recall_ks,
                                       records_frame)
 from harness.reporting.stats import summarize
 

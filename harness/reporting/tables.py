@@ -11,13 +11,12 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from harness.core.metrics import metric_sort_key
 from harness.core.record import TrialRecord
 
 GROUP_KEYS = ["dataset", "method", "backbone", "embedding_dim", "recipe", "recipe_hash", "hparams"]
 TRIAL_COLUMNS = ["experiment", "trial_id", *GROUP_KEYS, "recipe_fields", "seed", "eval_split", "role", "status", "finished_at",
                  "git_commit", "device", "versions", "path"]
-METRIC_ORDER = ("recall@", "map@r", "r_precision", "nmi")
-METRIC_LABELS = {"map@r": "MAP@R", "r_precision": "R-Precision", "nmi": "NMI"}
 
 
 def _json(value: Any) -> str:
@@ -52,24 +51,11 @@ def records_frame(records: Iterable[tuple[Path | str, TrialRecord]]) -> pd.DataF
     return pd.DataFrame(list(rows.values()), columns=None if rows else TRIAL_COLUMNS)
 
 
-def metric_key(name: str) -> tuple:
-    for rank, prefix in enumerate(METRIC_ORDER):
-        if name.startswith(prefix):
-            tail = name[len(prefix):]
-            return (rank, int(tail) if tail.isdigit() else 0, name)
-    return (len(METRIC_ORDER), 0, name)
-
-
 def metric_columns(frame: pd.DataFrame) -> list[str]:
-    """Metric columns in the literature's order: Recall@K by K, then MAP@R, R-Precision, NMI, others."""
-    return sorted((c for c in frame.columns if c not in TRIAL_COLUMNS and frame[c].notna().any()), key=metric_key)
-
-
-def metric_label(metric: str) -> str:
-    """The papers' column header: ``recall@4`` → ``R@4``, ``map@r`` → ``MAP@R``."""
-    if metric.startswith("recall@"):
-        return "R@" + metric[len("recall@"):]
-    return METRIC_LABELS.get(metric, metric)
+    """Metric columns in the literature's order: Recall@K by K, then MAP@R, R-Precision, NMI, others
+    (:func:`~harness.core.metrics.metric_sort_key`)."""
+    return sorted((c for c in frame.columns if c not in TRIAL_COLUMNS and frame[c].notna().any()),
+                  key=metric_sort_key)
 
 
 def recall_ks(metrics: Iterable[str]) -> list[int]:
