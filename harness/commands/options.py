@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 from typing import Any
 
+from harness.core.config import TrialConfig
 from harness.experiment import ExperimentConfig, check_device
 from harness.core.store import TrialStore
 from harness.scheduling.executor_registry import EXECUTORS, ExecutorOptions, create_executor
@@ -148,3 +150,10 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
     if not (getattr(args, "address", None) or os.environ.get("RAY_ADDRESS")):  # trials run on this machine
         check_device(experiment.device)
     return experiment
+
+
+def with_fault(trials: list[TrialConfig], args: argparse.Namespace) -> list[TrialConfig]:
+    """The trials with the test-only ``--fail-at-epoch`` fault injected."""
+    if args.fail_at_epoch is None:
+        return trials
+    return [replace(t, fail_at_epoch=args.fail_at_epoch) for t in trials]

@@ -117,3 +117,7 @@ def base_metric(name: str) -> tuple[str | None, str]:
         if name.startswith(prefix):
             return split, name.removeprefix(prefix)
     return None, name
+
+
+#: the objective of a search unless one is given: Recall@1 on the validation classes
+DEFAULT_OBJECTIVE = split_metric("val", "recall@1")

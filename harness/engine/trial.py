@@ -33,7 +33,7 @@ from harness.engine.evaluate import embed, evaluate_embeddings
 from harness.engine.kmeans import kmeans_implementation
 from harness.engine.knn import resolve_backend
 from harness.engine.train import Trainer, TrialFailed, build_train_loader, resolve_device, seed_everything
-from harness.core.metrics import METRICS, EvaluationInputs
+from harness.core.metrics import METRICS, EvaluationInputs, split_metric
 from harness.plugins.data import DatasetSplits, ImageDataset, Subset, create_dataset
 from harness.plugins.method import Method, get_method_class
 from harness.plugins.models import EmbeddingModel, create_backbone
@@ -168,7 +168,7 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
             epoch_metrics = trainer.train_epoch(loader, label_map, progress=progress)
             if config.eval_split == "val":
                 scores, _ = evaluate_model(model, splits, config, device, include_nmi=False)
-                epoch_metrics.update({f"val_{k}": v for k, v in scores.items()})
+                epoch_metrics.update({split_metric("val", k): v for k, v in scores.items()})
             history.append(epoch_metrics)
             checkpoint = store.save_checkpoint(config, {
                 "trainer": trainer.state_dict(), "rng": rng_state(), "loader": loader_state(loader, generator),
