@@ -216,6 +216,7 @@ class ExperimentConfig(TrainingSetup):
                     val_fraction=self.val_fraction, eval_split=self.eval_split, role=self.role,
                     experiment=experiment, results_dir=self.results_dir, device=self.device,
                     num_workers=self.num_workers, save_model=self.save_model, extra_metrics=list(self.extra_metrics),
+                    method_family=cls.family,
                 ))
         return out
 

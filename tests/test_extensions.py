@@ -31,6 +31,8 @@ from harness.scheduling.executors import LocalExecutor
 class CentrePull(Method):
     """Pulls each embedding towards its batch class mean and pushes the means apart (a toy loss)."""
 
+    family = "proxy"
+
     def loss(self, outputs, labels):
         z = outputs["embedding"].float()
         classes, index = labels.unique(return_inverse=True)
@@ -86,10 +88,12 @@ def plugin_run(tmp_path_factory):
     return done.stdout, records, results
 
 
-def test_a_plugin_loss_trains(plugin_run):
-    _, records, _ = plugin_run
+def test_a_plugin_loss_trains_and_its_family_colours_its_row(plugin_run):
+    _, records, results = plugin_run
     assert [r.config.method for r in records] == ["centre_pull", "centre_pull"]
     assert all(r.ok and len(r.history) == 2 and all(0 < e["loss"] < 100 for e in r.history) for r in records)
+    assert {r.config.method_family for r in records} == {"proxy"}  # the record carries the declared family
+    assert set(pd.read_csv(results / "leaderboards" / "stripes.long.csv")["family"]) == {"proxy"}
 
 
 def test_a_plugin_dataset_is_split_by_class(plugin_run):

@@ -235,15 +235,28 @@ def proposals(results: Path, executor, resume: bool = False) -> list[dict]:
     return [t.params for t in finished_trials(study_of(folder, "s"))]
 
 
-@pytest.mark.parametrize("killed_after", [1, 4])
-def test_a_resumed_search_proposes_what_the_uninterrupted_one_did(tmp_path, killed_after):
+@pytest.mark.parametrize("killed_after, while_asking", [(1, False), (4, False), (1, True)])
+def test_a_resumed_search_proposes_what_the_uninterrupted_one_did(tmp_path, monkeypatch, killed_after, while_asking):
     """Killed after its first trial (in TPE's random start-up) or its fourth (TPE proper), with the next
-    proposal running, and resumed: the same eight proposals as a search that was never interrupted."""
+    proposal running (or being drawn: no parameters yet), and resumed: the same eight proposals as a
+    search that was never interrupted."""
     uninterrupted = proposals(tmp_path / "a", ScoringExecutor())
+    if while_asking:
+        ask, asked = optuna.Study.ask, []
+
+        def killed_in_ask(study, fixed_distributions=None):
+            asked.append(1)
+            if len(asked) > killed_after:
+                ask(study)  # the trial exists, its parameters are never drawn
+                raise KeyboardInterrupt
+            return ask(study, fixed_distributions)
+
+        monkeypatch.setattr(optuna.Study, "ask", killed_in_ask)
     with pytest.raises(KeyboardInterrupt):
-        proposals(tmp_path / "b", ScoringExecutor(kill_after=killed_after))
+        proposals(tmp_path / "b", ScoringExecutor(kill_after=None if while_asking else killed_after))
+    monkeypatch.undo()
     stale = [t for t in study_of(tmp_path / "b" / "searches" / "s", "s").trials if t.state == TrialState.RUNNING]
-    assert len(stale) == 1  # the killed driver left its next proposal running
+    assert len(stale) == 1 and bool(stale[0].params) != while_asking  # left running by the killed driver
     resumed = ScoringExecutor()
     assert proposals(tmp_path / "b", resumed, resume=True) == uninterrupted
     assert len(resumed.ran) == 8 - killed_after  # the interrupted proposal again, then the rest

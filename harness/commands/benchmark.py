@@ -15,6 +15,7 @@ from harness.commands.options import (add_executor_options, add_experiment_optio
                                       make_executor)
 from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric
 from harness.core.store import TrialStore
+from harness.plugins.method import method_families
 from harness.reporting.benchmark_report import write_report
 from harness.reporting.leaderboard import write_leaderboards
 from harness.scheduling.benchmark import MANIFEST_FILE, Benchmark, BenchmarkManifest, declared_spaces
@@ -90,7 +91,7 @@ def benchmark(args: argparse.Namespace) -> int:
                          chosen=searched.best, chosen_value=searched.best_value, histories=searched.histories,
                          search_failures=searched.failures, objective=manifest.metric,
                          wall_time_s=time.time() - start)
-    write_leaderboards(run.store, experiments=[manifest.name], baseline=manifest.baseline)
+    write_leaderboards(run.store, experiments=[manifest.name], baseline=manifest.baseline, families=method_families())
     print((run.folder / "report" / "leaderboard.md").read_text())
     for path in files:
         print(f"report: {path}")

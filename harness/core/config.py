@@ -19,7 +19,7 @@ from harness.core.recipe import Recipe
 #: fields that do not change a trial's result (where it is written, how it is scheduled, where the
 #: data and weights happen to live on this machine: the weights enter through their sha256)
 _NOT_IN_IDENTITY = ("experiment", "results_dir", "device", "num_workers", "save_model", "fail_at_epoch",
-                    "extra_metrics", "data_root", "pretrained")
+                    "extra_metrics", "method_family", "data_root", "pretrained")
 EVAL_SPLITS = ("test", "val")
 #: why a trial runs: ``final`` (a leaderboard row), ``search`` (a proposal scored on validation
 #: classes) or ``sweep`` (a sensitivity grid point; kept out of leaderboards even on the test split)
@@ -50,7 +50,8 @@ class TrialConfig:
     classes are fold ``fold`` of a class-disjoint cross-validation over the training classes. ``method_settings`` holds the
     method's class-level choices that change results (learning-rate multiplier, pooling,
     normalisation, sampler). ``extra_metrics`` names the optional registered metrics the trial also
-computes (:mod:`harness.core.metrics`). ``fail_at_epoch`` is a test-only fault injection.
+computes (:mod:`harness.core.metrics`); ``method_family`` is the method's declared family, for
+the figures' colours (None in records written before it was recorded). ``fail_at_epoch`` is a test-only fault injection.
     """
 
     method: str
@@ -75,6 +76,7 @@ computes (:mod:`harness.core.metrics`). ``fail_at_epoch`` is a test-only fault i
     num_workers: int = 0
     save_model: bool = True
     extra_metrics: list[str] = field(default_factory=list)
+    method_family: str | None = None
     fail_at_epoch: int | None = None
 
     def __post_init__(self) -> None:

@@ -24,7 +24,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 
@@ -43,11 +43,11 @@ MEASURED_SELECTION = "last epoch"
 FLOAT_FORMAT = "%.6g"
 
 
-def load_records(store: TrialStore) -> pd.DataFrame:
+def load_records(store: TrialStore, families: Mapping[str, str] | None = None) -> pd.DataFrame:
     """:func:`records_frame` of every record in ``store``; warnings about skipped records go to stderr."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frame = records_frame(store.records())
+        frame = records_frame(store.records(), families)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     return frame
@@ -64,7 +64,8 @@ def group_counts(frame: pd.DataFrame) -> pd.DataFrame:
     ok = (test["status"] == "ok").astype(int)
     return (test.assign(n_seeds=ok, n_failed=1 - ok)
             .groupby(GROUP_KEYS, sort=True)
-            .agg(recipe_fields=("recipe_fields", "first"), n_seeds=("n_seeds", "sum"), n_failed=("n_failed", "sum"))
+            .agg(family=("family", "first"), recipe_fields=("recipe_fields", "first"), n_seeds=("n_seeds", "sum"),
+                 n_failed=("n_failed", "sum"))
             .reset_index())
 
 
@@ -82,7 +83,7 @@ def _baseline_key(group: pd.Series, baselines: pd.DataFrame) -> tuple | None:
 
 
 def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
-    """One row per group × metric: GROUP_KEYS, metric, STAT_COLUMNS, hyperparameters, ``recipe.<field>``.
+    """One row per group × metric: GROUP_KEYS, the method's family, metric, STAT_COLUMNS, ``recipe.<field>``.
 
     ``n_seeds`` counts the values the statistics are over; ``rank`` is per (dataset, metric).
     With ``baseline`` (a method name), ``p_welch`` is Welch's t-test over seeds against the baseline
@@ -103,11 +104,11 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
             values = trials[key][metric].dropna() if key in trials else pd.Series(dtype=float)
             per_seed[key + (metric,)] = {int(s): float(v) for s, v in values.items()}
             s = summarize(values.to_numpy(dtype=float))
-            rows.append({**dict(zip(GROUP_KEYS, key)), "metric": metric, "n_seeds": s.n,
+            rows.append({**dict(zip(GROUP_KEYS, key)), "family": group["family"], "metric": metric, "n_seeds": s.n,
                          "n_failed": int(group["n_failed"]), "mean": s.mean, "std": s.std,
                          "ci_low": s.ci_low, "ci_high": s.ci_high, **fields})
     if not rows:
-        return pd.DataFrame(columns=GROUP_KEYS + ["metric"] + STAT_COLUMNS)
+        return pd.DataFrame(columns=GROUP_KEYS + ["family", "metric"] + STAT_COLUMNS)
     long = pd.DataFrame(rows).assign(baseline=None, p_welch=math.nan, p_paired=math.nan,
                                      n_paired=pd.array([pd.NA] * len(rows), dtype="Int64"))
     long["rank"] = long.groupby(["dataset", "metric"])["mean"].transform(ranks).astype("Int64")
@@ -121,14 +122,14 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
         long.loc[i, ["baseline", "p_welch", "p_paired", "n_paired"]] = [
             full_group_label(base), welch_pvalue(list(mine.values()), list(theirs.values())), p_paired, n_paired]
     recipe_columns = sorted(c for c in long.columns if c.startswith("recipe."))
-    return long[GROUP_KEYS + ["metric"] + STAT_COLUMNS + recipe_columns]
+    return long[GROUP_KEYS + ["family", "metric"] + STAT_COLUMNS + recipe_columns]
 
 
 def read_long_table(path: str | Path) -> pd.DataFrame:
     """A long table read back from its CSV (``<name>.long.csv``), typed as :func:`long_table` returns it,
     so that figures and tables can be redrawn from a committed leaderboard without its records."""
     text = {key: str for key in GROUP_KEYS if key != "embedding_dim"}
-    long = pd.read_csv(path, dtype={**text, "metric": str, "baseline": str, "embedding_dim": int,
+    long = pd.read_csv(path, dtype={**text, "family": str, "metric": str, "baseline": str, "embedding_dim": int,
                                     "rank": "Int64", "n_paired": "Int64"}, keep_default_na=False,
                        na_values={c: [""] for c in ("baseline", "mean", "std", "ci_low", "ci_high", "rank",
                                                      "p_welch", "p_paired", "n_paired")})
@@ -140,7 +141,7 @@ def read_long_table(path: str | Path) -> pd.DataFrame:
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     """Per group: ``n_seeds``, ``n_failed``, ``<metric>_mean``, ``<metric>_std`` (std ddof=1; NaN for one seed)."""
-    counts = group_counts(frame).drop(columns="recipe_fields")
+    counts = group_counts(frame).drop(columns=["recipe_fields", "family"])
     long = long_table(frame)
     if long.empty:
         return counts
@@ -368,20 +369,23 @@ def leaderboard_names(test: pd.DataFrame) -> dict[tuple[str, str], str]:
 def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, datasets: list[str] | None = None,
                        baseline: str | None = None, formats: Iterable[str] = FORMATS,
                        published_csv: str | Path | None = PUBLISHED_CSV,
-                       experiments: list[str] | None = None) -> dict[str, Path]:
+                       experiments: list[str] | None = None,
+                       families: Mapping[str, str] | None = None) -> dict[str, Path]:
     """Recompute every experiment's leaderboard under ``out_dir`` (default ``<results>/leaderboards``).
 
     Per experiment with test-split records (only ``experiments`` if given, only those on ``datasets`` if
     given), named as :func:`leaderboard_names` says: ``<name>.csv`` (per-group
     ``<metric>_mean``/``_std``, ``n_seeds``, ``n_failed``), ``.long.csv``, ``.wide.csv`` (csv), ``.md``,
     ``.tex``, ``.recall_at_k`` and ``.recall_at_1`` figures (png, pdf), and always ``.env.json``.
-    Published rows come from ``published_csv`` (None: none). Returns {file name: path} of the files written.
+    Published rows come from ``published_csv`` (None: none). A record that carries no method family
+    (written before records did) takes its method's from ``families`` (the commands pass every registered
+    method's). Returns {file name: path} of the files written.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; valid: {', '.join(FORMATS)}")
     out_dir = Path(out_dir) if out_dir else store.leaderboard_dir
-    frame = load_records(store)
+    frame = load_records(store, families)
     test = leaderboard_rows(frame)
     chosen = {key: name for key, name in leaderboard_names(test).items()
               if (not experiments or key[0] in experiments) and (not datasets or key[1] in datasets)}

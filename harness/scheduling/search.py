@@ -11,7 +11,7 @@ whenever the executor has room, reports each epoch's validation metric to the st
 through Optuna's pruner (``asha``: its successive-halving pruner), and tells the study each record as
 it arrives. The study's ``study.db`` is the single truth: a search killed part-way and resumed counts
 what the study holds, re-proposes the trials that were running, and asks only for the rest; each
-proposal is drawn by a sampler seeded with the search's seed plus the proposal's index, so a resumed
+proposal is drawn by a sampler seeded from the search's seed and the proposal's index, so a resumed
 search proposes exactly what the uninterrupted one would have (with one trial at a time; with several
 at once, the history a proposal sees depends on which trials finished first). Afterwards each study's
 best configuration is re-trained as its plan says (``final_seeds`` seeds on all training classes, as
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 import optuna
 import sqlalchemy.exc
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -135,11 +136,13 @@ def load_study(folder: Path, name: str, resume: bool, pruner: str) -> tuple[optu
 
 
 def proposal_sampler(seed: int, index: int, planned: int) -> optuna.samplers.TPESampler:
-    """The TPE sampler that draws proposal ``index`` of a search: seeded with ``seed + index``, so that
-    each proposal is a function of the search's seed, its index and the study's history alone."""
+    """The TPE sampler that draws proposal ``index`` of a search: seeded from ``(seed, index)`` (NumPy's
+    ``SeedSequence``, so that no two pairs share a stream), so that each proposal is a function of the
+    search's seed, its index and the study's history alone."""
+    stream_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # constant_liar in Optuna 4
-        return optuna.samplers.TPESampler(seed=seed + index, constant_liar=True,
+        return optuna.samplers.TPESampler(seed=stream_seed, constant_liar=True,
                                           n_startup_trials=max(2, min(10, planned // 3)))
 
 
@@ -297,7 +300,8 @@ class ProposalStream:
     report epochs to it (for pruning) and tell it each outcome.
 
     Each proposal is drawn by :func:`proposal_sampler` with its index among the study's proposals (the
-    trials a killed search left running not counted: they are proposed again, enqueued).
+    trials a killed search left running not counted: they are proposed again, enqueued, and drawn anew
+    at their own index if the kill came before their parameters were).
     With ``base.folds`` = K each proposal is K trials, one per fold of a class-disjoint cross-validation
     over the training classes; the study is told the mean of the K validation scores once all K
     records are in (failed if any fold failed; trials are not pruned then).
@@ -321,7 +325,8 @@ class ProposalStream:
 
     def ask(self) -> optuna.Trial:
         interrupted = set(self.study.user_attrs.get(INTERRUPTED, []))
-        index = sum(t.number not in interrupted for t in self.study.get_trials(deepcopy=False))
+        index = sum(t.number not in interrupted and t.state != TrialState.WAITING
+                    for t in self.study.get_trials(deepcopy=False))
         self.study.sampler = proposal_sampler(self.plan.seed, index, self.plan.planned)
         return self.study.ask(self.distributions)
 
