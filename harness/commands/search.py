@@ -65,6 +65,8 @@ def search(args: argparse.Namespace) -> int:
     store = TrialStore(experiment.results_dir)
 
     def final(params: dict[str, Any]) -> list[TrialConfig]:
+        if not args.final_seeds:
+            return []
         hparams = {**experiment.hparams, args.method: {**experiment.hparams.get(args.method, {}), **params}}
         return replace(experiment, seeds=list(range(args.final_seeds)), hparams=hparams).trials()
 
