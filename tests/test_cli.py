@@ -122,6 +122,8 @@ def test_list_shows_every_registry(capsys):
     for name in ("triplet", "contrastive", "ms", "softtriple", "amsoftmax", "pixels", "omniglot", "cub",
                  "digits", "bninception", "small_cnn", "resnet50"):
         assert name in out
+    assert "executors (--executor): local, ray" in out and "optimizers (recipe field optimizer): adam, adamw, radam" in out
+    assert "optional metrics (--extra-metrics): utilization (u(Q))" in out and "(JRD variants)" in out
 
 
 def test_utilization_is_an_optional_registered_metric_shown_as_is(tmp_path, capsys):
