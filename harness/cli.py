@@ -13,10 +13,23 @@ from harness.plugins.data import DatasetFormatError
 from harness.core.registry import UnknownNameError, import_plugins
 
 
+def add_plugins_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plugins", default="", help="comma-separated modules to import first (third-party "
+                        "methods, datasets, backbones, executors, optimizers or metrics that register themselves)")
+
+
+def requested_plugins(argv: list[str]) -> list[str]:
+    """The ``--plugins`` modules of ``argv``, read before the full parser is built, so that the choices
+    it offers (``--executor``) include what the plugins register."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_plugins_option(parser)
+    known, _ = parser.parse_known_args(argv)
+    return [m for m in known.plugins.split(",") if m]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
-    parser.add_argument("--plugins", default="", help="comma-separated modules to import first "
-                        "(third-party methods, datasets or backbones that register themselves)")
+    add_plugins_option(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
@@ -25,10 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        import_plugins([m for m in args.plugins.split(",") if m])
+        import_plugins(requested_plugins(argv))
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except (UnknownNameError, DatasetFormatError, ValueError, FileNotFoundError, PermissionError) as error:
         print(f"error: {error}", file=sys.stderr)

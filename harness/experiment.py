@@ -16,11 +16,14 @@ from typing import Any
 import torch
 import yaml
 
+import harness.engine  # noqa: F401  (registers the engine's optional metrics, which validate() checks names against)
 from harness.plugins.data import DATASETS, create_dataset
 from harness.plugins.method import Method, find_recipe, get_method_class
 from harness.plugins.models import check_backbone_name
+from harness.plugins.optimizers import OPTIMIZERS
 from harness.core.config import TrialConfig
 from harness.core.hparams import Param
+from harness.core.metrics import EVALUATION_METRICS, optional_metric_names
 from harness.core.recipe import Recipe
 
 #: the valid values of the recipe fields a user may override (``--recipe-set``); their types are the defaults
@@ -30,8 +33,6 @@ RECIPE_RANGES = {
     "lr_decay_epochs": ">= 0", "lr_decay_gamma": "> 0", "warmup_epochs": ">= 0", "eval_batch_size": ">= 1",
 }
 RECIPE_FIELDS = {f.name: Param(f.default, valid=RECIPE_RANGES.get(f.name)) for f in fields(Recipe) if f.name != "name"}
-#: metrics every evaluation reports besides ``recall@K`` (NMI on the test split only)
-METRICS = ("map@r", "r_precision", "nmi")
 SEED_LIMIT = 2 ** 32  # NumPy's seeds
 
 
@@ -99,7 +100,7 @@ class ExperimentConfig(TrainingSetup):
     device: str = "auto"
     num_workers: int = 0
     save_model: bool = True
-    utilization: bool = False
+    extra_metrics: list[str] = field(default_factory=list)
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> "ExperimentConfig":
@@ -126,7 +127,9 @@ class ExperimentConfig(TrainingSetup):
         spec = DATASETS.get(self.dataset)
         name = self.recipe or spec.default_recipe
         recipe = get_method_class(method).paper_recipe_for(self.dataset) if name == "paper" else None
-        return (recipe or find_recipe(spec.default_recipe if name == "paper" else name)).override(**self.recipe_overrides)
+        recipe = (recipe or find_recipe(spec.default_recipe if name == "paper" else name)).override(**self.recipe_overrides)
+        OPTIMIZERS.get(recipe.optimizer)  # an unknown optimizer fails here, naming the registered ones
+        return recipe
 
     def validate(self) -> None:
         """Fail at once, before any trial, on what a trial would fail on: unknown names (method, dataset,
@@ -176,13 +179,19 @@ class ExperimentConfig(TrainingSetup):
         if not all(isinstance(v, dict) for v in self.hparams.values()):
             raise ValueError(f"hparams must map each method to a mapping of hyperparameters, got {self.hparams!r}")
         check_device(self.device, available=False)
+        if not isinstance(self.extra_metrics, list) or not all(isinstance(m, str) for m in self.extra_metrics):
+            raise ValueError(f"extra_metrics must be a list of metric names, got {self.extra_metrics!r}")
+        unknown = [m for m in self.extra_metrics if m not in optional_metric_names()]
+        if unknown:
+            raise ValueError(f"unknown optional metric(s) {', '.join(unknown)}; registered: "
+                             f"{', '.join(optional_metric_names()) or 'none'}")
         if self.pretrained is not None and not Path(self.pretrained).is_file():
             raise ValueError(f"--pretrained {self.pretrained} is not a file")
 
     def metric_names(self) -> list[str]:
         """The metrics every trial of this experiment records on the test split."""
         spec = DATASETS.get(self.dataset)
-        return [*(f"recall@{k}" for k in spec.recall_ks), *METRICS, *(["utilization"] if self.utilization else [])]
+        return [*(f"recall@{k}" for k in spec.recall_ks), *EVALUATION_METRICS, *self.extra_metrics]
 
     def trials(self) -> list[TrialConfig]:
         """One TrialConfig per (method, seed), in that order."""
@@ -206,7 +215,8 @@ class ExperimentConfig(TrainingSetup):
                     pretrained_sha256=None if cls.backbone or not self.pretrained else file_sha256(self.pretrained),
                     val_fraction=self.val_fraction, eval_split=self.eval_split, role=self.role,
                     experiment=experiment, results_dir=self.results_dir, device=self.device,
-                    num_workers=self.num_workers, save_model=self.save_model, utilization=self.utilization,
+                    num_workers=self.num_workers, save_model=self.save_model, extra_metrics=list(self.extra_metrics),
+                    method_family=cls.family,
                 ))
         return out
 

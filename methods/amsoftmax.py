@@ -28,6 +28,7 @@ from harness.plugins.method import PMLLossMethod, register_method
 class AMSoftmax(PMLLossMethod):
     """Additive-margin (CosFace) softmax over learnable class weights (Wang et al., 2018)."""
 
+    family = "classification"
     hparams = {
         "scale": Param(20.0, LogUniform(1.0, 100.0), "s, logit scale", valid="> 0"),
         "margin": Param(0.1, Uniform(0.0, 0.6), "m, additive cosine margin", valid="[0, 2]"),

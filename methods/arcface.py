@@ -27,6 +27,7 @@ from harness.plugins.method import PMLLossMethod, register_method
 class ArcFace(PMLLossMethod):
     """ArcFace: additive angular margin on the true class's angle (Deng et al., CVPR 2019)."""
 
+    family = "classification"
     hparams = {
         "scale": Param(64.0, LogUniform(1.0, 128.0), "s, logit scale", valid="> 0"),
         "margin": Param(0.5, Uniform(0.0, 1.0), "m, additive angular margin in radians (0.5 rad = 28.6°)",

@@ -18,6 +18,7 @@ from harness.plugins.method import PMLLossMethod, register_method
 class Contrastive(PMLLossMethod):
     """Contrastive pair loss with positive and negative margins (Hadsell et al., CVPR 2006)."""
 
+    family = "pair"
     hparams = {
         "pos_margin": Param(0.0, Uniform(0.0, 1.0), "distance below which positives cost nothing", valid=">= 0"),
         "neg_margin": Param(1.0, Uniform(0.1, 2.0), "distance beyond which negatives cost nothing", valid=">= 0"),

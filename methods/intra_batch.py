@@ -137,6 +137,7 @@ class MessagePassingNetwork(nn.Module):
 class IntraBatch(Method):
     """Intra-batch connections: cross-entropy before and after attention over the batch (Seidenschwarz et al. 2021)."""
 
+    family = "classification"
     hparams = {
         "num_layers": Param(1, IntUniform(1, 4), "L, message-passing layers", valid=">= 1"),
         "num_heads": Param(2, Choice((1, 2, 4, 8)), "H, attention heads (must divide the embedding size)",

@@ -75,6 +75,7 @@ JRD_RECIPE = Recipe(
 class JRD(AMSoftmax):
     """JRD: AMSoftmax + α · joint (product-kernel) similarity of X⁻, X, X⁺ across classes (Chu et al., ICML 2020)."""
 
+    family = "JRD variants"
     hparams = {
         **AMSoftmax.hparams,
         "alpha": Param(1.0, LogUniform(1e-3, 10.0),

@@ -340,6 +340,7 @@ class MetrixMS(Metrix, MultiSimilarity):
 class MetrixProxyAnchor(Metrix):
     """Metrix on Proxy-Anchor (Venkataramanan et al., ICLR 2022): proxies are the mixed loss's anchors."""
 
+    family = "proxy"
     hparams = {
         **Metrix.hparams,
         "alpha": Param(32.0, LogUniform(1.0, 128.0), "α, scale of the similarities", valid="> 0"),

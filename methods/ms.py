@@ -19,6 +19,7 @@ from harness.plugins.method import PMLLossMethod, register_method
 class MultiSimilarity(PMLLossMethod):
     """Multi-similarity loss and miner (Wang et al., CVPR 2019)."""
 
+    family = "pair"
     hparams = {
         "alpha": Param(2.0, LogUniform(0.1, 20.0), "weight of positive similarities", valid="> 0"),
         "beta": Param(50.0, LogUniform(1.0, 100.0), "weight of negative similarities", valid="> 0"),

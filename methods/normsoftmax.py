@@ -26,6 +26,7 @@ from harness.plugins.method import PMLLossMethod, register_method
 class NormSoftmax(PMLLossMethod):
     """Normalized softmax: cross-entropy on cosine logits / τ (Zhai & Wu, BMVC 2019)."""
 
+    family = "classification"
     hparams = {
         "temperature": Param(0.05, LogUniform(0.01, 1.0), "τ, temperature of the cosine logits", valid="> 0"),
     }

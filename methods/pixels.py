@@ -14,6 +14,7 @@ from harness.plugins.method import Method, register_method
 class Pixels(Method):
     """Raw pixels, cosine nearest neighbours (no training): the floor every method must beat."""
 
+    family = "floor"
     trains = False
     backbone = "pixels"
     embedding_head = False

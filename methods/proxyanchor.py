@@ -47,6 +47,7 @@ PROXY_ANCHOR_RECIPE = Recipe(
 class ProxyAnchor(PMLLossMethod):
     """Proxy-Anchor: each proxy pulls its class's samples and pushes all others (Kim et al., CVPR 2020)."""
 
+    family = "proxy"
     hparams = {
         "alpha": Param(32.0, LogUniform(1.0, 128.0), "α, scale of the similarities", valid="> 0"),
         "margin": Param(0.1, Uniform(0.0, 0.5), "δ, margin", valid=">= 0"),

@@ -30,6 +30,7 @@ from harness.plugins.method import PMLLossMethod, register_method
 class ProxyNCA(PMLLossMethod):
     """ProxyNCA: softmax over negative squared distances to class proxies (Movshovitz-Attias et al., ICCV 2017)."""
 
+    family = "proxy"
     hparams = {
         "scale": Param(9.0, LogUniform(1.0, 64.0), "s, multiplies the squared distances (inverse temperature)",
                        valid="> 0"),

@@ -25,6 +25,7 @@ from harness.plugins.method import PMLLossMethod, register_method
 class SoftTriple(PMLLossMethod):
     """SoftTriple: softmax over K learnable centres per class (Qian et al., ICCV 2019)."""
 
+    family = "proxy"
     hparams = {
         "centers_per_class": Param(10, IntUniform(1, 20), "K, centres per class", valid=">= 1"),
         "la": Param(20.0, LogUniform(1.0, 100.0), "λ, scale of the similarities", valid="> 0"),

@@ -18,6 +18,7 @@ from harness.plugins.method import PMLLossMethod, register_method
 class Triplet(PMLLossMethod):
     """Triplet margin loss with semi-hard negative mining (FaceNet, CVPR 2015)."""
 
+    family = "pair"
     hparams = {
         "margin": Param(0.2, Uniform(0.01, 1.0), "triplet margin α", valid=">= 0"),
         "mining": Param("semihard", Choice(("semihard", "hard", "all")), "which triplets the miner keeps"),

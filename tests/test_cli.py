@@ -122,13 +122,23 @@ def test_list_shows_every_registry(capsys):
     for name in ("triplet", "contrastive", "ms", "softtriple", "amsoftmax", "pixels", "omniglot", "cub",
                  "digits", "bninception", "small_cnn", "resnet50"):
         assert name in out
+    assert "executors (--executor): local, ray" in out and "optimizers (recipe field optimizer): adam, adamw, radam" in out
+    assert "optional metrics (--extra-metrics): utilization (u(Q))" in out and "(JRD variants)" in out
 
 
-def test_utilization_is_an_optional_metric(tmp_path):
-    assert main(["run", "--methods", "pixels", "--utilization", "--results-dir", str(tmp_path), *DIGITS, *FAST]) == 0
+def test_utilization_is_an_optional_registered_metric_shown_as_is(tmp_path, capsys):
+    assert main(["run", "--methods", "pixels", "--extra-metrics", "utilization", "--results-dir", str(tmp_path),
+                 *DIGITS, *FAST]) == 0
     (rec,) = records(tmp_path).values()
-    assert rec["config"]["utilization"] is True
+    assert rec["config"]["extra_metrics"] == ["utilization"]
     assert 0.0 < rec["metrics"]["utilization"] < 4.0  # squared distance between unit vectors
+    row = pd.read_csv(tmp_path / "leaderboards" / "digits.csv").iloc[0]
+    board = (tmp_path / "leaderboards" / "digits.md").read_text()
+    assert "u(Q)" in board and f"{row['utilization_mean']:.4f}" in board  # not in percent, under its label
+    assert main(["run", "--methods", "pixels", "--extra-metrics", "nosuch", "--results-dir", str(tmp_path / "x"),
+                 *DIGITS, *FAST]) == 2
+    assert "unknown optional metric(s) nosuch; registered: utilization" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_a_config_file_sets_methods_and_seeds_unless_flags_do(tmp_path):

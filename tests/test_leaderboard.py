@@ -290,24 +290,27 @@ def test_plots_render_25_groups_sorted_with_families_and_baseline(tmp_path: Path
     """25 methods (every family, four methods no family lists), a floor far below: both figures render
     as PNG and PDF; rows are sorted by Recall@1; the long CSV read back redraws them (same baseline, size)."""
     from harness.reporting.leaderboard import read_long_table
-    from harness.reporting.plots import (METHOD_FAMILIES, _baseline_key, _ordered_groups, leaderboard_plots,
-                                        method_family)
+    from harness.plugins.method import method_families
+    from harness.reporting.plots import _baseline_key, _ordered_groups, group_families, leaderboard_plots
 
-    methods = sorted(METHOD_FAMILIES) + ["custom_a", "custom_b", "custom_c", "custom_d"]
+    methods = sorted(method_families()) + ["custom_a", "custom_b", "custom_c", "custom_d"]
     assert len(methods) == 25
     store = TrialStore(tmp_path / "results")
     for i, method in enumerate(methods):
         for seed in range(3):
             r1 = 0.35 if method == "pixels" else 0.70 + 0.005 * i + 0.01 * seed
             store.write_record(record(method, seed, r1))
-    written = write_leaderboards(store, tmp_path / "boards", baseline="amsoftmax", formats=["csv", "png", "pdf"])
+    written = write_leaderboards(store, tmp_path / "boards", baseline="amsoftmax", formats=["csv", "png", "pdf"],
+                                 families=method_families())
     for name in ("cub.recall_at_1", "cub.recall_at_k"):
         assert written[f"{name}.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert written[f"{name}.pdf"].read_bytes()[:5] == b"%PDF-"
     long = read_long_table(written["cub.long.csv"])
     order = [key[1] for key in _ordered_groups(long, "recall@1")]
     assert order[0] == methods[-1] and order[-1] == "pixels" and len(order) == 25
-    assert method_family("custom_a") == "other" and method_family("pixels") == "floor"
+    families = {key[1]: family for key, family in group_families(long).items()}
+    assert families["custom_a"] == "other" and families["pixels"] == "floor" and families["jrd_c"] == "JRD variants"
+    assert families["metrix_ms"] == "pair" and families["nir"] == "proxy"  # declared by a parent class
     assert _baseline_key(long, _ordered_groups(long, "recall@1"))[1] == "amsoftmax"
     redrawn = leaderboard_plots(long, "cub", tmp_path / "redrawn", formats=["png"])
     assert [p.name for p in redrawn] == ["cub.recall_at_k.png", "cub.recall_at_1.png"]

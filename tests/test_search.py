@@ -100,12 +100,14 @@ def test_the_proposal_stream_tells_optuna_complete_failed_or_pruned(tmp_path):
 
     from harness.core.record import TrialRecord
     from harness.experiment import ExperimentConfig
-    from harness.scheduling.search import ProposalStream
+    from harness.scheduling.search import ProposalStream, SearchPlan
 
     base = ExperimentConfig(methods=["amsoftmax"], dataset="digits", results_dir=str(tmp_path), eval_split="val",
                             role="search", experiment="s").trials()[0]
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
-    stream = ProposalStream(study, search_space("amsoftmax", []), base, "val_recall@1", budget=3)
+    plan = SearchPlan(name="s", folder=tmp_path, outputs=tmp_path, base=base, space=search_space("amsoftmax", []),
+                      metric="val_recall@1", planned=3, seed=0)
+    stream = ProposalStream(study, plan, budget=3)
     configs = list(stream)
     assert len(configs) == 3 and len({c.trial_id for c in configs}) == 3
     assert not stream.on_epoch(configs[2], {"epoch": 1, "val_recall@1": 0.5})  # reported to the study
@@ -187,3 +189,95 @@ def test_sweep_runs_the_grid_on_validation_classes_and_never_makes_a_leaderboard
     recs = [json.loads(p.read_text()) for p in tmp_path.glob("runs/digits/*/record.json")]
     assert sum(r["config"]["eval_split"] == "test" and r["config"]["role"] == "sweep" for r in recs) == 1
     assert main(["leaderboard", "--results-dir", str(tmp_path)]) == 1  # no leaderboard rows
+
+
+class ScoringExecutor:
+    """An executor that trains nothing: each trial's validation Recall@1 is a fixed function of its
+    hyperparameters, written as a real record; ``kill_after`` trials it raises as a killed driver would,
+    with the next proposal already asked (running)."""
+
+    def __init__(self, kill_after: int | None = None):
+        self.kill_after = kill_after
+        self.ran: list[dict] = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def run(self, trials, *, resume=False, on_epoch=None, on_record=None):
+        from harness.core.record import TrialRecord
+        from harness.scheduling.executors import deliver, pending
+
+        records = []
+        for trial in pending(trials, resume, on_record, records):
+            if self.kill_after is not None and len(self.ran) == self.kill_after:
+                raise KeyboardInterrupt
+            self.ran.append(dict(trial.hparams))
+            score = 1 / (1 + (trial.hparams["scale"] - 20) ** 2 / 100 + (trial.hparams["margin"] - 0.3) ** 2)
+            records.append(deliver(TrialRecord(trial_id=trial.trial_id, status="ok", config=trial,
+                                               metrics={"recall@1": score}), on_record))
+        return records
+
+
+def proposals(results: Path, executor, resume: bool = False) -> list[dict]:
+    """Run an 8-trial search of amsoftmax's scale and margin on ``executor``; the study's parameters in order."""
+    from harness.experiment import ExperimentConfig
+    from harness.scheduling.search import SearchPlan, run_searches
+
+    base = ExperimentConfig(methods=["amsoftmax"], dataset="digits", results_dir=str(results), eval_split="val",
+                            role="search", experiment="s", val_fraction=0.4).trials()[0]
+    folder = results / "searches" / "s"
+    plan = SearchPlan(name="s", folder=folder, outputs=folder, base=base, metric="val_recall@1", planned=8, seed=3,
+                      space=search_space("amsoftmax", ["scale=loguniform(2,64)", "margin"]))
+    run_searches(executor, [plan], resume=resume)
+    return [t.params for t in finished_trials(study_of(folder, "s"))]
+
+
+@pytest.mark.parametrize("killed_after, while_asking", [(1, False), (4, False), (1, True)])
+def test_a_resumed_search_proposes_what_the_uninterrupted_one_did(tmp_path, monkeypatch, killed_after, while_asking):
+    """Killed after its first trial (in TPE's random start-up) or its fourth (TPE proper), with the next
+    proposal running (or being drawn: no parameters yet), and resumed: the same eight proposals as a
+    search that was never interrupted."""
+    uninterrupted = proposals(tmp_path / "a", ScoringExecutor())
+    if while_asking:
+        ask, asked = optuna.Study.ask, []
+
+        def killed_in_ask(study, fixed_distributions=None):
+            asked.append(1)
+            if len(asked) > killed_after:
+                ask(study)  # the trial exists, its parameters are never drawn
+                raise KeyboardInterrupt
+            return ask(study, fixed_distributions)
+
+        monkeypatch.setattr(optuna.Study, "ask", killed_in_ask)
+    with pytest.raises(KeyboardInterrupt):
+        proposals(tmp_path / "b", ScoringExecutor(kill_after=None if while_asking else killed_after))
+    monkeypatch.undo()
+    stale = [t for t in study_of(tmp_path / "b" / "searches" / "s", "s").trials if t.state == TrialState.RUNNING]
+    assert len(stale) == 1 and bool(stale[0].params) != while_asking  # left running by the killed driver
+    resumed = ScoringExecutor()
+    assert proposals(tmp_path / "b", resumed, resume=True) == uninterrupted
+    assert len(resumed.ran) == 8 - killed_after  # the interrupted proposal again, then the rest
+    assert len({tuple(sorted(p.items())) for p in uninterrupted}) == 8
+
+
+def test_a_truncated_study_is_refused_with_one_line_naming_it(tmp_path, capsys):
+    """``search --resume`` and ``benchmark --resume`` on a truncated study.db: one line, exit 2."""
+    for folder in (tmp_path / "searches" / "amsoftmax-digits", tmp_path / "benchmarks" / "digits"):
+        folder.mkdir(parents=True)
+        optuna.create_study(study_name="x", storage=f"sqlite:///{folder / 'study.db'}")
+        data = (folder / "study.db").read_bytes()
+        (folder / "study.db").write_bytes(data[:len(data) // 3])
+    common = ["--dataset", "digits", "--val-fraction", "0.4", "--epochs", "1", "--executor", "local",
+              "--no-progress", "--results-dir", str(tmp_path), "--resume"]
+    assert main(["search", "--method", "amsoftmax", *SPACE, "--trials", "2", *common]) == 2
+    assert main(["benchmark", "--methods", "amsoftmax", "--trials-per-method", "2", "--final-seeds", "1",
+                 "--recipe-set", "batch_size=48", *common]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2
+    for line, folder in zip(lines, ("searches/amsoftmax-digits", "benchmarks/digits")):
+        assert line.startswith(f"error: {tmp_path / folder / 'study.db'} is not a readable Optuna study (")
+        assert line.endswith("restore it from a copy, or move it away to start this search afresh")
+    assert not list(tmp_path.rglob("record.json"))

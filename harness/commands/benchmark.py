@@ -13,7 +13,9 @@ from collections import defaultdict
 
 from harness.commands.options import (add_executor_options, add_experiment_options, comma_list, experiment_from_args,
                                       make_executor)
+from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric
 from harness.core.store import TrialStore
+from harness.plugins.method import method_families
 from harness.reporting.benchmark_report import write_report
 from harness.reporting.leaderboard import write_leaderboards
 from harness.scheduling.benchmark import MANIFEST_FILE, Benchmark, BenchmarkManifest, declared_spaces
@@ -44,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--space", action="append", default=[], metavar="METHOD.NAME[=DIST]",
                    help="search only these hyperparameters of METHOD, e.g. jrd.alpha=loguniform(1e-3,10) "
                         "(repeatable; default: each method's declared space)")
-    p.add_argument("--metric", default="val_recall@1", help="validation objective (default val_recall@1)")
+    p.add_argument("--metric", default=DEFAULT_OBJECTIVE, help=f"validation objective (default {DEFAULT_OBJECTIVE})")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE samplers and of every search trial")
     p.add_argument("--max-hours", type=float, help="optional wall-clock cap on the search phase")
     p.add_argument("--resume", action="store_true", help="finish the benchmark in that folder")
@@ -82,15 +84,14 @@ def benchmark(args: argparse.Namespace) -> int:
     print(f"benchmark {manifest.name}: manifest {run.folder / MANIFEST_FILE}", flush=True)
     start = time.time()
     with make_executor(args, results_dir) as executor:
-        searched = run.search(executor, resume=args.resume)
-        records = run.final(executor, searched.best, resume=args.resume)
+        searched, records = run.run(executor, resume=args.resume)
     print(f"benchmark {manifest.name}, phase 3 (report)", flush=True)
     files = write_report(run.folder / "report", name=manifest.name, dataset=manifest.dataset, records=records,
-                         metric=manifest.metric.removeprefix("val_"), baseline=manifest.baseline,
+                         metric=base_metric(manifest.metric)[1], baseline=manifest.baseline,
                          chosen=searched.best, chosen_value=searched.best_value, histories=searched.histories,
                          search_failures=searched.failures, objective=manifest.metric,
                          wall_time_s=time.time() - start)
-    write_leaderboards(run.store, experiments=[manifest.name], baseline=manifest.baseline)
+    write_leaderboards(run.store, experiments=[manifest.name], baseline=manifest.baseline, families=method_families())
     print((run.folder / "report" / "leaderboard.md").read_text())
     for path in files:
         print(f"report: {path}")

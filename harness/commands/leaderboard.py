@@ -9,6 +9,7 @@ from harness.commands.options import comma_list
 from harness.reporting.leaderboard import FORMATS, write_leaderboards
 from harness.reporting.published import PUBLISHED_CSV
 from harness.core.store import TrialStore
+from harness.plugins.method import method_families
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     store = TrialStore(args.results_dir)
     written = write_leaderboards(store, out_dir=args.out_dir, datasets=args.dataset, baseline=args.baseline,
                                  formats=args.format, published_csv=None if args.no_published else Path(args.published),
-                                 experiments=args.experiment)
+                                 experiments=args.experiment, families=method_families())
     if not written:
         wanted = "".join(f" {kind} {', '.join(names)}" for kind, names in
                          (("in", args.experiment), ("on", args.dataset)) if names)

@@ -1,4 +1,5 @@
-"""``python -m harness list``: registered methods, datasets, recipes and backbones, one line each."""
+"""``python -m harness list``: registered methods, datasets, recipes, backbones, executors, optimizers and
+optional metrics, one line each."""
 from __future__ import annotations
 
 import argparse
@@ -6,12 +7,14 @@ import argparse
 from harness.plugins.backbones import EXAMPLE_BACKBONES
 from harness.plugins.data import DATASETS
 from harness.plugins.method import METHODS, find_recipe, recipe_names
+from harness.core.metrics import METRICS, optional_metric_names
 from harness.plugins.models import backbone_names
-
+from harness.plugins.optimizers import OPTIMIZERS
+from harness.scheduling.executor_registry import EXECUTORS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list methods, datasets, recipes and backbones")
+    p = sub.add_parser("list", help="list methods, datasets, recipes, backbones, executors, optimizers and metrics")
     p.add_argument("--all-backbones", action="store_true", help="list every timm model name")
     p.set_defaults(func=list_registry)
 
@@ -21,7 +24,7 @@ def list_registry(args: argparse.Namespace) -> int:
     for name in METHODS.names():
         cls = METHODS.get(name)
         params = ", ".join(f"{k}={p.default}" for k, p in cls.hparams.items())
-        print(f"  {name:14s} {cls.describe()}" + (f"  [{params}]" if params else ""))
+        print(f"  {name:14s} {cls.describe()} ({cls.family})" + (f"  [{params}]" if params else ""))
     print("datasets:")
     for name in DATASETS.names():
         spec = DATASETS.get(name)
@@ -36,4 +39,8 @@ def list_registry(args: argparse.Namespace) -> int:
     print(f"backbones ({len(names)} timm models; --all-backbones lists every one):")
     for name in shown:
         print(f"  {name}")
+    print(f"executors (--executor): {', '.join(EXECUTORS.names())}")
+    print(f"optimizers (recipe field optimizer): {', '.join(OPTIMIZERS.names())}")
+    print("optional metrics (--extra-metrics): "
+          + ", ".join(f"{name} ({METRICS.get(name).label})" for name in optional_metric_names()))
     return 0

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 from typing import Any
 
+from harness.core.config import TrialConfig
 from harness.experiment import ExperimentConfig, check_device
 from harness.core.store import TrialStore
-from harness.scheduling.executors import Executor, LocalExecutor
+from harness.scheduling.executor_registry import EXECUTORS, ExecutorOptions, create_executor
+from harness.scheduling.executors import Executor
 from harness.scheduling.progress import TensorBoardLogger, TrialBoard, TrialListener
 from harness.core.hparams import parse_assignment, parse_value
 
@@ -49,9 +52,10 @@ def add_experiment_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     parser.add_argument("--num-workers", type=int, help="data-loading worker processes per trial")
     parser.add_argument("--no-save-model", action="store_true", help="do not save each trial's weights")
-    parser.add_argument("--utilization", action="store_true",
-                        help="also compute u(Q), the mean squared distance from each test query to its nearest "
-                             "training embedding (Venkataramanan et al., ICLR 2022); embeds the training split once more")
+    parser.add_argument("--extra-metrics", type=comma_list, metavar="NAME[,NAME]",
+                        help="also compute these optional registered metrics, e.g. utilization: u(Q), the mean "
+                             "squared distance from each test query to its nearest training embedding "
+                             "(Venkataramanan et al., ICLR 2022; embeds the training split once more)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--fail-at-epoch", type=int, help=argparse.SUPPRESS)  # test-only fault injection
 
@@ -65,9 +69,9 @@ def positive_float(text: str) -> float:
 
 def add_executor_options(parser: argparse.ArgumentParser) -> None:
     """Where trials run: Ray Tune (default) or in this process, and what each trial holds."""
-    parser.add_argument("--executor", choices=("ray", "local"), default="ray",
+    parser.add_argument("--executor", choices=EXECUTORS.names(), default="ray",
                         help="ray: Ray Tune trials on every GPU/CPU of this machine or cluster (default); "
-                             "local: one after another in this process")
+                             "local: one after another in this process; others as registered by --plugins")
     parser.add_argument("--tensorboard", action="store_true",
                         help="log every trial's per-epoch metrics to <results>/tensorboard "
                              "(tensorboard --logdir results/tensorboard; needs the 'tracking' extra)")
@@ -96,16 +100,12 @@ def make_executor(args: argparse.Namespace, results_dir: str) -> Executor:
     listeners: list[TrialListener] = [board]
     if args.tensorboard:
         listeners.append(TensorBoardLogger(TrialStore(results_dir).tensorboard_dir))
-    if args.executor == "local":
-        cpus = args.cpus_per_trial
-        return LocalExecutor(progress=not args.no_progress, cpus_per_trial=max(1, int(cpus)) if cpus else None,
-                             listeners=listeners)
-    from harness.scheduling.ray_executor import RayExecutor  # imports Ray: only when used
-
-    return RayExecutor(results_dir, gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial,
-                       max_concurrent=args.max_concurrent, address=args.address, storage=args.storage,
-                       max_failures=args.max_failures, plugins=tuple(m for m in args.plugins.split(",") if m),
-                       listeners=listeners, dashboard=args.dashboard)
+    options = ExecutorOptions(
+        results_dir, listeners=listeners, progress=not args.no_progress, gpus_per_trial=args.gpus_per_trial,
+        cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
+        storage=args.storage, max_failures=args.max_failures, plugins=tuple(m for m in args.plugins.split(",") if m),
+        dashboard=args.dashboard)
+    return create_executor(args.executor, options)
 
 
 def parse_hparams(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -141,8 +141,8 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
         flags["hparams"] = hparams
     if args.no_save_model:
         flags["save_model"] = False
-    if args.utilization:
-        flags["utilization"] = True
+    if args.extra_metrics:
+        flags["extra_metrics"] = args.extra_metrics
     if args.config:
         experiment = ExperimentConfig.from_yaml(args.config, **flags)
     else:
@@ -150,3 +150,10 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
     if not (getattr(args, "address", None) or os.environ.get("RAY_ADDRESS")):  # trials run on this machine
         check_device(experiment.device)
     return experiment
+
+
+def with_fault(trials: list[TrialConfig], args: argparse.Namespace) -> list[TrialConfig]:
+    """The trials with the test-only ``--fail-at-epoch`` fault injected."""
+    if args.fail_at_epoch is None:
+        return trials
+    return [replace(t, fail_at_epoch=args.fail_at_epoch) for t in trials]

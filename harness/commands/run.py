@@ -4,15 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
-
-import pandas as pd
 
 from harness.commands.options import (add_executor_options, add_experiment_options, comma_list, experiment_from_args,
-                                      int_list, make_executor)
-from harness.core.config import TrialConfig
-from harness.reporting.leaderboard import aggregate, format_table, write_leaderboards
-from harness.reporting.tables import records_frame
+                                      int_list, make_executor, with_fault)
+from harness.commands.printing import print_leaderboard
 from harness.core.store import TrialStore
 
 DEFAULT_METHODS = "pixels,triplet,ms,proxyanchor,amsoftmax"
@@ -28,27 +23,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_executor_options(p)
     p.add_argument("--resume", action="store_true", help="skip finished trials, continue interrupted ones")
     p.set_defaults(func=run)
-
-
-def with_fault(trials: list[TrialConfig], args: argparse.Namespace) -> list[TrialConfig]:
-    """The trials with the test-only ``--fail-at-epoch`` fault injected."""
-    if args.fail_at_epoch is None:
-        return trials
-    return [replace(t, fail_at_epoch=args.fail_at_epoch) for t in trials]
-
-
-def print_leaderboard(store: TrialStore, trials: list[TrialConfig], start: float) -> None:
-    """Rewrite the experiment's leaderboard files and print the table of these trials (failures counted)."""
-    dataset = trials[0].dataset
-    written = write_leaderboards(store, experiments=[trials[0].experiment])
-    ids = {t.trial_id for t in trials}
-    frame = records_frame((path, r) for path, r in store.records(trials[0].experiment) if r.trial_id in ids)
-    board = aggregate(frame) if not frame.empty else pd.DataFrame()
-    print(f"\n{dataset}: {len(trials)} trials in {time.time() - start:.0f} s "
-          f"(test classes; mean ± std over seeds, %)")
-    print(format_table(board))
-    for path in written.values():
-        print(f"leaderboard: {path}")
 
 
 def run(args: argparse.Namespace) -> int:

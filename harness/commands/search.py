@@ -5,11 +5,15 @@ import argparse
 import sys
 import time
 from dataclasses import replace
+from typing import Any
 
-from harness.commands.options import add_executor_options, add_experiment_options, experiment_from_args, make_executor
-from harness.experiment import check_validation_split
-from harness.commands.run import print_leaderboard, with_fault
+from harness.commands.options import (add_executor_options, add_experiment_options, experiment_from_args,
+                                      make_executor, with_fault)
+from harness.commands.printing import print_leaderboard
+from harness.core.config import TrialConfig
+from harness.core.metrics import DEFAULT_OBJECTIVE, split_metric
 from harness.core.store import TrialStore
+from harness.experiment import check_validation_split
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,8 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "randint(a,b) or choice(x,y,...), or NAME alone for the method's declared distribution "
                         "(default: every hyperparameter that declares one)")
     p.add_argument("--trials", type=int, default=20, help="planned number of search trials (default 20)")
-    p.add_argument("--metric", default="val_recall@1",
-                   help="validation metric to maximise, val_<metric> (default val_recall@1)")
+    p.add_argument("--metric", default=DEFAULT_OBJECTIVE,
+                   help=f"validation metric to maximise, val_<metric> (default {DEFAULT_OBJECTIVE})")
     p.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
                    help="asha: stop poor trials early on the per-epoch validation metric "
                         "(Optuna's successive-halving pruner; with either executor)")
@@ -41,14 +45,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def search(args: argparse.Namespace) -> int:
-    from harness.scheduling.search import run_search, search_space  # imports Optuna: only when used
+    from harness.scheduling.search import SearchPlan, run_searches, search_space  # imports Optuna: only when used
 
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1, got {args.trials}")
     if args.final_seeds < 0:
         raise ValueError(f"--final-seeds must be at least 0, got {args.final_seeds}")
     experiment = experiment_from_args(args, methods=[args.method], seeds=[args.seed])
-    metrics = [f"val_{name}" for name in experiment.metric_names()]
+    metrics = [split_metric("val", name) for name in experiment.metric_names()]
     if args.metric not in metrics:
         raise ValueError(f"--metric must be a validation metric, one of {', '.join(metrics)}; got {args.metric!r}")
     space = search_space(args.method, args.space)
@@ -58,25 +62,28 @@ def search(args: argparse.Namespace) -> int:
     name = args.name or f"{args.method}-{experiment.dataset}"
     check_validation_split(experiment)
     base = replace(experiment, eval_split="val", role="search", experiment=name, save_model=False).trials()[0]
-    base = with_fault([base], args)[0]
     store = TrialStore(experiment.results_dir)
+
+    def final(params: dict[str, Any]) -> list[TrialConfig]:
+        if not args.final_seeds:
+            return []
+        hparams = {**experiment.hparams, args.method: {**experiment.hparams.get(args.method, {}), **params}}
+        return replace(experiment, seeds=list(range(args.final_seeds)), hparams=hparams).trials()
+
+    plan = SearchPlan(name=name, folder=store.search_dir(name), outputs=store.search_dir(name),
+                      base=with_fault([base], args)[0], space=space, metric=args.metric, planned=args.trials,
+                      seed=args.seed, pruner="asha" if args.scheduler == "asha" else "none", final=final)
     store.check_writable()
     start = time.time()
     with make_executor(args, experiment.results_dir) as executor:
-        outcome = run_search(executor, base, space, name=name, metric=args.metric, planned=args.trials,
-                             seed=args.seed, pruner="asha" if args.scheduler == "asha" else "none", resume=args.resume)
-        for path in outcome.files:
-            print(f"search output: {path}")
-        if outcome.best is None:
-            print(f"no search trial completed: see the reasons in {store.search_dir(name) / 'trials.csv'}",
-                  file=sys.stderr)
-            return 1
-        print(f"best of search {name}: {args.metric} {outcome.best.value:.4f} with {outcome.best.params} "
-              f"({time.time() - start:.0f} s)")
-        if args.final_seeds:
-            start = time.time()
-            final = replace(experiment, seeds=list(range(args.final_seeds)),
-                            hparams={**experiment.hparams, args.method: outcome.hparams}).trials()
-            executor.run(final, resume=args.resume)
-            print_leaderboard(store, final, start)
+        (outcome,) = run_searches(executor, [plan], resume=args.resume)
+    for path in outcome.files:
+        print(f"search output: {path}")
+    if outcome.best is None:
+        print(f"no search trial completed: see the reasons in {plan.outputs / 'trials.csv'}", file=sys.stderr)
+        return 1
+    print(f"best of search {name}: {args.metric} {outcome.best.value:.4f} with {outcome.best.params} "
+          f"({time.time() - start:.0f} s with its final trials)")
+    if outcome.final:
+        print_leaderboard(store, final(outcome.best.params), start)
     return 0

@@ -6,8 +6,7 @@ import time
 from dataclasses import replace
 
 from harness.commands.options import (add_executor_options, add_experiment_options, experiment_from_args, int_list,
-                                      make_executor)
-from harness.commands.run import with_fault
+                                      make_executor, with_fault)
 from harness.core.hparams import parse_assignment, parse_value
 from harness.core.store import TrialStore
 from harness.experiment import check_validation_split

@@ -19,7 +19,7 @@ from harness.core.recipe import Recipe
 #: fields that do not change a trial's result (where it is written, how it is scheduled, where the
 #: data and weights happen to live on this machine: the weights enter through their sha256)
 _NOT_IN_IDENTITY = ("experiment", "results_dir", "device", "num_workers", "save_model", "fail_at_epoch",
-                    "utilization", "data_root", "pretrained")
+                    "extra_metrics", "method_family", "data_root", "pretrained")
 EVAL_SPLITS = ("test", "val")
 #: why a trial runs: ``final`` (a leaderboard row), ``search`` (a proposal scored on validation
 #: classes) or ``sweep`` (a sensitivity grid point; kept out of leaderboards even on the test split)
@@ -49,7 +49,9 @@ class TrialConfig:
     classes and evaluates on those, never loading a test image; with ``folds`` the validation
     classes are fold ``fold`` of a class-disjoint cross-validation over the training classes. ``method_settings`` holds the
     method's class-level choices that change results (learning-rate multiplier, pooling,
-    normalisation, sampler). ``fail_at_epoch`` is a test-only fault injection.
+    normalisation, sampler). ``extra_metrics`` names the optional registered metrics the trial also
+computes (:mod:`harness.core.metrics`); ``method_family`` is the method's declared family, for
+the figures' colours (None in records written before it was recorded). ``fail_at_epoch`` is a test-only fault injection.
     """
 
     method: str
@@ -73,7 +75,8 @@ class TrialConfig:
     device: str = "auto"
     num_workers: int = 0
     save_model: bool = True
-    utilization: bool = False
+    extra_metrics: list[str] = field(default_factory=list)
+    method_family: str | None = None
     fail_at_epoch: int | None = None
 
     def __post_init__(self) -> None:
@@ -86,6 +89,9 @@ class TrialConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrialConfig":
+        data = dict(data)
+        if "utilization" in data:  # records written before metrics were a registry
+            data["extra_metrics"] = ["utilization"] if data.pop("utilization") else []
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

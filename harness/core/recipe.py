@@ -15,7 +15,6 @@ from harness.core.registry import Registry
 
 SAMPLERS = ("method", "random", "m_per_class")
 AUGMENTATIONS = ("rrc_flip", "rrc_flip_erase", "flip", "none")
-OPTIMIZERS = ("adam", "adamw", "radam")
 DECODERS = ("pil", "torchvision")
 POOLINGS = ("avg", "max", "avgmax")
 HEAD_INITS = ("default", "kaiming_normal_fan_out")
@@ -74,8 +73,8 @@ class Recipe:
     method_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name, allowed in (("sampler", SAMPLERS), ("augmentation", AUGMENTATIONS), ("optimizer", OPTIMIZERS),
-                              ("pooling", POOLINGS), ("head_init", HEAD_INITS), ("decoder", DECODERS)):
+        for name, allowed in (("sampler", SAMPLERS), ("augmentation", AUGMENTATIONS), ("pooling", POOLINGS),
+                              ("head_init", HEAD_INITS), ("decoder", DECODERS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"recipe {self.name!r}: {name}={getattr(self, name)!r}, valid: {', '.join(allowed)}")
         if self.epochs < 0 or self.batch_size < 1:

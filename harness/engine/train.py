@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from harness.plugins.method import Method
 from harness.plugins.models import EmbeddingModel
+from harness.plugins.optimizers import create_optimizer
 from harness.core.recipe import Recipe
 
 #: batches each loader worker keeps ready when feeding a GPU
@@ -110,7 +111,8 @@ def prepare_model(model: nn.Module, recipe: Recipe, device: torch.device) -> Non
 
 
 def build_optimizer(model: EmbeddingModel, method: Method, recipe: Recipe) -> torch.optim.Optimizer:
-    """One group each for backbone, head and the method's own parameters, at the recipe's learning rates."""
+    """One group each for backbone, head and the method's own parameters, at the recipe's learning rates,
+    under the recipe's registered optimizer (:mod:`harness.plugins.optimizers`)."""
     groups = [
         {"params": model.backbone_parameters(), "lr": recipe.lr_backbone, "name": "backbone"},
         {"params": model.head_parameters(), "lr": recipe.lr_head, "name": "head"},
@@ -119,11 +121,7 @@ def build_optimizer(model: EmbeddingModel, method: Method, recipe: Recipe) -> to
     groups = [g for g in groups if g["params"]]
     for g in groups:
         g.setdefault("weight_decay", recipe.weight_decay)
-    if recipe.optimizer == "adam":
-        return torch.optim.Adam(groups, eps=recipe.adam_eps)
-    if recipe.optimizer == "adamw":
-        return torch.optim.AdamW(groups, eps=recipe.adam_eps)
-    return torch.optim.RAdam(groups, eps=recipe.adam_eps)
+    return create_optimizer(groups, recipe)
 
 
 def batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

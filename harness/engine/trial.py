@@ -12,11 +12,12 @@ calls ``on_epoch(metrics, checkpoint_path)``; a true answer prunes the trial (a 
 """
 from __future__ import annotations
 
+import functools
 import random
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from harness.engine.evaluate import embed, evaluate_embeddings
 from harness.engine.kmeans import kmeans_implementation
 from harness.engine.knn import resolve_backend
 from harness.engine.train import Trainer, TrialFailed, build_train_loader, resolve_device, seed_everything
-from harness.engine.utilization import utilization
+from harness.core.metrics import METRICS, EvaluationInputs, split_metric
 from harness.plugins.data import DatasetSplits, ImageDataset, Subset, create_dataset
 from harness.plugins.method import Method, get_method_class
 from harness.plugins.models import EmbeddingModel, create_backbone
@@ -67,10 +68,10 @@ def _loader(subset: Subset, transform, channels: int, batch_size: int, num_worke
 
 
 def evaluate_model(model: EmbeddingModel, splits: DatasetSplits, config: TrialConfig, device: torch.device,
-                   include_nmi: bool = True, include_utilization: bool = False
+                   include_nmi: bool = True, extra_metrics: Sequence[str] = ()
                    ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Recall@K, MAP@R, R-Precision (and NMI, and Metrix's utilization u(Q)) on the validation or test
-    classes, and the embeddings and labels they were computed from."""
+    """Recall@K, MAP@R, R-Precision (and NMI, and the optional registered ``extra_metrics``) on the
+    validation or test classes, and the embeddings and labels they were computed from."""
     recipe, channels = config.recipe_obj, splits.channels
     transform = eval_transform(model, recipe, channels)
     query, gallery = (splits.val, None) if config.eval_split == "val" else (splits.query, splits.gallery)
@@ -81,9 +82,10 @@ def evaluate_model(model: EmbeddingModel, splits: DatasetSplits, config: TrialCo
     q_emb, q_lab = embed_subset(query)
     g_emb, g_lab = embed_subset(gallery) if gallery is not None else (None, None)
     metrics = evaluate_embeddings(q_emb, q_lab, g_emb, g_lab, recall_ks=splits.recall_ks, include_nmi=include_nmi)
-    if include_utilization:
-        t_emb, _ = embed_subset(splits.train if config.eval_split == "val" else splits.trainval)
-        metrics["utilization"] = utilization(q_emb, t_emb)
+    if extra_metrics:
+        train = functools.cache(lambda: embed_subset(splits.train if config.eval_split == "val" else splits.trainval)[0])
+        inputs = EvaluationInputs(q_emb, q_lab, g_emb, g_lab, train_embeddings=train)
+        metrics.update({name: float(METRICS.get(name).compute(inputs)) for name in extra_metrics})
     arrays = {"query": q_emb.float().cpu().numpy(), "query_labels": q_lab.cpu().numpy()}
     if g_emb is not None:
         arrays.update(gallery=g_emb.float().cpu().numpy(), gallery_labels=g_lab.cpu().numpy())
@@ -166,7 +168,7 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
             epoch_metrics = trainer.train_epoch(loader, label_map, progress=progress)
             if config.eval_split == "val":
                 scores, _ = evaluate_model(model, splits, config, device, include_nmi=False)
-                epoch_metrics.update({f"val_{k}": v for k, v in scores.items()})
+                epoch_metrics.update({split_metric("val", k): v for k, v in scores.items()})
             history.append(epoch_metrics)
             checkpoint = store.save_checkpoint(config, {
                 "trainer": trainer.state_dict(), "rng": rng_state(), "loader": loader_state(loader, generator),
@@ -174,7 +176,7 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
             if on_epoch is not None and on_epoch(epoch_metrics, checkpoint):
                 raise TrialPruned(f"pruned after epoch {trainer.epoch}")
 
-    metrics, embeddings = evaluate_model(model, splits, config, device, include_utilization=config.utilization)
+    metrics, embeddings = evaluate_model(model, splits, config, device, extra_metrics=config.extra_metrics)
     if config.save_model:
         store.save_model(config, model.state_dict())
         store.save_embeddings(config, **embeddings)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from harness.core.metrics import EvaluationInputs, register_metric
+
 
 def utilization(query_emb: torch.Tensor | np.ndarray, train_emb: torch.Tensor | np.ndarray,
                 chunk_size: int = 1024) -> float:
@@ -28,3 +30,9 @@ def utilization(query_emb: torch.Tensor | np.ndarray, train_emb: torch.Tensor | 
     train_sq = train.pow(2).sum(1)
     nearest = torch.cat([(train_sq - 2 * chunk @ train.T).argmin(1) for chunk in query.split(chunk_size)])
     return (query - train[nearest]).pow(2).sum(1).double().mean().item()
+
+
+@register_metric("utilization", label="u(Q)", percent=False)
+def utilization_metric(inputs: EvaluationInputs) -> float:
+    """u(Q) of a trial's evaluation queries against its training split (``--extra-metrics utilization``)."""
+    return utilization(inputs.query, inputs.train_embeddings())

@@ -37,6 +37,9 @@ class Method(nn.Module):
     """Base class of a DML method. Subclasses implement :meth:`loss` (and maybe :meth:`training_loss`)."""
 
     name: ClassVar[str] = ""
+    #: the method's family in the leaderboard figures' colours: pair, proxy, classification, JRD variants,
+    #: floor or other (the taxonomy of Musgrave et al., "A Metric Learning Reality Check", ECCV 2020)
+    family: ClassVar[str] = "other"
     hparams: ClassVar[dict[str, Param]] = {}
     taps: ClassVar[tuple[str, ...]] = ("embedding",)
     sampler: ClassVar[str] = "random"
@@ -125,6 +128,12 @@ def get_method_class(name: str) -> type[Method]:
     return METHODS.get(name)
 
 
+def method_families() -> dict[str, str]:
+    """Every registered method's declared family (for the figures of records written before records
+    carried it)."""
+    return {name: METHODS.get(name).family for name in METHODS.names()}
+
+
 def find_recipe(name: str) -> Recipe:
     """A recipe by name: a shared one (:data:`~harness.core.recipe.RECIPES`) or one a method declares."""
     if name in RECIPES:
@@ -174,5 +183,6 @@ class PMLLossMethod(Method):
         return self.criterion(embedding, labels, tuples)
 
 
-__all__ = ["Method", "PMLLossMethod", "METHODS", "register_method", "create_method", "get_method_class", "Param",
+__all__ = ["Method", "PMLLossMethod", "METHODS", "register_method", "create_method", "get_method_class",
+           "method_families", "Param",
            "UnknownNameError", "find_recipe", "recipe_names"]

@@ -24,16 +24,16 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 
+from harness.core.metrics import metric_label, metric_sort_key, metric_spec
 from harness.reporting.published import PUBLISHED_CSV, ROW_KEYS, load_published, published_rows
 from harness.core.store import TrialStore, atomic_write_text
 from harness.reporting import plots
 from harness.reporting.stats import SIGNIFICANCE, paired_pvalue, ranks, summarize, welch_pvalue
-from harness.reporting.tables import (GROUP_KEYS, full_group_label, group_label, metric_columns, metric_key,
-                                      metric_label, records_frame)
+from harness.reporting.tables import GROUP_KEYS, full_group_label, group_label, metric_columns, records_frame
 
 STAT_COLUMNS = ["n_seeds", "n_failed", "mean", "std", "ci_low", "ci_high", "rank",
                 "baseline", "p_welch", "p_paired", "n_paired"]
@@ -43,11 +43,11 @@ MEASURED_SELECTION = "last epoch"
 FLOAT_FORMAT = "%.6g"
 
 
-def load_records(store: TrialStore) -> pd.DataFrame:
+def load_records(store: TrialStore, families: Mapping[str, str] | None = None) -> pd.DataFrame:
     """:func:`records_frame` of every record in ``store``; warnings about skipped records go to stderr."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frame = records_frame(store.records())
+        frame = records_frame(store.records(), families)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     return frame
@@ -64,7 +64,8 @@ def group_counts(frame: pd.DataFrame) -> pd.DataFrame:
     ok = (test["status"] == "ok").astype(int)
     return (test.assign(n_seeds=ok, n_failed=1 - ok)
             .groupby(GROUP_KEYS, sort=True)
-            .agg(recipe_fields=("recipe_fields", "first"), n_seeds=("n_seeds", "sum"), n_failed=("n_failed", "sum"))
+            .agg(family=("family", "first"), recipe_fields=("recipe_fields", "first"), n_seeds=("n_seeds", "sum"),
+                 n_failed=("n_failed", "sum"))
             .reset_index())
 
 
@@ -82,7 +83,7 @@ def _baseline_key(group: pd.Series, baselines: pd.DataFrame) -> tuple | None:
 
 
 def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
-    """One row per group × metric: GROUP_KEYS, metric, STAT_COLUMNS, hyperparameters, ``recipe.<field>``.
+    """One row per group × metric: GROUP_KEYS, the method's family, metric, STAT_COLUMNS, ``recipe.<field>``.
 
     ``n_seeds`` counts the values the statistics are over; ``rank`` is per (dataset, metric).
     With ``baseline`` (a method name), ``p_welch`` is Welch's t-test over seeds against the baseline
@@ -103,11 +104,11 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
             values = trials[key][metric].dropna() if key in trials else pd.Series(dtype=float)
             per_seed[key + (metric,)] = {int(s): float(v) for s, v in values.items()}
             s = summarize(values.to_numpy(dtype=float))
-            rows.append({**dict(zip(GROUP_KEYS, key)), "metric": metric, "n_seeds": s.n,
+            rows.append({**dict(zip(GROUP_KEYS, key)), "family": group["family"], "metric": metric, "n_seeds": s.n,
                          "n_failed": int(group["n_failed"]), "mean": s.mean, "std": s.std,
                          "ci_low": s.ci_low, "ci_high": s.ci_high, **fields})
     if not rows:
-        return pd.DataFrame(columns=GROUP_KEYS + ["metric"] + STAT_COLUMNS)
+        return pd.DataFrame(columns=GROUP_KEYS + ["family", "metric"] + STAT_COLUMNS)
     long = pd.DataFrame(rows).assign(baseline=None, p_welch=math.nan, p_paired=math.nan,
                                      n_paired=pd.array([pd.NA] * len(rows), dtype="Int64"))
     long["rank"] = long.groupby(["dataset", "metric"])["mean"].transform(ranks).astype("Int64")
@@ -121,14 +122,14 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
         long.loc[i, ["baseline", "p_welch", "p_paired", "n_paired"]] = [
             full_group_label(base), welch_pvalue(list(mine.values()), list(theirs.values())), p_paired, n_paired]
     recipe_columns = sorted(c for c in long.columns if c.startswith("recipe."))
-    return long[GROUP_KEYS + ["metric"] + STAT_COLUMNS + recipe_columns]
+    return long[GROUP_KEYS + ["family", "metric"] + STAT_COLUMNS + recipe_columns]
 
 
 def read_long_table(path: str | Path) -> pd.DataFrame:
     """A long table read back from its CSV (``<name>.long.csv``), typed as :func:`long_table` returns it,
     so that figures and tables can be redrawn from a committed leaderboard without its records."""
     text = {key: str for key in GROUP_KEYS if key != "embedding_dim"}
-    long = pd.read_csv(path, dtype={**text, "metric": str, "baseline": str, "embedding_dim": int,
+    long = pd.read_csv(path, dtype={**text, "family": str, "metric": str, "baseline": str, "embedding_dim": int,
                                     "rank": "Int64", "n_paired": "Int64"}, keep_default_na=False,
                        na_values={c: [""] for c in ("baseline", "mean", "std", "ci_low", "ci_high", "rank",
                                                      "p_welch", "p_paired", "n_paired")})
@@ -140,13 +141,13 @@ def read_long_table(path: str | Path) -> pd.DataFrame:
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     """Per group: ``n_seeds``, ``n_failed``, ``<metric>_mean``, ``<metric>_std`` (std ddof=1; NaN for one seed)."""
-    counts = group_counts(frame).drop(columns="recipe_fields")
+    counts = group_counts(frame).drop(columns=["recipe_fields", "family"])
     long = long_table(frame)
     if long.empty:
         return counts
     stats = long.pivot(index=GROUP_KEYS, columns="metric", values=["mean", "std"])
     stats.columns = [f"{metric}_{stat}" for stat, metric in stats.columns]
-    order = [f"{m}_{s}" for m in sorted(long["metric"].unique(), key=metric_key) for s in ("mean", "std")]
+    order = [f"{m}_{s}" for m in sorted(long["metric"].unique(), key=metric_sort_key) for s in ("mean", "std")]
     return counts.merge(stats[order].reset_index(), on=GROUP_KEYS, how="left")
 
 
@@ -179,15 +180,18 @@ LATEX = Style(lambda s: rf"\textbf{{{s}}}", r" $\pm$ ", r"$^\dagger$", r"$^\ddag
               lambda s: f"${s}$")
 
 
-def mean_std_text(mean: float, std: float, style: Style = PLAIN) -> str:
-    """``100·mean ± 100·std`` with two decimals (just the mean for one seed; ``missing`` for none)."""
+def mean_std_text(mean: float, std: float, style: Style = PLAIN, metric: str = "recall@1") -> str:
+    """``100·mean ± 100·std`` with two decimals (just the mean for one seed; ``missing`` for none); a
+    metric not declared in percent (:class:`~harness.core.metrics.MetricSpec`) as it is, with four."""
     if pd.isna(mean):
         return style.missing
+    if not metric_spec(metric).percent:
+        return f"{mean:.4f}" + ("" if pd.isna(std) else f"{style.pm}{std:.4f}")
     return f"{100 * mean:.2f}" + ("" if pd.isna(std) else f"{style.pm}{100 * std:.2f}")
 
 
 def _cell(row: pd.Series, style: Style) -> str:
-    text = mean_std_text(row["mean"], row["std"], style)
+    text = mean_std_text(row["mean"], row["std"], style, metric=str(row.name))
     if pd.isna(row["mean"]):
         return text
     if row["rank"] == 1:
@@ -203,7 +207,7 @@ def wide_table(long: pd.DataFrame, style: Style = PLAIN) -> pd.DataFrame:
     The best mean per column is emphasised (``style.bold``); ``style.welch`` / ``style.paired`` mark
     p < SIGNIFICANCE against the baseline.
     """
-    metrics = sorted(long["metric"].unique(), key=metric_key)
+    metrics = sorted(long["metric"].unique(), key=metric_sort_key)
     rows = []
     for key, group in long.groupby(GROUP_KEYS, sort=True):
         g = dict(zip(GROUP_KEYS, key))
@@ -365,20 +369,23 @@ def leaderboard_names(test: pd.DataFrame) -> dict[tuple[str, str], str]:
 def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, datasets: list[str] | None = None,
                        baseline: str | None = None, formats: Iterable[str] = FORMATS,
                        published_csv: str | Path | None = PUBLISHED_CSV,
-                       experiments: list[str] | None = None) -> dict[str, Path]:
+                       experiments: list[str] | None = None,
+                       families: Mapping[str, str] | None = None) -> dict[str, Path]:
     """Recompute every experiment's leaderboard under ``out_dir`` (default ``<results>/leaderboards``).
 
     Per experiment with test-split records (only ``experiments`` if given, only those on ``datasets`` if
     given), named as :func:`leaderboard_names` says: ``<name>.csv`` (per-group
     ``<metric>_mean``/``_std``, ``n_seeds``, ``n_failed``), ``.long.csv``, ``.wide.csv`` (csv), ``.md``,
     ``.tex``, ``.recall_at_k`` and ``.recall_at_1`` figures (png, pdf), and always ``.env.json``.
-    Published rows come from ``published_csv`` (None: none). Returns {file name: path} of the files written.
+    Published rows come from ``published_csv`` (None: none). A record that carries no method family
+    (written before records did) takes its method's from ``families`` (the commands pass every registered
+    method's). Returns {file name: path} of the files written.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; valid: {', '.join(FORMATS)}")
     out_dir = Path(out_dir) if out_dir else store.leaderboard_dir
-    frame = load_records(store)
+    frame = load_records(store, families)
     test = leaderboard_rows(frame)
     chosen = {key: name for key, name in leaderboard_names(test).items()
               if (not experiments or key[0] in experiments) and (not datasets or key[1] in datasets)}
@@ -405,7 +412,7 @@ def format_table(board: pd.DataFrame, metrics: list[str] | None = None) -> str:
         row = {"method": group_label(r["method"], r["hparams"]), "backbone": r["backbone"],
                "recipe": f"{r['recipe']}:{r['recipe_hash']}",
                "seeds": f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else "")}
-        row.update({m: mean_std_text(r[f"{m}_mean"], r[f"{m}_std"]) for m in metrics})
+        row.update({m: mean_std_text(r[f"{m}_mean"], r[f"{m}_std"], metric=m) for m in metrics})
         rows.append(row)
     return pd.DataFrame(rows).to_string(index=False)
 

@@ -3,7 +3,8 @@
 ``<leaderboard>.recall_at_1.{png,pdf}``: Recall@1 per group as a dot with its 95% t-interval, one row per
 group sorted by mean (best on top), the axis zoomed to the data, the mean printed at the right.
 ``<leaderboard>.recall_at_k.{png,pdf}``: one such panel per K, rows in the Recall@1 order.
-In both, a group's colour and marker are its method's family (:data:`METHOD_FAMILIES`), the
+In both, a group's colour and marker are its method's family (``Method.family``, carried by the
+records into the long table's ``family`` column; :data:`FAMILY_STYLES`), the
 family legend sits outside the axes, and the baseline (``--baseline``) is labelled and drawn as a
 dashed line at its mean. :func:`sensitivity_plot`: one metric against one hyperparameter.
 
@@ -24,7 +25,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from harness.reporting.tables import (GROUP_KEYS, full_group_label, group_label, metric_label, recall_ks,
+from harness.core.metrics import metric_label
+from harness.reporting.tables import (GROUP_KEYS, full_group_label, group_label, recall_ks,
                                       records_frame)
 from harness.reporting.stats import summarize
 
@@ -32,21 +34,6 @@ FIGSIZE = (6.4, 4.0)
 DPI = 120
 PLOT_FORMATS = ("png", "pdf")
 
-#: The family of every built-in method (the taxonomy of Musgrave et al., "A Metric Learning Reality
-#: Check", ECCV 2020, plus JRD's): pair losses compare embeddings within the batch; proxy losses
-#: compare them with learned class proxies or centres; classification losses are softmax
-#: cross-entropies over class weights; JRD variants add a diversification term to AMSoftmax; the
-#: floor does not learn. A method missing here is drawn as family "other", named so in the legend.
-METHOD_FAMILIES = {
-    "pixels": "floor",
-    "triplet": "pair", "contrastive": "pair", "ms": "pair",
-    "metrix_contrastive": "pair", "metrix_ms": "pair",
-    "proxyanchor": "proxy", "proxynca": "proxy", "softtriple": "proxy", "nir": "proxy", "metrix_proxyanchor": "proxy",
-    "amsoftmax": "classification", "arcface": "classification", "normsoftmax": "classification",
-    "intra_batch": "classification",
-    "jrd": "JRD variants", "jrd_c": "JRD variants", "jrd_pool": "JRD variants", "jrd_intra": "JRD variants",
-    "jmmd": "JRD variants", "mrd": "JRD variants",
-}
 #: colour (colour-blind-safe Okabe–Ito) and marker (for grey-scale print) of each family, in legend order
 FAMILY_STYLES = {
     "pair": ("#0072B2", "o"), "proxy": ("#E69F00", "s"), "classification": ("#009E73", "^"),
@@ -54,9 +41,16 @@ FAMILY_STYLES = {
 }
 
 
-def method_family(method: str) -> str:
-    """The family of ``method`` from :data:`METHOD_FAMILIES`; ``"other"`` for a method it does not list."""
-    return METHOD_FAMILIES.get(method, "other")
+def family_style(family: str) -> tuple[str, str]:
+    """The colour and marker of ``family``; a family without a style of its own is drawn as ``other``."""
+    return FAMILY_STYLES.get(family, FAMILY_STYLES["other"])
+
+
+def group_families(long: pd.DataFrame) -> dict[tuple, str]:
+    """Each group's method family, as its records declared it (a long table without the column: ``other``)."""
+    if "family" not in long.columns:
+        return {}
+    return {tuple(row[GROUP_KEYS]): row["family"] for _, row in long.drop_duplicates(GROUP_KEYS).iterrows()}
 
 
 def save(fig: Figure, path: str | Path, formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
@@ -124,7 +118,8 @@ def _zoomed_limits(stats: pd.DataFrame) -> tuple[float, float]:
     return max(low - pad, 0.0), min(high + pad, 100.0)
 
 
-def _dot_panel(ax: Axes, stats: pd.DataFrame, keys: list[tuple], baseline: tuple | None) -> None:
+def _dot_panel(ax: Axes, stats: pd.DataFrame, keys: list[tuple], baseline: tuple | None,
+               families: dict[tuple, str] | None = None) -> None:
     """One dot per group (row ``i`` from the top) with its interval, coloured by family; the baseline's mean dashed.
 
     The axis is zoomed to the groups within Tukey's fences (:func:`_far_from_the_rest`), so that a
@@ -140,7 +135,7 @@ def _dot_panel(ax: Axes, stats: pd.DataFrame, keys: list[tuple], baseline: tuple
         row = stats.loc[key]
         if math.isnan(row["mean"]):
             continue
-        colour, marker = FAMILY_STYLES[method_family(key[1])]
+        colour, marker = family_style((families or {}).get(key, "other"))
         if far[key]:
             below = row["mean"] < low
             ax.plot([low if below else high], [y[i]], marker="<" if below else ">", color=colour, markersize=7,
@@ -168,9 +163,9 @@ def _row_labels(ax: Axes, keys: list[tuple], labels: dict[tuple, str], baseline:
             tick.set_fontweight("bold")
 
 
-def _family_legend(fig: Figure, keys: list[tuple], baseline: tuple | None) -> None:
+def _family_legend(fig: Figure, keys: list[tuple], baseline: tuple | None, families: dict[tuple, str]) -> None:
     """The families present (and the baseline line), outside the axes, below them."""
-    present = {method_family(k[1]) for k in keys}
+    present = {family if family in FAMILY_STYLES else "other" for family in (families.get(k, "other") for k in keys)}
     handles = [Line2D([], [], color=c, marker=m, linestyle="none", label=f) for f, (c, m) in FAMILY_STYLES.items()
                if f in present]
     if baseline is not None:
@@ -201,7 +196,8 @@ def recall_at_1_plot(long: pd.DataFrame, title: str, path: str | Path,
     stats = _metric_rows(long, "recall@1", keys)
     baseline = _baseline_key(long, keys)
     fig, (ax,) = _rows_figure(len(keys), 6.4)
-    _dot_panel(ax, stats, keys, baseline)
+    families = group_families(long)
+    _dot_panel(ax, stats, keys, baseline, families)
     _row_labels(ax, keys, labels, baseline)
     for i, key in enumerate(keys):
         mean = stats.loc[key, "mean"]
@@ -209,7 +205,7 @@ def recall_at_1_plot(long: pd.DataFrame, title: str, path: str | Path,
                     va="center", fontsize="x-small", color="0.25")
     ax.set_xlabel("Recall@1 (%), mean and 95% t-interval over seeds")
     fig.suptitle(f"{title}: Recall@1 on the test classes", fontsize="medium")
-    _family_legend(fig, keys, baseline)
+    _family_legend(fig, keys, baseline, families)
     return save(fig, path, formats)
 
 
@@ -221,14 +217,15 @@ def recall_at_k_plot(long: pd.DataFrame, title: str, path: str | Path,
     keys = _ordered_groups(long, f"recall@{1 if 1 in ks else ks[0]}")
     baseline = _baseline_key(long, keys)
     fig, axes = _rows_figure(len(keys), 2.6 + 1.9 * len(ks), len(ks))
+    families = group_families(long)
     for ax, k in zip(axes, ks):
-        _dot_panel(ax, _metric_rows(long, f"recall@{k}", keys), keys, baseline)
+        _dot_panel(ax, _metric_rows(long, f"recall@{k}", keys), keys, baseline, families)
         ax.set_title(f"R@{k}", fontsize="small")
         ax.tick_params(axis="x", labelsize="x-small")
     _row_labels(axes[0], keys, labels, baseline)
     fig.suptitle(f"{title}: Recall@K (%) on the test classes, mean and 95% t-interval over seeds; "
                  f"rows by Recall@1", fontsize="medium")
-    _family_legend(fig, keys, baseline)
+    _family_legend(fig, keys, baseline, families)
     return save(fig, path, formats)
 
 

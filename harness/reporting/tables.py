@@ -7,27 +7,27 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from harness.core.metrics import metric_sort_key
 from harness.core.record import TrialRecord
 
 GROUP_KEYS = ["dataset", "method", "backbone", "embedding_dim", "recipe", "recipe_hash", "hparams"]
-TRIAL_COLUMNS = ["experiment", "trial_id", *GROUP_KEYS, "recipe_fields", "seed", "eval_split", "role", "status", "finished_at",
+TRIAL_COLUMNS = ["experiment", "trial_id", *GROUP_KEYS, "family", "recipe_fields", "seed", "eval_split", "role", "status", "finished_at",
                  "git_commit", "device", "versions", "path"]
-METRIC_ORDER = ("recall@", "map@r", "r_precision", "nmi")
-METRIC_LABELS = {"map@r": "MAP@R", "r_precision": "R-Precision", "nmi": "NMI"}
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _trial_row(path: Path | str, record: TrialRecord) -> dict[str, Any]:
+def _trial_row(path: Path | str, record: TrialRecord, families: Mapping[str, str]) -> dict[str, Any]:
     cfg, env = record.config, record.environment
     return {
         "experiment": cfg.experiment, "trial_id": record.trial_id, "dataset": cfg.dataset, "method": cfg.method,
+        "family": cfg.method_family or families.get(cfg.method, "other"),
         "backbone": cfg.backbone, "embedding_dim": int(cfg.embedding_dim),
         "recipe": record.recipe_name, "recipe_hash": record.recipe_hash,
         "hparams": _json(record.hparams_changed),
@@ -39,12 +39,14 @@ def _trial_row(path: Path | str, record: TrialRecord) -> dict[str, Any]:
     }
 
 
-def records_frame(records: Iterable[tuple[Path | str, TrialRecord]]) -> pd.DataFrame:
+def records_frame(records: Iterable[tuple[Path | str, TrialRecord]],
+                  families: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per (experiment, trial id), its newest ``finished_at``: TRIAL_COLUMNS and every metric,
-    from ``(path, record)`` pairs (:meth:`~harness.core.store.TrialStore.records`)."""
+    from ``(path, record)`` pairs (:meth:`~harness.core.store.TrialStore.records`). A record that
+    carries no method family (written before records did) takes its method's from ``families``."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for path, record in records:
-        row = _trial_row(path, record)
+        row = _trial_row(path, record, families or {})
         key = (row["experiment"], row["trial_id"])
         previous = rows.get(key)
         if previous is None or row["finished_at"] >= previous["finished_at"]:
@@ -52,24 +54,11 @@ def records_frame(records: Iterable[tuple[Path | str, TrialRecord]]) -> pd.DataF
     return pd.DataFrame(list(rows.values()), columns=None if rows else TRIAL_COLUMNS)
 
 
-def metric_key(name: str) -> tuple:
-    for rank, prefix in enumerate(METRIC_ORDER):
-        if name.startswith(prefix):
-            tail = name[len(prefix):]
-            return (rank, int(tail) if tail.isdigit() else 0, name)
-    return (len(METRIC_ORDER), 0, name)
-
-
 def metric_columns(frame: pd.DataFrame) -> list[str]:
-    """Metric columns in the literature's order: Recall@K by K, then MAP@R, R-Precision, NMI, others."""
-    return sorted((c for c in frame.columns if c not in TRIAL_COLUMNS and frame[c].notna().any()), key=metric_key)
-
-
-def metric_label(metric: str) -> str:
-    """The papers' column header: ``recall@4`` → ``R@4``, ``map@r`` → ``MAP@R``."""
-    if metric.startswith("recall@"):
-        return "R@" + metric[len("recall@"):]
-    return METRIC_LABELS.get(metric, metric)
+    """Metric columns in the literature's order: Recall@K by K, then MAP@R, R-Precision, NMI, others
+    (:func:`~harness.core.metrics.metric_sort_key`)."""
+    return sorted((c for c in frame.columns if c not in TRIAL_COLUMNS and frame[c].notna().any()),
+                  key=metric_sort_key)
 
 
 def recall_ks(metrics: Iterable[str]) -> list[int]:

@@ -15,13 +15,11 @@ once on the test classes, one report.
 """
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-import optuna
 import yaml
 from optuna.trial import TrialState
 
@@ -32,8 +30,8 @@ from harness.core.record import TrialRecord
 from harness.core.store import TrialStore, atomic_write_text
 from harness.experiment import ExperimentConfig, TrainingSetup, check_validation_split
 from harness.scheduling.executors import Executor
-from harness.scheduling.search import (ProposalStream, describe_space, finished_trials, open_study, search_space,
-                                       write_outputs)
+from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric
+from harness.scheduling.search import SearchOutcome, SearchPlan, run_searches, search_space
 
 MANIFEST_FILE = "manifest.yaml"
 
@@ -64,7 +62,7 @@ class BenchmarkManifest(TrainingSetup):
     final_seeds: int
     folds: int = 0
     pruner: str = "none"
-    metric: str = "val_recall@1"
+    metric: str = DEFAULT_OBJECTIVE
     seed: int = 0
     baseline: str | None = None
     max_hours: float | None = None
@@ -79,7 +77,7 @@ class BenchmarkManifest(TrainingSetup):
             raise ValueError(f"--folds must be 0 (one validation split) or at least 2, got {self.folds}")
         if self.baseline is not None and self.baseline not in self.methods:
             raise ValueError(f"--baseline {self.baseline!r} is not among the methods {', '.join(self.methods)}")
-        if not self.metric.startswith("val_"):
+        if base_metric(self.metric)[0] != "val":
             raise ValueError(f"the objective must be a validation metric val_<name>, got {self.metric!r}")
         if self.max_hours is not None and self.max_hours <= 0:
             raise ValueError(f"--max-hours must be > 0, got {self.max_hours}")
@@ -130,34 +128,23 @@ def search_name(manifest: BenchmarkManifest, method: str) -> str:
 
 @dataclass
 class PhaseOutcome:
-    """What the search phase leaves for the final phase and the report."""
+    """What the search phase leaves for the report."""
 
-    best: dict[str, dict[str, Any]]           # method -> the best trial's hyperparameters
+    best: dict[str, dict[str, Any]]           # method -> the best trial's searched hyperparameters
     best_value: dict[str, float]              # method -> its validation score
     histories: dict[str, list[float | None]]  # method -> the objective of each proposal, in order
     failures: dict[str, int]                  # method -> failed search proposals
 
-
-def round_robin(streams: dict[str, Iterable[TrialConfig]]) -> Iterator[TrialConfig]:
-    """One trial of each method in turn while any has trials left: methods interleave in the pool."""
-    iterators = [iter(s) for s in streams.values()]
-    while iterators:
-        for it in list(iterators):
-            trial = next(it, None)
-            if trial is None:
-                iterators.remove(it)
-            else:
-                yield trial
-
-
-def until(deadline: float | None, trials: Iterable[TrialConfig]) -> Iterator[TrialConfig]:
-    """``trials`` until the wall-clock ``deadline`` (no new trial starts after it)."""
-    for trial in trials:
-        if deadline is not None and time.time() > deadline:
-            print("benchmark: the wall-clock budget (--max-hours) is spent; no further search trials start",
-                  flush=True)
-            return
-        yield trial
+    @classmethod
+    def of(cls, outcomes: dict[str, SearchOutcome]) -> "PhaseOutcome":
+        phase = cls(best={}, best_value={}, histories={}, failures={})
+        for method, outcome in outcomes.items():
+            phase.histories[method] = [t.value if t.state == TrialState.COMPLETE else None for t in outcome.finished]
+            phase.failures[method] = sum(t.state == TrialState.FAIL for t in outcome.finished)
+            if outcome.best is not None:
+                phase.best[method] = dict(outcome.best.params)
+                phase.best_value[method] = outcome.best.value
+        return phase
 
 
 class Benchmark:
@@ -208,69 +195,33 @@ class Benchmark:
         trial = experiment.trials()[0]
         return replace(trial, seed=m.seed, folds=m.folds, fold=0 if m.folds else None)
 
-    def search(self, executor: Executor, resume: bool) -> PhaseOutcome:
+    def plan(self, method: str) -> SearchPlan:
+        """The search of one method: its study in the benchmark's ``study.db``, its outputs in
+        ``methods/<method>/``, and its final trials."""
         m = self.manifest
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        studies, streams = {}, {}
-        for method in m.methods:
-            base = self.base_trial(method)
-            spec = {"method": method, "dataset": m.dataset, "metric": m.metric,
-                    "space": describe_space(m.space(method)), "base_trial": base.trial_id, "seed": m.seed,
-                    "pruner": m.pruner}
-            study = open_study(self.folder, method, spec, resume=True, seed=m.seed, planned=m.trials_per_method,
-                               pruner=m.pruner)
-            studies[method] = study
-            budget = m.trials_per_method - len(finished_trials(study))
+        return SearchPlan(name=method, folder=self.folder, outputs=self.folder / "methods" / method,
+                          base=self.base_trial(method), space=m.space(method), metric=m.metric,
+                          planned=m.trials_per_method, seed=m.seed, pruner=m.pruner,
+                          final=lambda params: self.final_trials(method, params))
 
-            def tell(trial: optuna.trial.FrozenTrial, method: str = method, study: optuna.Study = study) -> None:
-                outcome = (f"{m.metric} {trial.value:.4f}" if trial.state == TrialState.COMPLETE
-                           else trial.state.name.lower())
-                print(f"[search] {method} {len(finished_trials(study))}/{m.trials_per_method}: {outcome}", flush=True)
+    def final_trials(self, method: str, params: dict[str, Any]) -> list[TrialConfig]:
+        """The final seeds of ``method`` at its searched ``params``, evaluated on the test classes."""
+        m = self.manifest
+        hparams = {method: {**m.hparams.get(method, {}), **params}}
+        return m.experiment(method, str(self.store.root), seeds=list(range(m.final_seeds)), hparams=hparams,
+                            experiment=m.name, device=self.device, num_workers=self.num_workers).trials()
 
-            streams[method] = ProposalStream(study, m.space(method), base, m.metric, budget, on_tell=tell)
-        todo = sum(s.budget for s in streams.values())
+    def run(self, executor: Executor, resume: bool) -> tuple[PhaseOutcome, list[TrialRecord]]:
+        """Phases 1 and 2 in one executor (the shared search driver): every method's search, interleaved,
+        then every best configuration's final seeds; the search's outcome and the final records."""
+        m = self.manifest
         print(f"benchmark {m.name}, phase 1 (search): {len(m.methods)} methods × {m.trials_per_method} trials, "
-              f"{todo} to run, interleaved", flush=True)
-        by_experiment = {search_name(m, method): stream for method, stream in streams.items()}
+              f"interleaved; phase 2 (final): the best of each with {m.final_seeds} seeds", flush=True)
         deadline = time.time() + 3600 * m.max_hours if m.max_hours else None
-        if todo:
-            executor.run(until(deadline, round_robin(streams)), resume=resume,
-                         on_epoch=lambda trial, metrics: by_experiment[trial.experiment].on_epoch(trial, metrics),
-                         on_record=lambda record: by_experiment[record.config.experiment].on_record(record))
-        outcome = PhaseOutcome(best={}, best_value={}, histories={}, failures={})
-        for method, study in studies.items():
-            written = write_outputs(study, self.folder / "methods" / method, m.space(method), self.base_trial(method),
-                                    m.metric)
-            outcome.histories[method] = [t.value if t.state == TrialState.COMPLETE else None
-                                         for t in finished_trials(study)]
-            outcome.failures[method] = sum(t.state == TrialState.FAIL for t in finished_trials(study))
-            if written.best is not None:
-                outcome.best[method] = {k: v for k, v in written.best.params.items()}
-                outcome.best_value[method] = written.best.value
-        spent = {method: len(h) for method, h in outcome.histories.items()}
-        print(f"benchmark {m.name}, phase 1 done: trials per method {spent}; best {m.metric} "
-              f"{ {k: round(v, 4) for k, v in outcome.best_value.items()} }", flush=True)
-        return outcome
-
-    def final_trials(self, best: dict[str, dict[str, Any]]) -> list[TrialConfig]:
-        m = self.manifest
-        trials = []
-        for method in m.methods:
-            if method not in best:
-                continue
-            hparams = {method: {**m.hparams.get(method, {}), **best[method]}}
-            trials += m.experiment(method, str(self.store.root), seeds=list(range(m.final_seeds)), hparams=hparams,
-                                   experiment=m.name, device=self.device, num_workers=self.num_workers).trials()
-        return trials
-
-    def final(self, executor: Executor, best: dict[str, dict[str, Any]], resume: bool) -> list[TrialRecord]:
-        trials = self.final_trials(best)
-        missing = [method for method in self.manifest.methods if method not in best]
-        print(f"benchmark {self.manifest.name}, phase 2 (final): {len(trials)} test trials"
-              + (f"; no completed search trial for {', '.join(missing)}" if missing else ""), flush=True)
-        done = iter(itertools.count(1))
-        records = executor.run(trials, resume=resume,
-                               on_record=lambda r: print(f"[final] {r.config.method} seed {r.config.seed} "
-                                                         f"({next(done)}/{len(trials)}): {r.status}", flush=True))
-        ids = {t.trial_id for t in trials}
-        return [r for r in records if r.trial_id in ids]
+        outcomes = run_searches(executor, [self.plan(method) for method in m.methods], resume=resume,
+                                deadline=deadline)
+        phase = PhaseOutcome.of(dict(zip(m.methods, outcomes)))
+        missing = [method for method in m.methods if method not in phase.best]
+        if missing:
+            print(f"benchmark {m.name}: no completed search trial for {', '.join(missing)}", flush=True)
+        return phase, [r for outcome in outcomes for r in outcome.final]

@@ -9,7 +9,7 @@ With ``resume`` a trial that already has a finished record is not run again (its
 
 :class:`LocalExecutor` runs trials one after another in this process (debugging, CI, laptops);
 :class:`~harness.scheduling.ray_executor.RayExecutor` runs the same function on every GPU or CPU of a
-machine or cluster.
+machine or cluster.Both are registered in :mod:`harness.scheduling.executor_registry`.
 """
 from __future__ import annotations
 
@@ -106,3 +106,4 @@ class LocalExecutor:
                                    threads=self.cpus_per_trial)
             records.append(deliver(record, on_record, self.listeners))
         return records
+

@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from harness.core.config import TrialConfig
+from harness.core.metrics import base_metric, split_metric
 from harness.core.record import TrialRecord
+
+#: the validation score the table shows for each trial
+VAL_RECALL = split_metric("val", "recall@1")
 
 
 class TrialListener(Protocol):
@@ -125,11 +129,11 @@ class TrialBoard:
         row = self.rows.setdefault(trial.trial_id, TrialRow(trial))
         row.epoch = int(metrics.get("epoch", row.epoch))
         row.loss = metrics.get("loss", row.loss)
-        row.val_recall = metrics.get("val_recall@1", row.val_recall)
+        row.val_recall = metrics.get(VAL_RECALL, row.val_recall)
         if self.live_mode:
             self._refresh()
         else:
-            scores = " ".join(f"{k} {metrics[k]:.4f}" for k in ("loss", "val_recall@1") if k in metrics)
+            scores = " ".join(f"{k} {metrics[k]:.4f}" for k in ("loss", VAL_RECALL) if k in metrics)
             self._print(f"{trial.trial_id} epoch {row.epoch}/{trial.recipe['epochs']} {scores}")
 
     def finished(self, record: TrialRecord) -> None:
@@ -173,7 +177,8 @@ class TensorBoardLogger:
         writer, step = self._writer(trial), int(metrics.get("epoch", 0))
         for name, value in metrics.items():
             if name != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                writer.add_scalar(f"train/{name}" if not name.startswith("val_") else f"val/{name[4:]}", value, step)
+                split, metric = base_metric(name)
+                writer.add_scalar(f"{split or 'train'}/{metric}", value, step)
         writer.flush()
 
     def finished(self, record: TrialRecord) -> None:

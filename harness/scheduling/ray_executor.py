@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
 
 from harness.core.config import TrialConfig
+from harness.core.metrics import split_metric
 from harness.core.record import TrialRecord
 from harness.core.registry import import_plugins
 from harness.core.store import TrialStore
@@ -118,7 +119,7 @@ def tune_trial(config: dict[str, Any], setup: WorkerSetup) -> None:
         record = execute_trial(trial, on_epoch=lambda metrics, checkpoint: ray_compat.report(metrics, checkpoint),
                                restored=restored, resume=setup.resume, progress=False,
                                threads=max(1, int(setup.cpus)))
-    ray_compat.report({f"{trial.eval_split}_{k}": v for k, v in record.metrics.items()}
+    ray_compat.report({split_metric(trial.eval_split, k): v for k, v in record.metrics.items()}
                       | {RECORD_KEY: json.dumps(record.to_dict(), default=str)})
 
 

@@ -1,32 +1,41 @@
-"""Hyperparameter search: Optuna's TPE proposes, any executor trains, the study persists in SQLite.
+"""The search driver that ``search`` and ``benchmark`` share: Optuna's TPE proposes, any executor trains
+and the pruner stops, the study persists in SQLite, then the best configuration is re-trained.
 
 The space is the method's own declaration (every :class:`~harness.core.hparams.Param` with a ``space``),
 or only the parameters named with ``--space NAME[=DISTRIBUTION]``. Each proposal is an ordinary
 trial on the validation classes (``eval_split="val"``, ``role="search"``: trained on the training
 classes minus the validation ones) whose objective is a validation metric. The harness owns Optuna's
-ask/tell: :func:`run_search` hands an executor (local or Ray) a lazy stream of proposals, asks for the
-next one whenever the executor has room, reports each epoch's validation metric to the study and
-prunes through Optuna's pruner (``asha``: its successive-halving pruner), and tells the study each
-record as it arrives. The study in ``results/searches/<name>/study.db`` is the single truth: a search
-killed part-way and resumed counts what the study holds, re-proposes the trials that were running, and
-asks only for the rest. Afterwards the best configuration is re-trained with ``final_seeds`` seeds on
-all training classes as ordinary test-split trials (leaderboard records).
+ask/tell: :func:`run_searches` hands one executor (local or Ray) the lazy streams of proposals of one
+or more studies (a :class:`SearchPlan` each; a benchmark's methods interleave), asks for the next one
+whenever the executor has room, reports each epoch's validation metric to the study and prunes
+through Optuna's pruner (``asha``: its successive-halving pruner), and tells the study each record as
+it arrives. The study's ``study.db`` is the single truth: a search killed part-way and resumed counts
+what the study holds, re-proposes the trials that were running, and asks only for the rest; each
+proposal is drawn by a sampler seeded from the search's seed and the proposal's index, so a resumed
+search proposes exactly what the uninterrupted one would have (with one trial at a time; with several
+at once, the history a proposal sees depends on which trials finished first). Afterwards each study's
+best configuration is re-trained as its plan says (``final_seeds`` seeds on all training classes, as
+ordinary test-split trials: leaderboard records), in the same executor.
 """
 from __future__ import annotations
 
 import json
 import math
+import time
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
 import optuna
+import sqlalchemy.exc
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
 from harness.core.config import TrialConfig
 from harness.core.hparams import Choice, Distribution, IntUniform, LogUniform, Uniform, parse_distribution
+from harness.core.metrics import base_metric
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore, atomic_write_text
 from harness.plugins.method import get_method_class
@@ -109,31 +118,44 @@ def make_pruner(kind: str) -> optuna.pruners.BasePruner:
     raise ValueError(f"unknown pruner {kind!r}; valid: {', '.join(PRUNERS)}")
 
 
-def open_study(folder: Path, name: str, spec: dict[str, Any], resume: bool, seed: int, planned: int,
-               pruner: str = "none") -> optuna.Study:
-    """The search's study in ``folder/study.db``: new, or (``resume``) the one there, whose trials a killed
-    search left running are marked failed, listed as interrupted and enqueued again.
-
-    TPE is seeded with ``seed`` plus the number of trials already in the study, so a resumed search
-    does not draw its first search's random start-up points again.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
+def load_study(folder: Path, name: str, resume: bool, pruner: str) -> tuple[optuna.Study, bool]:
+    """The study ``name`` in ``folder/study.db`` (created if absent) and whether it existed; a file that
+    is not a readable Optuna study (truncated, corrupt) raises ``ValueError`` naming it."""
     storage = study_storage(folder)
-    exists = name in optuna.study.get_all_study_names(storage)
-    if exists and not resume:
-        raise ValueError(f"{folder} already holds search {name!r}: pass --resume to continue it, "
-                         "or --name for a new one")
-    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-                                pruner=make_pruner(pruner))
+    try:
+        exists = name in optuna.study.get_all_study_names(storage)
+        if exists and not resume:
+            raise ValueError(f"{folder} already holds search {name!r}: pass --resume to continue it, "
+                             "or --name for a new one")
+        return optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+                                   pruner=make_pruner(pruner)), exists
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        raise ValueError(f"{folder / STUDY_FILE} is not a readable Optuna study ({reason}): restore it from a "
+                         "copy, or move it away to start this search afresh") from None
+
+
+def proposal_sampler(seed: int, index: int, planned: int) -> optuna.samplers.TPESampler:
+    """The TPE sampler that draws proposal ``index`` of a search: seeded from ``(seed, index)`` (NumPy's
+    ``SeedSequence``, so that no two pairs share a stream), so that each proposal is a function of the
+    search's seed, its index and the study's history alone."""
+    stream_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # constant_liar in Optuna 4
+        return optuna.samplers.TPESampler(seed=stream_seed, constant_liar=True,
+                                          n_startup_trials=max(2, min(10, planned // 3)))
+
+
+def open_study(folder: Path, name: str, spec: dict[str, Any], resume: bool, pruner: str = "none") -> optuna.Study:
+    """The search's study in ``folder/study.db``: new, or (``resume``) the one there, whose trials a killed
+    search left running are marked failed, listed as interrupted and enqueued again."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study, exists = load_study(folder, name, resume, pruner)
     if not exists:
         study.set_user_attr("spec", spec)
     elif study.user_attrs.get("spec") != spec:
         raise ValueError(f"search {name!r} was started with a different setup; --resume needs the same one\n"
                          f"  stored: {study.user_attrs.get('spec')}\n  now:    {spec}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # constant_liar in Optuna 4
-        study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials), constant_liar=True,
-                                                   n_startup_trials=max(2, min(10, planned // 3)))
     stale = [t for t in study.trials if t.state == TrialState.RUNNING]
     for t in stale:
         study.tell(t.number, state=TrialState.FAIL)
@@ -148,15 +170,6 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     interrupted = set(study.user_attrs.get(INTERRUPTED, []))
     return [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
             or (t.state == TrialState.FAIL and t.number not in interrupted)]
-
-
-@dataclass
-class SearchOutcome:
-    """The best completed trial (None when none completed), its full hyperparameters, the files written."""
-
-    best: optuna.trial.FrozenTrial | None
-    hparams: dict[str, Any]
-    files: list[Path]
 
 
 def trials_table(study: optuna.Study, metric: str):
@@ -213,42 +226,94 @@ def _draw(figures: dict[str, Callable[[], Any]], folder: Path) -> list[Path]:
     return written
 
 
-def write_outputs(study: optuna.Study, folder: Path, space: dict[str, Distribution], base: TrialConfig,
-                  metric: str) -> SearchOutcome:
+@dataclass(frozen=True)
+class SearchPlan:
+    """One study of a search: its name and folder (``study.db``), where its outputs go, the trial it
+    varies (``base``: a search trial, ``role="search"``, ``eval_split="val"``), the space, the
+    validation objective (``val_<metric>``), the number of proposals, the sampler's seed, the pruner,
+    and ``final``: the test trials that re-train a best configuration (from its searched parameters)."""
+
+    name: str
+    folder: Path
+    outputs: Path
+    base: TrialConfig
+    space: dict[str, Distribution]
+    metric: str
+    planned: int
+    seed: int
+    pruner: str = "none"
+    final: Callable[[dict[str, Any]], list[TrialConfig]] = field(default=lambda params: [])
+
+    def __post_init__(self) -> None:
+        if self.base.role != "search" or self.base.eval_split != "val":
+            raise ValueError("a search trial has role 'search' and eval_split 'val'")
+        if base_metric(self.metric)[0] != "val":
+            raise ValueError(f"the objective must be a validation metric val_<name>, got {self.metric!r}")
+
+    def spec(self) -> dict[str, Any]:
+        """What a resumed study must have been started with."""
+        return {"method": self.base.method, "dataset": self.base.dataset, "metric": self.metric,
+                "space": describe_space(self.space), "base_trial": self.base.trial_id, "seed": self.seed,
+                "pruner": self.pruner}
+
+
+@dataclass
+class SearchOutcome:
+    """A study after its search: the best completed trial (None when none completed), its full
+    hyperparameters, the files written, and the records of its re-trained best configuration."""
+
+    study: optuna.Study
+    best: optuna.trial.FrozenTrial | None
+    hparams: dict[str, Any]
+    files: list[Path]
+    final: list[TrialRecord] = field(default_factory=list)
+
+    @property
+    def finished(self) -> list[optuna.trial.FrozenTrial]:
+        return finished_trials(self.study)
+
+
+def write_outputs(study: optuna.Study, plan: SearchPlan) -> SearchOutcome:
     """``trials.csv``, the plots and ``best.json``: the completed trial with the highest metric (if any)."""
+    folder, base, metric = plan.outputs, plan.base, plan.metric
+    folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "trials.csv", trials_table(study, metric).to_csv(index=False))
-    files = [folder / "trials.csv", *search_plots(study, folder, space, metric)]
+    files = [folder / "trials.csv", *search_plots(study, folder, plan.space, metric)]
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None
                 and math.isfinite(t.value)]
     if not complete:
-        return SearchOutcome(best=None, hparams={}, files=files)
+        return SearchOutcome(study=study, best=None, hparams={}, files=files)
     best = max(complete, key=lambda t: t.value)
     hparams = {**base.hparams, **best.params}
     atomic_write_text(folder / "best.json", json.dumps({
         "metric": metric, "value": best.value, "trial_number": best.number,
         "trial_id": best.user_attrs.get("trial_id"), "params": best.params, "hparams": hparams,
         "method": base.method, "dataset": base.dataset, "n_trials": len(finished_trials(study)),
-        "n_complete": len(complete), "space": describe_space(space), "study": study.study_name,
-        "storage": study_storage(folder),
+        "n_complete": len(complete), "space": describe_space(plan.space), "study": study.study_name,
+        "storage": study_storage(plan.folder),
     }, indent=2, sort_keys=True, default=str) + "\n")
-    return SearchOutcome(best=best, hparams=hparams, files=[*files, folder / "best.json"])
+    return SearchOutcome(study=study, best=best, hparams=hparams, files=[*files, folder / "best.json"])
 
 
 class ProposalStream:
-    """The executor's side of a search: a lazy stream of trials asked from the study, and the callbacks
-    that report epochs to it (for pruning) and tell it each outcome.
+    """The executor's side of one study: a lazy stream of trials asked from it, and the callbacks that
+    report epochs to it (for pruning) and tell it each outcome.
 
+    Each proposal is drawn by :func:`proposal_sampler` with its index among the study's proposals (the
+    trials a killed search left running not counted: they are proposed again, enqueued, and drawn anew
+    at their own index if the kill came before their parameters were).
     With ``base.folds`` = K each proposal is K trials, one per fold of a class-disjoint cross-validation
     over the training classes; the study is told the mean of the K validation scores once all K
     records are in (failed if any fold failed; trials are not pruned then).
     """
 
-    def __init__(self, study: optuna.Study, space: dict[str, Distribution], base: TrialConfig, metric: str,
-                 budget: int, on_tell: Callable[[optuna.trial.FrozenTrial], None] = lambda t: None):
+    def __init__(self, study: optuna.Study, plan: SearchPlan, budget: int,
+                 on_tell: Callable[[optuna.trial.FrozenTrial], None] = lambda t: None):
         self.study = study
-        self.distributions = {name: optuna_distribution(d) for name, d in space.items()}
-        self.base = base
-        self.metric = metric
+        self.plan = plan
+        self.distributions = {name: optuna_distribution(d) for name, d in plan.space.items()}
+        self.base = plan.base
+        self.metric = base_metric(plan.metric)[1]  # the name in a validation trial's record
         self.budget = budget
         self.on_tell = on_tell
         self.live: dict[str, list[optuna.Trial]] = {}  # trial id -> the proposals waiting for its record
@@ -258,11 +323,18 @@ class ProposalStream:
         trial = replace(self.base, hparams={**self.base.hparams, **params})
         return [replace(trial, fold=k) for k in range(trial.folds)] if trial.folds else [trial]
 
+    def ask(self) -> optuna.Trial:
+        interrupted = set(self.study.user_attrs.get(INTERRUPTED, []))
+        index = sum(t.number not in interrupted and t.state != TrialState.WAITING
+                    for t in self.study.get_trials(deepcopy=False))
+        self.study.sampler = proposal_sampler(self.plan.seed, index, self.plan.planned)
+        return self.study.ask(self.distributions)
+
     def __iter__(self) -> Iterator[TrialConfig]:
         store = TrialStore(self.base.results_dir)
         while self.budget > 0:
             self.budget -= 1
-            proposal = self.study.ask(self.distributions)
+            proposal = self.ask()
             trials = self.trials_of(proposal.params)
             proposal.set_user_attr("trial_id", trials[0].trial_id)
             self.scores[proposal.number] = {}
@@ -279,11 +351,11 @@ class ProposalStream:
 
     def on_epoch(self, trial: TrialConfig, metrics: dict[str, Any]) -> bool:
         proposals = self.live.get(trial.trial_id)
-        if not proposals or self.metric not in metrics or trial.folds:
+        if not proposals or self.plan.metric not in metrics or trial.folds:
             return False
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a trial restarted from scratch reports an epoch again
-            proposals[0].report(float(metrics[self.metric]), step=int(metrics["epoch"]))
+            proposals[0].report(float(metrics[self.plan.metric]), step=int(metrics["epoch"]))
         return proposals[0].should_prune()
 
     def on_record(self, record: TrialRecord) -> None:
@@ -294,12 +366,12 @@ class ProposalStream:
                 self._tell(proposal, list(folds.values()))
 
     def _tell(self, proposal: optuna.Trial, records: list[TrialRecord]) -> None:
-        values = [r.metrics.get(self.metric.removeprefix("val_")) if r.ok else None for r in records]
+        values = [r.metrics.get(self.metric) if r.ok else None for r in records]
         if any(r.status == "pruned" for r in records):
             state, value, reason = TrialState.PRUNED, None, ""
         elif any(v is None or not math.isfinite(v) for v in values):
             failed = next(r for r, v in zip(records, values) if v is None or not math.isfinite(v))
-            state, value, reason = TrialState.FAIL, None, failed.error or f"the trial reported no {self.metric!r}"
+            state, value, reason = TrialState.FAIL, None, failed.error or f"the trial reported no {self.plan.metric!r}"
         else:
             state, value, reason = TrialState.COMPLETE, sum(values) / len(values), ""
             if len(values) > 1:
@@ -310,30 +382,81 @@ class ProposalStream:
         self.on_tell(self.study.tell(proposal, value, state=state))
 
 
-def run_search(executor: Executor, base: TrialConfig, space: dict[str, Distribution], *, name: str,
-               metric: str, planned: int, seed: int, pruner: str = "none", resume: bool = False) -> SearchOutcome:
-    """Run (or, with ``resume``, finish) a search of ``planned`` trials of ``base`` over ``space`` on any
-    executor; write its outputs to the search folder and return the best. ``base`` must be a search
-    trial (``role="search"``, ``eval_split="val"``, ``experiment`` = the search's name)."""
-    if base.role != "search" or base.eval_split != "val" or base.experiment != name:
-        raise ValueError("a search trial has role 'search', eval_split 'val' and the search's name as experiment")
+def round_robin(streams: Iterable[Iterable[TrialConfig]]) -> Iterator[TrialConfig]:
+    """One trial of each stream in turn while any has trials left: a benchmark's methods interleave."""
+    iterators = [iter(s) for s in streams]
+    while iterators:
+        for it in list(iterators):
+            trial = next(it, None)
+            if trial is None:
+                iterators.remove(it)
+            else:
+                yield trial
+
+
+def until(deadline: float | None, trials: Iterable[TrialConfig]) -> Iterator[TrialConfig]:
+    """``trials`` until the wall-clock ``deadline`` (no new trial starts after it)."""
+    for trial in trials:
+        if deadline is not None and time.time() > deadline:
+            print("search: the wall-clock budget is spent; no further search trials start", flush=True)
+            return
+        yield trial
+
+
+def describe_outcome(trial: optuna.trial.FrozenTrial, metric: str) -> str:
+    """``scale=12.5 margin=0.2 -> val_recall@1 0.8125`` (or the state and reason of a trial that did not complete)."""
+    params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    outcome = (f"{metric} {trial.value:.4f}" if trial.state == TrialState.COMPLETE
+               else f"{trial.state.name.lower()} {trial.user_attrs.get('error', '')}".rstrip())
+    return f"{params} -> {outcome}"
+
+
+def open_streams(plans: list[SearchPlan], resume: bool) -> dict[str, ProposalStream]:
+    """Each plan's study opened (or resumed) and its stream of the proposals still to run, by the
+    experiment name its trials carry."""
+    streams: dict[str, ProposalStream] = {}
+    for plan in plans:
+        study = open_study(plan.folder, plan.name, plan.spec(), resume, plan.pruner)
+        done = len(finished_trials(study))
+        print(f"search {plan.name}: {done} of {plan.planned} trials done, {max(plan.planned - done, 0)} to run "
+              f"(study {study_storage(plan.folder)})", flush=True)
+
+        def tell(trial: optuna.trial.FrozenTrial, plan: SearchPlan = plan, study: optuna.Study = study) -> None:
+            print(f"search {plan.name} trial {len(finished_trials(study))}/{plan.planned}: "
+                  f"{describe_outcome(trial, plan.metric)}", flush=True)
+
+        streams[plan.base.experiment] = ProposalStream(study, plan, plan.planned - done, on_tell=tell)
+    if len(streams) != len(plans):
+        raise ValueError("the studies of one search need distinct experiment names")
+    return streams
+
+
+def run_searches(executor: Executor, plans: list[SearchPlan], *, resume: bool = False,
+                 deadline: float | None = None) -> list[SearchOutcome]:
+    """Run (or, with ``resume``, finish) every plan's search in one executor, their proposals interleaved
+    (no new one starts after the wall-clock ``deadline``); write each study's outputs; then re-train
+    every best configuration (each plan's ``final`` trials) in the same executor. Returns the outcomes
+    in the plans' order, each with its final records."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    folder = TrialStore(base.results_dir).search_dir(name)
-    spec = {"method": base.method, "dataset": base.dataset, "metric": metric, "space": describe_space(space),
-            "base_trial": base.trial_id, "seed": seed, "pruner": pruner}
-    study = open_study(folder, name, spec, resume, seed, planned, pruner)
-    done = len(finished_trials(study))
-    budget = planned - done
-    print(f"search {name}: {done} of {planned} trials done, {max(budget, 0)} to run "
-          f"(study {study_storage(folder)})", flush=True)
+    streams = open_streams(plans, resume)
+    if any(stream.budget > 0 for stream in streams.values()):
+        executor.run(until(deadline, round_robin(streams.values())), resume=resume,
+                     on_epoch=lambda trial, metrics: streams[trial.experiment].on_epoch(trial, metrics),
+                     on_record=lambda record: streams[record.config.experiment].on_record(record))
+    outcomes = [write_outputs(stream.study, stream.plan) for stream in streams.values()]
+    finals = {plan.name: plan.final(outcome.best.params) if outcome.best else [] for plan, outcome in zip(plans, outcomes)}
+    trials = [t for plan_trials in finals.values() for t in plan_trials]
+    if trials:
+        print(f"re-training the best configuration{'s' if len(plans) > 1 else ''}: {len(trials)} test trials",
+              flush=True)
+        records = {r.trial_id: r for r in executor.run(trials, resume=resume, on_record=announce_final(len(trials)))}
+        for plan, outcome in zip(plans, outcomes):
+            outcome.final = [records[t.trial_id] for t in finals[plan.name] if t.trial_id in records]
+    return outcomes
 
-    def tell(trial: optuna.trial.FrozenTrial) -> None:
-        params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-        outcome = (f"{metric} {trial.value:.4f}" if trial.state == TrialState.COMPLETE
-                   else f"{trial.state.name.lower()} {trial.user_attrs.get('error', '')}".rstrip())
-        print(f"search trial {len(finished_trials(study))}/{planned}: {params} -> {outcome}", flush=True)
 
-    if budget > 0:
-        stream = ProposalStream(study, space, base, metric, budget, on_tell=tell)
-        executor.run(stream, resume=resume, on_epoch=stream.on_epoch, on_record=stream.on_record)
-    return write_outputs(study, folder, space, base, metric)
+def announce_final(total: int) -> Callable[[TrialRecord], None]:
+    """Prints one line per re-trained trial as it ends."""
+    done = iter(range(1, total + 1))
+    return lambda r: print(f"[final] {r.config.method} seed {r.config.seed} ({next(done)}/{total}): {r.status}",
+                           flush=True)

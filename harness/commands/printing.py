@@ -1,0 +1,26 @@
+"""What the training commands print when their trials are done: the leaderboard of those trials."""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+from harness.core.config import TrialConfig
+from harness.core.store import TrialStore
+from harness.plugins.method import method_families
+from harness.reporting.leaderboard import aggregate, format_table, write_leaderboards
+from harness.reporting.tables import records_frame
+
+
+def print_leaderboard(store: TrialStore, trials: list[TrialConfig], start: float) -> None:
+    """Rewrite the experiment's leaderboard files and print the table of these trials (failures counted)."""
+    dataset = trials[0].dataset
+    written = write_leaderboards(store, experiments=[trials[0].experiment], families=method_families())
+    ids = {t.trial_id for t in trials}
+    frame = records_frame((path, r) for path, r in store.records(trials[0].experiment) if r.trial_id in ids)
+    board = aggregate(frame) if not frame.empty else pd.DataFrame()
+    print(f"\n{dataset}: {len(trials)} trials in {time.time() - start:.0f} s "
+          f"(test classes; mean ± std over seeds, %)")
+    print(format_table(board))
+    for path in written.values():
+        print(f"leaderboard: {path}")
