@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import_plugins([m for m in args.plugins.split(",") if m])
         return int(args.func(args) or 0)
-    except (UnknownNameError, DatasetFormatError, ValueError, FileNotFoundError, PermissionError) as error:
+    # OSError: a missing, unreadable or unwritable file (read-only folder, full disk), named in its message
+    except (UnknownNameError, DatasetFormatError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -9,6 +9,8 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Callable, Generic, Iterator, TypeVar
 
+from harness.core.names import check_name
+
 T = TypeVar("T")
 
 
@@ -30,6 +32,10 @@ class Registry(Generic[T]):
         self._loaded = False
 
     def register(self, name: str) -> Callable[[T], T]:
+        """Register under ``name``, a plain folder name (:func:`~harness.core.names.check_name`: method and
+        dataset names become parts of trial folder names); ``ValueError`` otherwise."""
+        check_name(self.kind, name)
+
         def decorator(entry: T) -> T:
             if name in self._entries and self._entries[name] is not entry:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
