@@ -75,10 +75,10 @@ def test_a_name_that_would_leave_the_results_folder_is_refused(argv, message, tm
 def test_a_plugin_registering_a_path_like_name_is_refused(registration, tmp_path, monkeypatch, capsys):
     module = f"evil_{registration}"
     (tmp_path / f"{module}.py").write_text(
-        f"from harness.plugins.method import register_method\n"
-        f"from harness.plugins.data.base import register_dataset\n"
-        f"@{registration}('../../evil')\n"
-        f"class Evil:\n    pass\n")
+        "from harness.plugins.method import Method, register_method\n"
+        "from harness.plugins.data.base import register_dataset\n"
+        + ("@register_method('../../evil')\nclass Evil(Method):\n    pass\n" if registration == "register_method"
+           else "@register_dataset('../../evil', channels=1)\ndef evil(root):\n    pass\n"))
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         assert main(["--plugins", module, "list"]) == 2
@@ -193,8 +193,7 @@ def test_a_full_disk_is_the_reason_and_names_the_file(tmp_path, monkeypatch, cap
 
     def make_temp(*args, **kwargs):
         fd, name = mkstemp(*args, **kwargs)
-        if ".pt." in Path(name).name:  # checkpoints and weights land on a full disk
-            full.add(fd)
+        (full.add if ".pt." in Path(name).name else full.discard)(fd)  # checkpoints and weights: a full disk
         return fd, name
 
     def open_fd(fd, mode="r", *args, **kwargs):
@@ -217,7 +216,7 @@ def test_leaderboard_on_a_read_only_folder_is_one_line(error, tmp_path, monkeypa
     store.write_record(record("ms", 0, 0.5))
 
     def read_only(*args, dir=None, **kwargs):  # as root, chmod stops nothing: inject the refusal
-        raise OSError(error, os.strerror(error), dir)
+        raise OSError(error, os.strerror(error), str(dir))
 
     monkeypatch.setattr(tempfile, "mkstemp", read_only)
     assert main(["leaderboard", "--results-dir", str(store.root), "--no-published"]) == 2

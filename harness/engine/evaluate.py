@@ -113,7 +113,7 @@ def evaluate_embeddings(
         q, g, q_classes, g_classes, relevant, int(relevant.max()), min(max(ks, default=0), num_candidates), metric,
         leave_one_out, resolve_backend(backend, q.device))
 
-    results = {f"recall@{k}": (first_match <= k).double().mean().item() for k in ks}
+    results = {f"recall@{k}": (first_match <= min(k, num_candidates)).double().mean().item() for k in ks}
     results.update(_map_at_r_and_r_precision(g_classes[neighbours] == q_classes[:, None], relevant))
     if include_nmi:
         clusters = kmeans(q, len(torch.unique(q_classes)))
