@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         import_plugins(requested_plugins(argv))
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
-    except (UnknownNameError, DatasetFormatError, ValueError, FileNotFoundError, PermissionError) as error:
+    # OSError: a missing, unreadable or unwritable file (read-only folder, full disk), named in its message
+    except (UnknownNameError, DatasetFormatError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

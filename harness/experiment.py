@@ -23,7 +23,8 @@ from harness.plugins.models import check_backbone_name
 from harness.plugins.optimizers import OPTIMIZERS
 from harness.core.config import TrialConfig
 from harness.core.hparams import Param
-from harness.core.metrics import EVALUATION_METRICS, optional_metric_names
+from harness.core.metrics import EVALUATION_METRICS, optional_metric_names, split_metric
+from harness.core.names import check_name
 from harness.core.recipe import Recipe
 
 #: the valid values of the recipe fields a user may override (``--recipe-set``); their types are the defaults
@@ -178,6 +179,8 @@ class ExperimentConfig(TrainingSetup):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         if not all(isinstance(v, dict) for v in self.hparams.values()):
             raise ValueError(f"hparams must map each method to a mapping of hyperparameters, got {self.hparams!r}")
+        if self.experiment is not None:
+            check_name("experiment", self.experiment)
         check_device(self.device, available=False)
         if not isinstance(self.extra_metrics, list) or not all(isinstance(m, str) for m in self.extra_metrics):
             raise ValueError(f"extra_metrics must be a list of metric names, got {self.extra_metrics!r}")
@@ -274,3 +277,20 @@ def check_validation_split(experiment: ExperimentConfig) -> None:
         raise ValueError(f"the validation split of {experiment.dataset} at --val-fraction {experiment.val_fraction:g} "
                          f"has {val} class(es) and leaves {classes['val']} to train on; a retrieval metric needs "
                          f"at least {MIN_VALIDATION_CLASSES} of each: change --val-fraction")
+
+
+def check_objective(experiment: ExperimentConfig, metric: str) -> None:
+    """Refuse a search objective that the experiment's validation trials do not record (``val_<metric>``)."""
+    metrics = [split_metric("val", name) for name in experiment.metric_names()]
+    if metric not in metrics:
+        raise ValueError(f"--metric must be a validation metric, one of {', '.join(metrics)}; got {metric!r}")
+
+
+def check_folds(experiment: ExperimentConfig, folds: int) -> None:
+    """Refuse a ``folds``-fold cross-validation whose smallest fold has fewer than
+    :data:`MIN_VALIDATION_CLASSES` of the training classes (then at least as many are left to train on)."""
+    classes = training_classes(experiment.dataset, experiment.data_root, experiment.val_fraction)["test"]
+    if classes // folds < MIN_VALIDATION_CLASSES:
+        raise ValueError(f"--folds {folds}: {experiment.dataset} has {classes} training classes, so a fold would hold "
+                         f"{classes // folds}; a retrieval metric needs at least {MIN_VALIDATION_CLASSES} per fold: "
+                         f"--folds {classes // MIN_VALIDATION_CLASSES} at most")

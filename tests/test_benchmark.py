@@ -82,6 +82,20 @@ def test_resume_with_another_manifest_is_refused_with_the_difference(bench, caps
     assert code == 2 and "different manifest" in err and "trials_per_method: 2 (stored) -> 3 (now)" in err
 
 
+def test_resume_after_editing_the_stored_manifest_in_place_is_refused(bench, capsys):
+    manifest = bench / "benchmarks/digits/manifest.yaml"
+    original = manifest.read_text()
+    manifest.write_text(original.replace("final_seeds: 2", "final_seeds: 3"))
+    try:
+        code = main(["benchmark", "--config", str(manifest), "--resume", "--executor", "local", "--no-progress",
+                     "--results-dir", str(bench)])
+    finally:
+        manifest.write_text(original)
+    err = capsys.readouterr().err
+    assert code == 2 and "final_seeds: 2 (stored) -> 3 (now)" in err and ".manifest.started.yaml" in err
+    assert len(records(bench, "runs/digits/*/record.json")) == 4  # no third seed trained
+
+
 def kill_after(args: list[str], root: Path, pattern: str, count: int, timeout: float = 240) -> None:
     """Run the CLI in a child and SIGKILL it once ``count`` files match ``pattern`` under ``root``."""
     child = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=REPO, start_new_session=True,

@@ -1,6 +1,7 @@
 """Dataset loaders: tiny fake folders in each original layout, the shared Omniglot subset, sklearn digits."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -378,3 +379,22 @@ def test_unreadable_image_names_its_file(tmp_path: Path, damage: str) -> None:
     with pytest.raises(ImageFileError, match=f"cannot read image {path}") as error:
         dataset[1]
     assert error.value.path == str(path)
+
+
+def test_an_unreadable_class_folder_is_reported_as_unreadable(tmp_path: Path, monkeypatch) -> None:
+    root = make_omniglot(tmp_path)
+    locked = root / "images_background" / "Beta" / "character01"
+    scandir = os.scandir
+
+    def refuse_locked(path=".", *args):  # mode 000 stops everyone but root: for root, inject the refusal
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path, *args)
+
+    monkeypatch.setattr(os, "scandir", refuse_locked)
+    locked.chmod(0)
+    try:
+        with pytest.raises(DatasetFormatError, match=f"cannot read {locked}: Permission denied"):
+            create_dataset("omniglot", root)
+    finally:
+        locked.chmod(0o755)

@@ -269,7 +269,7 @@ def test_hand_computed_query_gallery(backend):
     result = evaluate_embeddings(line(0, 10), torch.tensor([0, 1]), line(1, 2, 3, 9),
                                  torch.tensor([1, 0, 0, 1]), recall_ks=(1, 2, 8),
                                  metric="euclidean", backend=backend, include_nmi=False)
-    assert result == pytest.approx({"recall@1": 0.5, "recall@2": 1.0,
+    assert result == pytest.approx({"recall@1": 0.5, "recall@2": 1.0, "recall@8": 1.0,  # 8 > 4 candidates: all
                                     "map@r": (1 / 4 + 1 / 2) / 2, "r_precision": 1 / 2})
 
 
@@ -313,14 +313,14 @@ def test_query_gallery_excludes_nothing(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_recall_ks_beyond_the_candidates_are_left_out(backend):
-    x = torch.eye(3)
-    assert set(evaluate_embeddings(x, torch.tensor([0, 0, 1]), backend=backend,
-                                   include_nmi=False)) == {"recall@1", "recall@2", "map@r",
-                                                           "r_precision"}
+def test_recall_ks_beyond_the_candidates_retrieve_every_candidate(backend):
+    x = torch.eye(3)  # leave-one-out: two candidates; the third query's class has no other member
+    result = evaluate_embeddings(x, torch.tensor([0, 0, 1]), backend=backend, include_nmi=False)
+    assert set(result) == {"recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision"}
+    assert result["recall@4"] == result["recall@8"] == result["recall@2"] == pytest.approx(2 / 3)
     result = evaluate_embeddings(x, torch.tensor([0, 0, 1]), torch.eye(3)[[0, 0, 1, 2]],
                                  torch.tensor([0, 0, 1, 5]), backend=backend, include_nmi=False)
-    assert set(result) == {"recall@1", "recall@2", "recall@4", "map@r", "r_precision"}
+    assert result["recall@8"] == result["recall@4"] == 1.0
 
 
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])

@@ -11,8 +11,8 @@ import sys
 import time
 from collections import defaultdict
 
-from harness.commands.options import (add_executor_options, add_experiment_options, comma_list, experiment_from_args,
-                                      make_executor)
+from harness.commands.options import (add_executor_options, add_experiment_options, check_executor_options, comma_list,
+                                      experiment_from_args, make_executor)
 from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric
 from harness.core.store import TrialStore
 from harness.plugins.method import method_families
@@ -57,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
     if args.config:
+        check_executor_options(args)
         return BenchmarkManifest.from_yaml(args.config)
     methods = args.methods or comma_list(MISSION_METHODS)
     experiment = experiment_from_args(args, methods=methods, seeds=[0])

@@ -10,7 +10,7 @@ from harness.core.config import TrialConfig
 from harness.experiment import ExperimentConfig, check_device
 from harness.core.store import TrialStore
 from harness.scheduling.executor_registry import EXECUTORS, ExecutorOptions, create_executor
-from harness.scheduling.executors import Executor
+from harness.scheduling.executors import Executor, trial_resources
 from harness.scheduling.progress import TensorBoardLogger, TrialBoard, TrialListener
 from harness.core.hparams import parse_assignment, parse_value
 
@@ -143,11 +143,12 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
         flags["save_model"] = False
     if args.extra_metrics:
         flags["extra_metrics"] = args.extra_metrics
+    check_executor_options(args)
     if args.config:
         experiment = ExperimentConfig.from_yaml(args.config, **flags)
     else:
         experiment = ExperimentConfig(**{k: v for k, v in flags.items() if v is not None})
-    if not (getattr(args, "address", None) or os.environ.get("RAY_ADDRESS")):  # trials run on this machine
+    if runs_here(args):
         check_device(experiment.device)
     return experiment
 
@@ -157,3 +158,23 @@ def with_fault(trials: list[TrialConfig], args: argparse.Namespace) -> list[Tria
     if args.fail_at_epoch is None:
         return trials
     return [replace(t, fail_at_epoch=args.fail_at_epoch) for t in trials]
+def runs_here(args: argparse.Namespace) -> bool:
+    """Whether the trials run on this machine (no Ray cluster joined with ``--address`` or ``RAY_ADDRESS``)."""
+    return not (getattr(args, "address", None) or os.environ.get("RAY_ADDRESS"))
+
+
+def cuda_device_count() -> int:
+    """The CUDA devices of this machine (imports torch: only when trials run on Ray here)."""
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def check_executor_options(args: argparse.Namespace) -> None:
+    """Refuse, before any folder is made or Ray starts, an ``--max-concurrent`` below 1 and (trials on Ray on
+    this machine) a trial that needs more CPUs or GPUs than the machine has."""
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise ValueError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
+    if args.executor == "ray" and runs_here(args):
+        trial_resources(float(os.cpu_count() or 1), float(cuda_device_count()), args.cpus_per_trial,
+                        args.gpus_per_trial)

@@ -11,9 +11,10 @@ from harness.commands.options import (add_executor_options, add_experiment_optio
                                       make_executor, with_fault)
 from harness.commands.printing import print_leaderboard
 from harness.core.config import TrialConfig
-from harness.core.metrics import DEFAULT_OBJECTIVE, split_metric
+from harness.core.metrics import DEFAULT_OBJECTIVE
+from harness.core.names import check_name
 from harness.core.store import TrialStore
-from harness.experiment import check_validation_split
+from harness.experiment import check_objective, check_validation_split
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -52,14 +53,12 @@ def search(args: argparse.Namespace) -> int:
     if args.final_seeds < 0:
         raise ValueError(f"--final-seeds must be at least 0, got {args.final_seeds}")
     experiment = experiment_from_args(args, methods=[args.method], seeds=[args.seed])
-    metrics = [split_metric("val", name) for name in experiment.metric_names()]
-    if args.metric not in metrics:
-        raise ValueError(f"--metric must be a validation metric, one of {', '.join(metrics)}; got {args.metric!r}")
+    check_objective(experiment, args.metric)
     space = search_space(args.method, args.space)
     fixed = set(experiment.hparams.get(args.method, {})) & set(space)
     if fixed:
         raise ValueError(f"{', '.join(sorted(fixed))} both fixed with --hparam and searched with --space")
-    name = args.name or f"{args.method}-{experiment.dataset}"
+    name = check_name("search", args.name or f"{args.method}-{experiment.dataset}")
     check_validation_split(experiment)
     base = replace(experiment, eval_split="val", role="search", experiment=name, save_model=False).trials()[0]
     store = TrialStore(experiment.results_dir)

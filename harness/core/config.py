@@ -14,6 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from harness.core.names import check_name
 from harness.core.recipe import Recipe
 
 #: fields that do not change a trial's result (where it is written, how it is scheduled, where the
@@ -80,6 +81,8 @@ the figures' colours (None in records written before it was recorded). ``fail_at
     fail_at_epoch: int | None = None
 
     def __post_init__(self) -> None:
+        for kind in ("method", "dataset", "experiment"):  # they name the trial's folders
+            check_name(kind, getattr(self, kind))
         if self.eval_split not in EVAL_SPLITS:
             raise ValueError(f"eval_split must be one of {', '.join(EVAL_SPLITS)}, got {self.eval_split!r}")
         if self.role not in ROLES:

@@ -54,7 +54,7 @@ class MetricSpec:
         return self.compute is not None
 
 
-METRICS: Registry[MetricSpec] = Registry("metric", entry_point_group="harness.metrics")
+METRICS: Registry[MetricSpec] = Registry("metric", entry_point_group="harness.metrics", names_are_paths=False)
 #: rank of the first optional metric: after every metric the evaluation computes
 OPTIONAL_RANK = 10
 

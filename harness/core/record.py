@@ -4,10 +4,12 @@ A :class:`TrialRecord` is built in one place (:func:`harness.engine.trial.run_tr
 :meth:`TrialRecord.failed` for a trial that raised) from its fully resolved
 :class:`~harness.core.config.TrialConfig`; :class:`~harness.core.store.TrialStore` writes and reads
 it as JSON. :meth:`TrialRecord.from_dict` validates what it reads: a record of another version, with a
-missing field, a ``null`` or a non-numeric metric is refused with the reason.
+missing field, a ``null``, non-numeric or non-finite (NaN, infinite) metric is refused with the reason, so a
+leaderboard never averages fewer seeds than it counts.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
@@ -62,6 +64,8 @@ class TrialRecord:
         for name, value in self.metrics.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise RecordError(f"metric {name!r} is {value!r}, not a number")
+            if not math.isfinite(value):
+                raise RecordError(f"metric {name!r} is {value!r}, not a finite number")
         if self.status != "ok" and not self.error:
             raise RecordError(f"a {self.status} record needs its reason (error)")
 

@@ -9,6 +9,8 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Callable, Generic, Iterator, TypeVar
 
+from harness.core.names import check_name
+
 T = TypeVar("T")
 
 
@@ -22,14 +24,20 @@ class UnknownNameError(KeyError):
 class Registry(Generic[T]):
     """A mapping ``name -> entry`` filled by ``@registry.register("name")``."""
 
-    def __init__(self, kind: str, entry_point_group: str | None = None):
+    def __init__(self, kind: str, entry_point_group: str | None = None, names_are_paths: bool = True):
         self.kind = kind
         self.entry_point_group = entry_point_group
+        self.names_are_paths = names_are_paths
         self._entries: dict[str, T] = {}
         self._loaders: list[Callable[[], None]] = []
         self._loaded = False
 
     def register(self, name: str) -> Callable[[T], T]:
+        """Register under ``name``; where names become paths (method and dataset names are parts of trial
+        folder names), a plain folder name (:func:`~harness.core.names.check_name`), else ``ValueError``."""
+        if self.names_are_paths:
+            check_name(self.kind, name)
+
         def decorator(entry: T) -> T:
             if name in self._entries and self._entries[name] is not entry:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")

@@ -25,6 +25,7 @@ embeddings and the driver writes its record, both into the trial folder under ``
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -38,12 +39,16 @@ import numpy as np
 import torch
 
 from harness.core.config import TrialConfig
+from harness.core.names import inside
 from harness.core.record import RecordError, TrialRecord
 
 RECORD_FILE = "record.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
 EMBEDDINGS_FILE = "embeddings.npz"
+#: the arrays of an embeddings file: always the queries, and a separate gallery (In-Shop) or none
+QUERY_ARRAYS = ("query", "query_labels")
+GALLERY_ARRAYS = ("gallery", "gallery_labels")
 
 
 class UnsafeFileError(ValueError):
@@ -61,8 +66,13 @@ def _umask() -> int:
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write ``path`` through a temporary file and an atomic rename; an ``OSError`` without a file name
+    (a full disk, a read-only folder) is raised again naming ``path``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise _naming(error, path) from None
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -70,9 +80,27 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise _naming(error, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """``error`` with ``path`` as its file name (``[Errno 28] No space left on device: 'path'``)."""
+    if error.errno is None or error.filename is not None:
+        return error
+    return type(error)(error.errno, error.strerror, str(path))
+
+
+def _save_tensors(f: Any, obj: Any) -> None:
+    """``torch.save`` into memory first, then to ``f``: torch's writer turns a failed write (a full
+    disk) into an opaque ``RuntimeError``; a plain write raises the ``OSError`` that says why."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    f.write(buffer.getbuffer())
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -80,9 +108,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     _atomic_write(Path(path), lambda f: f.write(text), "w")
 
 
+def atomic_write_binary(path: str | Path, write: Callable[[Any], None]) -> None:
+    """``write(f)`` into a binary file object, landing at ``path`` atomically with the umask's permissions."""
+    _atomic_write(Path(path), write, "wb")
+
+
 def atomic_save_tensors(path: str | Path, obj: Any) -> None:
     """``torch.save`` atomically (tensors and plain types only: readable with ``weights_only=True``)."""
-    _atomic_write(Path(path), lambda f: torch.save(obj, f), "wb")
+    _atomic_write(Path(path), lambda f: _save_tensors(f, obj), "wb")
 
 
 def atomic_save_array(path: str | Path, array: np.ndarray) -> None:
@@ -114,14 +147,21 @@ class TrialStore:
     def runs(self) -> Path:
         return self.root / "runs"
 
+    def _under(self, *parts: str) -> Path:
+        """``root/parts...``, refused (``ValueError``) if a part leads out of the results folder."""
+        return inside(self.root, self.root.joinpath(*parts))
+
+    def experiment_dir(self, experiment: str) -> Path:
+        return self._under("runs", experiment)
+
     def search_dir(self, name: str) -> Path:
-        return self.root / "searches" / name
+        return self._under("searches", name)
 
     def benchmark_dir(self, name: str) -> Path:
-        return self.root / "benchmarks" / name
+        return self._under("benchmarks", name)
 
     def sweep_dir(self, experiment: str) -> Path:
-        return self.root / "sweeps" / experiment
+        return self._under("sweeps", experiment)
 
     @property
     def leaderboard_dir(self) -> Path:
@@ -137,8 +177,8 @@ class TrialStore:
 
     def trial_dir(self, config: TrialConfig) -> Path:
         if config.role == "search":
-            return self.search_dir(config.experiment) / "trials" / config.trial_id
-        return self.runs / config.experiment / config.trial_id
+            return self._under("searches", config.experiment, "trials", config.trial_id)
+        return self._under("runs", config.experiment, config.trial_id)
 
     def record_path(self, config: TrialConfig) -> Path:
         return self.trial_dir(config) / RECORD_FILE
@@ -182,7 +222,7 @@ class TrialStore:
         return record is not None and record.ok
 
     def record_files(self, experiment: str | None = None) -> list[Path]:
-        base = self.runs / experiment if experiment else self.runs
+        base = self.experiment_dir(experiment) if experiment else self.runs
         return sorted(base.glob(f"*/*/{RECORD_FILE}" if not experiment else f"*/{RECORD_FILE}"))
 
     def records(self, experiment: str | None = None) -> Iterator[tuple[Path, TrialRecord]]:
@@ -261,6 +301,13 @@ class TrialFolder:
             raise FileNotFoundError(f"{path} is missing: the trial did not cache its embeddings")
         try:
             with np.load(path, allow_pickle=False) as data:
-                return {k: data[k] for k in data.files}
+                arrays = {k: data[k] for k in data.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
             raise CorruptFileError(f"{path} is truncated or unreadable: {error}") from None
+        missing = [name for name in QUERY_ARRAYS if name not in arrays]
+        if not missing and (GALLERY_ARRAYS[0] in arrays) != (GALLERY_ARRAYS[1] in arrays):
+            missing = [name for name in GALLERY_ARRAYS if name not in arrays]
+        if missing:
+            raise CorruptFileError(f"{path} lacks the array(s) {', '.join(missing)} (it holds "
+                                   f"{', '.join(sorted(arrays)) or 'none'}): not the embeddings a trial writes")
+        return arrays

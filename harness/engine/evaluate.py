@@ -13,7 +13,9 @@ itself not counted in leave-one-out). Each metric is the mean over queries of:
 
 * Recall@K (the DML usage, Song et al., "Deep Metric Learning via Lifted Structured Feature
   Embedding", CVPR 2016): ``max_{i <= K} rel(i)``, i.e. 1 when one of the K nearest neighbours
-  shares the query's class. Every query counts; one with ``R = 0`` is never a hit.
+  shares the query's class. Every query counts; one with ``R = 0`` is never a hit. A K at or beyond
+  the number of candidates (gallery size, minus one in leave-one-out) retrieves every candidate:
+  its Recall@K is the share of queries with ``R > 0`` (reported, never dropped).
 * R-Precision (Musgrave et al., "A Metric Learning Reality Check", ECCV 2020):
   ``(1/R) sum_{i <= R} rel(i)``.
 * MAP@R (same paper): ``(1/R) sum_{i <= R} P(i) rel(i)`` with ``P(i) = (1/i) sum_{j <= i} rel(j)``.
@@ -84,7 +86,7 @@ def evaluate_embeddings(
 
     Returns ``{"recall@K": ... for K in recall_ks, "map@r", "r_precision", "nmi"}`` (``"nmi"``
     only with ``include_nmi``). A K larger than the number of candidate neighbours (gallery size,
-    minus one in leave-one-out) has no ``recall@K`` entry.
+    minus one in leave-one-out) retrieves them all (see the module docstring).
     """
     if (gallery_emb is None) != (gallery_labels is None):
         raise ValueError("pass both gallery_emb and gallery_labels, or neither")
@@ -106,12 +108,12 @@ def evaluate_embeddings(
     q_classes = class_ids[:len(q)]
     g_classes = q_classes if leave_one_out else class_ids[len(q):]
     relevant = torch.bincount(g_classes, minlength=len(class_ids))[q_classes] - int(leave_one_out)
-    ks = sorted({int(k) for k in recall_ks if k <= num_candidates})
+    ks = sorted({int(k) for k in recall_ks})
     neighbours, first_match = _neighbours_and_first_match_rank(
-        q, g, q_classes, g_classes, relevant, int(relevant.max()), max(ks, default=0), metric,
+        q, g, q_classes, g_classes, relevant, int(relevant.max()), min(max(ks, default=0), num_candidates), metric,
         leave_one_out, resolve_backend(backend, q.device))
 
-    results = {f"recall@{k}": (first_match <= k).double().mean().item() for k in ks}
+    results = {f"recall@{k}": (first_match <= min(k, num_candidates)).double().mean().item() for k in ks}
     results.update(_map_at_r_and_r_precision(g_classes[neighbours] == q_classes[:, None], relevant))
     if include_nmi:
         clusters = kmeans(q, len(torch.unique(q_classes)))

@@ -16,6 +16,7 @@ Every output is a pure function of the records: sorted rows, fixed float formats
 """
 from __future__ import annotations
 
+import glob
 import json
 import math
 import re
@@ -41,6 +42,9 @@ FORMATS = ("csv", "md", "tex", "png", "pdf")
 #: how a measured row was selected: the model after the last epoch, scored once on the test classes
 MEASURED_SELECTION = "last epoch"
 FLOAT_FORMAT = "%.6g"
+#: the files of leaderboard ``<name>``: ``<name><suffix>``
+BOARD_SUFFIXES = (".env.json", ".csv", ".long.csv", ".wide.csv", ".md", ".tex",
+                  *(f".{figure}.{fmt}" for figure in plots.FIGURES for fmt in plots.PLOT_FORMATS))
 
 
 def load_records(store: TrialStore, families: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -399,7 +403,38 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
     for (experiment, dataset), name in chosen.items():
         part = frame[(frame["experiment"] == experiment) & (frame["dataset"] == dataset)]
         written.update(write_leaderboard(part, dataset, out_dir, baseline, formats, published, name=name))
+    for experiment in sorted({experiment for experiment, _ in chosen}):
+        remove_stale_boards(out_dir, experiment, leaderboard_names(test))
     return written
+
+
+def stale_boards(out_dir: Path, experiment: str, current: set[str]) -> list[str]:
+    """The names of ``experiment``'s leaderboards in ``out_dir`` that are no longer any leaderboard's
+    (not in ``current``): ``<experiment>`` once it spans several datasets, ``<experiment>.<dataset>``
+    once it no longer does, or no longer holds ``dataset``. A board is known by its ``.env.json``."""
+    stale = []
+    for env_file in sorted(out_dir.glob(f"{glob.escape(experiment)}*.env.json")):
+        name = env_file.name.removesuffix(".env.json")
+        if name in current:
+            continue
+        try:
+            dataset = json.loads(env_file.read_text()).get("dataset")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if name in (experiment, f"{experiment}.{dataset}"):
+            stale.append(name)
+    return stale
+
+
+def remove_stale_boards(out_dir: Path, experiment: str, names: dict[tuple[str, str], str]) -> None:
+    """Delete the files of ``experiment``'s :func:`stale_boards` given every leaderboard's ``names``
+    (:func:`leaderboard_names`; its records rebuild them), saying so on stderr."""
+    boards = sorted(name for (owner, _), name in names.items() if owner == experiment)
+    for name in stale_boards(out_dir, experiment, set(names.values())):
+        for suffix in BOARD_SUFFIXES:
+            (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
+        print(f"removed the stale leaderboard {out_dir / name}.* (experiment {experiment} now has "
+              f"{', '.join(boards)})", file=sys.stderr)
 
 
 def format_table(board: pd.DataFrame, metrics: list[str] | None = None) -> str:

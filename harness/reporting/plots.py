@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from harness.core.metrics import metric_label
+from harness.core.store import atomic_write_binary
 from harness.reporting.tables import (GROUP_KEYS, full_group_label, group_label, recall_ks,
                                       records_frame)
 from harness.reporting.stats import summarize
@@ -33,6 +34,8 @@ from harness.reporting.stats import summarize
 FIGSIZE = (6.4, 4.0)
 DPI = 120
 PLOT_FORMATS = ("png", "pdf")
+#: a leaderboard's figures, ``<name>.<figure>.<format>`` (those its metrics allow)
+FIGURES = ("recall_at_k", "recall_at_1")
 
 #: colour (colour-blind-safe Okabe–Ito) and marker (for grey-scale print) of each family, in legend order
 FAMILY_STYLES = {
@@ -54,16 +57,15 @@ def group_families(long: pd.DataFrame) -> dict[tuple, str]:
 
 
 def save(fig: Figure, path: str | Path, formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
-    """Write ``fig`` as ``path`` with each of ``formats`` as suffix, without creation metadata, so equal
-    figures give equal bytes; return the paths written."""
+    """Write ``fig`` as ``path`` with each of ``formats`` as suffix (atomically), without creation metadata,
+    so equal figures give equal bytes; return the paths written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     written = []
     for fmt in formats:
         target = path.with_suffix(f".{fmt}")
         metadata = {"Software": None} if fmt == "png" else {"Creator": None, "Producer": None, "CreationDate": None}
-        fig.savefig(target, format=fmt, dpi=DPI, metadata=metadata)
+        atomic_write_binary(target, lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata))
         written.append(target)
     return written
 
@@ -236,10 +238,11 @@ def leaderboard_plots(long: pd.DataFrame, name: str, out_dir: str | Path,
     out_dir, title = Path(out_dir), title or name
     metrics = set(long["metric"])
     written = []
+    at_k, at_1 = FIGURES
     if recall_ks(metrics):
-        written += recall_at_k_plot(long, title, out_dir / f"{name}.recall_at_k.png", formats)
+        written += recall_at_k_plot(long, title, out_dir / f"{name}.{at_k}.png", formats)
     if "recall@1" in metrics:
-        written += recall_at_1_plot(long, title, out_dir / f"{name}.recall_at_1.png", formats)
+        written += recall_at_1_plot(long, title, out_dir / f"{name}.{at_1}.png", formats)
     return written
 
 

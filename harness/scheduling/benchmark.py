@@ -3,7 +3,8 @@ ECCV 2020): the same search budget for every method on validation classes, the f
 once on the test classes, one report.
 
 * The :class:`BenchmarkManifest` fixes the benchmark and is written before anything runs
-  (``results/benchmarks/<name>/manifest.yaml``); ``--resume`` with a different one is refused.
+  (``results/benchmarks/<name>/manifest.yaml``, and a frozen copy ``.manifest.started.yaml``);
+  ``--resume`` with a manifest other than the frozen copy is refused, also one edited in place.
 * Phase 1, search: each method has its own Optuna study (TPE; the studies share
   ``results/benchmarks/<name>/study.db``, openable with ``optuna-dashboard``) and exactly
   ``trials_per_method`` proposals; every method's proposals go into one executor, interleaved. Each
@@ -26,14 +27,19 @@ from optuna.trial import TrialState
 import harness
 from harness.core.config import TrialConfig
 from harness.core.hparams import Choice, Distribution, IntUniform, LogUniform, Uniform, parse_distribution
+from harness.core.names import check_name
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore, atomic_write_text
-from harness.experiment import ExperimentConfig, TrainingSetup, check_validation_split
+from harness.experiment import (ExperimentConfig, TrainingSetup, check_folds, check_objective,
+                                check_validation_split)
 from harness.scheduling.executors import Executor
 from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric
 from harness.scheduling.search import SearchOutcome, SearchPlan, run_searches, search_space
 
 MANIFEST_FILE = "manifest.yaml"
+#: the manifest as the benchmark started, which ``--resume`` compares with (``manifest.yaml`` is the user's to read,
+#: copy and pass back with ``--config``; editing it in place does not change what the benchmark ran)
+FROZEN_MANIFEST_FILE = ".manifest.started.yaml"
 
 
 def format_distribution(dist: Distribution) -> str:
@@ -69,6 +75,7 @@ class BenchmarkManifest(TrainingSetup):
     harness_version: str = harness.__version__
 
     def __post_init__(self) -> None:
+        check_name("benchmark", self.name)
         if not self.methods or len(set(self.methods)) != len(self.methods):
             raise ValueError(f"a benchmark needs distinct methods, got {self.methods}")
         if self.trials_per_method < 1 or self.final_seeds < 1:
@@ -158,23 +165,30 @@ class Benchmark:
         self.num_workers = num_workers
 
     def write_manifest(self, resume: bool) -> None:
-        """Write the manifest, or (``resume``) check it against the stored one; refuse a mismatch."""
-        path = self.folder / MANIFEST_FILE
-        if path.exists():
+        """Write the manifest and its frozen copy, or (``resume``) check it against the frozen copy (what the
+        benchmark ran, whatever was edited in ``manifest.yaml`` since); refuse a mismatch."""
+        path, frozen = self.folder / MANIFEST_FILE, self.folder / FROZEN_MANIFEST_FILE
+        if path.exists() or frozen.exists():
             if not resume:
                 raise ValueError(f"{self.folder} already holds benchmark {self.manifest.name!r}: pass --resume "
                                  "to continue it, or --name for a new one")
-            stored = BenchmarkManifest.from_yaml(path)
-            diff = self.manifest.differences(stored)
+            started = frozen if frozen.exists() else path  # (a benchmark from before the frozen copy)
+            diff = self.manifest.differences(BenchmarkManifest.from_yaml(started))
             if diff:
-                raise ValueError(f"benchmark {self.manifest.name!r} was started with a different manifest; "
+                raise ValueError(f"benchmark {self.manifest.name!r} was started with a different manifest ({started}); "
                                  "--resume needs the same one:\n" + "\n".join(diff))
             return
+        atomic_write_text(frozen, self.manifest.to_yaml())
         atomic_write_text(path, self.manifest.to_yaml())
 
     def check(self) -> None:
-        """Every input checked before any trial: names, spaces, the validation split, writability."""
+        """Every input checked before any trial: the objective, the folds, names, spaces, the validation split,
+        writability."""
         m = self.manifest
+        first = m.experiment(m.methods[0], str(self.store.root))
+        check_objective(first, m.metric)
+        if m.folds:
+            check_folds(first, m.folds)
         for method in m.methods:
             experiment = m.experiment(method, str(self.store.root))
             experiment.trials()  # validates names, hyperparameters, recipe, dataset folder
@@ -184,7 +198,7 @@ class Benchmark:
                 raise ValueError(f"{method}: {', '.join(sorted(fixed))} both fixed and searched")
             m.space(method)
         if not m.folds:
-            check_validation_split(m.experiment(m.methods[0], str(self.store.root)))
+            check_validation_split(first)
         self.store.check_writable()
 
     def base_trial(self, method: str) -> TrialConfig:

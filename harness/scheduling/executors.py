@@ -13,6 +13,7 @@ machine or cluster.Both are registered in :mod:`harness.scheduling.executor_regi
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
@@ -59,6 +60,19 @@ def pending(trials: Iterable[TrialConfig], resume: bool, on_record: OnRecord | N
                 on_record(record)
             continue
         yield trial
+
+
+def trial_resources(cpus: float, gpus: float, cpus_per_trial: float | None, gpus_per_trial: float | None,
+                    check: bool = True) -> tuple[float, float]:
+    """(CPUs, GPUs) each trial holds where ``cpus`` and ``gpus`` are available: by default one GPU per trial
+    where there are GPUs (else none), and the CPUs shared evenly between the GPUs (else one). With ``check``,
+    a trial that needs more than there is raises ``ValueError`` naming the flags."""
+    gpu = gpus_per_trial if gpus_per_trial is not None else (1.0 if gpus else 0.0)
+    cpu = cpus_per_trial or (max(1.0, math.floor(cpus * gpu / gpus)) if gpu and gpus else 1.0)
+    if check and (gpu > gpus or cpu > cpus):
+        raise ValueError(f"a trial needs {cpu:g} CPU(s) and {gpu:g} GPU(s); this machine has {cpus:g} and {gpus:g} "
+                         f"(see --cpus-per-trial / --gpus-per-trial)")
+    return cpu, gpu
 
 
 class Executor(Protocol):

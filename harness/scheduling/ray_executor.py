@@ -27,7 +27,7 @@ from harness.core.store import TrialStore
 from harness.engine.trial import execute_trial
 from harness.plugins.data.images import DECODED_CACHE_BYTES, limit_decoded_cache
 from harness.scheduling import ray_compat
-from harness.scheduling.executors import OnEpoch, OnRecord, deliver, pending
+from harness.scheduling.executors import OnEpoch, OnRecord, deliver, pending, trial_resources
 from harness.scheduling.progress import TrialBoard, TrialListener
 
 #: the key of a trial's last result that carries its record (a JSON string)
@@ -254,12 +254,8 @@ class RayExecutor:
     def resources(self) -> tuple[float, float]:
         """(CPUs, GPUs) each trial holds, checked against the cluster."""
         cpus, gpus, _ = ray_compat.cluster_resources()
-        gpu = self.gpus_per_trial if self.gpus_per_trial is not None else (1.0 if gpus else 0.0)
-        cpu = self.cpus_per_trial or (max(1.0, math.floor(cpus * gpu / gpus)) if gpu and gpus else 1.0)
-        if not ray_compat.is_address_given(self.address) and (gpu > gpus or cpu > cpus):
-            raise ValueError(f"a trial needs {cpu:g} CPU(s) and {gpu:g} GPU(s); this machine has {cpus:g} and {gpus:g} "
-                             f"(see --cpus-per-trial / --gpus-per-trial)")
-        return cpu, gpu
+        return trial_resources(cpus, gpus, self.cpus_per_trial, self.gpus_per_trial,
+                               check=not ray_compat.is_address_given(self.address))
 
     def _storage(self) -> str:
         storage = ray_compat.storage_path(self.storage, self.store.tune_dir)

@@ -7,6 +7,7 @@ training classes (class-disjoint), so that hyperparameter searches never see a t
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -25,6 +26,16 @@ def require_file(path: Path, layout: str) -> Path:
     if not path.exists():
         raise DatasetFormatError(f"missing {path} (expected layout: {layout})")
     return path
+
+
+def list_folder(folder: Path) -> list[Path]:
+    """The entries of ``folder`` sorted by name; a :class:`DatasetFormatError` saying ``cannot read <folder>``
+    if it cannot be listed (``Path.glob`` would return nothing and hide why)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted((Path(entry.path) for entry in entries), key=lambda p: p.name)
+    except OSError as error:
+        raise DatasetFormatError(f"cannot read {folder}: {error.strerror or error}") from None
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.plugins.data.base import DatasetFormatError, LoadedDataset, register_dataset, require_file
+from harness.plugins.data.base import (DatasetFormatError, LoadedDataset, list_folder, register_dataset,
+                                       require_file)
 from harness.plugins.data.common import split_at_class
 
 LAYOUT = "images_background/<alphabet>/<character>/*.png (and optionally images_evaluation/...)"
@@ -26,7 +27,7 @@ TEST_FRACTION = 3 / 8
 
 
 def _subfolders(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.name)
+    return [p for p in list_folder(folder) if p.is_dir()]
 
 
 @register_dataset(
@@ -47,7 +48,7 @@ def load_omniglot(root: Path) -> LoadedDataset:
     for alphabet in alphabets:
         first_class_of_alphabet.append(n_classes)
         for character in _subfolders(alphabet):
-            drawings = sorted(str(p) for p in character.glob("*.png"))
+            drawings = [str(p) for p in list_folder(character) if p.suffix == ".png"]
             if not drawings:
                 raise DatasetFormatError(f"{character} holds no .png drawing (expected layout: {LAYOUT})")
             images += drawings
