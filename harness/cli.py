@@ -10,6 +10,7 @@ import sys
 
 from harness.commands import COMMANDS
 from harness.plugins.data import DatasetFormatError
+from harness.core.environment import git_commit
 from harness.core.registry import UnknownNameError, import_plugins
 
 
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
+    git_commit()  # the harness commit (and whether the checkout is dirty) is decided once, as the command starts
     try:
         import_plugins([m for m in args.plugins.split(",") if m])
         return int(args.func(args) or 0)

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pandas as pd
 
-from harness.commands.options import (add_executor_options, add_experiment_options, comma_list, experiment_from_args,
-                                      int_list, make_executor)
+from harness.commands.options import (add_executor_options, add_experiment_options, check_protocol, comma_list,
+                                      experiment_from_args, int_list, keep_finished, make_executor)
 from harness.core.config import TrialConfig
 from harness.reporting.leaderboard import aggregate, format_table, write_leaderboards
 from harness.reporting.tables import records_frame
@@ -26,8 +26,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int_list, help="comma-separated seeds (default: 0)")
     add_experiment_options(p)
     add_executor_options(p)
-    p.add_argument("--resume", action="store_true", help="skip finished trials, continue interrupted ones")
+    add_rerun_options(p)
     p.set_defaults(func=run)
+
+
+def add_rerun_options(p: argparse.ArgumentParser) -> None:
+    """``--resume`` and ``--overwrite``: what becomes of trials that already have records."""
+    p.add_argument("--resume", action="store_true", help="skip finished trials, continue interrupted ones")
+    p.add_argument("--overwrite", action="store_true",
+                   help="run trials that already have a finished record again, replacing it (default: keep it)")
 
 
 def with_fault(trials: list[TrialConfig], args: argparse.Namespace) -> list[TrialConfig]:
@@ -57,10 +64,14 @@ def run(args: argparse.Namespace) -> int:
                                       seeds=args.seeds or ([0] if defaults else None))
     trials = with_fault(experiment.trials(), args)
     store = TrialStore(experiment.results_dir)
+    check_protocol(store, trials)
+    to_run = keep_finished(trials, store, args)
     store.check_writable()
     start = time.time()
-    with make_executor(args, experiment.results_dir) as executor:
-        records = executor.run(trials, resume=args.resume)
+    records = []
+    if to_run:
+        with make_executor(args, experiment.results_dir) as executor:
+            records = executor.run(to_run, resume=args.resume)
     print_leaderboard(store, trials, start)
     failed = [r for r in records if not r.ok]
     if failed:

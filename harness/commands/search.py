@@ -6,7 +6,8 @@ import sys
 import time
 from dataclasses import replace
 
-from harness.commands.options import add_executor_options, add_experiment_options, experiment_from_args, make_executor
+from harness.commands.options import (add_executor_options, add_experiment_options, check_protocol, experiment_from_args,
+                                      make_executor)
 from harness.experiment import check_validation_split
 from harness.commands.run import print_leaderboard, with_fault
 from harness.core.store import TrialStore
@@ -60,6 +61,8 @@ def search(args: argparse.Namespace) -> int:
     base = replace(experiment, eval_split="val", role="search", experiment=name, save_model=False).trials()[0]
     base = with_fault([base], args)[0]
     store = TrialStore(experiment.results_dir)
+    if args.final_seeds:  # its final trials join the experiment: under the experiment's protocol
+        check_protocol(store, experiment.trials())
     store.check_writable()
     start = time.time()
     with make_executor(args, experiment.results_dir) as executor:

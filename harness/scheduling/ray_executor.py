@@ -26,7 +26,7 @@ from harness.core.store import TrialStore
 from harness.engine.trial import execute_trial
 from harness.plugins.data.images import DECODED_CACHE_BYTES, limit_decoded_cache
 from harness.scheduling import ray_compat
-from harness.scheduling.executors import OnEpoch, OnRecord, deliver, pending
+from harness.scheduling.executors import OnEpoch, OnRecord, default_cpus_per_trial, deliver, pending
 from harness.scheduling.progress import TrialBoard, TrialListener
 
 #: the key of a trial's last result that carries its record (a JSON string)
@@ -254,7 +254,7 @@ class RayExecutor:
         """(CPUs, GPUs) each trial holds, checked against the cluster."""
         cpus, gpus, _ = ray_compat.cluster_resources()
         gpu = self.gpus_per_trial if self.gpus_per_trial is not None else (1.0 if gpus else 0.0)
-        cpu = self.cpus_per_trial or (max(1.0, math.floor(cpus * gpu / gpus)) if gpu and gpus else 1.0)
+        cpu = self.cpus_per_trial or default_cpus_per_trial(cpus, gpus, gpu)
         if not ray_compat.is_address_given(self.address) and (gpu > gpus or cpu > cpus):
             raise ValueError(f"a trial needs {cpu:g} CPU(s) and {gpu:g} GPU(s); this machine has {cpus:g} and {gpus:g} "
                              f"(see --cpus-per-trial / --gpus-per-trial)")
