@@ -53,7 +53,7 @@ def test_a_finished_record_is_kept_without_resume_and_replaced_with_overwrite(tm
     assert only_record(results)[1].finished_at == first.finished_at and path.read_text() == json.dumps(
         json.loads(path.read_text()), indent=2, sort_keys=True) + "\n"
     assert main([*TINY, "--results-dir", str(results), "--overwrite"]) == 0
-    assert "kept" not in capsys.readouterr().out
+    assert f"kept {path}" not in capsys.readouterr().out
     assert main([*TINY, "--results-dir", str(results), "--overwrite", "--resume"]) == 2
 
 
@@ -87,7 +87,8 @@ def test_a_board_remembers_its_options(tmp_path):
     assert stored["baseline"] == "amsoftmax" and stored["formats"] == ["csv", "md"]
     long = (tmp_path / "leaderboards" / "digits.long.csv").read_bytes()
     assert b"amsoftmax [" in long  # the baseline column is filled
-    (tmp_path / "leaderboards" / "digits.long.csv").unlink()
+    for suffix in (".long.csv", ".tex"):
+        (tmp_path / "leaderboards" / f"digits{suffix}").unlink()
     assert main(["leaderboard", "--results-dir", str(tmp_path)]) == 0  # plain: the stored options
     assert (tmp_path / "leaderboards" / "digits.long.csv").read_bytes() == long
     assert not (tmp_path / "leaderboards" / "digits.tex").exists()
