@@ -74,14 +74,6 @@ def hardware(device: torch.device | None) -> dict[str, object]:
     }
 
 
-def hardware_label(hardware: dict[str, object] | None) -> str:
-    """One line naming a record's hardware (``not recorded`` for records older than the field)."""
-    if not hardware:
-        return "not recorded"
-    where = f"{hardware['gpu']} (CUDA {hardware['cuda']}, cuDNN {hardware['cudnn']}) on " if hardware.get("gpu") else ""
-    return f"{where}{hardware['cpu']} ({hardware['isa']}), {hardware['threads']} threads"
-
-
 def environment_fingerprint(device: torch.device | None) -> dict[str, object]:
     """Commit, library versions, device, hardware and host of the process that ran a trial."""
     return {"git_commit": git_commit(), "versions": package_versions(), "device": device_name(device),
