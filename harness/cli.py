@@ -10,6 +10,7 @@ import sys
 
 from harness.commands import COMMANDS
 from harness.plugins.data import DatasetFormatError
+from harness.core.environment import git_commit
 from harness.core.registry import UnknownNameError, import_plugins
 
 
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import_plugins(requested_plugins(argv))
         args = build_parser().parse_args(argv)
+        git_commit()  # the harness commit (and whether the checkout is dirty) is decided once, as the command starts
         return int(args.func(args) or 0)
     # OSError: a missing, unreadable or unwritable file (read-only folder, full disk), named in its message
     except (UnknownNameError, DatasetFormatError, ValueError, OSError) as error:

@@ -29,7 +29,7 @@ from harness.core.recipe import Recipe
 
 #: the valid values of the recipe fields a user may override (``--recipe-set``); their types are the defaults
 RECIPE_RANGES = {
-    "epochs": ">= 0", "batch_size": ">= 1", "samples_per_class": ">= 1", "image_size": ">= 1", "resize_size": ">= 1",
+    "epochs": ">= 1", "batch_size": ">= 1", "samples_per_class": ">= 1", "image_size": ">= 1", "resize_size": ">= 1",
     "lr_backbone": ">= 0", "lr_head": ">= 0", "lr_method": ">= 0", "weight_decay": ">= 0", "adam_eps": "> 0",
     "lr_decay_epochs": ">= 0", "lr_decay_gamma": "> 0", "warmup_epochs": ">= 0", "eval_batch_size": ">= 1",
 }
@@ -104,9 +104,10 @@ class ExperimentConfig(TrainingSetup):
     extra_metrics: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, **overrides: Any) -> "ExperimentConfig":
-        """The config of a YAML mapping of field names (``overrides`` win); a syntax error or a document
-        that is not a mapping raises ``ValueError`` naming the file and line."""
+    def from_yaml(cls, path: str | Path, defaults: dict[str, Any] | None = None,
+                  **overrides: Any) -> "ExperimentConfig":
+        """The config of a YAML mapping of field names (over ``defaults``; ``overrides`` win); a syntax error or
+        a document that is not a mapping raises ``ValueError`` naming the file and line."""
         try:
             data = yaml.safe_load(Path(path).read_text())
         except yaml.YAMLError as error:
@@ -121,7 +122,7 @@ class ExperimentConfig(TrainingSetup):
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
-        data.update({k: v for k, v in overrides.items() if v is not None})
+        data = {**(defaults or {}), **data, **{k: v for k, v in overrides.items() if v is not None}}
         return cls(**data)
 
     def recipe_for(self, method: str) -> Recipe:

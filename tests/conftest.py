@@ -10,6 +10,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_OMNIGLOT = REPO.parent / "shared" / "data" / "omniglot"
 
 
+@pytest.fixture(autouse=True)
+def user_results_folder(tmp_path_factory, monkeypatch) -> Path:
+    """A test's default results folder (``$DMLBENCH_RESULTS``): never the user's, never the committed one."""
+    folder = tmp_path_factory.mktemp("user-results")
+    monkeypatch.setenv("DMLBENCH_RESULTS", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def omniglot_root() -> Path:
     if not (SHARED_OMNIGLOT / "images_background").is_dir():

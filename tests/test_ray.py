@@ -240,3 +240,17 @@ def test_concurrent_trials_share_a_quarter_of_their_node_for_decoded_images(tmp_
     WorkerSetup(cwd=str(tmp_path), sys_path=(), plugins=(), cpus=1, gpus=0.25, max_concurrent=None,
                 resume=False).apply()
     assert images.DECODED_CACHES.budget == gib                   # 4 GiB of the node, over 4 trials
+
+
+def test_one_command_gives_the_same_metrics_with_either_executor_by_default(tmp_path, ray_session):
+    """Issue 20 item 5: the executors default to the same threads per trial (1 without GPUs), so a command
+    without --cpus-per-trial gives identical metrics with --executor local and --executor ray."""
+    from harness.core.store import TrialStore
+
+    args = ["run", "--dataset", "digits", "--epochs", "1", "--no-progress", "--methods", "amsoftmax"]
+    metrics = {}
+    for executor in ("local", "ray"):
+        assert main([*args, "--executor", executor, "--results-dir", str(tmp_path / executor)]) == 0
+        [(_, record)] = list(TrialStore(tmp_path / executor).records())
+        metrics[executor] = (record.metrics, record.environment["hardware"]["threads"])
+    assert metrics["local"] == metrics["ray"] and metrics["local"][1] == 1

@@ -11,6 +11,7 @@ import sys
 import time
 from collections import defaultdict
 
+from harness.commands import locations
 from harness.commands.options import (add_executor_options, add_experiment_options, check_executor_options, comma_list,
                                       experiment_from_args, make_executor)
 from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric
@@ -78,7 +79,7 @@ def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
 
 def benchmark(args: argparse.Namespace) -> int:
     manifest = manifest_from_args(args)
-    results_dir = args.results_dir or "results"
+    results_dir = locations.results_dir(args.results_dir)
     run = Benchmark(manifest, TrialStore(results_dir), device=args.device or "auto", num_workers=args.num_workers or 0)
     run.check()
     run.write_manifest(args.resume)

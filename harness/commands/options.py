@@ -6,8 +6,10 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from harness.core.config import TrialConfig
+from harness.commands.locations import results_dir
 from harness.experiment import ExperimentConfig, check_device
+from harness.core.config import TrialConfig
+from harness.core.protocol import protocol_differences
 from harness.core.store import TrialStore
 from harness.scheduling.executor_registry import EXECUTORS, ExecutorOptions, create_executor
 from harness.scheduling.executors import Executor, trial_resources
@@ -16,18 +18,25 @@ from harness.core.hparams import parse_assignment, parse_value
 
 
 def comma_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """``"a, b"`` → ``["a", "b"]``; an empty item (``"a,,b"``, ``"a,"``) or an empty list is refused (it would
+    silently mean something else than what was typed)."""
+    items = [t.strip() for t in text.split(",")]
+    if not any(items):
+        raise argparse.ArgumentTypeError(f"expected at least one comma-separated item, got {text!r}")
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"expected comma-separated items without an empty one, got {text!r}")
+    return items
 
 
 def int_list(text: str) -> list[int]:
-    """``"0,1,2"`` → ``[0, 1, 2]``; an empty list is refused (it would silently mean the default)."""
-    try:
-        values = [int(t) for t in comma_list(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
+    """``"0,1,2"`` → ``[0, 1, 2]``; an empty list or item is refused (``"0,,1"``: a typo, not two seeds)."""
+    if not any(t.strip() for t in text.split(",")):
         raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
-    return values
+    try:
+        return [int(t) for t in comma_list(text)]
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers without an empty item, "
+                                         f"got {text!r}") from None
 
 
 def add_experiment_options(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +57,8 @@ def add_experiment_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, help="share of training classes held out for validation")
     parser.add_argument("--experiment", help="name of the results folder results/runs/<experiment> "
                                              "(default: the dataset name)")
-    parser.add_argument("--results-dir", help="results root (default: results)")
+    parser.add_argument("--results-dir", help="results root (default: $DMLBENCH_RESULTS, else "
+                                              "~/.local/share/dmlbench/results: outside the source tree)")
     parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     parser.add_argument("--num-workers", type=int, help="data-loading worker processes per trial")
     parser.add_argument("--no-save-model", action="store_true", help="do not save each trial's weights")
@@ -131,7 +141,7 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
         "methods": methods, "seeds": seeds, "dataset": args.dataset, "data_root": args.data_root,
         "backbone": args.backbone, "embedding_dim": args.embedding_dim, "pretrained": args.pretrained,
         "recipe": args.recipe, "val_fraction": args.val_fraction, "experiment": args.experiment,
-        "results_dir": args.results_dir, "device": args.device, "num_workers": args.num_workers,
+        "device": args.device, "num_workers": args.num_workers,
         **extra,
     }
     if recipe_overrides:
@@ -144,9 +154,11 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
     if args.extra_metrics:
         flags["extra_metrics"] = args.extra_metrics
     check_executor_options(args)
-    if args.config:
-        experiment = ExperimentConfig.from_yaml(args.config, **flags)
+    if args.config:  # the file's results_dir holds unless --results-dir is given
+        experiment = ExperimentConfig.from_yaml(args.config, defaults={"results_dir": results_dir(None)},
+                                                results_dir=args.results_dir, **flags)
     else:
+        flags["results_dir"] = results_dir(args.results_dir)
         experiment = ExperimentConfig(**{k: v for k, v in flags.items() if v is not None})
     if runs_here(args):
         check_device(experiment.device)
@@ -178,3 +190,37 @@ def check_executor_options(args: argparse.Namespace) -> None:
     if args.executor == "ray" and runs_here(args):
         trial_resources(float(os.cpu_count() or 1), float(cuda_device_count()), args.cpus_per_trial,
                         args.gpus_per_trial)
+def check_protocol(store: TrialStore, trials: list[TrialConfig]) -> None:
+    """Refuse (``ValueError``, one line) trials that would join an experiment whose finished leaderboard
+    trials ran under another protocol (:mod:`harness.core.protocol`): an experiment is one protocol."""
+    experiments = {t.experiment for t in trials if t.role == "final" and t.eval_split == "test"}
+    held = [r.config for e in sorted(experiments) for _, r in store.records(e)
+            if r.config.role == "final" and r.config.eval_split == "test"]
+    for trial in trials:
+        for old in held:
+            differ = protocol_differences(trial, old) if old.experiment == trial.experiment else []
+            if differ:
+                raise ValueError(
+                    f"experiment {trial.experiment} in {store.runs} holds {old.method} trials run under another "
+                    f"protocol than this run's {trial.method}: {', '.join(differ)}; give this run its own "
+                    f"--experiment (e.g. --experiment {trial.experiment}-{differ[0].split(' ')[0].replace('=', '')[:24]})")
+
+
+def add_rerun_options(p: argparse.ArgumentParser) -> None:
+    """``--resume`` and ``--overwrite``: what becomes of trials that already have records."""
+    p.add_argument("--resume", action="store_true", help="skip finished trials, continue interrupted ones")
+    p.add_argument("--overwrite", action="store_true",
+                   help="run trials that already have a finished record again, replacing it (default: keep it)")
+
+
+def keep_finished(trials: list[TrialConfig], store: TrialStore, args: argparse.Namespace) -> list[TrialConfig]:
+    """The trials to run. Without ``--resume`` or ``--overwrite``, a trial that already has a finished record
+    keeps it and is named in one line instead of being run again (``--resume`` skips it silently)."""
+    if args.resume and args.overwrite:
+        raise ValueError("--resume keeps finished records and --overwrite replaces them: give one")
+    if args.resume or args.overwrite:
+        return trials
+    kept = [t for t in trials if store.is_finished(t)]
+    for trial in kept:
+        print(f"kept {store.record_path(trial)}: finished already (--overwrite runs it again)")
+    return [t for t in trials if t not in kept]

@@ -5,8 +5,9 @@ import argparse
 import sys
 import time
 
-from harness.commands.options import (add_executor_options, add_experiment_options, comma_list, experiment_from_args,
-                                      int_list, make_executor, with_fault)
+from harness.commands.options import (add_executor_options, add_experiment_options, check_protocol, comma_list,
+                                      experiment_from_args, int_list, keep_finished, make_executor, with_fault,
+                                      add_rerun_options)
 from harness.commands.printing import print_leaderboard
 from harness.core.store import TrialStore
 
@@ -21,8 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int_list, help="comma-separated seeds (default: 0)")
     add_experiment_options(p)
     add_executor_options(p)
-    p.add_argument("--resume", action="store_true", help="skip finished trials, continue interrupted ones")
+    add_rerun_options(p)
     p.set_defaults(func=run)
+
 
 
 def run(args: argparse.Namespace) -> int:
@@ -31,10 +33,14 @@ def run(args: argparse.Namespace) -> int:
                                       seeds=args.seeds or ([0] if defaults else None))
     trials = with_fault(experiment.trials(), args)
     store = TrialStore(experiment.results_dir)
+    check_protocol(store, trials)
+    to_run = keep_finished(trials, store, args)
     store.check_writable()
     start = time.time()
-    with make_executor(args, experiment.results_dir) as executor:
-        records = executor.run(trials, resume=args.resume)
+    records = []
+    if to_run:
+        with make_executor(args, experiment.results_dir) as executor:
+            records = executor.run(to_run, resume=args.resume)
     print_leaderboard(store, trials, start)
     failed = [r for r in records if not r.ok]
     if failed:

@@ -7,7 +7,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from harness.commands.options import (add_executor_options, add_experiment_options, experiment_from_args,
+from harness.commands.options import (add_executor_options, add_experiment_options, check_protocol, experiment_from_args,
                                       make_executor, with_fault)
 from harness.commands.printing import print_leaderboard
 from harness.core.config import TrialConfig
@@ -62,6 +62,8 @@ def search(args: argparse.Namespace) -> int:
     check_validation_split(experiment)
     base = replace(experiment, eval_split="val", role="search", experiment=name, save_model=False).trials()[0]
     store = TrialStore(experiment.results_dir)
+    if args.final_seeds:  # its final trials join the experiment: under the experiment's protocol
+        check_protocol(store, experiment.trials())
 
     def final(params: dict[str, Any]) -> list[TrialConfig]:
         if not args.final_seeds:

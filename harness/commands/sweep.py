@@ -6,7 +6,7 @@ import time
 from dataclasses import replace
 
 from harness.commands.options import (add_executor_options, add_experiment_options, experiment_from_args, int_list,
-                                      make_executor, with_fault)
+                                      keep_finished, make_executor, with_fault, add_rerun_options)
 from harness.core.hparams import parse_assignment, parse_value
 from harness.core.store import TrialStore
 from harness.experiment import check_validation_split
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "choose a value: such records are marked role=sweep and kept out of leaderboards)")
     add_experiment_options(p)
     add_executor_options(p)
-    p.add_argument("--resume", action="store_true", help="skip finished trials, continue interrupted ones")
+    add_rerun_options(p)
     p.set_defaults(func=sweep)
 
 
@@ -57,10 +57,13 @@ def sweep(args: argparse.Namespace) -> int:
         experiment, hparams={**experiment.hparams, args.method: {**fixed, name: value}}).trials()]
     trials = with_fault(trials, args)
     store = TrialStore(experiment.results_dir)
+    to_run = keep_finished(trials, store, args)
     store.check_writable()
     start = time.time()
-    with make_executor(args, experiment.results_dir) as executor:
-        records = executor.run(trials, resume=args.resume)
+    records = [store.read_record(t) for t in trials if t not in to_run]  # kept: finished already
+    if to_run:
+        with make_executor(args, experiment.results_dir) as executor:
+            records += executor.run(to_run, resume=args.resume)
     print(f"sweep of {args.method}.{name}: {len(trials)} trials on the {split} classes in {time.time() - start:.0f} s")
     out = store.sweep_dir(trials[0].experiment) / f"{args.method}.{name}{'.test' if args.on_test else ''}.png"
     plotted = sensitivity_plot([(store.record_path(r.config), r) for r in records], args.method, name, out,

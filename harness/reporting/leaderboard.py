@@ -33,12 +33,14 @@ from harness.core.metrics import metric_label, metric_sort_key, metric_spec
 from harness.reporting.published import PUBLISHED_CSV, ROW_KEYS, load_published, published_rows
 from harness.core.store import TrialStore, atomic_write_text
 from harness.reporting import plots
+from harness.reporting.board_options import (FORMATS, STORED, Stored, load_options, published_option,
+                                             remember_options)
 from harness.reporting.stats import SIGNIFICANCE, paired_pvalue, ranks, summarize, welch_pvalue
-from harness.reporting.tables import GROUP_KEYS, full_group_label, group_label, metric_columns, records_frame
+from harness.reporting.tables import (GROUP_KEYS, full_group_label, group_label, metric_columns, recipe_labels,
+                                      records_frame)
 
 STAT_COLUMNS = ["n_seeds", "n_failed", "mean", "std", "ci_low", "ci_high", "rank",
                 "baseline", "p_welch", "p_paired", "n_paired"]
-FORMATS = ("csv", "md", "tex", "png", "pdf")
 #: how a measured row was selected: the model after the last epoch, scored once on the test classes
 MEASURED_SELECTION = "last epoch"
 FLOAT_FORMAT = "%.6g"
@@ -212,13 +214,14 @@ def wide_table(long: pd.DataFrame, style: Style = PLAIN) -> pd.DataFrame:
     p < SIGNIFICANCE against the baseline.
     """
     metrics = sorted(long["metric"].unique(), key=metric_sort_key)
+    recipes = recipe_labels(long)
     rows = []
     for key, group in long.groupby(GROUP_KEYS, sort=True):
         g = dict(zip(GROUP_KEYS, key))
         by_metric = group.set_index("metric")
         n_seeds, n_failed = int(by_metric["n_seeds"].max()), int(by_metric["n_failed"].iloc[0])
         row = {"Method": style.escape(group_label(g["method"], g["hparams"])), "Backbone": style.escape(g["backbone"]),
-               "Dim": str(g["embedding_dim"]), "Recipe": style.escape(f"{g['recipe']}:{g['recipe_hash']}"),
+               "Dim": str(g["embedding_dim"]), "Recipe": style.escape(recipes[(g["recipe"], g["recipe_hash"])]),
                "Seeds": f"{n_seeds}" + (f" ({n_failed} failed)" if n_failed else "")}
         row.update({metric_label(m): _cell(by_metric.loc[m], style) for m in metrics})
         rows.append(row)
@@ -264,9 +267,15 @@ def _notes(name: str, env: dict[str, Any], baseline: str | None, citations: list
                      "which favours the published figure over a last-epoch one; as quoted = another paper's "
                      "figure quoted in the cited table, selected as that paper did.")
         notes += [f"[{i}] {style.escape(c)}" for i, c in enumerate(citations, 1)]
+    hardware = env.get("hardware", {})
     notes.append(f"Environment (from the trial records; versions in {style.escape(name)}.env.json): "
                  f"harness commit(s) {style.escape(', '.join(env['git_commits']))}; "
-                 f"device(s) {style.escape(', '.join(env['devices']))}.")
+                 f"device(s) {style.escape(', '.join(env['devices']))}; "
+                 f"hardware {style.escape('; '.join(hardware) or 'not recorded')}.")
+    if env.get("mixed_hardware"):
+        notes.append(f"The seeds ran on {len(hardware)} different kinds of hardware (trials per kind in "
+                     f"{style.escape(name)}.env.json): the same trial can give different numbers on another "
+                     f"processor or thread count, so part of a difference between rows may be the hardware's.")
     return notes
 
 
@@ -316,8 +325,9 @@ def environment_summary(frame: pd.DataFrame) -> dict[str, Any]:
     def counts(column: str) -> dict[str, int]:
         return {str(k): int(v) for k, v in sorted(test[column].value_counts().items())}
 
+    hardware = counts("hardware")
     return {"n_trials": int(len(test)), "git_commits": counts("git_commit"), "devices": counts("device"),
-            "versions": versions}
+            "hardware": hardware, "mixed_hardware": len(hardware) > 1, "versions": versions}
 
 
 # ---- files --------------------------------------------------------------------------------------------------
@@ -371,8 +381,8 @@ def leaderboard_names(test: pd.DataFrame) -> dict[tuple[str, str], str]:
 
 
 def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, datasets: list[str] | None = None,
-                       baseline: str | None = None, formats: Iterable[str] = FORMATS,
-                       published_csv: str | Path | None = PUBLISHED_CSV,
+                       baseline: str | None | Stored = STORED, formats: Iterable[str] | Stored = STORED,
+                       published_csv: str | Path | None | Stored = STORED,
                        experiments: list[str] | None = None,
                        families: Mapping[str, str] | None = None) -> dict[str, Path]:
     """Recompute every experiment's leaderboard under ``out_dir`` (default ``<results>/leaderboards``).
@@ -381,30 +391,35 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
     given), named as :func:`leaderboard_names` says: ``<name>.csv`` (per-group
     ``<metric>_mean``/``_std``, ``n_seeds``, ``n_failed``), ``.long.csv``, ``.wide.csv`` (csv), ``.md``,
     ``.tex``, ``.recall_at_k`` and ``.recall_at_1`` figures (png, pdf), and always ``.env.json``.
-    Published rows come from ``published_csv`` (None: none). A record that carries no method family
-    (written before records did) takes its method's from ``families`` (the commands pass every registered
-    method's). Returns {file name: path} of the files written.
+    ``baseline``, ``formats`` and ``published_csv`` (None: no published rows) not given are the experiment's
+    stored options (:mod:`harness.reporting.board_options`); given ones are stored with it. A record that
+    carries no method family (written before records did) takes its method's from ``families`` (the commands
+    pass every registered method's). Returns {file name: path} of the files written.
     """
-    unknown = set(formats) - set(FORMATS)
-    if unknown:
-        raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}; valid: {', '.join(FORMATS)}")
+    given = {"baseline": baseline, "formats": formats, "published": published_option(published_csv)}
     out_dir = Path(out_dir) if out_dir else store.leaderboard_dir
     frame = load_records(store, families)
     test = leaderboard_rows(frame)
     chosen = {key: name for key, name in leaderboard_names(test).items()
               if (not experiments or key[0] in experiments) and (not datasets or key[1] in datasets)}
-    if baseline and chosen:
+    options = {e: load_options(store, e).given(**given) for e in sorted({e for e, _ in chosen})}
+    if isinstance(baseline, str) and chosen:
         mine = test[[key in chosen for key in zip(test["experiment"], test["dataset"])]]
         if baseline not in set(mine["method"]):
             raise ValueError(f"baseline method {baseline!r} has no test-split trials in "
                              f"{', '.join(sorted(set(chosen.values())))}")
-    published = load_published(published_csv) if published_csv else None
+    published = {e: load_published(o.published_csv) if o.published_csv else None for e, o in options.items()}
     written: dict[str, Path] = {}
     for (experiment, dataset), name in chosen.items():
         part = frame[(frame["experiment"] == experiment) & (frame["dataset"] == dataset)]
-        written.update(write_leaderboard(part, dataset, out_dir, baseline, formats, published, name=name))
+        board = options[experiment]
+        written.update(write_leaderboard(part, dataset, out_dir, board.baseline, board.formats, published[experiment],
+                                         name=name))
     for experiment in sorted({experiment for experiment, _ in chosen}):
         remove_stale_boards(out_dir, experiment, leaderboard_names(test))
+    if any(value is not STORED for value in given.values()):
+        for experiment, board in options.items():
+            remember_options(store, experiment, board)
     return written
 
 

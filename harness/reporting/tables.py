@@ -15,8 +15,8 @@ from harness.core.metrics import metric_sort_key
 from harness.core.record import TrialRecord
 
 GROUP_KEYS = ["dataset", "method", "backbone", "embedding_dim", "recipe", "recipe_hash", "hparams"]
-TRIAL_COLUMNS = ["experiment", "trial_id", *GROUP_KEYS, "family", "recipe_fields", "seed", "eval_split", "role", "status", "finished_at",
-                 "git_commit", "device", "versions", "path"]
+TRIAL_COLUMNS = ["experiment", "trial_id", *GROUP_KEYS, "family", "recipe_fields", "seed", "eval_split", "role", "status",
+                 "finished_at", "git_commit", "device", "hardware", "versions", "path"]
 
 
 def _json(value: Any) -> str:
@@ -34,9 +34,18 @@ def _trial_row(path: Path | str, record: TrialRecord, families: Mapping[str, str
         "recipe_fields": _json({k: v for k, v in cfg.recipe.items() if k != "name"}),
         "seed": int(cfg.seed), "eval_split": cfg.eval_split, "role": cfg.role, "status": record.status,
         "finished_at": record.finished_at, "git_commit": str(env.get("git_commit", "unknown")),
-        "device": str(env.get("device", "unknown")), "versions": _json(env.get("versions") or {}),
+        "device": str(env.get("device", "unknown")), "hardware": hardware_label(env.get("hardware")),
+        "versions": _json(env.get("versions") or {}),
         "path": str(path), **record.metrics,
     }
+
+
+def hardware_label(hardware: dict[str, Any] | None) -> str:
+    """One line naming the hardware a record ran on (``not recorded`` for records older than the field)."""
+    if not hardware:
+        return "not recorded"
+    gpu = f"{hardware['gpu']} (CUDA {hardware['cuda']}, cuDNN {hardware['cudnn']}) on " if hardware.get("gpu") else ""
+    return f"{gpu}{hardware['cpu']} ({hardware['isa']}), {hardware['threads']} threads"
 
 
 def records_frame(records: Iterable[tuple[Path | str, TrialRecord]],
@@ -78,3 +87,29 @@ def full_group_label(key: tuple) -> str:
     g = dict(zip(GROUP_KEYS, key))
     setup = f"{g['backbone']}, {g['embedding_dim']}-d, {g['recipe']}:{g['recipe_hash']}"
     return f"{group_label(g['method'], g['hparams'])} [{setup}]"
+
+
+def _same(a: Any, b: Any) -> bool:
+    missing = pd.isna(a) if not isinstance(a, (list, dict)) else False
+    return bool(missing and pd.isna(b)) if missing else a == b
+
+
+def _value_text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def recipe_labels(long: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """``name:hash`` per recipe of a long table and, where one recipe name comes with several hashes, the fields
+    in which each differs from the name's most used one, in words: ``cpu:7c34188a (epochs=2)``."""
+    fields = sorted(c for c in long.columns if c.startswith("recipe."))
+    groups = long.drop_duplicates(GROUP_KEYS)
+    labels = {}
+    for name, part in groups.groupby("recipe", sort=True):
+        counts = part["recipe_hash"].value_counts()
+        reference = part[part["recipe_hash"] == min(counts.index, key=lambda h: (-counts[h], h))].iloc[0]
+        for _, row in part.drop_duplicates("recipe_hash").iterrows():
+            differ = [f"{c.removeprefix('recipe.')}={_value_text(row[c])}" for c in fields
+                      if not _same(row[c], reference[c])]
+            labels[(name, row["recipe_hash"])] = f"{name}:{row['recipe_hash']}" + (
+                f" ({', '.join(differ)})" if differ else "")
+    return labels

@@ -14,10 +14,14 @@ machine or cluster.Both are registered in :mod:`harness.scheduling.executor_regi
 from __future__ import annotations
 
 import math
+import os
 import sys
 from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
+import torch
+
 from harness.core.config import TrialConfig
+from harness.core.environment import git_commit
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore
 from harness.engine.trial import execute_trial
@@ -28,9 +32,20 @@ OnEpoch = Callable[[TrialConfig, dict[str, Any]], "bool | None"]
 OnRecord = Callable[[TrialRecord], None]
 
 
+def default_cpus_per_trial(cpus: float, gpus: float, gpus_per_trial: float) -> float:
+    """A trial's CPUs (and torch threads) when none are asked for, the same for every executor so that one
+    command gives the same numbers with either: the CPUs shared evenly between the GPUs for GPU trials,
+    else 1 (one trial per core)."""
+    return max(1.0, math.floor(cpus * gpus_per_trial / gpus)) if gpus_per_trial and gpus else 1.0
+
+
 def deliver(record: TrialRecord, on_record: OnRecord | None, listeners: Sequence[TrialListener] = ()) -> TrialRecord:
     """Write a finished trial's record, tell the listeners and hand it on. A record that cannot be
-    written (read-only folder, full disk) is reported on stderr; the other trials go on."""
+    written (read-only folder, full disk) is reported on stderr; the other trials go on. The record's
+    harness commit is the driver's, decided once when the command started (a worker's checkout may have
+    changed since)."""
+    if record.environment:
+        record.environment["git_commit"] = git_commit()
     store = TrialStore(record.config.results_dir)
     try:
         store.write_record(record)
@@ -68,7 +83,7 @@ def trial_resources(cpus: float, gpus: float, cpus_per_trial: float | None, gpus
     where there are GPUs (else none), and the CPUs shared evenly between the GPUs (else one). With ``check``,
     a trial that needs more than there is raises ``ValueError`` naming the flags."""
     gpu = gpus_per_trial if gpus_per_trial is not None else (1.0 if gpus else 0.0)
-    cpu = cpus_per_trial or (max(1.0, math.floor(cpus * gpu / gpus)) if gpu and gpus else 1.0)
+    cpu = cpus_per_trial or default_cpus_per_trial(cpus, gpus, gpu)
     if check and (gpu > gpus or cpu > cpus):
         raise ValueError(f"a trial needs {cpu:g} CPU(s) and {gpu:g} GPU(s); this machine has {cpus:g} and {gpus:g} "
                          f"(see --cpus-per-trial / --gpus-per-trial)")
@@ -89,13 +104,15 @@ class Executor(Protocol):
 
 class LocalExecutor:
     """Runs trials one after another in this process. ``progress`` shows a progress bar per epoch
-    (off when a listener draws a live table)."""
+    (off when a listener draws a live table). ``cpus_per_trial`` sets torch's threads (default: as the Ray
+    executor, :func:`default_cpus_per_trial`)."""
 
     def __init__(self, progress: bool = True, cpus_per_trial: int | None = None,
                  listeners: Sequence[TrialListener] | None = None):
         self.listeners = list(listeners) if listeners is not None else [TrialBoard()]
         self.progress = progress and not any(getattr(x, "live_mode", False) for x in self.listeners)
-        self.cpus_per_trial = cpus_per_trial
+        gpus = torch.cuda.device_count()
+        self.cpus_per_trial = cpus_per_trial or int(default_cpus_per_trial(os.cpu_count() or 1, gpus, 1.0 if gpus else 0.0))
 
     def __enter__(self) -> "LocalExecutor":
         return self

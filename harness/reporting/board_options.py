@@ -1,0 +1,99 @@
+"""A leaderboard's own options (baseline, formats, published rows), stored with its experiment.
+
+``runs/<experiment>/leaderboard.json`` remembers how the experiment's leaderboard was made, so that a plain
+``python -m harness leaderboard`` rewrites it the same way (byte for byte), and a ``run`` that adds trials
+to the experiment keeps its significance marks. Options given explicitly (``--baseline``, ``--format``,
+``--published``/``--no-published``, a benchmark's manifest) are used and stored; the others come from the
+file, else the defaults.
+"""
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from harness.core.store import TrialStore, atomic_write_text
+from harness.reporting.published import PUBLISHED_CSV
+
+FORMATS = ("csv", "md", "tex", "png", "pdf")
+#: the ``published`` value meaning the packaged table of published figures
+PACKAGED = "packaged"
+
+
+class Stored(enum.Enum):
+    """The value of an option not given: whatever the experiment stored, else the default."""
+
+    STORED = "stored"
+
+
+STORED = Stored.STORED
+
+
+@dataclass(frozen=True)
+class BoardOptions:
+    """``baseline``: the method every group is tested against (None: no tests); ``formats``: the files written
+    besides ``.env.json``; ``published``: :data:`PACKAGED`, a CSV path, or None (no published rows)."""
+
+    baseline: str | None = None
+    formats: tuple[str, ...] = FORMATS
+    published: str | None = PACKAGED
+
+    def __post_init__(self) -> None:
+        if self.baseline is not None and not isinstance(self.baseline, str):
+            raise ValueError(f"baseline must be a method name or null, got {self.baseline!r}")
+        if not isinstance(self.formats, tuple) or not all(isinstance(f, str) for f in self.formats):
+            raise ValueError(f"formats must be a list of names, got {self.formats!r}")
+        unknown = sorted(set(self.formats) - set(FORMATS))
+        if unknown:
+            raise ValueError(f"unknown format(s) {', '.join(unknown)}; valid: {', '.join(FORMATS)}")
+        if self.published is not None and not isinstance(self.published, str):
+            raise ValueError(f"published must be {PACKAGED!r}, a CSV path or null, got {self.published!r}")
+
+    @property
+    def published_csv(self) -> Path | None:
+        if self.published is None:
+            return None
+        return PUBLISHED_CSV if self.published == PACKAGED else Path(self.published)
+
+    def given(self, **options: Any) -> "BoardOptions":
+        """These options with the ones given (not :data:`STORED`) replaced."""
+        chosen = {k: tuple(v) if k == "formats" else v for k, v in options.items() if v is not STORED}
+        return replace(self, **chosen)
+
+
+def published_option(csv: str | Path | None | Stored) -> str | None | Stored:
+    """How ``published`` is stored: :data:`PACKAGED` for the packaged table, else the CSV's path (None: none)."""
+    if csv is None or csv is STORED:
+        return csv
+    return PACKAGED if Path(csv).resolve() == PUBLISHED_CSV.resolve() else str(csv)
+
+
+def options_path(store: TrialStore, experiment: str) -> Path:
+    return store.runs / experiment / "leaderboard.json"
+
+
+def load_options(store: TrialStore, experiment: str) -> BoardOptions:
+    """The options stored with ``experiment`` (the defaults where it stores none); ``ValueError`` naming the
+    file if it is not a valid options file."""
+    path = options_path(store, experiment)
+    if not path.is_file():
+        return BoardOptions()
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        if isinstance(data.get("formats"), list):
+            data["formats"] = tuple(data["formats"])
+        return BoardOptions(**data)
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(f"{path}: not a leaderboard options file ({error})") from None
+
+
+def remember_options(store: TrialStore, experiment: str, options: BoardOptions) -> None:
+    """Store ``options`` with ``experiment`` (the file is rewritten only when they change)."""
+    path = options_path(store, experiment)
+    text = json.dumps({**asdict(options), "formats": list(options.formats)}, indent=2, sort_keys=True) + "\n"
+    if not path.is_file() or path.read_text() != text:
+        atomic_write_text(path, text)
