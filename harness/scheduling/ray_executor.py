@@ -274,6 +274,14 @@ class RayExecutor:
                              f"(see --cpus-per-trial / --gpus-per-trial)")
         return cpu, gpu
 
+    @staticmethod
+    def slots(cpu: float, gpu: float) -> int:
+        """Trials of ``cpu`` CPUs and ``gpu`` GPUs the whole cluster runs at once: Tune starts that many
+        at once (left unbounded, it would start one trial's worker at a time when trials come from a
+        searcher, and give the next trial to the first worker that is free)."""
+        cpus, gpus, _ = ray_compat.cluster_resources()
+        return trials_per_node(cpus, gpus, cpu, gpu, None)
+
     def run(self, trials: Iterable[TrialConfig], *, resume: bool = False, on_epoch: OnEpoch | None = None,
             on_record: OnRecord | None = None) -> list[TrialRecord]:
         cpu, gpu = self.resources()
@@ -293,7 +301,7 @@ class RayExecutor:
         try:
             ray_compat.fit(tune_trial, {"cpu": cpu, "gpu": gpu}, name=run_name, storage=storage,
                            trainable_kwargs={"setup": setup}, search_alg=feeder, stopper=pruner, num_samples=-1,
-                           max_concurrent=self.max_concurrent, max_failures=self.max_failures, callbacks=[collector],
+                           max_concurrent=self.max_concurrent or self.slots(cpu, gpu), max_failures=self.max_failures, callbacks=[collector],
                            trial_dirname=lambda config: trial_of(config).trial_id)
         finally:
             ray_compat.delete_experiment(storage, run_name)
