@@ -137,3 +137,35 @@ def test_a_trial_whose_node_is_lost_restarts_on_another_node_from_its_checkpoint
     ((_, local),) = records(tmp_path / "local")
     assert record["metrics"] == local["metrics"]
     made.add_node(num_cpus=1, node_ip_address="127.0.0.1")  # the module's cluster keeps two workers
+
+
+FAKE = """#!/bin/bash
+echo "{name} $*" >> "$CALLS"
+{body}
+"""
+
+
+def test_the_slurm_script_starts_a_head_then_workers_then_the_command_against_the_head(tmp_path):
+    """benchmarks/slurm_ray.sbatch with fake ``scontrol``, ``srun`` and python on PATH that record their
+    arguments: the head on the first node, one worker per other node joining it, the command last."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fakes = {"scontrol": 'printf "gpu01\\ngpu02\\ngpu03\\n"',
+             "srun": 'case "$*" in *hostname*) echo "10.1.2.3 fe80::1";; esac',
+             "python": ""}
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(FAKE.format(name=name, body=body))
+        (bin_dir / name).chmod(0o755)
+    env = os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls"),
+                        "SLURM_JOB_NODELIST": "gpu[01-03]", "SLURM_CPUS_PER_TASK": "8", "SLURM_GPUS_PER_NODE": "a100:4",
+                        "RAY_HEAD_WAIT_S": "0", "RAY_WORKER_WAIT_S": "0", "PYTHON": "python"}
+    subprocess.run(["bash", str(REPO / "benchmarks" / "slurm_ray.sbatch"), "run", "--methods", "ms"], env=env,
+                   check=True, timeout=60)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0] == "scontrol show hostnames gpu[01-03]"
+    assert calls[1] == "srun --nodes=1 --ntasks=1 -w gpu01 hostname --ip-address"
+    srun_starts = sorted((c for c in calls if c.startswith("srun") and "start" in c), key=lambda c: c.split()[4])
+    assert [c.split()[4] for c in srun_starts] == ["gpu01", "gpu02", "gpu03"]
+    assert "--head --node-ip-address=10.1.2.3 --port=6379 --num-cpus=8 --num-gpus=4 --block" in srun_starts[0]
+    assert all("--address=10.1.2.3:6379 --num-cpus=8 --num-gpus=4 --block" in c for c in srun_starts[1:])
+    assert calls[-1] == "python -m harness run --methods ms --address 10.1.2.3:6379"
