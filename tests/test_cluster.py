@@ -169,3 +169,34 @@ def test_the_slurm_script_starts_a_head_then_workers_then_the_command_against_th
     assert "--head --node-ip-address=10.1.2.3 --port=6379 --num-cpus=8 --num-gpus=4 --block" in srun_starts[0]
     assert all("--address=10.1.2.3:6379 --num-cpus=8 --num-gpus=4 --block" in c for c in srun_starts[1:])
     assert calls[-1] == "python -m harness run --methods ms --address 10.1.2.3:6379"
+
+
+def small_cluster() -> Cluster:
+    with ray_compat.loopback_only():
+        made = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                             "include_dashboard": False})
+        made.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    made.wait_for_nodes()
+    return made
+
+
+def test_after_the_head_node_is_lost_resume_loses_nothing(tmp_path):
+    """The driver's head node killed mid-trial: the driver exits (Ray ends it); against a new cluster,
+    --resume continues the trial from its epoch checkpoint, which was on the driver's disk."""
+    args = ["run", "--methods", "ms", "--seeds", "0", "--epochs", "3", *TINY, "--results-dir", str(tmp_path)]
+    first = small_cluster()
+    child = harness(args, first.address)
+    deadline = time.time() + 400
+    while not list(tmp_path.glob("runs/*/*/checkpoint.pt")):
+        assert child.poll() is None and time.time() < deadline, child.communicate()[1][-3000:]
+        time.sleep(0.1)
+    first.shutdown()  # the head node (and with it the cluster) is gone
+    _, err = child.communicate(timeout=120)
+    assert child.returncode != 0
+    second = small_cluster()
+    try:
+        finished(harness([*args, "--resume"], second.address))
+    finally:
+        second.shutdown()
+    ((_, record),) = records(tmp_path)
+    assert record["status"] == "ok" and record["resumed_at_epoch"] >= 1

@@ -29,7 +29,6 @@ from harness.engine.trial import execute_trial
 from harness.plugins.data.images import DECODED_CACHE_BYTES, limit_decoded_cache
 from harness.core.store import atomic_write_text
 from harness.scheduling import ray_compat, trial_files
-from harness.scheduling.head_watch import watch_head
 from harness.scheduling.executors import OnEpoch, OnRecord, deliver, pending
 from harness.scheduling.progress import TrialBoard, TrialListener
 
@@ -249,17 +248,14 @@ class RayExecutor:
         self.listeners = list(listeners) if listeners is not None else [TrialBoard()]
         self.dashboard = dashboard
         self._started = False
-        self._head_watch: Any = None
 
     def __enter__(self) -> "RayExecutor":
         self._started = ray_compat.init(self.address, dashboard=self.dashboard)
-        self._head_watch = watch_head(ray_compat.address())
         return self
 
     def __exit__(self, *exc: Any) -> None:
         for listener in self.listeners:
             listener.close()
-        self._head_watch.set()
         if self._started:
             ray_compat.shutdown()
             self._started = False
