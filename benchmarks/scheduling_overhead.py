@@ -38,6 +38,12 @@ sessions:
                             overhead 1.24 s per trial = worker start 7.30 s once + 0.03 s per further trial;
                             two at a time 1.66x
 
+``--cluster-trials 24 --nodes 3 --node-cpus 2 --epochs 1`` on 800 Omniglot drawings (5 characters of
+each background alphabet), same machine, 2026-12-04, load average 4.8 (another engineer's jobs and a
+test run beside it): local 14.4 s (0.01 s per trial outside the trials), the simulated cluster 51.9 s
+(9.03 s per trial outside the trials, wall time x 6 slots: six worker starts and six trials at once on
+two cores); overhead over local 9.02 s per trial; trials per node 9 8 7 (most / fewest 1.29x).
+
 The worker start is almost all imports a trial needs in a fresh process (``import
 harness.scheduling.ray_executor`` alone: 6.7-8.7 s here; torch 1.6-2.4 s, torchvision 1.8-2.0 s of
 which torch._dynamo 1.6-1.7 s through ``torchvision.ops`` (timm imports it), scikit-learn 1.4-1.5 s

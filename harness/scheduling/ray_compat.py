@@ -66,10 +66,11 @@ def init(address: str | None = None, num_cpus: int | None = None, num_gpus: int 
     """Connect to Ray unless already connected; returns whether this call connected (so should shut down).
 
     With an ``address`` (or ``RAY_ADDRESS``; a cluster with token authentication also needs
-    ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``) it joins that cluster; otherwise it starts a local
-    instance bound to 127.0.0.1 with ``num_cpus``/``num_gpus`` (default: what this machine has), the
-    dashboard off unless asked (then on 127.0.0.1 too), workers' output kept in their log files under
-    ``/tmp/ray`` and only Ray's errors on the console, and a watcher that ends the processes this
+    ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``) it joins that cluster; otherwise it starts a new local
+    instance (never another Ray that runs on this machine) bound to 127.0.0.1 with ``num_cpus`` and
+    ``num_gpus`` (default: what this machine has), the dashboard off unless asked (then on 127.0.0.1
+    too), workers' output kept in their log files under ``/tmp/ray``, only Ray's errors on the
+    console, and a watcher that ends the processes this
     command started (Ray's included) when it ends, even by ``kill -9`` (:mod:`harness.scheduling.reaper`).
     """
     _quiet()
@@ -82,8 +83,8 @@ def init(address: str | None = None, num_cpus: int | None = None, num_gpus: int 
         return True
     start_reaper()
     with loopback_only():
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, _temp_dir=TEMP_DIR, _node_ip_address=LOCALHOST,
-                 dashboard_host=LOCALHOST, **common)
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, _temp_dir=TEMP_DIR,
+                 _node_ip_address=LOCALHOST, dashboard_host=LOCALHOST, **common)
     return True
 
 
