@@ -10,11 +10,18 @@ The same ``--trials`` Omniglot trials (``--method`` on ``../shared/data/omniglot
    torch, timm and the plugins, once per run and worker: Tune reuses it for the run's next trials,
    which also find the dataset and its decoded images cached) and what each further trial costs
    beyond its own time;
-3. by the Ray executor, two at a time on two CPUs: the speed-up over 2, end to end.
+3. by the Ray executor, two at a time on two CPUs: the speed-up over 2, end to end;
+4. with ``--cluster-trials N``: N trials on a simulated cluster (Ray's ``cluster_utils.Cluster`` on the
+   loopback, ``--nodes`` worker nodes of ``--node-cpus`` CPUs each and a head without CPUs), after the
+   local executor ran the same N: each executor's time per trial outside the trials themselves
+   (wall time times the trials it runs at once, minus the trials' own time, over N) and how evenly
+   the nodes were used (trials per node, from each record's ``nodes``). On a machine with fewer
+   cores than the simulated cluster the trials slow each other, which the trials' own time absorbs.
 
 Every figure comes with the load average (other jobs on the machine slow every row).
 
     python benchmarks/scheduling_overhead.py [--trials 2] [--epochs 3] [--method ms]
+    python benchmarks/scheduling_overhead.py --cluster-trials 24 --nodes 3 --node-cpus 2 --epochs 1
 
 Measured on the idle 2-core CPU machine (load average 0.3-1.7, no other job), 2026-11-24, in two
 sessions:
@@ -30,6 +37,12 @@ sessions:
     --trials 6 --epochs 3   local 69.5 s, Ray one at a time 76.9 s, two at a time 46.5 s (ray.init 3.0 s apart)
                             overhead 1.24 s per trial = worker start 7.30 s once + 0.03 s per further trial;
                             two at a time 1.66x
+
+``--cluster-trials 24 --nodes 3 --node-cpus 2 --epochs 1`` on 800 Omniglot drawings (5 characters of
+each background alphabet), same machine, 2026-12-04, load average 4.8 (another engineer's jobs and a
+test run beside it): local 14.4 s (0.01 s per trial outside the trials), the simulated cluster 51.9 s
+(9.03 s per trial outside the trials, wall time x 6 slots: six worker starts and six trials at once on
+two cores); overhead over local 9.02 s per trial; trials per node 9 8 7 (most / fewest 1.29x).
 
 The worker start is almost all imports a trial needs in a fresh process (``import
 harness.scheduling.ray_executor`` alone: 6.7-8.7 s here; torch 1.6-2.4 s, torchvision 1.8-2.0 s of
@@ -55,6 +68,8 @@ from typing import Callable
 from harness.core.config import TrialConfig
 from harness.core.record import TrialRecord
 from harness.experiment import ExperimentConfig
+from collections import Counter
+
 from harness.scheduling import ray_compat
 from harness.scheduling.executors import LocalExecutor
 from harness.scheduling.ray_executor import RayExecutor
@@ -91,15 +106,52 @@ def trial_seconds(records: list[TrialRecord]) -> float:
     return sum(r.wall_time_s for r in records)
 
 
+def cluster_part(args: argparse.Namespace, results: str) -> None:
+    """Part 4: local executor against a simulated cluster on the same trials."""
+    from ray.cluster_utils import Cluster
+
+    def batch(tag: str) -> list[TrialConfig]:
+        return trials(args.method, args.cluster_trials, args.epochs, args.data_root, results, tag)
+
+    local = LocalExecutor(progress=False, cpus_per_trial=1, listeners=[])
+    t_local, rec_local, _ = timed(lambda: local.run(batch("cluster-local")))
+    with ray_compat.loopback_only():
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                                "include_dashboard": False})
+        for _ in range(args.nodes):
+            cluster.add_node(num_cpus=args.node_cpus, node_ip_address="127.0.0.1")
+    cluster.wait_for_nodes()
+    try:
+        with RayExecutor(results, cpus_per_trial=1, address=cluster.address, listeners=[]) as executor:
+            t_ray, rec_ray, load = timed(lambda: executor.run(batch("cluster-ray")))
+    finally:
+        cluster.shutdown()
+    n, slots = args.cluster_trials, args.nodes * args.node_cpus
+    per_node = Counter(r.nodes[0]["node_id"] for r in rec_ray)
+    counts = sorted(per_node.values(), reverse=True) + [0] * (args.nodes - len(per_node))
+    print(f"\n{n} trials on a simulated cluster of {args.nodes} nodes x {args.node_cpus} CPUs (load {load:.1f})")
+    print(f"  local executor                 {t_local:7.1f} s  outside the trials {(t_local - trial_seconds(rec_local)) / n:6.2f} s per trial")
+    print(f"  Ray on the cluster             {t_ray:7.1f} s  outside the trials {(t_ray * slots - trial_seconds(rec_ray)) / n:6.2f} s per trial "
+          f"(wall x {slots} slots)")
+    print(f"  overhead per trial over local  {((t_ray * slots - trial_seconds(rec_ray)) - (t_local - trial_seconds(rec_local))) / n:7.2f} s")
+    print(f"  trials per node                {' '.join(map(str, counts))}  (most / fewest {counts[0] / max(counts[-1], 1):.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=2, help="trials per run (default 2)")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of each trial (default 3)")
     parser.add_argument("--method", default="ms")
     parser.add_argument("--data-root", default="../shared/data/omniglot", help="Omniglot, original layout")
+    parser.add_argument("--cluster-trials", type=int, help="run only part 4 with this many trials")
+    parser.add_argument("--nodes", type=int, default=3, help="worker nodes of the simulated cluster (default 3)")
+    parser.add_argument("--node-cpus", type=int, default=2, help="CPUs of each simulated node (default 2)")
     args = parser.parse_args()
     results = tempfile.mkdtemp(prefix="dmlbench-bench-")
     print(f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at start; results in {results}")
+    if args.cluster_trials:
+        cluster_part(args, results)
+        return
 
     def batch(tag: str) -> list[TrialConfig]:  # a fresh experiment name: no run reuses another's records
         return trials(args.method, args.trials, args.epochs, args.data_root, results, tag)

@@ -77,6 +77,14 @@ def test_scheduling_overhead(small_omniglot):
     assert re.search(r"two at a time vs one at a time +\d\.\d\dx", out)
 
 
+def test_scheduling_overhead_on_a_simulated_cluster(small_omniglot):
+    out = run_script("scheduling_overhead.py", "--data-root", str(small_omniglot), "--cluster-trials", "6",
+                     "--nodes", "3", "--node-cpus", "1", "--epochs", "1")
+    assert re.search(r"overhead per trial over local +-?\d+\.\d\d s", out)
+    counts = re.search(r"trials per node +(\d+) (\d+) (\d+) +\(most / fewest \d+\.\d\dx\)", out)
+    assert counts and sum(map(int, counts.groups())) == 6 and int(counts.group(2)) > 0  # at least two nodes used
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the script would run in full")
 def test_gpu_without_a_gpu_skips_in_one_line():
     assert run_script("gpu.py", timeout=120).strip().splitlines() == ["no GPU: skipped (benchmarks/gpu.py needs CUDA)"]

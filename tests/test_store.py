@@ -90,7 +90,7 @@ def test_checkpoints_hold_tensors_and_plain_types_only(tmp_path):
     trial = digits_trial(tmp_path, epochs=2)
     execute_trial(replace(trial, fail_at_epoch=2), progress=False)
     state = torch.load(TrialStore(tmp_path).checkpoint_path(trial), weights_only=True)  # raises on anything else
-    assert set(state) == {"trainer", "rng", "loader", "history", "elapsed_s"}
+    assert set(state) == {"trainer", "rng", "loader", "history", "elapsed_s", "nodes"}
     assert state["trainer"]["epoch"] == 1 and len(state["loader"]["sampler_labels"]) == 5
 
 

@@ -96,9 +96,8 @@ def add_executor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: no cap)")
     parser.add_argument("--address", help="join this Ray cluster ('auto', or host:port; default RAY_ADDRESS, "
                                           "else start Ray on this machine)")
-    parser.add_argument("--storage", help="Ray Tune's storage for trial checkpoints: a folder (shared by every "
-                                          "node of a multi-node cluster) or URI such as s3://bucket/path "
-                                          "(default <results-dir>/ray)")
+    parser.add_argument("--storage", help="Ray Tune's experiment state: a folder or URI such as s3://bucket/path "
+                                          "(default <results-dir>/ray; trial files never go there)")
     parser.add_argument("--max-failures", type=int, default=2,
                         help="restart a trial whose worker died this many times, from its last epoch (default 2)")
 

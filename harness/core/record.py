@@ -36,6 +36,8 @@ class TrialRecord:
     ``hparams_changed`` lists the hyperparameters that differ from the method's declared defaults
     (for row labels); ``config.hparams`` has them all. ``wall_time_s`` sums every attempt of the
     trial; ``resumed_at_epoch`` is the epoch its last attempt continued from (None: ran through).
+    ``nodes`` names the Ray node (``node_id``, ``host``) of each of its attempts, in order (empty
+    when it ran in the driver's process).
     ``evaluation`` says which implementations computed the metrics (kNN and k-means backends).
     """
 
@@ -46,6 +48,7 @@ class TrialRecord:
     history: list[dict[str, float]] = field(default_factory=list)
     wall_time_s: float = 0.0
     resumed_at_epoch: int | None = None
+    nodes: list[dict[str, str]] = field(default_factory=list)
     n_trainable_params: int | None = None
     hparams_changed: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, str] = field(default_factory=dict)

@@ -19,9 +19,10 @@
 Every file is written through a temporary file in the same folder and an atomic rename, with the
 permissions the umask gives (0644 under the usual 022), never 0600. Checkpoints and weights hold
 tensors and plain types only and are loaded with ``torch.load(weights_only=True)``: nothing in a
-results folder is unpickled. On a cluster, the worker writes a trial's checkpoint, weights and
-embeddings and the driver writes its record, both into the trial folder under ``--results-dir``
-(shared storage); the record's ``environment.host`` names the node that wrote the other files.
+results folder is unpickled. On a cluster, a trial's checkpoint, weights and embeddings are written
+by its worker (into ``--results-dir`` if its node sees it, else through the driver: see
+:mod:`harness.scheduling.trial_files`) and its record by the driver; the record's ``nodes`` name the
+Ray nodes its attempts ran on.
 """
 from __future__ import annotations
 
@@ -111,6 +112,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_binary(path: str | Path, write: Callable[[Any], None]) -> None:
     """``write(f)`` into a binary file object, landing at ``path`` atomically with the umask's permissions."""
     _atomic_write(Path(path), write, "wb")
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically with the umask's permissions."""
+    _atomic_write(Path(path), lambda f: f.write(data), "wb")
 
 
 def atomic_save_tensors(path: str | Path, obj: Any) -> None:
@@ -250,11 +254,11 @@ class TrialStore:
         atomic_save_tensors(path, state)
         return path
 
-    def load_checkpoint(self, config: TrialConfig, folder: str | Path | None = None) -> dict[str, Any] | None:
-        """The epoch checkpoint an interrupted trial left (in its folder, or in ``folder``: one Ray Tune
-        restored), else None. A truncated one is named in a warning, deleted, and None returned (the
-        trial starts again); one holding pickled code raises :class:`UnsafeFileError`."""
-        path = Path(folder) / CHECKPOINT_FILE if folder else self.checkpoint_path(config)
+    def load_checkpoint(self, config: TrialConfig) -> dict[str, Any] | None:
+        """The epoch checkpoint an interrupted trial left in its folder, else None. A truncated one is
+        named in a warning, deleted, and None returned (the trial starts again); one holding pickled
+        code raises :class:`UnsafeFileError`."""
+        path = self.checkpoint_path(config)
         if not path.exists():
             return None
         try:

@@ -125,12 +125,11 @@ def set_loader_state(loader: DataLoader, generator: torch.Generator, state: dict
 
 
 def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: EpochCallback | None = None,
-              restored: str | Path | None = None, resume: bool = False, progress: bool = True) -> TrialRecord:
+              resume: bool = False, progress: bool = True, node: dict[str, str] | None = None) -> TrialRecord:
     """Train and evaluate one trial; return its record (the driver writes it).
 
-    With ``resume`` the trial continues from the epoch checkpoint in its folder, if any; ``restored``
-    names a folder holding a checkpoint to continue from instead (one Ray Tune restored after a worker
-    died). Raises :class:`TrialFailed` (non-finite loss, injected fault), :class:`TrialPruned`, and lets
+    With ``resume`` the trial continues from the epoch checkpoint in its store, if any. ``node``
+    names where this attempt runs (a Ray node); the record lists the nodes of every attempt. Raises :class:`TrialFailed` (non-finite loss, injected fault), :class:`TrialPruned`, and lets
     other errors propagate; :func:`execute_trial` turns them into a failed or pruned record.
     """
     store = store or TrialStore(config.results_dir)
@@ -150,18 +149,19 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
     method.to(device)
 
     history: list[dict[str, Any]] = []
-    elapsed_before, resumed_at = 0.0, None
+    elapsed_before, resumed_at, nodes = 0.0, None, [node] if node else []
     if recipe.epochs:
         trainer = Trainer(model, method, recipe, device)
         train_tf = build_transform(recipe, splits.channels, getattr(model.backbone, "pretrained_cfg", None), train=True)
         loader = build_train_loader(ImageDataset(train_subset, train_tf, channels=splits.channels),
                                     train_subset.labels, recipe, cls.sampler, generator, config.num_workers, device)
-        state = store.load_checkpoint(config, restored) if (restored or resume) else None
+        state = store.load_checkpoint(config) if resume else None
         if state is not None:
             trainer.load_state_dict(state["trainer"])
             set_rng_state(state["rng"])
             set_loader_state(loader, generator, state["loader"])
             history, elapsed_before, resumed_at = state["history"], state["elapsed_s"], trainer.epoch
+            nodes = state.get("nodes", []) + nodes
         while trainer.epoch < recipe.epochs:
             if config.fail_at_epoch is not None and trainer.epoch + 1 >= config.fail_at_epoch:
                 raise TrialFailed(f"injected failure at epoch {trainer.epoch + 1} (fail_at_epoch)")
@@ -172,7 +172,7 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
             history.append(epoch_metrics)
             checkpoint = store.save_checkpoint(config, {
                 "trainer": trainer.state_dict(), "rng": rng_state(), "loader": loader_state(loader, generator),
-                "history": history, "elapsed_s": elapsed_before + time.time() - start})
+                "history": history, "elapsed_s": elapsed_before + time.time() - start, "nodes": nodes})
             if on_epoch is not None and on_epoch(epoch_metrics, checkpoint):
                 raise TrialPruned(f"pruned after epoch {trainer.epoch}")
 
@@ -184,7 +184,7 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
     defaults = {name: p.default for name, p in cls.hparams.items()}
     return TrialRecord(
         trial_id=config.trial_id, status="ok", config=config, metrics=metrics, history=history,
-        wall_time_s=elapsed_before + time.time() - start, resumed_at_epoch=resumed_at, n_trainable_params=n_params,
+        wall_time_s=elapsed_before + time.time() - start, resumed_at_epoch=resumed_at, nodes=nodes, n_trainable_params=n_params,
         hparams_changed={k: v for k, v in method.config.items() if k not in defaults or v != defaults[k]},
         evaluation={"knn": f"{resolve_backend('auto', device)} candidates, near-ties re-scored exactly (float64)",
                     "kmeans": kmeans_implementation(device)},
@@ -193,8 +193,8 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
 
 
 def execute_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: EpochCallback | None = None,
-                  restored: str | Path | None = None, resume: bool = False, progress: bool = True,
-                  threads: int | None = None) -> TrialRecord:
+                  resume: bool = False, progress: bool = True, threads: int | None = None,
+                  node: dict[str, str] | None = None) -> TrialRecord:
     """:func:`run_trial` that never raises: an error becomes a failed record with its reason and traceback,
     a pruned trial a ``pruned`` record with its history. ``threads`` sets torch's intra-op threads
     (a trial's CPU share). A trial that ends (finished, failed or pruned) loses its epoch checkpoint,
@@ -204,7 +204,7 @@ def execute_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch
     store = store or TrialStore(config.results_dir)
     start = time.time()
     try:
-        record = run_trial(config, store, on_epoch=on_epoch, restored=restored, resume=resume, progress=progress)
+        record = run_trial(config, store, on_epoch=on_epoch, resume=resume, progress=progress, node=node)
     except TrialPruned as pruned:
         record = TrialRecord(trial_id=config.trial_id, status="pruned", config=config, error=str(pruned),
                              wall_time_s=time.time() - start, environment=environment_fingerprint(None),

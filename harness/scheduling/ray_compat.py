@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -20,20 +23,18 @@ from ray import tune
 from ray.tune.search import Searcher
 
 try:  # Ray >= 2.41: the Tune function API lives in ray.tune
-    from ray.tune import Checkpoint, get_checkpoint
     from ray.tune import report as _tune_report
 except ImportError:  # Ray 2.40
-    from ray.train import Checkpoint, get_checkpoint
     from ray.train import report as _tune_report
 
 RunConfig = getattr(tune, "RunConfig", None) or ray.train.RunConfig
 FailureConfig = getattr(tune, "FailureConfig", None) or ray.train.FailureConfig
-CheckpointConfig = getattr(tune, "CheckpointConfig", None) or ray.train.CheckpointConfig
 Callback = tune.Callback
 Stopper = tune.Stopper
 
-__all__ = ["Callback", "Searcher", "Stopper", "reap_orphans", "delete_stale_experiments", "init", "shutdown", "address", "is_address_given", "cluster_resources", "node_capacity",
-           "report", "restored_checkpoint", "fit", "trial_error", "storage_path", "delete_experiment"]
+__all__ = ["Callback", "Searcher", "Stopper", "delete_stale_experiments", "init", "shutdown", "address",
+           "is_address_given", "cluster_resources", "node_capacity", "this_node", "driver_actor", "call", "kill_actor",
+           "report", "fit", "trial_error", "storage_path", "delete_experiment"]
 
 #: Ray's session and log folders (short: Ray's Unix sockets live there)
 TEMP_DIR = "/tmp/ray"
@@ -65,10 +66,12 @@ def init(address: str | None = None, num_cpus: int | None = None, num_gpus: int 
     """Connect to Ray unless already connected; returns whether this call connected (so should shut down).
 
     With an ``address`` (or ``RAY_ADDRESS``; a cluster with token authentication also needs
-    ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``) it joins that cluster; otherwise it starts a local
-    instance bound to 127.0.0.1 with ``num_cpus``/``num_gpus`` (default: what this machine has), the
-    dashboard off unless asked (then on 127.0.0.1 too), workers' output kept in their log files under
-    ``/tmp/ray`` and only Ray's errors on the console.
+    ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``) it joins that cluster; otherwise it starts a new local
+    instance (never another Ray that runs on this machine) bound to 127.0.0.1 with ``num_cpus`` and
+    ``num_gpus`` (default: what this machine has), the dashboard off unless asked (then on 127.0.0.1
+    too), workers' output kept in their log files under ``/tmp/ray``, only Ray's errors on the
+    console, and a watcher that ends the processes this
+    command started (Ray's included) when it ends, even by ``kill -9`` (:mod:`harness.scheduling.reaper`).
     """
     _quiet()
     if ray.is_initialized():
@@ -78,10 +81,10 @@ def init(address: str | None = None, num_cpus: int | None = None, num_gpus: int 
         with loopback_only() if joins_loopback(address) else contextlib.nullcontext():
             ray.init(address=address, **common)
         return True
-    reap_orphans()
+    start_reaper()
     with loopback_only():
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, _temp_dir=TEMP_DIR, _node_ip_address=LOCALHOST,
-                 dashboard_host=LOCALHOST, **common)
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, _temp_dir=TEMP_DIR,
+                 _node_ip_address=LOCALHOST, dashboard_host=LOCALHOST, **common)
     return True
 
 
@@ -111,24 +114,11 @@ def joins_loopback(address: str | None) -> bool:
     return host in (LOCALHOST, "localhost", "::1")
 
 
-def reap_orphans() -> list[int]:
-    """Stop the Ray processes a killed driver left behind (its dashboard and runtime-env agents outlive
-    it): processes of this user named ``ray::...`` whose parent is no longer a raylet. A live Ray's
-    workers and agents always have their raylet as parent, so they are never touched."""
-    import psutil
-
-    me, reaped = psutil.Process().username(), []
-    for process in psutil.process_iter():
-        try:  # a process may end, or its /proc entry be unreadable, at any moment: skip it then
-            if not process.name().startswith("ray::") or process.username() != me:
-                continue
-            parent = process.parent()
-            if parent is None or parent.name() != "raylet":
-                process.kill()
-                reaped.append(process.pid)
-        except (psutil.Error, OSError, ValueError):
-            continue
-    return reaped
+def start_reaper() -> None:
+    """Start the watcher of this process (:mod:`harness.scheduling.reaper`), in its own session so
+    that a signal to this process's group leaves it to clean up."""
+    subprocess.Popen([sys.executable, "-m", "harness.scheduling.reaper", str(os.getpid())], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def shutdown() -> None:
@@ -156,39 +146,31 @@ def cluster_resources() -> tuple[float, float, int]:
     return float(total.get("CPU", 0)), float(total.get("GPU", 0)), nodes
 
 
-def report(metrics: dict[str, Any], checkpoint_file: str | Path | None = None) -> None:
-    """Report one result to Tune; with ``checkpoint_file``, persist that file as the trial's checkpoint.
-
-    Only that file travels (not the whole trial folder): it is hard-linked (or copied) into a scratch
-    folder beside it, which Tune copies to its storage before ``report`` returns.
-    """
-    if checkpoint_file is None:
-        _tune_report(metrics)
-        return
-    checkpoint_file = Path(checkpoint_file)
-    scratch = checkpoint_file.parent / ".tune-checkpoint"
-    shutil.rmtree(scratch, ignore_errors=True)  # left by a worker killed while reporting
-    scratch.mkdir()
-    try:
-        try:
-            os.link(checkpoint_file, scratch / checkpoint_file.name)
-        except OSError:
-            shutil.copy2(checkpoint_file, scratch / checkpoint_file.name)
-        _tune_report(metrics, checkpoint=Checkpoint.from_directory(str(scratch)))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+def report(metrics: dict[str, Any]) -> None:
+    """Report one result of a running Tune trial."""
+    _tune_report(metrics)
 
 
-@contextlib.contextmanager
-def restored_checkpoint() -> Iterator[str | None]:
-    """Inside a Tune trial: the local folder of the checkpoint Tune restored it from (after its worker
-    died), or None on a first attempt."""
-    checkpoint = get_checkpoint()
-    if checkpoint is None:
-        yield None
-        return
-    with checkpoint.as_directory() as folder:
-        yield folder
+def this_node() -> dict[str, str]:
+    """The Ray node this process runs on: its node id and host name."""
+    return {"node_id": ray.get_runtime_context().get_node_id(), "host": platform.node()}
+
+
+def driver_actor(cls: type, *args: Any) -> Any:
+    """An actor of ``cls`` on this (the driver's) node, holding no CPU."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(num_cpus=0)(cls).options(scheduling_strategy=here).remote(*args)
+
+
+def call(method: Any, *args: Any) -> Any:
+    """Call an actor's method and wait for its answer."""
+    return ray.get(method.remote(*args))
+
+
+def kill_actor(actor: Any) -> None:
+    ray.kill(actor)
 
 
 def trial_error(trial: Any) -> str:
@@ -207,8 +189,8 @@ def fit(trainable: Callable[..., None], resources: dict[str, float], *, name: st
         trial_dirname: Callable[[dict], str] | None = None) -> None:
     """Run a Tune experiment of function trials, each holding ``resources`` (``cpu``, ``gpu``, fractions ok).
 
-    A trial whose worker dies is restarted up to ``max_failures`` times from its last checkpoint
-    (one checkpoint kept per trial). ``trainable_kwargs`` reach every trial through Ray's object
+    A trial whose worker dies is restarted up to ``max_failures`` times (it finds its own epoch
+    checkpoint: Tune keeps none). ``trainable_kwargs`` reach every trial through Ray's object
     store. Actors are reused between trials (no re-import per trial). Results reach the caller
     through ``callbacks`` (and ``search_alg``); Tune's result grid is not used.
     """
@@ -221,7 +203,6 @@ def fit(trainable: Callable[..., None], resources: dict[str, float], *, name: st
     run_config = RunConfig(
         name=name, storage_path=storage, verbose=0, callbacks=callbacks, stop=stopper,
         failure_config=FailureConfig(max_failures=max_failures),
-        checkpoint_config=CheckpointConfig(num_to_keep=1),
     )
     trainable = tune.with_parameters(trainable, **trainable_kwargs) if trainable_kwargs else trainable
     tuner = tune.Tuner(tune.with_resources(trainable, resources),

@@ -3,10 +3,12 @@
 Trials reach Tune through a :class:`TrialFeeder` (a Tune ``Searcher`` that pulls the next
 :class:`~harness.core.config.TrialConfig` from the caller's iterable whenever Tune has room), so a
 harness-owned searcher proposes trials the same way for Ray as for the local executor. A Tune trial
-runs :func:`harness.engine.trial.execute_trial` on its config, reports every epoch's metrics with the
-epoch checkpoint (so a trial whose worker dies restarts from its last epoch, up to ``max_failures``
-times, through Tune's own fault tolerance) and last reports its record, which the driver writes at
-once. ``on_epoch`` runs on the driver as a Tune stopper: a true answer stops (prunes) the trial.
+runs :func:`harness.engine.trial.execute_trial` on its config, reports every epoch's metrics and
+last its record, which the driver writes at once. Its files reach the driver's results folder
+directly or through Ray (:mod:`harness.scheduling.trial_files`), so a trial whose worker or node
+dies is restarted by Tune (up to ``max_failures`` times), on any node, from its last epoch
+checkpoint; the record lists the nodes of its attempts. ``on_epoch`` runs on the driver as a Tune
+stopper: a true answer stops (prunes) the trial.
 Ray-version-specific calls go through :mod:`harness.scheduling.ray_compat`.
 """
 from __future__ import annotations
@@ -26,7 +28,8 @@ from harness.core.registry import import_plugins
 from harness.core.store import TrialStore
 from harness.engine.trial import execute_trial
 from harness.plugins.data.images import DECODED_CACHE_BYTES, limit_decoded_cache
-from harness.scheduling import ray_compat
+from harness.core.store import atomic_write_text
+from harness.scheduling import ray_compat, trial_files
 from harness.scheduling.executors import OnEpoch, OnRecord, deliver, pending, trial_resources
 from harness.scheduling.progress import TrialBoard, TrialListener
 
@@ -79,7 +82,8 @@ def record_of(result: dict[str, Any] | None) -> TrialRecord | None:
 
 @dataclass(frozen=True)
 class WorkerSetup:
-    """What a trial needs from the driver besides its config: where to run, what to import, its resources."""
+    """What a trial needs from the driver besides its config: where to run, what to import, its
+    resources, and where its files go (the driver's token and keeper: :mod:`trial_files`)."""
 
     cwd: str
     sys_path: tuple[str, ...]
@@ -88,6 +92,8 @@ class WorkerSetup:
     gpus: float
     max_concurrent: int | None
     resume: bool
+    token: str = ""
+    keeper: Any = None
 
     def apply(self) -> None:
         """Prepare this worker process: the driver's folder and import path, the plugins, and this
@@ -111,14 +117,18 @@ class WorkerSetup:
 
 
 def tune_trial(config: dict[str, Any], setup: WorkerSetup) -> None:
-    """One Tune trial: per-epoch reports with the checkpoint, then the record. Continues from the
-    checkpoint Tune restored after a worker death or, with ``resume``, from the one in the trial folder."""
+    """One Tune trial: per-epoch reports, then the record. A restarted attempt (its worker or node
+    died) or, with ``resume``, any attempt continues from the trial's epoch checkpoint; a first
+    attempt without ``resume`` starts afresh."""
     setup.apply()
     trial = setup.place(trial_of(config))
-    with ray_compat.restored_checkpoint() as restored:
-        record = execute_trial(trial, on_epoch=lambda metrics, checkpoint: ray_compat.report(metrics, checkpoint),
-                               restored=restored, resume=setup.resume, progress=False,
-                               threads=max(1, int(setup.cpus)))
+    store = trial_files.store_for(trial.results_dir, setup.token, setup.keeper)
+    restarted = ray_compat.call(setup.keeper.attempt, trial.trial_id) > 0
+    if not (restarted or setup.resume):
+        store.delete_checkpoint(trial)
+    record = execute_trial(trial, store, on_epoch=lambda metrics, checkpoint: ray_compat.report(metrics),
+                           resume=restarted or setup.resume, progress=False, threads=max(1, int(setup.cpus)),
+                           node=ray_compat.this_node())
     ray_compat.report({split_metric(trial.eval_split, k): v for k, v in record.metrics.items()}
                       | {RECORD_KEY: json.dumps(record.to_dict(), default=str)})
 
@@ -219,9 +229,9 @@ class RayExecutor:
     evenly between its GPUs, or 1 without GPUs) also sets torch's threads and, for GPU trials that
     set none, the data-loading workers (the CPUs left beside the main one). The trials that can run at
     once on a node share a quarter of its memory for decoded images (:func:`decoded_cache_share`).
-    ``storage`` is where Tune keeps its experiment state and per-trial checkpoints (a shared folder or
-    URI on a cluster of several nodes; default ``<results>/ray``): it is Tune's scratch space, removed
-    after each run, since the trial records and checkpoints in the results folder are what resume reads.
+    ``storage`` is where Tune keeps its experiment state (a folder or URI; default ``<results>/ray``):
+    Tune's scratch space, removed after each run, since the trial records and checkpoints in the
+    results folder are what resume reads. No folder needs to be shared between nodes.
     """
 
     def __init__(self, results_dir: str = "results", *, gpus_per_trial: float | None = None,
@@ -257,31 +267,37 @@ class RayExecutor:
         return trial_resources(cpus, gpus, self.cpus_per_trial, self.gpus_per_trial,
                                check=not ray_compat.is_address_given(self.address))
 
-    def _storage(self) -> str:
-        storage = ray_compat.storage_path(self.storage, self.store.tune_dir)
-        _, _, nodes = ray_compat.cluster_resources()
-        if nodes > 1 and not self.storage:
-            raise ValueError(f"the cluster has {nodes} nodes: pass --storage, a folder every node shares "
-                             "or an object-store URI (s3://..., gs://...)")
-        return storage
+    @staticmethod
+    def slots(cpu: float, gpu: float) -> int:
+        """Trials of ``cpu`` CPUs and ``gpu`` GPUs the whole cluster runs at once: Tune starts that many
+        at once (left unbounded, it would start one trial's worker at a time when trials come from a
+        searcher, and give the next trial to the first worker that is free)."""
+        cpus, gpus, _ = ray_compat.cluster_resources()
+        return trials_per_node(cpus, gpus, cpu, gpu, None)
 
     def run(self, trials: Iterable[TrialConfig], *, resume: bool = False, on_epoch: OnEpoch | None = None,
             on_record: OnRecord | None = None) -> list[TrialRecord]:
         cpu, gpu = self.resources()
-        storage = self._storage()
+        storage = ray_compat.storage_path(self.storage, self.store.tune_dir)
         done: list[TrialRecord] = []
         feeder = TrialFeeder(pending(trials, resume, on_record, done))
         pruner = Pruner(on_epoch)
         collector = RecordCollector(pruner, on_record, self.listeners)
-        setup = WorkerSetup(cwd=os.getcwd(), sys_path=tuple(p for p in sys.path if p), plugins=self.plugins,
-                            cpus=cpu, gpus=gpu, max_concurrent=self.max_concurrent, resume=resume)
         ray_compat.delete_stale_experiments(storage, RUN_PREFIX, driver_alive)
         run_name = f"{RUN_PREFIX}{datetime.now():%Y%m%d-%H%M%S-%f}-pid{os.getpid()}"
+        token = self.store.root / trial_files.visibility_token(run_name)
+        atomic_write_text(token, run_name)
+        keeper = ray_compat.driver_actor(trial_files.ResultsKeeper, str(self.store.root.resolve()))
+        setup = WorkerSetup(cwd=os.getcwd(), sys_path=tuple(p for p in sys.path if p), plugins=self.plugins,
+                            cpus=cpu, gpus=gpu, max_concurrent=self.max_concurrent, resume=resume,
+                            token=token.name, keeper=keeper)
         try:
             ray_compat.fit(tune_trial, {"cpu": cpu, "gpu": gpu}, name=run_name, storage=storage,
                            trainable_kwargs={"setup": setup}, search_alg=feeder, stopper=pruner, num_samples=-1,
-                           max_concurrent=self.max_concurrent, max_failures=self.max_failures, callbacks=[collector],
+                           max_concurrent=self.max_concurrent or self.slots(cpu, gpu), max_failures=self.max_failures, callbacks=[collector],
                            trial_dirname=lambda config: trial_of(config).trial_id)
         finally:
             ray_compat.delete_experiment(storage, run_name)
+            ray_compat.kill_actor(keeper)
+            token.unlink(missing_ok=True)
         return done + collector.records

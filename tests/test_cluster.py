@@ -1,0 +1,202 @@
+"""Beyond one machine: a three-node Ray cluster on the loopback (Ray's own ``cluster_utils.Cluster``:
+a head holding no CPU and two worker nodes of one CPU each, separate raylets and object stores),
+commands joining it through ``--address``, a worker node lost mid-trial, and trial files that reach
+the driver through Ray's object store when the worker's results root is not the driver's."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from harness.scheduling import ray_compat, trial_files
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--dataset", "digits", "--no-progress", "--cpus-per-trial", "1"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with ray_compat.loopback_only():
+        made = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                             "include_dashboard": False})
+        workers = [made.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
+    made.wait_for_nodes()
+    yield made, workers
+    made.shutdown()
+
+
+def harness(argv: list[str], address: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "harness", *argv, "--address", address], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finished(child: subprocess.Popen, timeout: float = 400) -> str:
+    out, err = child.communicate(timeout=timeout)
+    assert child.returncode == 0, err[-3000:]
+    return out
+
+
+def records(folder: Path, pattern: str = "runs/*/*/record.json") -> list[tuple[Path, dict]]:
+    return [(p.parent, json.loads(p.read_text())) for p in sorted(folder.glob(pattern))]
+
+
+def test_run_and_search_spread_trials_over_the_nodes_and_keep_every_file(cluster, tmp_path):
+    made, _ = cluster
+    finished(harness(["run", "--methods", "ms", "--seeds", "0,1,2,3", "--epochs", "1", *TINY,
+                      "--results-dir", str(tmp_path)], made.address))
+    runs = records(tmp_path)
+    assert len(runs) == 4
+    for folder, record in runs:
+        assert record["status"] == "ok" and record["metrics"]["recall@1"] > 0
+        assert (folder / "model.pt").stat().st_size > 0 and (folder / "embeddings.npz").stat().st_size > 0
+        assert not (folder / "checkpoint.pt").exists()
+        assert [set(node) for node in record["nodes"]] == [{"node_id", "host"}]
+    assert len({record["nodes"][0]["node_id"] for _, record in runs}) == 2  # both worker nodes ran trials
+    assert made.head_node.node_id not in {record["nodes"][0]["node_id"] for _, record in runs}
+
+    finished(harness(["search", "--method", "amsoftmax", "--trials", "2", "--final-seeds", "1", "--epochs", "1", "--val-fraction", "0.4", *TINY,
+                      "--results-dir", str(tmp_path / "search")], made.address))
+    searched = records(tmp_path / "search", "searches/*/trials/*/record.json")
+    assert len(searched) == 2 and all(r["status"] == "ok" and r["nodes"] for _, r in searched)
+    assert len({n["node_id"] for _, r in searched for n in r["nodes"]}) == 2
+    (final,) = records(tmp_path / "search")
+    assert final[1]["status"] == "ok" and (final[0] / "model.pt").is_file()
+
+
+def relayed_trial(results: str, token: str, keeper) -> tuple[str, dict]:
+    """A Ray task on a worker node: one trial whose store is chosen as a Ray trial's is."""
+    from harness.engine.trial import execute_trial
+    from harness.experiment import ExperimentConfig
+
+    (trial,) = ExperimentConfig(methods=["ms"], dataset="digits", seeds=[0], recipe_overrides={"epochs": 1},
+                                results_dir=results, device="cpu").trials()
+    store = trial_files.store_for(results, token, keeper)
+    record = execute_trial(trial, store, progress=False, threads=1, node=ray_compat.this_node())
+    return type(store).__name__, record.to_dict()
+
+
+def test_a_worker_that_cannot_see_the_results_folder_sends_its_files_through_ray(cluster, tmp_path):
+    """The worker's results root (the driver's folder name, which the worker cannot see: no token
+    there) gets nothing; every file arrives in the driver's folder through the keeper."""
+    made, _ = cluster
+    with ray_compat.loopback_only():
+        ray.init(address=made.address)
+    try:
+        keeper = ray_compat.driver_actor(trial_files.ResultsKeeper, str(tmp_path / "driver"))
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the worker cannot import tests/
+        task = ray.remote(num_cpus=1)(relayed_trial)
+        kind, record = ray.get(task.remote(str(tmp_path / "worker"), ".driver-test", keeper))
+    finally:
+        ray.shutdown()
+    assert kind == "RelayedStore" and record["status"] == "ok"
+    assert record["nodes"][0]["node_id"] != made.head_node.node_id
+    (folder,) = (tmp_path / "driver").glob("runs/*/*")
+    assert (folder / "model.pt").stat().st_size > 0 and (folder / "embeddings.npz").stat().st_size > 0
+    assert not (folder / "checkpoint.pt").exists()  # deleted through the keeper when the trial ended
+    assert not (tmp_path / "worker").exists()
+
+
+def runs_a_trial(node) -> bool:
+    """Whether a Tune trial's actor (``ray::ImplicitFunc``) runs under this node's raylet."""
+    import psutil
+
+    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+    return any(child.name().startswith("ray::ImplicitFunc") for child in raylet.children())
+
+
+def test_a_trial_whose_node_is_lost_restarts_on_another_node_from_its_checkpoint(cluster, tmp_path):
+    """Kill one worker node while its trial is between epochs 1 and 2 (the checkpoint of epoch 1 is on
+    the driver's disk): Tune restarts the trial on the other worker node, which continues at epoch 2;
+    its metrics equal those of an uninterrupted local run with the same threads."""
+    made, workers = cluster
+    args = ["run", "--methods", "ms", "--seeds", "0", "--epochs", "3", *TINY]
+    child = harness([*args, "--results-dir", str(tmp_path / "cluster")], made.address)
+    deadline = time.time() + 400
+    while not list((tmp_path / "cluster").glob("runs/*/*/checkpoint.pt")):
+        assert child.poll() is None and time.time() < deadline, child.communicate()[1][-3000:]
+        time.sleep(0.1)
+    busy = next(w for w in workers if runs_a_trial(w))
+    made.remove_node(busy, allow_graceful=False)
+    out = finished(child)
+    assert "restarting it from its last checkpoint" in out
+    ((_, record),) = records(tmp_path / "cluster")
+    assert record["status"] == "ok" and record["resumed_at_epoch"] in (1, 2)
+    assert len(record["nodes"]) == 2 and record["nodes"][0]["node_id"] == busy.node_id
+    assert record["nodes"][1]["node_id"] != busy.node_id
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-m", "harness", *args, "--executor", "local", "--results-dir",
+                    str(tmp_path / "local")], cwd=REPO, env=env, check=True, capture_output=True)
+    ((_, local),) = records(tmp_path / "local")
+    assert record["metrics"] == local["metrics"]
+    made.add_node(num_cpus=1, node_ip_address="127.0.0.1")  # the module's cluster keeps two workers
+
+
+FAKE = """#!/bin/bash
+echo "{name} $*" >> "$CALLS"
+{body}
+"""
+
+
+def test_the_slurm_script_starts_a_head_then_workers_then_the_command_against_the_head(tmp_path):
+    """benchmarks/slurm_ray.sbatch with fake ``scontrol``, ``srun`` and python on PATH that record their
+    arguments: the head on the first node, one worker per other node joining it, the command last."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fakes = {"scontrol": 'printf "gpu01\\ngpu02\\ngpu03\\n"',
+             "srun": 'case "$*" in *hostname*) echo "10.1.2.3 fe80::1";; esac',
+             "python": ""}
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(FAKE.format(name=name, body=body))
+        (bin_dir / name).chmod(0o755)
+    env = os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls"),
+                        "SLURM_JOB_NODELIST": "gpu[01-03]", "SLURM_CPUS_PER_TASK": "8", "SLURM_GPUS_PER_NODE": "a100:4",
+                        "RAY_HEAD_WAIT_S": "0", "RAY_WORKER_WAIT_S": "0", "PYTHON": "python"}
+    subprocess.run(["bash", str(REPO / "benchmarks" / "slurm_ray.sbatch"), "run", "--methods", "ms"], env=env,
+                   check=True, timeout=60)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls[0] == "scontrol show hostnames gpu[01-03]"
+    assert calls[1] == "srun --nodes=1 --ntasks=1 -w gpu01 hostname --ip-address"
+    srun_starts = sorted((c for c in calls if c.startswith("srun") and "start" in c), key=lambda c: c.split()[4])
+    assert [c.split()[4] for c in srun_starts] == ["gpu01", "gpu02", "gpu03"]
+    assert "--head --node-ip-address=10.1.2.3 --port=6379 --num-cpus=8 --num-gpus=4 --block" in srun_starts[0]
+    assert all("--address=10.1.2.3:6379 --num-cpus=8 --num-gpus=4 --block" in c for c in srun_starts[1:])
+    assert calls[-1] == "python -m harness run --methods ms --address 10.1.2.3:6379"
+
+
+def small_cluster() -> Cluster:
+    with ray_compat.loopback_only():
+        made = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                             "include_dashboard": False})
+        made.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    made.wait_for_nodes()
+    return made
+
+
+def test_after_the_head_node_is_lost_resume_loses_nothing(tmp_path):
+    """The driver's head node killed mid-trial: the driver exits (Ray ends it); against a new cluster,
+    --resume continues the trial from its epoch checkpoint, which was on the driver's disk."""
+    args = ["run", "--methods", "ms", "--seeds", "0", "--epochs", "3", *TINY, "--results-dir", str(tmp_path)]
+    first = small_cluster()
+    child = harness(args, first.address)
+    deadline = time.time() + 400
+    while not list(tmp_path.glob("runs/*/*/checkpoint.pt")):
+        assert child.poll() is None and time.time() < deadline, child.communicate()[1][-3000:]
+        time.sleep(0.1)
+    first.shutdown()  # the head node (and with it the cluster) is gone
+    _, err = child.communicate(timeout=120)
+    assert child.returncode != 0
+    second = small_cluster()
+    try:
+        finished(harness([*args, "--resume"], second.address))
+    finally:
+        second.shutdown()
+    ((_, record),) = records(tmp_path)
+    assert record["status"] == "ok" and record["resumed_at_epoch"] >= 1
