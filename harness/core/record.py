@@ -34,7 +34,10 @@ class TrialRecord:
     ``hparams_changed`` lists the hyperparameters that differ from the method's declared defaults
     (for row labels); ``config.hparams`` has them all. ``wall_time_s`` sums every attempt of the
     trial; ``resumed_at_epoch`` is the epoch its last attempt continued from (None: ran through).
-    ``evaluation`` says which implementations computed the metrics (kNN and k-means backends).
+    ``evaluation`` says which implementations computed the metrics (kNN and k-means backends, and
+    where they ran); ``loading`` how the training images were read (decoder, loader workers, where
+    they were normalised); ``gpu`` the trial's GPU utilisation and memory, sampled through NVML while it
+    ran (``{"available": False, "reason": ...}`` where it had none or NVML could not be read).
     """
 
     trial_id: str
@@ -47,6 +50,8 @@ class TrialRecord:
     n_trainable_params: int | None = None
     hparams_changed: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, str] = field(default_factory=dict)
+    loading: dict[str, Any] = field(default_factory=dict)
+    gpu: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     harness_version: str = ""
     error: str | None = None
