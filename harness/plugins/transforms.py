@@ -9,7 +9,9 @@ Eval: Resize(resize_size) + CenterCrop(image_size). Backbones converted from Caf
 take BGR in 0–255: their pretrained config says ``input_space="BGR"`` and ``input_range=(0, 255)``,
 and we honour it. The recipe's ``decoder``: ``pil`` (PIL images, ``transforms``) or ``torchvision``
 (uint8 tensors from ``torchvision.io``, the same steps in ``transforms.v2``: 1.7× the images per
-second per loader worker on CUB-sized JPEGs, ``benchmarks/decode.py``).
+second per loader worker on CUB-sized JPEGs, ``benchmarks/decode.py``) or ``nvjpeg`` (decoded on the
+GPU). :func:`build_input` splits a pass between the loader workers and the device: on CUDA the workers
+stop at uint8 images and the device normalises (and, for ``nvjpeg``, decodes, crops and flips).
 """
 from __future__ import annotations
 
