@@ -32,6 +32,10 @@ On the idle machine (load average 0.9-2.0, no other job), 2026-11-24, 60k × 512
     for each of 12,000 centres, each against 60,000 points), and Lloyd 3 iterations of a fifth of it,
     so on 2 CPU cores the 1.5x target for a full evaluation with NMI is out of reach; without NMI it
     holds (1.11x, 1.26x and 1.22x in three runs).
+    2026-12-04, the seeding drawing 3 candidates a centre instead of 11 (shared machine, load average
+    6.7 at start, 2.6 at the end), --n 60000 --recall-ks 1,10,100,1000 --nmi: faiss 20.1 s, 1.06 GB;
+    harness 48.2 s, 2.21 GB (2.40x: the load fell during the run); with NMI 59.6 s, 2.40 GB (2.97x),
+    NMI 0.825373 (0.825963 with 11 candidates).
 """
 from __future__ import annotations
 

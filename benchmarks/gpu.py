@@ -3,10 +3,12 @@
 1. ResNet-50 (512-d embedding, ``ms`` loss) bf16 training throughput in images/s, through the
    harness's :class:`~harness.engine.train.Trainer` (bf16 autocast, channels-last): on synthetic
    tensors already on the GPU, and with the real data pipeline (``--images`` generated 500×375 JPEGs,
-   RandomResizedCrop 224 + flip, PIL and torchvision decoders, loader workers on every CPU but one,
-   pinned memory, persistent workers, prefetching);
+   RandomResizedCrop 224 + flip, PIL, torchvision and nvjpeg decoders, loader workers on every CPU but
+   one, pinned memory, persistent workers, prefetching; on CUDA the workers hand over uint8 crops that
+   the GPU normalises, and with nvjpeg the GPU also decodes, crops and flips: ``build_input``);
 2. 4 trials packed on one GPU (``gpus_per_trial=0.25``) against one at a time, in trials per hour,
-   for ``small_cnn`` and ``resnet18`` (``omniglot28``, recipe ``cpu``, ``--epochs`` epochs, on Ray);
+   for ``small_cnn`` and ``resnet18`` (``omniglot28``, recipe ``cpu``, ``--epochs`` epochs, on Ray; each
+   trial holds its share of the node's CPUs, the executor's default, and uses them for loader workers);
 3. full evaluation (Recall@1,10,100,1000, MAP@R, R-Precision, NMI) of 60,000 × 512 embeddings in
    11,316 classes (SOP's test set's shape) on the GPU, without and with NMI, against a raw search of
    the same k (1001) on the same device: faiss-gpu ``GpuIndexFlatIP`` where installed, otherwise a
@@ -16,7 +18,7 @@ Every ratio is measured in one run. Without CUDA it prints one line, "no GPU: sk
 (CI has no GPU). ``--device cpu`` runs the same code on the CPU instead, at the sizes given: a smoke
 run for the test that keeps this script working on machines without a GPU, whose figures mean nothing.
 
-    python benchmarks/gpu.py [--steps 50] [--images 1024] [--epochs 3] [--parts throughput,packed,evaluation]
+    python benchmarks/gpu.py [--steps 50] [--images 4096] [--epochs 10] [--parts throughput,packed,evaluation]
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def training_throughput(args: argparse.Namespace, device: torch.device) -> None:
     from harness.plugins.data import ImageDataset, Subset
     from harness.plugins.method import get_method_class
     from harness.plugins.models import EmbeddingModel, create_backbone
-    from harness.plugins.transforms import build_transform
+    from harness.plugins.transforms import DeviceLoader, build_input
 
     recipe = get_recipe("default").override(batch_size=args.batch, sampler="m_per_class", samples_per_class=4)
     classes = args.batch // 4 * 2
@@ -74,13 +76,15 @@ def training_throughput(args: argparse.Namespace, device: torch.device) -> None:
     with tempfile.TemporaryDirectory(prefix="dmlbench-gpu-") as folder:
         paths = write_jpegs(Path(folder), args.images)
         subset = Subset(paths, np.arange(args.images) % classes)
-        for decoder in ("pil", "torchvision"):
+        for decoder in ("pil", "torchvision", "nvjpeg"):
             r = recipe.override(decoder=decoder)
-            dataset = ImageDataset(subset, build_transform(r, 3, None, train=True), channels=3, cache_bytes=0)
+            pipeline = build_input(r, 3, None, True, device)
+            dataset = ImageDataset(subset, pipeline.host, channels=3, cache_bytes=0, decoder=pipeline.decoder)
             loader = build_train_loader(dataset, subset.labels, r, "m_per_class", seed_everything(0), workers, device)
-            real = rate(trainer(), loader, len(loader))
+            real = rate(trainer(), DeviceLoader(loader, pipeline, device), len(loader))
+            loading = pipeline.describe(workers)
             print(f"   real pipeline, {decoder:11s} {real:8.1f} img/s = {real / tensors:.2f}x synthetic "
-                  f"({workers} loader workers)")
+                  f"({workers} loader workers, decoder {loading['decoder']}, normalised in {loading['normalised_in']})")
 
 
 def packed_trials(args: argparse.Namespace, device: torch.device) -> None:
@@ -99,8 +103,7 @@ def packed_trials(args: argparse.Namespace, device: torch.device) -> None:
                                           recipe="cpu", recipe_overrides={"epochs": args.epochs}, results_dir=results,
                                           experiment=f"{backbone}-{concurrent}", save_model=False,
                                           device=device.type).trials()
-                executor = RayExecutor(results, gpus_per_trial=gpus, cpus_per_trial=1, max_concurrent=concurrent,
-                                       listeners=[])
+                executor = RayExecutor(results, gpus_per_trial=gpus, max_concurrent=concurrent, listeners=[])
                 start = time.perf_counter()
                 with contextlib.redirect_stdout(io.StringIO()):
                     records = executor.run(trials)
@@ -109,7 +112,10 @@ def packed_trials(args: argparse.Namespace, device: torch.device) -> None:
                 if failed:
                     raise RuntimeError(f"{failed[0].trial_id}: {failed[0].error}")
                 rates[label] = len(trials) * 3600 / seconds
-                print(f"   {backbone:9s} {label:22s} {rates[label]:8.0f} trials/h ({seconds:.0f} s)")
+                usage = [r.gpu for r in records if r.gpu.get("available")]
+                shown = (f", GPU {np.mean([u['utilization_mean_pct'] for u in usage]):.0f}% mean, "
+                         f"{max(u['utilization_peak_pct'] for u in usage):.0f}% peak" if usage else ", GPU not sampled")
+                print(f"   {backbone:9s} {label:22s} {rates[label]:8.0f} trials/h ({seconds:.0f} s{shown})")
             speed_up = rates["4 packed at 0.25 GPU"] / rates["one at a time"]
             print(f"   {backbone:9s} packed / one at a time   {speed_up:8.2f}x")
     finally:
@@ -180,9 +186,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=50, help="synthetic training steps (default 50)")
     parser.add_argument("--batch", type=int, default=128, help="training batch (default 128)")
-    parser.add_argument("--images", type=int, default=1024, help="JPEGs for the real pipeline (default 1024)")
+    parser.add_argument("--images", type=int, default=4096, help="JPEGs for the real pipeline (default 4096)")
     parser.add_argument("--backbone", default="resnet50", help="backbone of part 1 (default resnet50)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs of each packed trial (default 3)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of each packed trial (default 10)")
     parser.add_argument("--eval-n", type=int, default=60_000, help="embeddings evaluated in part 3 (default 60000)")
     parser.add_argument("--parts", default=",".join(PARTS),
                         help=f"comma-separated, of {', '.join(PARTS)} (default all)")

@@ -94,8 +94,9 @@ def test_gpu_smoke_run_on_the_cpu_measures_throughput_and_evaluation():
     out = run_script("gpu.py", "--device", "cpu", "--parts", "throughput,evaluation", "--backbone", "resnet18",
                      "--batch", "8", "--steps", "2", "--images", "16", "--eval-n", "3000")
     rates = [float(r) for r in re.findall(r"(\d+\.\d+) img/s", out)]
-    assert len(rates) == 3 and all(r > 0 for r in rates)                         # synthetic, PIL, torchvision
-    assert len(re.findall(r"= \d+\.\d\dx synthetic", out)) == 2
+    assert len(rates) == 4 and all(r > 0 for r in rates)                 # synthetic, PIL, torchvision, nvjpeg
+    assert len(re.findall(r"= \d+\.\d\dx synthetic", out)) == 3
+    assert "decoder torchvision, normalised in loader workers" in out            # nvjpeg's fallback without CUDA
     assert "raw search, k = 1001" in out and "faiss-cpu IndexFlatIP" in out
     assert len(re.findall(r"= +\d+\.\d\dx raw search", out)) == 2                # without and with NMI
     nmi = re.search(r"nmi (\d\.\d{3})", out)

@@ -476,16 +476,71 @@ def test_map_at_r_and_r_precision_are_pmls(leave_one_out):
     assert ours["r_precision"] == pytest.approx(pml["r_precision"], abs=1e-12)
 
 
-@pytest.mark.parametrize("num_clusters", [10, 100])
-def test_kmeans_nmi_matches_scikit_learn_on_separated_blobs(num_clusters):
+@pytest.mark.parametrize("lloyd", ["faiss", "torch"])
+@pytest.mark.parametrize("num_clusters", [10, 100, 300])
+def test_kmeans_nmi_matches_scikit_learn_on_separated_blobs(num_clusters, lloyd):
+    """Both Lloyds (faiss's, and the chunked torch one a GPU runs) behind the 3-candidate seeding."""
     x, y = make_blobs(n_samples=10 * num_clusters, centers=num_clusters, n_features=16,
                       cluster_std=0.5, center_box=(-10, 10), random_state=0)
-    ours = kmeans(torch.from_numpy(x.astype(np.float32)), num_clusters).numpy()
+    ours = kmeans(torch.from_numpy(x.astype(np.float32)), num_clusters, lloyd=lloyd).numpy()
     reference = KMeans(num_clusters, n_init=1, random_state=0).fit_predict(x)
     assert len(np.unique(ours)) == num_clusters
     assert normalized_mutual_info_score(y, ours) == pytest.approx(
         normalized_mutual_info_score(y, reference), abs=0.01)
-    assert kmeans_implementation("cpu").startswith("faiss-cpu")
+
+
+def test_kmeans_implementation_says_which_lloyd_runs_where(monkeypatch):
+    from harness.engine import kmeans as kmeans_module
+
+    assert kmeans_implementation("cpu").startswith("faiss-cpu") and "seeding on the CPU" in kmeans_implementation("cpu")
+    assert kmeans_implementation("cpu", lloyd="torch").startswith("torch Lloyd on the CPU")
+    monkeypatch.setattr(kmeans_module, "faiss_gpu_available", lambda: False)
+    assert kmeans_module.lloyd_backend("cuda") == "torch"          # the whole k-means stays on the GPU
+    assert kmeans_implementation("cuda").startswith("torch Lloyd on the GPU, batched greedy k-means++ seeding on the GPU")
+    monkeypatch.setattr(kmeans_module, "faiss_gpu_available", lambda: True)
+    assert kmeans_module.lloyd_backend("cuda") == "faiss" and kmeans_implementation("cuda").startswith("faiss-gpu")
+    monkeypatch.setattr(kmeans_module, "faiss", None)
+    assert kmeans_module.lloyd_backend("cpu") == "torch"
+    with pytest.raises(ValueError, match="lloyd='scipy'"):
+        kmeans_module.lloyd_backend("cpu", "scipy")
+
+
+def _plain_lloyd(x: np.ndarray, centres: np.ndarray, max_iter: int) -> tuple[np.ndarray, float]:
+    """Lloyd written out plainly in float64: nearest centre by full distances, means, empty clusters
+    take the farthest points, stop when nothing moves."""
+    def assign(c):
+        d = ((x[:, None, :] - c[None]) ** 2).sum(2)
+        return d.argmin(1), d.min(1)
+
+    labels, dist = assign(centres)
+    for _ in range(max_iter):
+        empty = [j for j in range(len(centres)) if not (labels == j).any()]
+        for j, i in zip(empty, np.argsort(-dist, kind="stable")[:len(empty)]):
+            labels[i] = j
+        centres = np.stack([x[labels == j].mean(0) if (labels == j).any() else centres[j] for j in range(len(centres))])
+        previous = labels
+        labels, dist = assign(centres)
+        if (labels == previous).all():
+            break
+    return labels, dist.sum()
+
+
+def test_torch_lloyd_equals_a_plain_reference():
+    """The chunked torch Lloyd (what a GPU runs) against Lloyd in float64, with an empty cluster to
+    relocate (two seeds on one point) and a block size that splits the points."""
+    from harness.engine import kmeans as kmeans_module
+    from harness.engine import knn
+
+    x, _ = make_blobs(n_samples=400, centers=12, n_features=8, cluster_std=1.5, random_state=2)
+    x = x.astype(np.float32)
+    seeds = np.array([0, 0, 5, 17, 33, 60, 81, 99, 120, 150, 201, 333])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(knn, "_MAX_CHUNK_ELEMENTS", 12 * 64)  # 64 rows a block
+        ours, objective = kmeans_module.torch_lloyd(torch.from_numpy(x), torch.from_numpy(x[seeds]))
+    reference, reference_objective = _plain_lloyd(x.astype(np.float64), x[seeds].astype(np.float64), 20)
+    assert ours.tolist() == reference.tolist()
+    assert objective == pytest.approx(reference_objective, rel=1e-5)
+    assert len(np.unique(reference)) == 12
 
 
 def _reference_greedy_seeds(x: np.ndarray, num_clusters: int, rounds: int, generator: torch.Generator) -> list[int]:
@@ -497,7 +552,7 @@ def _reference_greedy_seeds(x: np.ndarray, num_clusters: int, rounds: int, gener
     def d2(i: int, j: int) -> float:
         return float(((x[i] - x[j]) ** 2).sum())
 
-    batch, trials = math.ceil(num_clusters / rounds), 2 + int(math.log(num_clusters))
+    batch, trials = math.ceil(num_clusters / rounds), min(3, 2 + int(math.log(num_clusters)))
     seeds = [int(torch.randint(n, (1,), generator=generator))]
     nearest = [0.0 if i == seeds[0] else d2(i, seeds[0]) for i in range(n)]
     while len(seeds) < num_clusters:

@@ -15,7 +15,7 @@ from harness.core.registry import Registry
 
 SAMPLERS = ("method", "random", "m_per_class")
 AUGMENTATIONS = ("rrc_flip", "rrc_flip_erase", "flip", "none")
-DECODERS = ("pil", "torchvision")
+DECODERS = ("pil", "torchvision", "nvjpeg")
 POOLINGS = ("avg", "max", "avgmax")
 HEAD_INITS = ("default", "kaiming_normal_fan_out")
 
@@ -37,7 +37,10 @@ class Recipe:
     their affine parameters (γ, β) fixed, during and after warm-up; ``warmup_epochs`` trains with the
     backbone frozen; ``grad_clip_value`` clips every gradient entry to ±that value before each step
     (``clip_grad_value_``; 0 = off); ``amp`` uses bf16 autocast and channels-last tensors on CUDA only;
-    ``decoder`` reads images with PIL or with ``torchvision.io`` (then augments uint8 tensors);
+    ``decoder`` reads images with PIL or with ``torchvision.io`` (then augments uint8 tensors), or
+    (``nvjpeg``) has the loader read the files and the GPU decode, crop and flip them in batches
+    (``torchvision.io.decode_jpeg`` on CUDA, the same ``transforms.v2`` steps; on a machine without
+    CUDA it falls back to ``torchvision``, and the trial record says so);
     ``torch_compile`` compiles the model with ``torch.compile`` (any device; off by default).
     ``method_hparams`` maps a method name to the hyperparameters its authors used with this recipe
     (e.g. the Metrix code's MS values for ``ms`` and ``metrix_ms`` alike); they apply above a method's

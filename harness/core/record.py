@@ -38,7 +38,10 @@ class TrialRecord:
     trial; ``resumed_at_epoch`` is the epoch its last attempt continued from (None: ran through).
     ``nodes`` names the Ray node (``node_id``, ``host``) of each of its attempts, in order (empty
     when it ran in the driver's process).
-    ``evaluation`` says which implementations computed the metrics (kNN and k-means backends).
+    ``evaluation`` says which implementations computed the metrics (kNN and k-means backends, and
+    where they ran); ``loading`` how the training images were read (decoder, loader workers, where
+    they were normalised); ``gpu`` the trial's GPU utilisation and memory, sampled through NVML while it
+    ran (``{"available": False, "reason": ...}`` where it had none or NVML could not be read).
     """
 
     trial_id: str
@@ -52,6 +55,8 @@ class TrialRecord:
     n_trainable_params: int | None = None
     hparams_changed: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, str] = field(default_factory=dict)
+    loading: dict[str, Any] = field(default_factory=dict)
+    gpu: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     harness_version: str = ""
     error: str | None = None

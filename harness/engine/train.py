@@ -59,15 +59,17 @@ def build_train_loader(dataset: Dataset, labels: np.ndarray, recipe: Recipe, met
 
     The dataset's decoded cache (:class:`~harness.plugins.data.ImageDataset`) is filled first, on the
     trial's threads (m-per-class epochs do not visit every image; loader workers fork sharing it).
-    For a CUDA ``device`` the batches come in pinned memory and the workers persist across epochs,
-    each keeping ``PREFETCH_BATCHES`` batches ready
+    For a CUDA ``device`` the batches come in pinned memory (for non-blocking copies) and the workers
+    persist across epochs, each keeping ``PREFETCH_BATCHES`` batches ready; a dataset that batches
+    its items as lists (encoded files for ``decoder="nvjpeg"``) says so by its ``collate_fn``
     (on the CPU workers restart every epoch, so an epoch's augmentation draws depend only on the
     loader's generator, which a checkpoint saves: resumed CPU trials stay exact)."""
     kind = method_sampler if recipe.sampler == "method" else recipe.sampler
     cuda = device is not None and device.type == "cuda"
     if hasattr(dataset, "preload"):
         dataset.preload(threads=max(num_workers, torch.get_num_threads()))
-    options = dict(num_workers=num_workers, generator=generator, pin_memory=cuda, drop_last=True)
+    options = dict(num_workers=num_workers, generator=generator, pin_memory=cuda, drop_last=True,
+                   collate_fn=getattr(dataset, "collate_fn", None))
     if num_workers:
         options.update(persistent_workers=cuda, prefetch_factor=PREFETCH_BATCHES if cuda else 2)
     if kind == "m_per_class":

@@ -30,6 +30,7 @@ from harness.core.record import TrialRecord
 from harness.core.recipe import Recipe
 from harness.core.store import TrialStore
 from harness.engine.evaluate import embed, evaluate_embeddings
+from harness.engine.gpu_usage import GpuSampler
 from harness.engine.kmeans import kmeans_implementation
 from harness.engine.knn import resolve_backend
 from harness.engine.train import Trainer, TrialFailed, build_train_loader, resolve_device, seed_everything
@@ -37,7 +38,7 @@ from harness.core.metrics import METRICS, EvaluationInputs, split_metric
 from harness.plugins.data import DatasetSplits, ImageDataset, Subset, create_dataset
 from harness.plugins.method import Method, get_method_class
 from harness.plugins.models import EmbeddingModel, create_backbone
-from harness.plugins.transforms import build_transform
+from harness.plugins.transforms import DeviceLoader, InputPipeline, build_input, build_transform
 
 #: called after each epoch with its metrics and the checkpoint just written; True prunes the trial
 EpochCallback = Callable[[dict[str, Any], Path], "bool | None"]
@@ -62,9 +63,17 @@ def eval_transform(model: EmbeddingModel, recipe: Recipe, channels: int):
     return build_transform(recipe, channels, getattr(model.backbone, "pretrained_cfg", None), train=False)
 
 
-def _loader(subset: Subset, transform, channels: int, batch_size: int, num_workers: int) -> DataLoader:
-    return DataLoader(ImageDataset(subset, transform, channels=channels), batch_size=batch_size,
-                      shuffle=False, num_workers=num_workers)
+def input_pipeline(model: EmbeddingModel, recipe: Recipe, channels: int, train: bool,
+                   device: torch.device) -> InputPipeline:
+    """The trial's input pipeline on ``device`` (on CUDA, the device normalises and may decode)."""
+    return build_input(recipe, channels, getattr(model.backbone, "pretrained_cfg", None), train, device)
+
+
+def _loader(subset: Subset, pipeline: InputPipeline, channels: int, batch_size: int, num_workers: int,
+            device: torch.device) -> DeviceLoader:
+    dataset = ImageDataset(subset, pipeline.host, channels=channels, decoder=pipeline.decoder)
+    return DeviceLoader(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                   pin_memory=device.type == "cuda", collate_fn=dataset.collate_fn), pipeline, device)
 
 
 def evaluate_model(model: EmbeddingModel, splits: DatasetSplits, config: TrialConfig, device: torch.device,
@@ -73,11 +82,12 @@ def evaluate_model(model: EmbeddingModel, splits: DatasetSplits, config: TrialCo
     """Recall@K, MAP@R, R-Precision (and NMI, and the optional registered ``extra_metrics``) on the
     validation or test classes, and the embeddings and labels they were computed from."""
     recipe, channels = config.recipe_obj, splits.channels
-    transform = eval_transform(model, recipe, channels)
+    pipeline = input_pipeline(model, recipe, channels, False, device)
     query, gallery = (splits.val, None) if config.eval_split == "val" else (splits.query, splits.gallery)
 
     def embed_subset(subset: Subset) -> tuple[torch.Tensor, torch.Tensor]:
-        return embed(model, _loader(subset, transform, channels, recipe.eval_batch_size, config.num_workers), device)
+        return embed(model, _loader(subset, pipeline, channels, recipe.eval_batch_size, config.num_workers, device),
+                     device)
 
     q_emb, q_lab = embed_subset(query)
     g_emb, g_lab = embed_subset(gallery) if gallery is not None else (None, None)
@@ -125,12 +135,16 @@ def set_loader_state(loader: DataLoader, generator: torch.Generator, state: dict
 
 
 def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: EpochCallback | None = None,
-              resume: bool = False, progress: bool = True, node: dict[str, str] | None = None) -> TrialRecord:
+              resume: bool = False, progress: bool = True, node: dict[str, str] | None = None,
+              gpu: GpuSampler | None = None) -> TrialRecord:
     """Train and evaluate one trial; return its record (the driver writes it).
 
     With ``resume`` the trial continues from the epoch checkpoint in its store, if any. ``node``
-    names where this attempt runs (a Ray node); the record lists the nodes of every attempt. Raises :class:`TrialFailed` (non-finite loss, injected fault), :class:`TrialPruned`, and lets
-    other errors propagate; :func:`execute_trial` turns them into a failed or pruned record.
+    names where this attempt runs (a Ray node); the record lists the nodes of every attempt. ``gpu``
+    samples the trial's GPU (its epoch means and peaks join each epoch's metrics, its summary the
+    record; :func:`execute_trial` starts and stops it). Raises :class:`TrialFailed` (non-finite loss,
+    injected fault), :class:`TrialPruned`, and lets other errors propagate; :func:`execute_trial` turns
+    them into a failed or pruned record.
     """
     store = store or TrialStore(config.results_dir)
     start = time.time()
@@ -150,11 +164,12 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
 
     history: list[dict[str, Any]] = []
     elapsed_before, resumed_at, nodes = 0.0, None, [node] if node else []
+    pipeline = input_pipeline(model, recipe, splits.channels, True, device)
     if recipe.epochs:
         trainer = Trainer(model, method, recipe, device)
-        train_tf = build_transform(recipe, splits.channels, getattr(model.backbone, "pretrained_cfg", None), train=True)
-        loader = build_train_loader(ImageDataset(train_subset, train_tf, channels=splits.channels),
-                                    train_subset.labels, recipe, cls.sampler, generator, config.num_workers, device)
+        dataset = ImageDataset(train_subset, pipeline.host, channels=splits.channels, decoder=pipeline.decoder)
+        loader = build_train_loader(dataset, train_subset.labels, recipe, cls.sampler, generator, config.num_workers,
+                                    device)
         state = store.load_checkpoint(config) if resume else None
         if state is not None:
             trainer.load_state_dict(state["trainer"])
@@ -165,7 +180,8 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
         while trainer.epoch < recipe.epochs:
             if config.fail_at_epoch is not None and trainer.epoch + 1 >= config.fail_at_epoch:
                 raise TrialFailed(f"injected failure at epoch {trainer.epoch + 1} (fail_at_epoch)")
-            epoch_metrics = trainer.train_epoch(loader, label_map, progress=progress)
+            epoch_metrics = trainer.train_epoch(DeviceLoader(loader, pipeline, device), label_map, progress=progress)
+            epoch_metrics.update(gpu.so_far() if gpu else {})
             if config.eval_split == "val":
                 scores, _ = evaluate_model(model, splits, config, device, include_nmi=False)
                 epoch_metrics.update({split_metric("val", k): v for k, v in scores.items()})
@@ -188,6 +204,8 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
         hparams_changed={k: v for k, v in method.config.items() if k not in defaults or v != defaults[k]},
         evaluation={"knn": f"{resolve_backend('auto', device)} candidates, near-ties re-scored exactly (float64)",
                     "kmeans": kmeans_implementation(device)},
+        loading=pipeline.describe(config.num_workers),
+        gpu=gpu.summary() if gpu else {"available": False, "reason": "not sampled"},
         environment=environment_fingerprint(device), harness_version=harness.__version__,
     )
 
@@ -196,15 +214,16 @@ def execute_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch
                   resume: bool = False, progress: bool = True, threads: int | None = None,
                   node: dict[str, str] | None = None) -> TrialRecord:
     """:func:`run_trial` that never raises: an error becomes a failed record with its reason and traceback,
-    a pruned trial a ``pruned`` record with its history. ``threads`` sets torch's intra-op threads
-    (a trial's CPU share). A trial that ends (finished, failed or pruned) loses its epoch checkpoint,
+    a pruned trial a ``pruned`` record with its history; its GPU is sampled meanwhile
+    (:class:`~harness.engine.gpu_usage.GpuSampler`). ``threads`` sets torch's intra-op threads (a trial's CPU share). A trial that ends (finished, failed or pruned) loses its epoch checkpoint,
     except a failed one, which keeps it for ``--resume``."""
     if threads:
         torch.set_num_threads(threads)
     store = store or TrialStore(config.results_dir)
     start = time.time()
+    gpu = GpuSampler(resolve_device(config.device)).start()
     try:
-        record = run_trial(config, store, on_epoch=on_epoch, resume=resume, progress=progress, node=node)
+        record = run_trial(config, store, on_epoch=on_epoch, resume=resume, progress=progress, node=node, gpu=gpu)
     except TrialPruned as pruned:
         record = TrialRecord(trial_id=config.trial_id, status="pruned", config=config, error=str(pruned),
                              wall_time_s=time.time() - start, environment=environment_fingerprint(None),
@@ -212,5 +231,7 @@ def execute_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch
     except Exception as error:  # noqa: BLE001: any failure becomes the trial's recorded reason
         return TrialRecord.failed(config, error, wall_time_s=time.time() - start, traceback=traceback.format_exc(),
                                   environment=environment_fingerprint(None), harness_version=harness.__version__)
+    finally:
+        gpu.stop()
     store.delete_checkpoint(config)
     return record

@@ -4,7 +4,8 @@ Executors (local and Ray alike, on the driver) tell their listeners when a trial
 of its epochs, and when its record arrives:
 
 * :class:`TrialBoard`: on a terminal, a live table (rich) of every trial: method, seed, state,
-  epoch/epochs, loss, validation Recall@1, elapsed time, ETA and the reason of a failure; elsewhere
+  epoch/epochs, loss, validation Recall@1, GPU utilisation and memory (the last epoch's mean and peak,
+  columns shown once a trial reports them), elapsed time, ETA and the reason of a failure; elsewhere
   (CI logs, ``nohup``) one line per finished epoch and one per finished trial.
 * :class:`TensorBoardLogger`: per-epoch metrics of every trial to TensorBoard event files,
   ``<results>/tensorboard/<experiment>/<trial_id>`` (``tensorboard --logdir results/tensorboard``).
@@ -53,6 +54,8 @@ class TrialRow:
     epoch: int = 0
     loss: float | None = None
     val_recall: float | None = None
+    gpu_util: float | None = None
+    gpu_memory: float | None = None
     started: float = field(default_factory=time.time)
     ended: float | None = None
     error: str = ""
@@ -65,6 +68,10 @@ class TrialRow:
         if self.state != "running" or not self.epoch or self.epoch >= epochs:
             return None
         return self.elapsed() / self.epoch * (epochs - self.epoch)
+
+
+def _number(value: float | None, form: str) -> str:
+    return "" if value is None else form.format(value)
 
 
 def _seconds(value: float | None) -> str:
@@ -100,15 +107,18 @@ class TrialBoard:
         from rich.table import Table
 
         table = Table(title="trials", expand=False)
-        for name in ("method", "seed", "split", "state", "epoch", "loss", "val R@1", "elapsed", "ETA", "note"):
-            table.add_column(name, justify="right" if name in ("seed", "epoch", "loss", "val R@1") else "left")
+        gpu = any(r.gpu_util is not None for r in self.rows.values())
+        numeric = ("seed", "epoch", "loss", "val R@1", "GPU %", "GPU GiB")
+        for name in ("method", "seed", "split", "state", "epoch", "loss", "val R@1",
+                     *(("GPU %", "GPU GiB") if gpu else ()), "elapsed", "ETA", "note"):
+            table.add_column(name, justify="right" if name in numeric else "left")
         rows = sorted(self.rows.values(), key=lambda r: (r.state != "running", r.started))[: self.max_rows]
         for r in rows:
             style = {"failed": "red", "ok": "green", "pruned": "yellow"}.get(r.state, "")
+            usage = (_number(r.gpu_util, "{:.0f}"), _number(r.gpu_memory, "{:.1f}")) if gpu else ()
             table.add_row(r.trial.method, str(r.trial.seed), r.trial.eval_split + (f"/{r.trial.fold}" if r.trial.folds else ""),
-                          r.state, f"{r.epoch}/{r.trial.recipe['epochs']}",
-                          "" if r.loss is None else f"{r.loss:.4f}",
-                          "" if r.val_recall is None else f"{100 * r.val_recall:.2f}",
+                          r.state, f"{r.epoch}/{r.trial.recipe['epochs']}", _number(r.loss, "{:.4f}"),
+                          _number(None if r.val_recall is None else 100 * r.val_recall, "{:.2f}"), *usage,
                           _seconds(r.elapsed()), _seconds(r.eta()), r.error[:60], style=style)
         hidden = len(self.rows) - len(rows)
         if hidden:

@@ -68,6 +68,22 @@ def load_image_tensor(path: str, mode: str) -> torch.Tensor:
         raise ImageFileError(f"cannot read image {path}: {error}", path) from error
 
 
+def read_encoded(path: str) -> torch.Tensor:
+    """The bytes of the file at ``path`` as a 1-D uint8 tensor, for decoding on the device
+    (``decoder="nvjpeg"``); :class:`ImageFileError` names the file."""
+    from torchvision.io import read_file
+
+    try:
+        return read_file(path)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise ImageFileError(f"cannot read image {path}: {error}", path) from error
+
+
+def collate_images(batch: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Images of different sizes (encoded files, decoded images) as a list, and their labels as a tensor."""
+    return [image for image, _ in batch], torch.as_tensor([label for _, label in batch])
+
+
 def split_deterministic(transform: Callable | None, steps_kind: tuple[type, ...] = DETERMINISTIC_STEPS
                         ) -> tuple[list[Callable], Callable | None]:
     """``transform``'s leading steps of ``steps_kind`` and a callable for the rest (None when nothing
@@ -158,7 +174,10 @@ class ImageDataset(Dataset):
 
     A transform whose ``decoder`` attribute is ``"torchvision"`` (see
     :func:`harness.plugins.transforms.build_transform`) receives uint8 C×H×W tensors decoded by
-    ``torchvision.io`` instead of PIL images. The label is the subset's original class id as a
+    ``torchvision.io`` instead of PIL images; with ``decoder="nvjpeg"`` (and no transform) the dataset
+    hands over each file's bytes undecoded (an in-memory array's images as uint8 tensors), and
+    ``collate_fn`` batches them as lists, for :class:`~harness.plugins.transforms.DeviceBatch` to decode on
+    the device. ``decoder`` defaults to the transform's. The label is the subset's original class id as a
     Python int (the trainer remaps it). A file that cannot be read raises :class:`ImageFileError`
     naming it. ``cache_bytes`` (default: this process's budget, :data:`DECODED_CACHE_BYTES` unless
     :func:`limit_decoded_cache` set another; 0 = off) bounds the decoded cache described in the module
@@ -166,13 +185,14 @@ class ImageDataset(Dataset):
     """
 
     def __init__(self, subset: Subset, transform: Callable[[Any], Any] | None = None, channels: int = 3,
-                 cache_bytes: int | None = None):
+                 cache_bytes: int | None = None, decoder: str | None = None):
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         self.subset = subset
         self.transform = transform
         self.mode = "L" if channels == 1 else "RGB"
-        self.decoder = getattr(transform, "decoder", "pil")
+        self.decoder = decoder or getattr(transform, "decoder", "pil")
+        self.collate_fn = collate_images if self.decoder == "nvjpeg" else None
         self.prepare_steps, self.augment = split_deterministic(transform, GEOMETRIC_STEPS)
         self.cache_bytes = DECODED_CACHES.budget if cache_bytes is None else cache_bytes
         self._cache: DecodedCache | None = None
@@ -185,10 +205,12 @@ class ImageDataset(Dataset):
         source = self.subset.images[index]
         if isinstance(self.subset.images, np.ndarray):
             image = Image.fromarray(source).convert(self.mode)
-            if self.decoder == "torchvision":
-                array = np.asarray(image)
+            if self.decoder != "pil":
+                array = np.array(image)
                 return torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
             return image
+        if self.decoder == "nvjpeg":
+            return read_encoded(source)
         if self.decoder == "torchvision":
             return load_image_tensor(source, self.mode)
         return load_image(source, self.mode)
