@@ -11,7 +11,7 @@ import functools
 import hashlib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import yaml
@@ -152,6 +152,8 @@ class ExperimentConfig(TrainingSetup):
             cls.check_hparam_names(self.hparams.get(method, {}))
             for name, value in {**cls.dataset_defaults(self.dataset), **self.hparams.get(method, {})}.items():
                 cls.hparams[name].check(f"hyperparameter {method}.{name}", value)
+        if (self.recipe or spec.default_recipe) == "paper":
+            check_paper_baselines(self.methods, self.recipe_for)
         classes = training_classes(self.dataset, self.data_root, self.val_fraction)[self.eval_split]
         for method in self.methods:
             cls = get_method_class(method)
@@ -223,6 +225,28 @@ class ExperimentConfig(TrainingSetup):
                     method_family=cls.family,
                 ))
         return out
+
+
+#: recipe fields that may differ between a method and its baseline (their hyperparameters are the methods')
+_NOT_TRAINING = ("name", "method_hparams")
+
+
+def check_paper_baselines(methods: list[str], recipe_for: Callable[[str], Recipe]) -> None:
+    """Under ``--recipe paper``, refuse a run holding a method and its declared baseline (``Method.baseline``)
+    whose paper recipes train differently (optimiser, pooling, ...): the comparison would confound the
+    method with its training. Raises ``ValueError`` naming the pair and the fields that differ."""
+    for method in methods:
+        baseline = get_method_class(method).baseline
+        if baseline not in methods:
+            continue
+        ours, theirs = recipe_for(method).to_dict(), recipe_for(baseline).to_dict()
+        differ = sorted((k for k in set(ours) | set(theirs) if k not in _NOT_TRAINING and ours.get(k) != theirs.get(k)),
+                        key=lambda k: (k not in ("optimizer", "pooling"), k))
+        if differ:
+            shown = ", ".join(f"{k} {ours.get(k)!r} vs {theirs.get(k)!r}" for k in differ[:4])
+            raise ValueError(f"--recipe paper trains {method} and its baseline {baseline} differently ({shown}"
+                             f"{', ...' if len(differ) > 4 else ''}); give both one recipe, e.g. --recipe "
+                             f"{recipe_for(method).name}")
 
 
 def resolved_hparams(cls: type[Method], dataset: str, recipe: Recipe, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,10 @@ weights train at the recipe's ``lr_method`` (1e-2 in the JRD code). Built on pyt
 (same layout): ``kaiming_uniform_(a=√5)``, i.e. U(±1/√C) entries (fan-in of a (d, C) tensor is C),
 not PML's default N(0, 1). With Adam the step does not scale with the weights, so the init's norm
 sets how fast the class directions rotate (N(0, 1) weights of norm ≈ √d turn ~√(dC)/√d times slower).
+
+Paper recipe: the JRD code's (``JRD_CODE_RECIPE``, named ``jrd``), since AM-Softmax is JRD's α = 0 ablation,
+trained by the very same script (YangLin122/JRD ``train.py``), so ``--recipe paper`` trains ``jrd`` and
+``amsoftmax`` alike. The AM-Softmax paper's own training (face recognition, SGD) is not reproduced.
 """
 from __future__ import annotations
 
@@ -22,6 +26,20 @@ from torch import nn
 
 from harness.core.hparams import LogUniform, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
+from harness.core.recipe import Recipe
+
+JRD_CODE_RECIPE = Recipe(
+    # The JRD code's training (YangLin122/JRD at 7c41828: args.py:25-49, train.py:64-70, 86-87, 113-117,
+    # 198-201, batch.py): 512-d embedding (the trial's embedding_dim), batches of 100 by plain shuffling,
+    # Adam (eps 0.01, L2 weight decay 1e-4), lr 1e-4 for backbone and embedding, 1e-2 for the class
+    # weights, 50 epochs, ×0.1 at the start of 0-based epochs 19 and 39 (``adjust_learning_rate`` runs
+    # before each epoch and decays when (epoch + 1) % 20 == 0: 19, 20 and 11 epochs at 1, 0.1, 0.01),
+    # BatchNorm statistics frozen, RandomResizedCrop(224) + flip / Resize(256) + CenterCrop(224),
+    # GAP (``avg``), fp32 throughout as in the code (amp off).
+    name="jrd", epochs=50, batch_size=100, sampler="random", image_size=224, resize_size=256,
+    augmentation="rrc_flip", optimizer="adam", lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2,
+    weight_decay=1e-4, adam_eps=0.01, lr_milestones=(19, 39), lr_decay_gamma=0.1, freeze_bn=True, amp=False,
+)
 
 
 @register_method("amsoftmax")
@@ -33,6 +51,7 @@ class AMSoftmax(PMLLossMethod):
         "scale": Param(20.0, LogUniform(1.0, 100.0), "s, logit scale", valid="> 0"),
         "margin": Param(0.1, Uniform(0.0, 0.6), "m, additive cosine margin", valid="[0, 2]"),
     }
+    paper_recipe = JRD_CODE_RECIPE
 
     def build_loss(self):
         return losses.CosFaceLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,

@@ -10,6 +10,11 @@ cos θ_y − m·sin m instead (the fallback of the authors' code, keeping the lo
 Class weights train at the recipe's ``lr_method``; they start as in the authors' PyTorch code
 (deepinsight/insightface, ``recognition/arcface_torch/partial_fc_v2.py``:
 ``torch.normal(0, 0.01, (C, d))``), N(0, 0.01²) entries, not PML's default N(0, 1).
+
+Checked against the code (``recognition/arcface_torch/losses.py``, class ``ArcFace``, lines 7-32): cos(θ_y + m)
+where cos θ_y > cos(π − m), else cos θ_y − m·sin(π − m) = cos θ_y − m·sin m (``easy_margin`` False), then ×s:
+the same as PML's ``ArcFaceLoss``. Deviation: no paper recipe; the code's training is face recognition (SGD,
+polynomial decay, partial FC), not a DML protocol, so ArcFace runs under the shared recipes only.
 """
 from __future__ import annotations
 

@@ -5,6 +5,10 @@
 
 Hadsell et al. use m_pos = 0 and margin m_neg = 1. Built on pytorch-metric-learning's
 ``ContrastiveLoss`` over all pairs of an m-per-class batch.
+
+Paper recipe: the Metrix code's contrastive training (``metrix``, :mod:`methods.metrix_recipes`, with its
+m⁻ = 0.5), the recipe of the paper that compares against it, so ``--recipe paper`` trains
+``contrastive`` and ``metrix_contrastive`` alike.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pytorch_metric_learning import losses
 
 from harness.core.hparams import Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
+from methods.metrix_recipes import METRIX_RECIPE
 
 
 @register_method("contrastive")
@@ -24,6 +29,7 @@ class Contrastive(PMLLossMethod):
         "neg_margin": Param(1.0, Uniform(0.1, 2.0), "distance beyond which negatives cost nothing", valid=">= 0"),
     }
     sampler = "m_per_class"
+    paper_recipe = METRIX_RECIPE
 
     def build_loss(self):
         return losses.ContrastiveLoss(pos_margin=self.config["pos_margin"], neg_margin=self.config["neg_margin"])

@@ -26,11 +26,14 @@ never in the model, so ``model(images).embedding`` ignores them.
 Per dataset (code configs): CUB L × H = 1 × 2, T = 0.2; Cars 2 × 8 (concatenated), T = 1/9;
 SOP 1 × 8, T = 0.605; In-Shop 1 × 4, T = 0.186. Other datasets (omniglot, digits) take CUB's values.
 
-Learning rates: the code trains every parameter at one rate. The MPN and both classifiers train at
-``lr_method × 0.01`` (``lr_multiplier``): the backbone's rate in the ``default`` recipe (lr_method =
-100 × lr_backbone), and the code's in the ``intra_batch*`` recipes (which set lr_method = 100 × lr).
-At lr_method itself the MPN diverges (omniglot, ``cpu`` recipe, 3 epochs: Recall@1 36.0 at 1e-2 for
-all of the method's parameters, 71.3 at 1e-3, 70.7 at 1e-4).
+Learning rates: the code trains every parameter at one rate (``trainer.py:89-94``: encoder and
+GNN in one RAdam group at ``train_params.lr``), so the MPN and both classifiers train at the recipe's
+``lr_backbone`` under every recipe (``param_groups``; ``lr_method`` is not used), the code's single rate
+in the ``intra_batch*`` recipes. Under the ``cpu`` recipe that is 1e-3 (omniglot, 3 epochs: Recall@1
+71.3 at 1e-3 for all of the method's parameters, 70.7 at 1e-4, 36.0 at 1e-2).
+Schedule: the code sets the rate to lr/10 at the start of 1-based epochs 31 and 51
+(``trainer.py:145, 151-158, 161-168``; the second sets the same lr/10 again), i.e. lr/10 from 0-based
+epoch 30 to the end: ``lr_milestones=(30,)``.
 
 Not reproduced: at epochs 31 and 51 the code reloads the checkpoint of best *test* Recall@1 before
 dividing the learning rate; we never select on test data, so training simply continues. The code's
@@ -62,14 +65,13 @@ _CODE_TRAINING = {
 }
 #: the code's recipe per dataset, by recipe name
 CODE_RECIPES = {_name: Recipe(
-        # RAdam, 70 epochs, m-per-class batches, one learning rate for every parameter (lr_method is
-        # 100 × lr because the method's parameters train at lr_method × 0.01), BatchNorm
-        # statistics updated (not frozen), fp32, global max pooling, 227 px crops with RandomErasing.
-        # The code divides the learning rate by 10 at epoch 31 and sets it to lr/10 again at epoch 51;
-        # a step schedule of 30 epochs gives lr/10 from epoch 31 but lr/100 for epochs 61-70.
+        # RAdam, 70 epochs, m-per-class batches, one learning rate for every parameter (the method's
+        # parameters train at lr_backbone; lr_method is set to the same rate), BatchNorm statistics
+        # updated (not frozen), fp32, global max pooling, 227 px crops with RandomErasing, lr/10 from
+        # 0-based epoch 30 to the end (see the module docstring).
         name=_name, epochs=70, batch_size=_classes * _samples, sampler="m_per_class", samples_per_class=_samples,
         image_size=227, resize_size=256, augmentation="rrc_flip_erase", pooling="max", optimizer="radam",
-        lr_backbone=_lr, lr_head=_lr, lr_method=100 * _lr, weight_decay=_wd, lr_decay_epochs=30, lr_decay_gamma=0.1,
+        lr_backbone=_lr, lr_head=_lr, lr_method=_lr, weight_decay=_wd, lr_milestones=(30,), lr_decay_gamma=0.1,
         freeze_bn=False, amp=False,
     ) for _name, (_classes, _samples, _lr, _wd) in _CODE_TRAINING.items()}
 
@@ -153,7 +155,6 @@ class IntraBatch(Method):
     }
     taps = ("embedding", "pooled")
     sampler = "m_per_class"
-    lr_multiplier = 0.01
     paper_recipe = CODE_RECIPES["intra_batch"]
 
     def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
@@ -164,6 +165,11 @@ class IntraBatch(Method):
         self.classifier = nn.Linear(embedding_dim, num_classes)
         self.mpn = MessagePassingNetwork(embedding_dim, num_classes, c["num_layers"], c["num_heads"], c["dropout"],
                                          c["concat_layers"])
+
+    def param_groups(self, recipe: Recipe) -> list[dict]:
+        """The MPN and both classifiers at the backbone's rate: the code trains every parameter at one rate."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": recipe.lr_backbone,
+                 "weight_decay": recipe.weight_decay, "name": "method"}]
 
     @classmethod
     def paper_recipe_for(cls, dataset: str) -> Recipe:

@@ -21,7 +21,10 @@ with the code's ``CosineSoftmax`` initialisation: its (d, C) class weights ``kai
 U(±1/√C) entries; the embedding head is PyTorch's default ``nn.Linear`` (the code's ``embedding``).
 The regulariser's pieces live in :mod:`methods.jrd_kernels`.
 
-Registered methods (all share the hyperparameters below, the ``jrd`` recipe and the AMSoftmax term):
+Registered methods (all share the hyperparameters below, the ``jrd`` recipe and the AMSoftmax term; their
+``baseline`` is ``amsoftmax``, whose paper recipe is the same ``jrd`` recipe:
+:data:`methods.amsoftmax.JRD_CODE_RECIPE`, with the code's schedule as milestones, decay at the start of
+0-based epochs 19 and 39, ``train.py:86-87, 198-201``):
 
 * ``jrd``       — the above; ``kernel`` selects Gaussian (default), Laplace, polynomial or MGF;
 * ``mrd``       — marginal ablation: Σ_l mean_{y_i≠y_j} k^l(x_i^l, x_j^l), the per-layer penalties summed;
@@ -50,25 +53,13 @@ import torch
 from harness.core.hparams import Choice, IntUniform, LogUniform, Param
 from harness.plugins.method import register_method
 from harness.plugins.models import ModelOutput
-from harness.core.recipe import Recipe
-from methods.amsoftmax import AMSoftmax
+from methods.amsoftmax import JRD_CODE_RECIPE, AMSoftmax
 from methods.jrd_kernels import (KERNELS, KernelSpec, inter_class_similarity, intra_class_distance, joint_kernel,
                                  joint_mmd, marginal_kernel, pool_representations)
 
 #: The paper's regulariser weight per kernel (its kernel table: α = 1 for Gaussian and Laplace,
 #: α = 1e-3 for the unnormalised polynomial and MGF kernels); used when ``alpha`` is not given.
 DEFAULT_ALPHA: dict[str, float] = {"gaussian": 1.0, "laplace": 1.0, "polynomial": 1e-3, "mgf": 1e-3}
-
-JRD_RECIPE = Recipe(
-    # The JRD code's training (YangLin122/JRD, args.py, train.py, batch.py): 512-d embedding (the
-    # trial's embedding_dim), batches of 100 by plain shuffling, Adam (eps 0.01, L2 weight decay 1e-4),
-    # lr 1e-4 for backbone and embedding, 1e-2 for the class weights, ×0.1 every 20 of 50 epochs,
-    # BatchNorm statistics frozen, RandomResizedCrop(224) + flip / Resize(256) + CenterCrop(224).
-    # fp32 throughout as in the code (amp off).
-    name="jrd", epochs=50, batch_size=100, sampler="random", image_size=224, resize_size=256,
-    augmentation="rrc_flip", optimizer="adam", lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2,
-    weight_decay=1e-4, adam_eps=0.01, lr_decay_epochs=20, lr_decay_gamma=0.1, freeze_bn=True, amp=False,
-)
 
 
 @register_method("jrd")
@@ -91,7 +82,8 @@ class JRD(AMSoftmax):
         "degree": Param(2, IntUniform(1, 4), "p of the polynomial kernel", valid=">= 1"),
     }
     taps = ("embedding", "pooled")
-    paper_recipe = JRD_RECIPE
+    paper_recipe = JRD_CODE_RECIPE  # inherited from AMSoftmax; stated: the recipe is this code's
+    baseline = "amsoftmax"
     #: Mixture sizes K of the kernels the regulariser uses (the code's ``--kernelNums``: X⁻, X, X⁺).
     kernel_nums: ClassVar[tuple[int, ...]] = (3, 3, 1)
 

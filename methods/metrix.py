@@ -45,12 +45,16 @@ mixing: it inherits the baseline's hyperparameters with their defaults, its samp
 method, takes pooling, BatchNorm freezing and head init from the recipe. At ``weight = 0`` (or a λ
 that makes every mixed example clean) the loss is the baseline's. The authors run baseline and
 Metrix with the same values, which differ from the baselines' papers: contrastive m⁻ = 0.5; MS
-α = 17.97, β = 75.66, b = 0.77, miner ε = 0.39 (``main.py``; :data:`CODE_HPARAMS`). The Metrix
+α = 17.97, β = 75.66, b = 0.77, miner ε = 0.39 (``main.py``; :data:`methods.metrix_recipes.CODE_HPARAMS`). The Metrix
 recipes carry them for the baseline and its Metrix row alike (``Recipe.method_hparams``), so
 ``--recipe metrix_ms --methods ms,metrix_ms`` reproduces the authors' pair and stays a fair comparison.
 
 Paper recipes (``metrix`` for contrastive, ``metrix_ms``, ``metrix_proxyanchor``): the README's CUB
-commands for the Metrix/feature rows; see :func:`metrix_recipe`.
+commands for the Metrix/feature rows; see :func:`methods.metrix_recipes.metrix_recipe`. They are also the
+paper recipes of the baselines ``contrastive`` and ``ms`` (the paper that compares against them), so
+``--recipe paper`` trains each Metrix row and its baseline alike. ``proxyanchor`` keeps its own authors'
+recipe (AdamW, 60 epochs), so ``--recipe paper`` refuses a run with both ``proxyanchor`` and
+``metrix_proxyanchor``; ``--recipe metrix_proxyanchor`` trains them alike.
 
 Where we follow the code rather than the paper:
 
@@ -89,48 +93,11 @@ from torch import nn
 from harness.core.hparams import Choice, LogUniform, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
 from harness.plugins.models import ModelOutput
-from harness.core.recipe import Recipe
 from methods.contrastive import Contrastive
+from methods.metrix_recipes import METRIX_MS_RECIPE, METRIX_PROXY_ANCHOR_RECIPE, METRIX_RECIPE
 from methods.ms import MultiSimilarity
 
 MIX_AT = ("input", "feature", "embed")
-
-#: The authors' hyperparameters for baseline and Metrix alike (billpsomas/metrix ``main.py``), per base loss.
-CODE_HPARAMS: dict[str, dict[str, float]] = {
-    "contrastive": {"neg_margin": 0.5},
-    "ms": {"alpha": 17.97, "beta": 75.66, "base": 0.77, "epsilon": 0.39},
-}
-
-
-def metrix_recipe(name: str, epochs: int, lr_decay_gamma: float) -> Recipe:
-    """The code's CUB training (billpsomas/metrix README, ``main.py``, ``train.py``, ``net/resnet.py``).
-
-    ResNet-50, 512-d embedding (the trial's embedding_dim), batches of 100 by plain shuffling
-    (SOP/In-Shop: 5 images per class), Adam (L2 weight decay 1e-4) at lr 1e-4 for backbone and
-    embedding, proxies ×100 (lr_method 1e-2), ×``lr_decay_gamma`` every 10 epochs, BatchNorm
-    statistics frozen, 5 warm-up epochs training only the embedding (and proxies),
-    RandomResizedCrop(224) + flip / Resize(256) + CenterCrop(224), fp32, GAP + GMP pooling, embedding
-    head Kaiming-normal (fan-out) with zero bias, gradient values clipped at 10 (model and proxies).
-    As in the Proxy-Anchor code it derives from, the model freezes BatchNorm's γ and β but the warm-up
-    re-enables every backbone parameter at its end, so they train afterwards (``freeze_bn_affine``
-    False). The baselines' own commands differ (60 epochs, ×0.5 every 5 epochs for MS and
-    Proxy-Anchor); the Metrix rows are the ones reproduced here.
-    """
-    return Recipe(
-        name=name, epochs=epochs, batch_size=100, sampler="random", image_size=224, resize_size=256,
-        augmentation="rrc_flip", pooling="avgmax", head_init="kaiming_normal_fan_out", optimizer="adam",
-        lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2, weight_decay=1e-4, lr_decay_epochs=10,
-        lr_decay_gamma=lr_decay_gamma, freeze_bn=True, freeze_bn_affine=False, warmup_epochs=5,
-        grad_clip_value=10.0, amp=False,
-        method_hparams={m: dict(CODE_HPARAMS[base]) for base in CODE_HPARAMS for m in (base, f"metrix_{base}")},
-    )
-
-
-#: Contrastive + Metrix/feature: 60 epochs, ×0.1; MS and Proxy-Anchor + Metrix/feature: 100 epochs, ×0.5.
-METRIX_RECIPE = metrix_recipe("metrix", epochs=60, lr_decay_gamma=0.1)
-METRIX_MS_RECIPE = metrix_recipe("metrix_ms", epochs=100, lr_decay_gamma=0.5)
-METRIX_PROXY_ANCHOR_RECIPE = metrix_recipe("metrix_proxyanchor", epochs=100, lr_decay_gamma=0.5)
-
 
 @dataclass(frozen=True)
 class MixPlan:
@@ -318,6 +285,7 @@ class MetrixContrastive(Metrix, Contrastive):
         **Metrix.hparams,
         **Contrastive.hparams,
     }
+    baseline = "contrastive"
 
     def soft_loss(self, anchors, mixed, targets, relation):
         return soft_contrastive(torch.cdist(anchors, mixed), targets, relation,
@@ -330,6 +298,7 @@ class MetrixMS(Metrix, MultiSimilarity):
 
     hparams = {**Metrix.hparams, **MultiSimilarity.hparams}
     paper_recipe = METRIX_MS_RECIPE
+    baseline = "ms"
 
     def soft_loss(self, anchors, mixed, targets, relation):
         return soft_multi_similarity(anchors @ mixed.T, targets, relation,
@@ -348,6 +317,7 @@ class MetrixProxyAnchor(Metrix):
     }
     sampler = "random"
     paper_recipe = METRIX_PROXY_ANCHOR_RECIPE
+    baseline = "proxyanchor"
 
     def build_loss(self) -> nn.Module:
         return losses.ProxyAnchorLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,

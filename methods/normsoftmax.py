@@ -9,6 +9,14 @@ with the class weights initialised as the authors' code (azgo14/classification_m
 PML's default N(0, 1). PML's loss is the loss alone: the paper's other ingredients (layer
 normalisation of the pooled feature, its batch sampling, subsampled softmax for many classes) are
 not part of this row. Class weights train at the recipe's ``lr_method``.
+
+Checked against the code (azgo14/classification_metric_learning at 6c90cec): the loss and init equal
+``metric_learning/modules/losses.py:17-20`` (weights (C, d), U(±1/√d)) and ``:26-30`` (normalised weights,
+logits / τ, cross-entropy); PML stores the weights as (d, C), the same distribution. Deviations: the code's
+featurizer (``modules/featurizer.py:16-32``) puts a LayerNorm without affine between GAP and the embedding
+layer, which has no bias; here the recipe's head (a Linear with bias, no LayerNorm). Its recipe
+(``train_classification.py:170-172, 211``: SGD, momentum 0.9, weight decay 1e-4, one pretraining epoch of
+the new layers, ×0.1 every ``epochs_per_step``) has no paper recipe here: the recipes have no SGD.
 """
 from __future__ import annotations
 

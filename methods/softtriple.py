@@ -12,6 +12,17 @@ recipes' ``lr_method``). Built on pytorch-metric-learning's ``SoftTripleLoss`` w
 ``SparseCentersRegularizer`` as the weight regulariser (weight τ), which is the code's term (its
 √ takes 2 + ε with ε the dtype's small value rather than the code's 1e-5). The centres start as in
 the code and in PML: ``kaiming_uniform_(a=√5)`` on the (d, C·K) matrix, U(±1/√(C·K)) entries.
+
+Paper recipe (``softtriple``): the code's ``train.py`` (idstcv/SoftTriple at cc1c32d) and its README
+command (``--dim 64 --freeze_BN``): Adam with eps 0.01 (``train.py:46, 84-86``), model lr 1e-4 for
+backbone and embedding alike, centre lr 1e-2, weight decay 1e-4 (``train.py:38-43``), batches of 32 by
+plain shuffling (``train.py:106-108``), 50 epochs, ×0.1 when (epoch + 1) % 20 == 0 before the epoch
+(``train.py:124, 176-180``), i.e. at the start of 0-based epochs 19 and 39, frozen BatchNorm statistics
+(``train.py:136-141``), GAP then a linear embedding L2-normalised (``net/bninception.py:487-494``),
+RandomResizedCrop(224) + flip / Resize(256) + CenterCrop(224). Deviations: the 64-d embedding is the
+trial's ``embedding_dim`` (``--embedding-dim 64``; a recipe does not set it); the code feeds BGR
+images scaled to 0-255 minus a per-channel mean (Caffe's BN-Inception layout), here the backbone's own
+normalisation; its Adam also decays the centres (as here: every group takes the recipe's weight decay).
 """
 from __future__ import annotations
 
@@ -19,6 +30,14 @@ from pytorch_metric_learning import losses, regularizers
 
 from harness.core.hparams import IntUniform, LogUniform, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
+from harness.core.recipe import Recipe
+
+SOFTTRIPLE_RECIPE = Recipe(
+    # idstcv/SoftTriple train.py and README (see the module docstring for file:line).
+    name="softtriple", epochs=50, batch_size=32, sampler="random", image_size=224, resize_size=256,
+    augmentation="rrc_flip", pooling="avg", optimizer="adam", lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2,
+    weight_decay=1e-4, adam_eps=0.01, lr_milestones=(19, 39), lr_decay_gamma=0.1, freeze_bn=True, amp=False,
+)
 
 
 @register_method("softtriple")
@@ -33,6 +52,7 @@ class SoftTriple(PMLLossMethod):
         "margin": Param(0.01, Uniform(0.0, 0.5), "δ, margin on the true class", valid=">= 0"),
         "tau": Param(0.2, Uniform(0.0, 1.0), "τ, weight of the centre-merging regulariser (0 = off)", valid=">= 0"),
     }
+    paper_recipe = SOFTTRIPLE_RECIPE
 
     def build_loss(self):
         k, tau = self.config["centers_per_class"], self.config["tau"]

@@ -38,9 +38,10 @@ def clustered_batch():
 @pytest.fixture
 def loss_before_and_after_training(clustered_batch):
     """``f(name) -> (first, last)``: a method's loss on the fixed batch before and after 60 Adam steps
-    of a linear head (lr 1e-2) and the method's own parameter groups."""
+    of a linear head (lr 1e-2) and the method's own parameter groups (``lr_method`` 1e-2)."""
     from torch import nn
 
+    from harness.core.recipe import Recipe
     from harness.plugins.method import create_method
     from harness.plugins.models import ModelOutput
 
@@ -51,7 +52,7 @@ def loss_before_and_after_training(clustered_batch):
         head = nn.Linear(32, 16)
         method = create_method(name, num_classes=8, embedding_dim=16, feature_dim=32)
         optimizer = torch.optim.Adam([{"params": head.parameters(), "lr": 1e-2},
-                                      *method.param_groups(lr=1e-2, weight_decay=0.0)])
+                                      *method.param_groups(Recipe("fixture", lr_method=1e-2, weight_decay=0.0))])
 
         def loss_now() -> torch.Tensor:
             emb = nn.functional.normalize(head(features), dim=-1)

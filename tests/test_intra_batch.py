@@ -39,8 +39,9 @@ def test_declarations_dataset_defaults_and_recipe():
     recipe = find_recipe("intra_batch")
     assert (recipe.optimizer, recipe.batch_size, recipe.samples_per_class, recipe.epochs) == ("radam", 54, 9, 70)
     assert recipe.lr_backbone == recipe.lr_head == pytest.approx(1.5637e-4, rel=1e-4)
-    (group,) = method.param_groups(recipe.lr_method, recipe.weight_decay)  # one learning rate, as in the code
+    (group,) = method.param_groups(recipe)  # one learning rate, as in the code
     assert group["lr"] == pytest.approx(recipe.lr_backbone)
+    assert recipe.lr_milestones == (30,)  # lr/10 from 1-based epoch 31 to the end (trainer.py:151-168)
     assert (find_recipe("intra_batch_cars").batch_size, find_recipe("intra_batch_sop").batch_size,
             find_recipe("intra_batch_inshop").batch_size) == (70, 90, 56)
     for name in ("intra_batch", "intra_batch_cars", "intra_batch_sop", "intra_batch_inshop"):

@@ -347,7 +347,7 @@ def test_declarations_and_paper_recipe():
     assert (recipe.batch_size, recipe.sampler, recipe.optimizer, recipe.adam_eps, recipe.weight_decay) == \
         (100, "random", "adam", 0.01, 1e-4)
     assert (recipe.lr_backbone, recipe.lr_head, recipe.lr_method) == (1e-4, 1e-4, 1e-2)
-    assert (recipe.epochs, recipe.lr_decay_epochs, recipe.lr_decay_gamma, recipe.freeze_bn) == (50, 20, 0.1, True)
+    assert (recipe.epochs, recipe.lr_milestones, recipe.lr_decay_gamma, recipe.freeze_bn) == (50, (19, 39), 0.1, True)
     assert (recipe.augmentation, recipe.image_size, recipe.resize_size) == ("rrc_flip", 224, 256)
 
 

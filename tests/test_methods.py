@@ -68,7 +68,7 @@ def test_proxy_methods_have_trainable_parameters_in_their_own_group():
     st = create_method("softtriple", num_classes=7, embedding_dim=16, feature_dim=32)
     assert am.has_trainable_parameters and st.has_trainable_parameters
     assert not create_method("ms", num_classes=7, embedding_dim=16, feature_dim=32).has_trainable_parameters
-    (group,) = am.param_groups(lr=0.01, weight_decay=0.0)
+    (group,) = am.param_groups(Recipe("t", lr_method=0.01, weight_decay=0.0))
     assert group["lr"] == pytest.approx(0.01) and sum(p.numel() for p in group["params"]) == 7 * 16
 
 

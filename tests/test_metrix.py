@@ -15,7 +15,7 @@ from harness.plugins.models import EmbeddingModel, create_backbone
 from harness.plugins.method import find_recipe
 from harness.engine.train import Trainer
 from harness.engine.trial import build_model
-from methods.metrix import CODE_HPARAMS
+from methods.metrix_recipes import CODE_HPARAMS
 from harness.engine.utilization import utilization
 from methods.metrix import MixPlan, anchor_negative_plan, hardest_negatives, mixed_targets, positive_negative_plan
 
@@ -326,7 +326,7 @@ def test_utilization_matches_a_brute_force_reference():
 
 def test_a_metrix_recipe_gives_the_baseline_and_its_metrix_row_the_authors_hyperparameters():
     from harness.experiment import ExperimentConfig
-    from methods.metrix import CODE_HPARAMS
+    from methods.metrix_recipes import CODE_HPARAMS
 
     for recipe, base in (("metrix_ms", "ms"), ("metrix", "contrastive")):
         trials = ExperimentConfig(methods=[base, f"metrix_{base}"], dataset="digits", recipe=recipe).trials()

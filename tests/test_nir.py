@@ -13,6 +13,7 @@ import methods.nir  # noqa: F401
 from harness.plugins.method import create_method, get_method_class
 from harness.plugins.models import EmbeddingModel, ModelOutput, create_backbone
 from harness.plugins.method import find_recipe
+from harness.core.recipe import Recipe
 from harness.engine.train import build_optimizer
 from methods.nir import W_ALIGN, conditional_flow
 
@@ -152,11 +153,11 @@ def test_defaults_and_per_dataset_weights_are_the_codes():
     cls = get_method_class("nir")
     assert cls.dataset_defaults("cub") == {"w_align": 0.0075}
     assert cls.dataset_defaults("cars") == {"w_align": 0.01}
-    assert cls.dataset_defaults("sop") == {"w_align": 0.3, "flow_lr_ratio": pytest.approx(1 / 4000)}
-    assert cls.dataset_defaults("omniglot") == {"w_align": W_ALIGN["omniglot"]}
+    assert cls.dataset_defaults("sop") == {"w_align": 0.3, "flow_lr_multiplier": 1.0}
+    assert cls.dataset_defaults("omniglot") == {} and "omniglot" not in W_ALIGN  # the code's default 0.01
     config = nir().config
-    assert (config["form"], config["weight"], config["w_align"], config["flow_lr_ratio"]) == \
-        ("code", 0.01, 0.01, pytest.approx(50 / 4000))
+    assert (config["form"], config["weight"], config["w_align"], config["flow_lr_multiplier"]) == \
+        ("code", 0.01, 0.01, 50.0)
     assert (config["alpha"], config["margin"], config["blocks"], config["width"], config["depth"], config["clamp"]) \
         == (32.0, 0.1, 5, 128, 8, 2.0)
 
@@ -199,7 +200,8 @@ def test_loss_decreases_when_training_on_fixed_data(form, clustered_batch):
     method = create_method("nir", num_classes=8, embedding_dim=16, feature_dim=32, form=form, weight=0.1,
                            blocks=2, width=32)
     optimizer = torch.optim.Adam([{"params": head.parameters(), "lr": 1e-2},
-                                  *method.param_groups(lr=1e-2, weight_decay=0.0)])
+                                  *method.param_groups(Recipe("t", lr_method=1e-2, lr_backbone=2.5e-6,
+                                                              weight_decay=0.0))])
 
     def loss_now() -> torch.Tensor:
         return method.loss(outputs(F.normalize(head(features), dim=-1)), labels)

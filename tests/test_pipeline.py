@@ -127,8 +127,8 @@ class _ConstantLoss(nn.Module):
         self.calls += 1
         return self.w * (float("nan") if self.calls >= self.bad_step else 1.0) + 0 * model(images).embedding.sum()
 
-    def param_groups(self, lr, weight_decay):
-        return [{"params": [self.w], "lr": lr, "name": "method"}]
+    def param_groups(self, recipe):
+        return [{"params": [self.w], "lr": recipe.lr_method, "name": "method"}]
 
 
 def test_non_finite_loss_names_its_step() -> None:

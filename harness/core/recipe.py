@@ -33,6 +33,9 @@ class Recipe:
     sum, GAP + GMP); ``head_init`` of the linear embedding head: ``default`` (PyTorch's ``nn.Linear``,
     Kaiming-uniform a = √5) or ``kaiming_normal_fan_out`` (Kaiming-normal fan-out weights, zero bias);
     ``lr_decay_epochs`` is a step schedule (×``lr_decay_gamma`` every that many epochs; 0 = constant);
+    ``lr_milestones``, when given, replaces it with the authors' schedule as data: the rate is multiplied
+    by ``lr_decay_gamma`` at the start of each listed 0-based epoch (the JRD code's
+    ``(epoch + 1) % 20 == 0`` decay of 50 epochs is ``(19, 39)``: 19, 20 and 11 epochs at 1, 0.1, 0.01);
     ``freeze_bn`` keeps the backbone's BatchNorm statistics fixed; ``freeze_bn_affine`` also keeps
     their affine parameters (γ, β) fixed, during and after warm-up; ``warmup_epochs`` trains with the
     backbone frozen; ``grad_clip_value`` clips every gradient entry to ±that value before each step
@@ -65,6 +68,7 @@ class Recipe:
     adam_eps: float = 1e-8
     lr_decay_epochs: int = 20
     lr_decay_gamma: float = 0.1
+    lr_milestones: tuple[int, ...] = ()
     freeze_bn: bool = True
     freeze_bn_affine: bool = False
     warmup_epochs: int = 0
@@ -76,19 +80,23 @@ class Recipe:
     method_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))  # a record's JSON list
         for name, allowed in (("sampler", SAMPLERS), ("augmentation", AUGMENTATIONS), ("pooling", POOLINGS),
                               ("head_init", HEAD_INITS), ("decoder", DECODERS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"recipe {self.name!r}: {name}={getattr(self, name)!r}, valid: {', '.join(allowed)}")
         if self.epochs < 0 or self.batch_size < 1:
             raise ValueError(f"recipe {self.name!r}: epochs must be >= 0 and batch_size >= 1")
+        if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(e < 1 for e in self.lr_milestones):
+            raise ValueError(f"recipe {self.name!r}: lr_milestones must be increasing epochs >= 1, "
+                             f"got {self.lr_milestones!r}")
         if self.grad_clip_value < 0:
             raise ValueError(f"recipe {self.name!r}: grad_clip_value must be >= 0 (0 = no clipping)")
 
     @property
     def hash(self) -> str:
         """Eight hex digits identifying the fields (not the name): equal hashes mean equal training."""
-        payload = json.dumps({k: v for k, v in asdict(self).items() if k != "name"}, sort_keys=True)
+        payload = json.dumps({k: v for k, v in self.to_dict().items() if k != "name"}, sort_keys=True)
         return hashlib.sha1(payload.encode()).hexdigest()[:8]
 
     def override(self, **changes: Any) -> "Recipe":
@@ -100,7 +108,14 @@ class Recipe:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields by name; ``lr_milestones`` only when set, so a recipe without milestones keeps the
+        dict, hash and trial ids it had before the field existed."""
+        data = asdict(self)
+        if not data["lr_milestones"]:
+            del data["lr_milestones"]
+        else:
+            data["lr_milestones"] = list(data["lr_milestones"])
+        return data
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")

@@ -118,12 +118,22 @@ def build_optimizer(model: EmbeddingModel, method: Method, recipe: Recipe) -> to
     groups = [
         {"params": model.backbone_parameters(), "lr": recipe.lr_backbone, "name": "backbone"},
         {"params": model.head_parameters(), "lr": recipe.lr_head, "name": "head"},
-        *method.param_groups(recipe.lr_method, recipe.weight_decay),
+        *method.param_groups(recipe),
     ]
     groups = [g for g in groups if g["params"]]
     for g in groups:
         g.setdefault("weight_decay", recipe.weight_decay)
     return create_optimizer(groups, recipe)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr_scheduler.LRScheduler:
+    """The recipe's schedule, stepped after each epoch: ×gamma at the start of each 0-based epoch of
+    ``lr_milestones`` (the authors' schedule), else every ``lr_decay_epochs`` epochs (0 = constant)."""
+    if recipe.lr_milestones:
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(recipe.lr_milestones), gamma=recipe.lr_decay_gamma)
+    step = recipe.lr_decay_epochs or max(recipe.epochs, 1)
+    gamma = recipe.lr_decay_gamma if recipe.lr_decay_epochs else 1.0
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step, gamma=gamma)
 
 
 def batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -142,9 +152,7 @@ class Trainer:
     def __init__(self, model: EmbeddingModel, method: Method, recipe: Recipe, device: torch.device):
         self.model, self.method, self.recipe, self.device = model, method, recipe, device
         self.optimizer = build_optimizer(model, method, recipe)
-        step = recipe.lr_decay_epochs or max(recipe.epochs, 1)
-        gamma = recipe.lr_decay_gamma if recipe.lr_decay_epochs else 1.0
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=step, gamma=gamma)
+        self.scheduler = build_scheduler(self.optimizer, recipe)
         self.epoch = 0
         self.amp = recipe.amp and device.type == "cuda"
         self.trainable_parameters = [p for g in self.optimizer.param_groups for p in g["params"]]

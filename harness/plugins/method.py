@@ -9,7 +9,9 @@ A method declares everything that distinguishes it, so the engine never branches
 * ``normalize_embedding`` / ``embedding_head`` — what the embedding head does; ``pooling`` only for a
   method that forces its own (``pixels``): otherwise the recipe's (``Recipe.pooling``);
 * ``lr_multiplier`` — the learning rate of its own parameters (proxies, class weights) relative
-  to the recipe's ``lr_method``; override :meth:`param_groups` for finer control;
+  to the recipe's ``lr_method``; override :meth:`param_groups` for finer control (it reads the recipe);
+* ``baseline`` — the registered method it adds to or is compared against in its paper (JRD: AM-Softmax);
+  under ``--recipe paper`` a method and its baseline in one run must train alike, else the run is refused;
 * ``paper_recipe`` — the :class:`~harness.core.recipe.Recipe` its authors trained with, as data
   (:meth:`paper_recipe_for` when it differs per dataset, :meth:`declared_recipes` lists them all);
 * ``dataset_defaults(dataset)`` — hyperparameters its paper sets per dataset;
@@ -47,6 +49,7 @@ class Method(nn.Module):
     pooling: ClassVar[str | None] = None
     embedding_head: ClassVar[bool] = True
     lr_multiplier: ClassVar[float] = 1.0
+    baseline: ClassVar[str | None] = None
     paper_recipe: ClassVar[Recipe | None] = None
     trains: ClassVar[bool] = True
     backbone: ClassVar[str | None] = None
@@ -67,12 +70,13 @@ class Method(nn.Module):
         """One batch's loss. Methods that mix inputs or features (Metrix) override this."""
         return self.loss(model(images), labels)
 
-    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
-        """Optimizer groups for the method's own parameters (``lr`` is the recipe's ``lr_method``)."""
+    def param_groups(self, recipe: Recipe) -> list[dict]:
+        """Optimizer groups for the method's own parameters: ``recipe.lr_method × lr_multiplier``."""
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             return []
-        return [{"params": params, "lr": lr * self.lr_multiplier, "weight_decay": weight_decay, "name": "method"}]
+        return [{"params": params, "lr": recipe.lr_method * self.lr_multiplier, "weight_decay": recipe.weight_decay,
+                 "name": "method"}]
 
     @classmethod
     def check_hparam_names(cls, names: Iterable[str]) -> None:
