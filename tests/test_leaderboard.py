@@ -13,7 +13,7 @@ from scipy import stats as sps
 from harness.cli import main
 from harness.reporting.leaderboard import write_leaderboards
 from harness.reporting.tables import records_frame
-from harness.reporting.plots import sensitivity_plot
+from harness.reporting.plots import sensitivity_plot, sweep_points
 from harness.reporting.published import canonical_dataset, canonical_metric, load_published
 from harness.core.config import TrialConfig
 from harness.core.record import TrialRecord
@@ -263,6 +263,19 @@ def test_sensitivity_plot_is_deterministic(tmp_path: Path) -> None:
     assert one.read_bytes() == two.read_bytes() and one.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="sigma"):
         sensitivity_plot(pairs(records), "jrd", "sigma", tmp_path / "none.png")
+
+
+def test_sweep_points_include_the_default_value() -> None:
+    """A sweep trial at the declared default has ``hparams_changed == {}``; its value comes from the
+    resolved hyperparameters, so alpha = 2 (issue 25: dropped from the plot) is a point like the others."""
+    records = []
+    for alpha, r1 in ((0.5, 0.8887), (2.0, 0.8613), (8.0, 0.8339)):
+        r = record("ms", 0, r1, hparams={"alpha": alpha, "beta": 50.0}, eval_split="val", role="sweep")
+        r.hparams_changed = {} if alpha == 2.0 else {"alpha": alpha}
+        records.append(r)
+    points = sweep_points(pairs(records), "ms", "alpha", eval_split="val")
+    assert points["x"].tolist() == [0.5, 2.0, 8.0]
+    assert points["mean"].tolist() == pytest.approx([0.8887, 0.8613, 0.8339])
 
 
 def test_leaderboard_command_end_to_end(store: TrialStore, tmp_path: Path, capsys) -> None:
