@@ -23,7 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from harness.reporting.tables import (GROUP_KEYS, full_group_label, group_label, metric_label, recall_ks,
+from harness.reporting.tables import (GROUP_KEYS, distinct_labels, full_group_label, metric_label, recall_ks,
                                       records_frame)
 from harness.reporting.stats import summarize
 
@@ -74,14 +74,8 @@ def save(fig: Figure, path: str | Path, formats: Sequence[str] = PLOT_FORMATS) -
 
 
 def _labels(long: pd.DataFrame) -> dict[tuple, str]:
-    """A label per group: the method alone where that tells the groups apart (the tables give the
-    hyperparameters), else with its hyperparameters, else with backbone and recipe too."""
-    keys = list(long.groupby(GROUP_KEYS, sort=True).groups)
-    labels = {k: k[1] for k in keys}
-    for name in (lambda k: group_label(k[1], k[6]), full_group_label):
-        taken = pd.Series(list(labels.values())).value_counts()
-        labels = {k: label if taken[label] == 1 else name(k) for k, label in labels.items()}
-    return labels
+    """A label per group (:func:`distinct_labels`: the tables give the hyperparameters)."""
+    return distinct_labels(list(long.groupby(GROUP_KEYS, sort=True).groups))
 
 
 def _metric_rows(long: pd.DataFrame, metric: str, keys: list[tuple]) -> pd.DataFrame:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -89,3 +90,14 @@ def full_group_label(key: tuple) -> str:
     g = dict(zip(GROUP_KEYS, key))
     setup = f"{g['backbone']}, {g['embedding_dim']}-d, {g['recipe']}:{g['recipe_hash']}"
     return f"{group_label(g['method'], g['hparams'])} [{setup}]"
+
+
+def distinct_labels(keys: list[tuple], with_setup: bool = True) -> dict[tuple, str]:
+    """A label per group key: the method alone where that tells the groups apart, else with its
+    hyperparameters (:func:`group_label`), else (``with_setup``) with backbone and recipe too."""
+    labels = {k: k[1] for k in keys}
+    namers = [lambda k: group_label(k[1], k[6])] + ([full_group_label] if with_setup else [])
+    for name in namers:
+        taken = Counter(labels.values())
+        labels = {k: label if taken[label] == 1 else name(k) for k, label in labels.items()}
+    return labels
