@@ -31,12 +31,12 @@ import pandas as pd
 from harness.reporting.published import PUBLISHED_CSV, ROW_KEYS, load_published, published_rows
 from harness.core.store import TrialStore, atomic_write_text
 from harness.reporting import plots
-from harness.reporting.stats import SIGNIFICANCE, paired_pvalue, ranks, summarize, welch_pvalue
+from harness.reporting.stats import SIGNIFICANCE, paired_power, paired_pvalue, ranks, summarize, welch_pvalue
 from harness.reporting.tables import (GROUP_KEYS, distinct_labels, full_group_label, group_label, metric_columns,
                                       metric_key, metric_label, records_frame)
 
 STAT_COLUMNS = ["n_seeds", "n_failed", "mean", "std", "ci_low", "ci_high", "rank",
-                "baseline", "p_welch", "p_paired", "n_paired"]
+                "baseline", "p_welch", "p_paired", "n_paired", "detectable_paired", "seeds_for_1pt"]
 FORMATS = ("csv", "md", "tex", "png", "pdf")
 #: how a measured row was selected: the model after the last epoch, scored once on the test classes
 MEASURED_SELECTION = "last epoch"
@@ -87,7 +87,9 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
     ``n_seeds`` counts the values the statistics are over; ``rank`` is per (dataset, metric).
     With ``baseline`` (a method name), ``p_welch`` is Welch's t-test over seeds against the baseline
     group (see :func:`_baseline_key`) and ``p_paired`` the paired t-test over the ``n_paired``
-    seeds both have.
+    seeds both have; from the spread of their paired differences, ``detectable_paired`` is the smallest
+    difference those seeds detect at 80% power and ``seeds_for_1pt`` the seeds needed to detect one
+    point (0.01) (:func:`~harness.reporting.stats.paired_power`).
     """
     counts = group_counts(frame)
     metrics = metric_columns(frame)
@@ -109,7 +111,8 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
     if not rows:
         return pd.DataFrame(columns=GROUP_KEYS + ["metric"] + STAT_COLUMNS)
     long = pd.DataFrame(rows).assign(baseline=None, p_welch=math.nan, p_paired=math.nan,
-                                     n_paired=pd.array([pd.NA] * len(rows), dtype="Int64"))
+                                     n_paired=pd.array([pd.NA] * len(rows), dtype="Int64"),
+                                     detectable_paired=math.nan, seeds_for_1pt=math.nan)
     long["rank"] = long.groupby(["dataset", "metric"])["mean"].transform(ranks).astype("Int64")
     baselines = counts[counts["method"] == baseline]
     for i, row in long.iterrows():
@@ -118,8 +121,9 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
             continue
         mine, theirs = per_seed[tuple(row[GROUP_KEYS]) + (row["metric"],)], per_seed[base + (row["metric"],)]
         p_paired, n_paired = paired_pvalue(mine, theirs)
-        long.loc[i, ["baseline", "p_welch", "p_paired", "n_paired"]] = [
-            full_group_label(base), welch_pvalue(list(mine.values()), list(theirs.values())), p_paired, n_paired]
+        long.loc[i, ["baseline", "p_welch", "p_paired", "n_paired", "detectable_paired", "seeds_for_1pt"]] = [
+            full_group_label(base), welch_pvalue(list(mine.values()), list(theirs.values())), p_paired, n_paired,
+            *paired_power(mine, theirs)]
     recipe_columns = sorted(c for c in long.columns if c.startswith("recipe."))
     return long[GROUP_KEYS + ["metric"] + STAT_COLUMNS + recipe_columns]
 
@@ -131,7 +135,8 @@ def read_long_table(path: str | Path) -> pd.DataFrame:
     long = pd.read_csv(path, dtype={**text, "metric": str, "baseline": str, "embedding_dim": int,
                                     "rank": "Int64", "n_paired": "Int64"}, keep_default_na=False,
                        na_values={c: [""] for c in ("baseline", "mean", "std", "ci_low", "ci_high", "rank",
-                                                     "p_welch", "p_paired", "n_paired")})
+                                                     "p_welch", "p_paired", "n_paired", "detectable_paired",
+                                                     "seeds_for_1pt")})
     missing = [c for c in GROUP_KEYS + ["metric"] + STAT_COLUMNS if c not in long.columns]
     if missing:
         raise ValueError(f"{path}: not a long leaderboard table (missing column(s) {', '.join(missing)})")
