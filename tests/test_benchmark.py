@@ -66,6 +66,7 @@ def test_the_report_and_the_manifest(bench, capsys):
     for name in ("leaderboard.md", "leaderboard.csv", "hyperparameters.md", "budget.png", "budget.pdf", "report.md"):
         assert (report / name).stat().st_size > 0, name
     assert "amsoftmax** (baseline)" in (report / "leaderboard.md").read_text()
+    assert "detectable at 80% power (points) | seeds for 1 point |" in (report / "leaderboard.md").read_text()
     manifest = bench / "benchmarks/digits/manifest.yaml"
     loaded = BenchmarkManifest.from_yaml(manifest)
     assert loaded.methods == ["ms", "amsoftmax"] and loaded.trials_per_method == 2

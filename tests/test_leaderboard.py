@@ -13,7 +13,7 @@ from scipy import stats as sps
 from harness.cli import main
 from harness.reporting.leaderboard import write_leaderboards
 from harness.reporting.tables import records_frame
-from harness.reporting.plots import sensitivity_plot
+from harness.reporting.plots import sensitivity_plot, sweep_points
 from harness.reporting.published import canonical_dataset, canonical_metric, load_published
 from harness.core.config import TrialConfig
 from harness.core.record import TrialRecord
@@ -183,18 +183,33 @@ def test_significance_marks_and_pvalues(store: TrialStore, tmp_path: Path) -> No
                                   "MAP@R", "R-Precision", "NMI"]
     md, tex = written["cub.md"].read_text(), written["cub.tex"].read_text()
     assert "**70.83 ± 1.04**†‡" in md and "† Welch t-test, ‡ paired t-test" in md
-    assert r"\textbf{70.83 $\pm$ 1.04}$^\dagger$$^\ddagger$" in tex and r"$^\dagger$ Welch t-test" in tex
+    assert r"\textbf{70.83{\scriptsize${\pm}$1.04}}$^\dagger$$^\ddagger$" in tex and r"$^\dagger$ Welch t-test" in tex
+
+
+def test_paper_tables_keep_only_the_columns_that_vary(store: TrialStore, tmp_path: Path) -> None:
+    """What every row shares (source, backbone, dimension, recipe, selection) moves into the caption; a
+    method's hyperparameters move into a note where its name alone tells its row apart."""
+    store.write_record(record("jrd", 0, 0.7, hparams={"alpha": 0.5}))
+    written = write_leaderboards(store, tmp_path / "boards", baseline="ms", formats=["md", "tex"], published_csv=None)
+    md, tex = written["cub.md"].read_text(), written["cub.tex"].read_text()
+    assert "| Method | Seeds | R@1 | R@2 | R@4 | R@8 | MAP@R | R-Precision | NMI |" in md
+    common = f"all rows measured; backbone resnet50; 512-d embeddings; recipe default:{HASH_A}; selection: last epoch."
+    assert f"cub: test classes, mean ± std over seeds (%); {common}" in md
+    assert "| jrd | 3 |" in md and "| jrd (alpha=0.5) | 1 |" in md and "| triplet | 3 |" in md
+    assert r"\begin{tabular}{lrrrrrrrr}" in tex and r"\toprule" in tex and r"\begin{table*}" in tex
+    assert r"mean $\pm$ std over seeds (\%); all rows measured; backbone resnet50;" in tex
 
 
 def test_published_rows_in_md_and_tex_only(store: TrialStore, tmp_path: Path) -> None:
     written = write_leaderboards(store, tmp_path / "boards", formats=["csv", "md", "tex"])
     md, tex = written["cub.md"].read_text(), written["cub.tex"].read_text()
-    assert "| published [1] | DE_DSP | BN-Inception | 512 | — | — | as quoted | 53.6 | 65.5 | 76.9 | — |" in md
-    assert "| published [1] | JRD | BN-Inception | 512 | — | — | best test epoch | 67.9 |" in md
-    assert "| measured | jrd | resnet50 | 512 | default:" in md and "| 3 | last epoch | **70.83" in md
+    assert "| published [1] | DE_DSP | BN-Inception | — | — | as quoted | 53.6 | 65.5 | 76.9 | — |" in md
+    assert "| published [1] | JRD | BN-Inception | — | — | best test epoch | 67.9 |" in md
+    assert "| measured | jrd | resnet50 | default:" in md and "| 3 | last epoch | **70.83" in md
+    assert "over seeds (%); 512-d embeddings." in md  # the one column every row shares
     assert "[1] Chu et al., Distance Metric Learning with Joint Representation Diversification" in md
     assert "Selection: measured rows score the model after the last epoch" in md and "best test epoch = " in md
-    assert "published [1] & DE\\_DSP & BN-Inception & 512 & -- & -- & as quoted & 53.6 & 65.5 & 76.9 & --" in tex
+    assert "published [1] & DE\\_DSP & BN-Inception & -- & -- & as quoted & 53.6 & 65.5 & 76.9 & --" in tex
     assert "Selection: measured rows score the model after the last epoch" in tex
     assert "IntraBatch" in md and "73.2" in md  # NMI from the intra-batch paper
     for name in ("cub.csv", "cub.long.csv", "cub.wide.csv"):
@@ -265,6 +280,19 @@ def test_sensitivity_plot_is_deterministic(tmp_path: Path) -> None:
     assert one.read_bytes() == two.read_bytes() and one.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="sigma"):
         sensitivity_plot(pairs(records), "jrd", "sigma", tmp_path / "none.png")
+
+
+def test_sweep_points_include_the_default_value() -> None:
+    """A sweep trial at the declared default has ``hparams_changed == {}``; its value comes from the
+    resolved hyperparameters, so alpha = 2 (issue 25: dropped from the plot) is a point like the others."""
+    records = []
+    for alpha, r1 in ((0.5, 0.8887), (2.0, 0.8613), (8.0, 0.8339)):
+        r = record("ms", 0, r1, hparams={"alpha": alpha, "beta": 50.0}, eval_split="val", role="sweep")
+        r.hparams_changed = {} if alpha == 2.0 else {"alpha": alpha}
+        records.append(r)
+    points = sweep_points(pairs(records), "ms", "alpha", eval_split="val")
+    assert points["x"].tolist() == [0.5, 2.0, 8.0]
+    assert points["mean"].tolist() == pytest.approx([0.8887, 0.8613, 0.8339])
 
 
 def test_leaderboard_command_end_to_end(store: TrialStore, tmp_path: Path, capsys) -> None:

@@ -25,14 +25,15 @@ from matplotlib.ticker import MaxNLocator
 
 from harness.core.record import TrialRecord
 from harness.core.store import atomic_write_text
-from harness.reporting.stats import paired_pvalue, summarize
+from harness.reporting.stats import paired_power, paired_pvalue, summarize
 
 SIGNIFICANCE = 0.05
 
 
 def final_table(records: Iterable[TrialRecord], metric: str, baseline: str | None) -> pd.DataFrame:
     """One row per method: seeds, failures, mean and std of ``metric`` (%), rank, and against the
-    baseline the paired p-value over seeds and its Holm-adjusted value."""
+    baseline the paired p-value over seeds, its Holm-adjusted value, the smallest difference (points) the
+    paired seeds detect at 80% power and the seeds needed to detect one point."""
     rows: dict[str, dict[str, Any]] = {}
     values: dict[str, dict[int, float]] = {}
     for r in records:
@@ -48,10 +49,13 @@ def final_table(records: Iterable[TrialRecord], metric: str, baseline: str | Non
     table = pd.DataFrame(list(rows.values()), columns=["method", "n_seeds", "n_failed", "mean", "std"])
     table["rank"] = table["mean"].rank(ascending=False, method="min")
     table["p_paired"] = np.nan
+    table["detectable"], table["seeds_for_1pt"] = np.nan, np.nan
     if baseline in values:
         others = [m for m in table["method"] if m != baseline and m in values]
         for m in others:
-            table.loc[table["method"] == m, "p_paired"] = paired_pvalue(values[m], values[baseline])[0]
+            detectable, needed = paired_power(values[m], values[baseline])
+            table.loc[table["method"] == m, ["p_paired", "detectable", "seeds_for_1pt"]] = [
+                paired_pvalue(values[m], values[baseline])[0], 100 * detectable, needed]
         tested = table["p_paired"].notna()
         if tested.any():
             from statsmodels.stats.multitest import multipletests
@@ -63,15 +67,18 @@ def final_table(records: Iterable[TrialRecord], metric: str, baseline: str | Non
 
 
 def markdown_table(table: pd.DataFrame, metric: str, baseline: str | None) -> str:
-    head = f"| method | {metric} (%) | seeds | failed | rank | p (paired) | p (Holm) |\n|---|---|---|---|---|---|---|"
+    head = (f"| method | {metric} (%) | seeds | failed | rank | p (paired) | p (Holm) | detectable at 80% power "
+            "(points) | seeds for 1 point |\n|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for _, r in table.iterrows():
         mean = "—" if math.isnan(r["mean"]) else f"{r['mean']:.2f} ± {0 if math.isnan(r['std']) else r['std']:.2f}"
         star = " *" if not math.isnan(r["p_holm"]) and r["p_holm"] < SIGNIFICANCE else ""
         name = f"**{r['method']}** (baseline)" if r["method"] == baseline else r["method"]
         p = lambda v: "" if math.isnan(v) else f"{v:.3g}"  # noqa: E731
+        detectable = "" if math.isnan(r["detectable"]) else f"{r['detectable']:.2f}"
+        needed = "" if math.isnan(r["seeds_for_1pt"]) else str(int(r["seeds_for_1pt"]))
         lines.append(f"| {name} | {mean}{star} | {int(r['n_seeds'])} | {int(r['n_failed'])} | {int(r['rank'])} | "
-                     f"{p(r['p_paired'])} | {p(r['p_holm'])} |")
+                     f"{p(r['p_paired'])} | {p(r['p_holm'])} | {detectable} | {needed} |")
     return "\n".join(lines)
 
 

@@ -35,12 +35,12 @@ from harness.core.store import TrialStore, atomic_write_text
 from harness.reporting import plots
 from harness.reporting.board_options import (FORMATS, STORED, Stored, load_options, published_option,
                                              remember_options)
-from harness.reporting.stats import SIGNIFICANCE, paired_pvalue, ranks, summarize, welch_pvalue
-from harness.reporting.tables import (GROUP_KEYS, full_group_label, group_label, metric_columns, recipe_labels,
-                                      records_frame)
+from harness.reporting.stats import SIGNIFICANCE, paired_power, paired_pvalue, ranks, summarize, welch_pvalue
+from harness.reporting.tables import (GROUP_KEYS, distinct_labels, full_group_label, group_label, metric_columns,
+                                      recipe_labels, records_frame)
 
 STAT_COLUMNS = ["n_seeds", "n_failed", "mean", "std", "ci_low", "ci_high", "rank",
-                "baseline", "p_welch", "p_paired", "n_paired"]
+                "baseline", "p_welch", "p_paired", "n_paired", "detectable_paired", "seeds_for_1pt"]
 #: how a measured row was selected: the model after the last epoch, scored once on the test classes
 MEASURED_SELECTION = "last epoch"
 FLOAT_FORMAT = "%.6g"
@@ -94,7 +94,9 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
     ``n_seeds`` counts the values the statistics are over; ``rank`` is per (dataset, metric).
     With ``baseline`` (a method name), ``p_welch`` is Welch's t-test over seeds against the baseline
     group (see :func:`_baseline_key`) and ``p_paired`` the paired t-test over the ``n_paired``
-    seeds both have.
+    seeds both have; from the spread of their paired differences, ``detectable_paired`` is the smallest
+    difference those seeds detect at 80% power and ``seeds_for_1pt`` the seeds needed to detect one
+    point (0.01) (:func:`~harness.reporting.stats.paired_power`).
     """
     counts = group_counts(frame)
     metrics = metric_columns(frame)
@@ -116,7 +118,8 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
     if not rows:
         return pd.DataFrame(columns=GROUP_KEYS + ["family", "metric"] + STAT_COLUMNS)
     long = pd.DataFrame(rows).assign(baseline=None, p_welch=math.nan, p_paired=math.nan,
-                                     n_paired=pd.array([pd.NA] * len(rows), dtype="Int64"))
+                                     n_paired=pd.array([pd.NA] * len(rows), dtype="Int64"),
+                                     detectable_paired=math.nan, seeds_for_1pt=math.nan)
     long["rank"] = long.groupby(["dataset", "metric"])["mean"].transform(ranks).astype("Int64")
     baselines = counts[counts["method"] == baseline]
     for i, row in long.iterrows():
@@ -125,8 +128,9 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
             continue
         mine, theirs = per_seed[tuple(row[GROUP_KEYS]) + (row["metric"],)], per_seed[base + (row["metric"],)]
         p_paired, n_paired = paired_pvalue(mine, theirs)
-        long.loc[i, ["baseline", "p_welch", "p_paired", "n_paired"]] = [
-            full_group_label(base), welch_pvalue(list(mine.values()), list(theirs.values())), p_paired, n_paired]
+        long.loc[i, ["baseline", "p_welch", "p_paired", "n_paired", "detectable_paired", "seeds_for_1pt"]] = [
+            full_group_label(base), welch_pvalue(list(mine.values()), list(theirs.values())), p_paired, n_paired,
+            *paired_power(mine, theirs)]
     recipe_columns = sorted(c for c in long.columns if c.startswith("recipe."))
     return long[GROUP_KEYS + ["family", "metric"] + STAT_COLUMNS + recipe_columns]
 
@@ -138,7 +142,8 @@ def read_long_table(path: str | Path) -> pd.DataFrame:
     long = pd.read_csv(path, dtype={**text, "family": str, "metric": str, "baseline": str, "embedding_dim": int,
                                     "rank": "Int64", "n_paired": "Int64"}, keep_default_na=False,
                        na_values={c: [""] for c in ("baseline", "mean", "std", "ci_low", "ci_high", "rank",
-                                                     "p_welch", "p_paired", "n_paired")})
+                                                     "p_welch", "p_paired", "n_paired", "detectable_paired",
+                                                     "seeds_for_1pt")})
     missing = [c for c in GROUP_KEYS + ["metric"] + STAT_COLUMNS if c not in long.columns]
     if missing:
         raise ValueError(f"{path}: not a long leaderboard table (missing column(s) {', '.join(missing)})")
@@ -169,7 +174,8 @@ def latex_escape(text: str) -> str:
 
 @dataclass(frozen=True)
 class Style:
-    """How one output writes emphasis, ±, the significance marks, a missing value, text and math."""
+    """How one output writes emphasis, ±, the significance marks, a missing value, text and math;
+    ``spread`` writes the "± std" that follows a mean."""
 
     bold: Callable[[str], str]
     pm: str
@@ -178,12 +184,18 @@ class Style:
     missing: str
     escape: Callable[[str], str]
     math: Callable[[str], str]
+    spread: Callable[[str], str]
 
 
-PLAIN = Style(lambda s: s, " ± ", "†", "‡", "—", lambda s: s, lambda s: s)
-MARKDOWN = Style(lambda s: f"**{s}**", " ± ", "†", "‡", "—", lambda s: s.replace("|", r"\|"), lambda s: s)
+PLAIN = Style(lambda s: s, " ± ", "†", "‡", "—", lambda s: s, lambda s: s, lambda s: f" ± {s}")
+MARKDOWN = Style(lambda s: f"**{s}**", " ± ", "†", "‡", "—", lambda s: s.replace("|", r"\|"), lambda s: s,
+                 lambda s: f" ± {s}")
 LATEX = Style(lambda s: rf"\textbf{{{s}}}", r" $\pm$ ", r"$^\dagger$", r"$^\ddagger$", "--", latex_escape,
-              lambda s: f"${s}$")
+              lambda s: f"${s}$", lambda s: rf"{{\scriptsize${{\pm}}${s}}}")
+
+#: columns a paper table drops when every row has the same value, and how its caption then says that value
+COMMON_PHRASES = {"Source": "all rows {}", "Backbone": "backbone {}", "Dim": "{}-d embeddings",
+                  "Recipe": "recipe {}", "Seeds": "{} seeds per row", "Selection": "selection: {}"}
 
 
 def mean_std_text(mean: float, std: float, style: Style = PLAIN, metric: str = "recall@1") -> str:
@@ -192,8 +204,8 @@ def mean_std_text(mean: float, std: float, style: Style = PLAIN, metric: str = "
     if pd.isna(mean):
         return style.missing
     if not metric_spec(metric).percent:
-        return f"{mean:.4f}" + ("" if pd.isna(std) else f"{style.pm}{std:.4f}")
-    return f"{100 * mean:.2f}" + ("" if pd.isna(std) else f"{style.pm}{100 * std:.2f}")
+        return f"{mean:.4f}" + ("" if pd.isna(std) else style.spread(f"{std:.4f}"))
+    return f"{100 * mean:.2f}" + ("" if pd.isna(std) else style.spread(f"{100 * std:.2f}"))
 
 
 def _cell(row: pd.Series, style: Style) -> str:
@@ -207,11 +219,12 @@ def _cell(row: pd.Series, style: Style) -> str:
     return text + "".join(marks)
 
 
-def wide_table(long: pd.DataFrame, style: Style = PLAIN) -> pd.DataFrame:
+def wide_table(long: pd.DataFrame, style: Style = PLAIN, labels: dict[tuple, str] | None = None) -> pd.DataFrame:
     """The papers' layout: one row per group, one "mean ± std" column per metric in percent.
 
     The best mean per column is emphasised (``style.bold``); ``style.welch`` / ``style.paired`` mark
-    p < SIGNIFICANCE against the baseline.
+    p < SIGNIFICANCE against the baseline. Rows are labelled ``labels[group key]`` (default: the method
+    with its hyperparameters).
     """
     metrics = sorted(long["metric"].unique(), key=metric_sort_key)
     recipes = recipe_labels(long)
@@ -220,7 +233,8 @@ def wide_table(long: pd.DataFrame, style: Style = PLAIN) -> pd.DataFrame:
         g = dict(zip(GROUP_KEYS, key))
         by_metric = group.set_index("metric")
         n_seeds, n_failed = int(by_metric["n_seeds"].max()), int(by_metric["n_failed"].iloc[0])
-        row = {"Method": style.escape(group_label(g["method"], g["hparams"])), "Backbone": style.escape(g["backbone"]),
+        label = labels[key] if labels else group_label(g["method"], g["hparams"])
+        row = {"Method": style.escape(label), "Backbone": style.escape(g["backbone"]),
                "Dim": str(g["embedding_dim"]), "Recipe": style.escape(recipes[(g["recipe"], g["recipe_hash"])]),
                "Seeds": f"{n_seeds}" + (f" ({n_failed} failed)" if n_failed else "")}
         row.update({metric_label(m): _cell(by_metric.loc[m], style) for m in metrics})
@@ -233,9 +247,24 @@ def _right_aligned(column: str) -> bool:
     return column not in ("Source", "Method", "Backbone", "Recipe", "Selection")
 
 
-def _paper_table(long: pd.DataFrame, refs: pd.DataFrame, style: Style) -> tuple[pd.DataFrame, int, list[str]]:
-    """Measured rows then published rows, with a Source column; also the measured row count and the citations."""
-    measured = wide_table(long, style)
+@dataclass(frozen=True)
+class PaperTable:
+    """A leaderboard as a paper prints it: ``table`` holds the columns that vary (measured rows, then
+    published ones); ``common`` the phrases for the columns every row shares; ``hparams`` the
+    hyperparameters the short row labels leave out; ``citations`` the published rows' sources."""
+
+    table: pd.DataFrame
+    n_measured: int
+    common: list[str]
+    hparams: list[str]
+    citations: list[str]
+
+
+def _paper_table(long: pd.DataFrame, refs: pd.DataFrame, style: Style) -> PaperTable:
+    """Measured rows (labelled by method alone where that tells them apart) then published rows, with a
+    Source column; the columns that every row shares move into :attr:`PaperTable.common`."""
+    labels = distinct_labels(list(long.groupby(GROUP_KEYS, sort=True).groups), with_setup=False)
+    measured = wide_table(long, style, labels)
     measured.insert(0, "Source", "measured")
     measured.insert(measured.columns.get_loc("Seeds") + 1, "Selection", MEASURED_SELECTION)
     citations = list(dict.fromkeys(refs["citation"]))
@@ -247,26 +276,34 @@ def _paper_table(long: pd.DataFrame, refs: pd.DataFrame, style: Style) -> tuple[
         "Selection": refs["selection"],
         **{metric_label(m): refs[m].fillna(style.missing) for m in metrics},
     }, columns=measured.columns).fillna(style.missing)
-    return pd.concat([measured, published], ignore_index=True), len(measured), citations
+    table = pd.concat([measured, published], ignore_index=True)
+    shared = [c for c in COMMON_PHRASES if table[c].nunique() == 1]
+    common = [COMMON_PHRASES[c].format(table[c].iloc[0]) for c in shared]
+    hparams = [f"{style.escape(label)}: {style.escape(group_label('', key[6]).strip(' ()'))}"
+               for key, label in labels.items() if key[6] != "{}" and label == key[1]]
+    return PaperTable(table.drop(columns=shared), len(measured), common, hparams, citations)
 
 
-def _notes(name: str, env: dict[str, Any], baseline: str | None, citations: list[str], style: Style) -> list[str]:
+def _notes(name: str, env: dict[str, Any], baseline: str | None, paper: PaperTable, style: Style) -> list[str]:
     notes = [f"Test classes; mean{style.pm}std over seeds (std with ddof=1), in percent; "
              f"best measured mean per column in bold."]
+    if paper.hparams:
+        notes.append("Hyperparameters (those set away from the method's declared defaults): "
+                     + "; ".join(paper.hparams) + ".")
     if baseline:
         notes.append(f"{style.welch} Welch t-test, {style.paired} paired t-test over matching seeds, "
                      f"against baseline {style.escape(baseline)} (its group with the same backbone, dimension "
                      f"and recipe, else its only group: the baseline column of {style.escape(name)}.long.csv), "
                      f"two-sided {style.math(f'p < {SIGNIFICANCE:g}')}; p-values in the same file.")
     notes.append(f"Selection: measured rows score the model after the {MEASURED_SELECTION}, once, on the test classes.")
-    if citations:
+    if paper.citations:
         notes.append("Published rows: the papers' reported figures, not measured here and not part of any statistic. "
                      "Their selection differs from ours: best test epoch = the best test Recall@1 over the epochs "
                      "of training (the JRD code tests every epoch; Proxy-Anchor, Metrix and NIR keep the best test "
                      "Recall@1; intra-batch reloads its best-test checkpoint), an epoch chosen on the test classes, "
                      "which favours the published figure over a last-epoch one; as quoted = another paper's "
                      "figure quoted in the cited table, selected as that paper did.")
-        notes += [f"[{i}] {style.escape(c)}" for i, c in enumerate(citations, 1)]
+        notes += [f"[{i}] {style.escape(c)}" for i, c in enumerate(paper.citations, 1)]
     hardware = env.get("hardware", {})
     notes.append(f"Environment (from the trial records; versions in {style.escape(name)}.env.json): "
                  f"harness commit(s) {style.escape(', '.join(env['git_commits']))}; "
@@ -279,37 +316,49 @@ def _notes(name: str, env: dict[str, Any], baseline: str | None, citations: list
     return notes
 
 
+def _caption(title: str, paper: PaperTable, style: Style) -> str:
+    """``title: test classes, mean ± std over seeds (%)``, then what every row shares."""
+    common = "".join(f"; {style.escape(phrase)}" for phrase in paper.common)
+    return f"{style.escape(title)}: test classes, mean{style.pm}std over seeds ({style.escape('%')}){common}."
+
+
 def render_markdown(name: str, title: str, long: pd.DataFrame, refs: pd.DataFrame, env: dict[str, Any],
                     baseline: str | None = None) -> str:
-    """Leaderboard ``name``'s wide table (plus published rows) as a Markdown table headed ``title``, with
-    footnote paragraphs."""
-    table, _, citations = _paper_table(long, refs, MARKDOWN)
-    lines = [f"## {title}", "", "| " + " | ".join(table.columns) + " |",
+    """Leaderboard ``name``'s wide table (plus published rows) as a Markdown table headed ``title``, its
+    columns those that vary (what every row shares is said above it), with footnote paragraphs."""
+    paper = _paper_table(long, refs, MARKDOWN)
+    table = paper.table
+    lines = [f"## {title}", "", _caption(title, paper, MARKDOWN), "", "| " + " | ".join(table.columns) + " |",
              "| " + " | ".join("---:" if _right_aligned(c) else "---" for c in table.columns) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in table.itertuples(index=False)]
-    for note in _notes(name, env, baseline, citations, MARKDOWN):
+    for note in _notes(name, env, baseline, paper, MARKDOWN):
         lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
 def render_latex(name: str, title: str, long: pd.DataFrame, refs: pd.DataFrame, env: dict[str, Any],
                  baseline: str | None = None) -> str:
-    """Leaderboard ``name``'s wide table (plus published rows) as a booktabs ``table`` captioned ``title``,
-    with footnotes below it."""
-    table, n_measured, citations = _paper_table(long, refs, LATEX)
+    """Leaderboard ``name``'s wide table (plus published rows) as a booktabs ``table*`` captioned ``title``
+    and what every row shares, its columns those that vary, with footnotes below it.
+
+    ``table*`` spans both columns of a two-column paper and is a plain float in a one-column one; the
+    tabular is scaled down to the line width only where it would be wider (graphicx's ``\\resizebox``).
+    """
+    paper = _paper_table(long, refs, LATEX)
+    table = paper.table
     align = "".join("r" if _right_aligned(c) else "l" for c in table.columns)
-    caption = latex_escape(title)
     body = [" & ".join(row) + r" \\" for row in table.itertuples(index=False)]
-    if n_measured < len(body):
-        body.insert(n_measured, r"\midrule")
-    lines = [f"% {caption} leaderboard from the trial records (python -m harness leaderboard); "
-             r"needs \usepackage{booktabs}",
-             r"\begin{table}[t]", r"\centering", r"\footnotesize",
-             rf"\caption{{{caption}: test classes, mean $\pm$ std over seeds (\%).}}",
+    if paper.n_measured < len(body):
+        body.insert(paper.n_measured, r"\midrule")
+    lines = [f"% {latex_escape(title)} leaderboard from the trial records (python -m harness leaderboard); "
+             r"needs \usepackage{booktabs,graphicx}",
+             r"\begin{table*}[t]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{4pt}",
+             rf"\caption{{{_caption(title, paper, LATEX)}}}",
              rf"\label{{tab:leaderboard-{name}}}",
+             r"\resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{%",
              rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(table.columns) + r" \\", r"\midrule",
-             *body, r"\bottomrule", r"\end{tabular}", "", r"\smallskip\raggedright",
-             r" \\ ".join(_notes(name, env, baseline, citations, LATEX)), r"\end{table}"]
+             *body, r"\bottomrule", r"\end{tabular}}", "", r"\smallskip\raggedright",
+             r" \\ ".join(_notes(name, env, baseline, paper, LATEX)), r"\end{table*}"]
     return "\n".join(lines) + "\n"
 
 

@@ -13,7 +13,6 @@ redrawn from a committed table without the records (``python -m harness.reportin
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -27,7 +26,7 @@ from matplotlib.lines import Line2D
 
 from harness.core.metrics import metric_label
 from harness.core.store import atomic_write_binary
-from harness.reporting.tables import (GROUP_KEYS, full_group_label, group_label, recall_ks,
+from harness.reporting.tables import (GROUP_KEYS, distinct_labels, full_group_label, recall_ks,
                                       records_frame)
 from harness.reporting.stats import summarize
 
@@ -71,14 +70,8 @@ def save(fig: Figure, path: str | Path, formats: Sequence[str] = PLOT_FORMATS) -
 
 
 def _labels(long: pd.DataFrame) -> dict[tuple, str]:
-    """A label per group: the method alone where that tells the groups apart (the tables give the
-    hyperparameters), else with its hyperparameters, else with backbone and recipe too."""
-    keys = list(long.groupby(GROUP_KEYS, sort=True).groups)
-    labels = {k: k[1] for k in keys}
-    for name in (lambda k: group_label(k[1], k[6]), full_group_label):
-        taken = pd.Series(list(labels.values())).value_counts()
-        labels = {k: label if taken[label] == 1 else name(k) for k, label in labels.items()}
-    return labels
+    """A label per group (:func:`distinct_labels`: the tables give the hyperparameters)."""
+    return distinct_labels(list(long.groupby(GROUP_KEYS, sort=True).groups))
 
 
 def _metric_rows(long: pd.DataFrame, metric: str, keys: list[tuple]) -> pd.DataFrame:
@@ -246,31 +239,43 @@ def leaderboard_plots(long: pd.DataFrame, name: str, out_dir: str | Path,
     return written
 
 
-def sensitivity_plot(records: Iterable[Any], method: str, param: str, path: str | Path,
-                     metric: str = "recall@1", eval_split: str = "test") -> Path:
-    """``metric`` (%) against hyperparameter ``param`` of ``method``, mean ± std over seeds, one line per dataset.
+def sweep_points(records: Iterable[Any], method: str, param: str, metric: str = "recall@1",
+                 eval_split: str = "test") -> pd.DataFrame:
+    """One row per (dataset, value of ``param``): ``n``, ``mean`` and ``std`` of ``metric`` over seeds.
 
-    Pass the records of one sweep (one recipe, backbone and dimension) as :func:`records_frame` takes
-    them: the finished ``eval_split`` trials of ``method`` whose hyperparameters set ``param`` are
-    averaged per value; the x axis is logarithmic when the values are positive and span two decades
-    or more. Writes ``path`` (PNG) and a PDF beside it; returns ``path``.
+    From ``(path, record)`` pairs as :func:`records_frame` takes them: the finished ``eval_split`` trials
+    of ``method``, each at the value of ``param`` in its resolved hyperparameters (``config.hparams``,
+    so a trial at the declared default counts too, though its ``hparams_changed`` is empty).
     """
+    records = list(records)
+    swept = {record.trial_id: record.config.hparams.get(param) for _, record in records}
     frame = records_frame(records)
     if frame.empty or metric not in frame.columns:
         raise ValueError(f"no trial records with metric {metric!r}")
     trials = frame[(frame["method"] == method) & (frame["status"] == "ok") & (frame["eval_split"] == eval_split)]
-    trials = trials.assign(x=[json.loads(h).get(param) for h in trials["hparams"]]).dropna(subset=["x", metric])
+    trials = trials.assign(x=trials["trial_id"].map(swept)).dropna(subset=["x", metric])
     if trials.empty:
         raise ValueError(f"no finished {eval_split}-split {method!r} trials that set {param!r} and report {metric!r}")
-    trials = trials.assign(x=trials["x"].astype(float))
+    rows = [{"dataset": dataset, "x": float(x), **vars(summarize(g[metric].to_numpy(dtype=float)))}
+            for (dataset, x), g in trials.assign(x=trials["x"].astype(float)).groupby(["dataset", "x"], sort=True)]
+    return pd.DataFrame(rows)[["dataset", "x", "n", "mean", "std"]]
+
+
+def sensitivity_plot(records: Iterable[Any], method: str, param: str, path: str | Path,
+                     metric: str = "recall@1", eval_split: str = "test") -> Path:
+    """``metric`` (%) against hyperparameter ``param`` of ``method``, mean ± std over seeds, one line per dataset.
+
+    Pass the records of one sweep (one recipe, backbone and dimension); every value it ran is plotted
+    (:func:`sweep_points`); the x axis is logarithmic when the values are positive and span two decades
+    or more. Writes ``path`` (PNG) and a PDF beside it; returns ``path``.
+    """
+    points = sweep_points(records, method, param, metric, eval_split)
     fig = Figure(figsize=FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
-    for dataset, part in trials.groupby("dataset", sort=True):
-        points = [(x, summarize(g[metric].to_numpy(dtype=float))) for x, g in part.groupby("x", sort=True)]
-        xs = [x for x, _ in points]
-        ax.errorbar(xs, [100 * s.mean for _, s in points], yerr=[100 * np.nan_to_num(s.std) for _, s in points],
+    for dataset, part in points.groupby("dataset", sort=True):
+        ax.errorbar(part["x"], 100 * part["mean"], yerr=100 * part["std"].fillna(0.0),
                     marker="o", capsize=3, label=str(dataset))
-    xs = trials["x"]
+    xs = points["x"]
     if (xs > 0).all() and xs.max() >= 100 * xs.min():
         ax.set_xscale("log")
     ax.set_xlabel(param)

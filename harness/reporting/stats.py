@@ -76,3 +76,33 @@ def paired_pvalue(a: Mapping[int, float], b: Mapping[int, float]) -> tuple[float
 def ranks(means: pd.Series) -> pd.Series:
     """Rank 1 = highest mean (ties share the best rank); NaN means stay unranked."""
     return means.rank(ascending=False, method="min")
+
+
+POWER = 0.8
+
+
+def paired_power(a: Mapping[int, float], b: Mapping[int, float], difference: float = 0.01) -> tuple[float, float]:
+    """How many seeds a paired comparison needs, from the spread of d = a_seed − b_seed over matched seeds.
+
+    Returns (the smallest difference the m matched seeds detect with probability POWER in a two-sided
+    paired t-test at SIGNIFICANCE, the seeds needed to detect ``difference``), by statsmodels'
+    ``TTestPower`` (a one-sample t-test on d with effect size Δ / s_d); NaN below two matched seeds or
+    with s_d = 0 (and the seeds needed where statsmodels finds no root); at least 2 seeds.
+    """
+    from statsmodels.stats.power import TTestPower
+
+    seeds = sorted(set(a) & set(b))
+    d = np.array([a[s] - b[s] for s in seeds], dtype=float)
+    if len(d) < 2 or not d.std(ddof=1) > 0:
+        return math.nan, math.nan
+    sd, power = float(d.std(ddof=1)), TTestPower()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels warns, and answers NaN, where its root finder fails
+        effect = float(power.solve_power(nobs=len(d), alpha=SIGNIFICANCE, power=POWER, alternative="two-sided"))
+    if power.power(effect_size=difference / sd, nobs=2, alpha=SIGNIFICANCE, alternative="two-sided") >= POWER:
+        return float(effect) * sd, 2.0  # the fewest seeds a t-test takes already suffice
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels warns, and answers NaN, where its root finder fails
+        needed = float(power.solve_power(effect_size=difference / sd, alpha=SIGNIFICANCE, power=POWER,
+                                         alternative="two-sided"))
+    return float(effect) * sd, float(math.ceil(needed)) if math.isfinite(needed) else math.nan

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -112,4 +113,15 @@ def recipe_labels(long: pd.DataFrame) -> dict[tuple[str, str], str]:
                       if not _same(row[c], reference[c])]
             labels[(name, row["recipe_hash"])] = f"{name}:{row['recipe_hash']}" + (
                 f" ({', '.join(differ)})" if differ else "")
+    return labels
+
+
+def distinct_labels(keys: list[tuple], with_setup: bool = True) -> dict[tuple, str]:
+    """A label per group key: the method alone where that tells the groups apart, else with its
+    hyperparameters (:func:`group_label`), else (``with_setup``) with backbone and recipe too."""
+    labels = {k: k[1] for k in keys}
+    namers = [lambda k: group_label(k[1], k[6])] + ([full_group_label] if with_setup else [])
+    for name in namers:
+        taken = Counter(labels.values())
+        labels = {k: label if taken[label] == 1 else name(k) for k, label in labels.items()}
     return labels
