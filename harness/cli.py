@@ -8,18 +8,23 @@ from __future__ import annotations
 import argparse
 import sys
 
+import harness
 from harness.commands import COMMANDS
-from harness.plugins.data import DatasetFormatError
 from harness.core.registry import UnknownNameError, import_plugins
+
+PLUGINS_HELP = ("comma-separated modules to import first (third-party methods, datasets, backbones, executors, "
+                "optimizers or metrics that register themselves); before or after the subcommand")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
-    parser.add_argument("--plugins", default="", help="comma-separated modules to import first "
-                        "(third-party methods, datasets or backbones that register themselves)")
+    parser.add_argument("--version", action="version", version=f"dmlbench (harness) {harness.__version__}")
+    parser.add_argument("--plugins", default="", help=PLUGINS_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
+    for subparser in sub.choices.values():  # the same option after the subcommand; it wins when given there
+        subparser.add_argument("--plugins", default=argparse.SUPPRESS, help=PLUGINS_HELP)
     return parser
 
 
@@ -30,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import_plugins([m for m in args.plugins.split(",") if m])
         return int(args.func(args) or 0)
-    except (UnknownNameError, DatasetFormatError, ValueError, FileNotFoundError, PermissionError) as error:
+    except (UnknownNameError, ValueError, FileNotFoundError, PermissionError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

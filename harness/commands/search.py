@@ -27,8 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default="val_recall@1",
                    help="validation metric to maximise, val_<metric> (default val_recall@1)")
     p.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
-                   help="asha: stop poor trials early on the per-epoch validation metric "
-                        "(Optuna's successive-halving pruner; with either executor)")
+                   help="fifo: every trial runs to the end; asha: stop poor trials early on the per-epoch "
+                        "validation metric (Optuna's successive-halving pruner; with either executor) (default: fifo)")
     p.add_argument("--final-seeds", type=int, default=3,
                    help="re-train the best configuration with seeds 0..N-1 on the test protocol (0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler and of every search trial")
@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def search(args: argparse.Namespace) -> int:
-    from harness.scheduling.search import run_search, search_space  # imports Optuna: only when used
+    from harness.scheduling.search import pruner_of, run_search, search_space  # imports Optuna: only when used
 
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1, got {args.trials}")
@@ -64,7 +64,7 @@ def search(args: argparse.Namespace) -> int:
     start = time.time()
     with make_executor(args, experiment.results_dir) as executor:
         outcome = run_search(executor, base, space, name=name, metric=args.metric, planned=args.trials,
-                             seed=args.seed, pruner="asha" if args.scheduler == "asha" else "none", resume=args.resume)
+                             seed=args.seed, pruner=pruner_of(args.scheduler), resume=args.resume)
         for path in outcome.files:
             print(f"search output: {path}")
         if outcome.best is None:
