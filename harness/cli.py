@@ -8,15 +8,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+import harness
 from harness.commands import COMMANDS
-from harness.plugins.data import DatasetFormatError
 from harness.core.environment import git_commit
 from harness.core.registry import UnknownNameError, import_plugins
 
+PLUGINS_HELP = ("comma-separated modules to import first (third-party methods, datasets, backbones, executors, "
+                "optimizers or metrics that register themselves); before or after the subcommand")
+
 
 def add_plugins_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--plugins", default="", help="comma-separated modules to import first (third-party "
-                        "methods, datasets, backbones, executors, optimizers or metrics that register themselves)")
+    parser.add_argument("--plugins", default="", help=PLUGINS_HELP)
 
 
 def requested_plugins(argv: list[str]) -> list[str]:
@@ -30,10 +32,13 @@ def requested_plugins(argv: list[str]) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"dmlbench (harness) {harness.__version__}")
     add_plugins_option(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
+    for subparser in sub.choices.values():  # the same option after the subcommand; it wins when given there
+        subparser.add_argument("--plugins", default=argparse.SUPPRESS, help=PLUGINS_HELP)
     return parser
 
 
@@ -44,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         git_commit()  # the harness commit (and whether the checkout is dirty) is decided once, as the command starts
         return int(args.func(args) or 0)
-    # OSError: a missing, unreadable or unwritable file (read-only folder, full disk), named in its message
-    except (UnknownNameError, DatasetFormatError, ValueError, OSError) as error:
+    # OSError: a missing, unreadable or unwritable file (read-only folder, full disk), named in its message;
+    # ImportError: a --plugins module or an optional extra that is not installed
+    except (UnknownNameError, ValueError, OSError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

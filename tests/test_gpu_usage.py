@@ -80,10 +80,10 @@ def test_live_table_shows_gpu_columns_once_a_trial_reports_them():
     board.started(trial)
     console = Console(file=io.StringIO(), width=200)
     console.print(board._table())
-    assert "GPU %" not in console.file.getvalue()
+    assert "GPU" not in console.file.getvalue()
     board.epoch(trial, {"epoch": 1, "loss": 0.5, "gpu_util_pct": 63.4, "gpu_memory_gib": 5.25})
     console = Console(file=io.StringIO(), width=200)
     console.print(board._table())
     text = console.file.getvalue()
-    assert "GPU %" in text and "GPU GiB" in text and " 63 " in text and "5.2" in text
+    assert "GPU" in text and "63% 5.2G" in text
     board.close()

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pytest
 
 from harness.core.record import TrialRecord
 from harness.experiment import ExperimentConfig
-from harness.scheduling.progress import TensorBoardLogger, TrialBoard
+from harness.scheduling.progress import MLflowLogger, TensorBoardLogger, TrialBoard
 
 
 def trials(n: int = 2):
@@ -17,6 +18,7 @@ def trials(n: int = 2):
 
 def play(listener) -> None:
     a, b = trials()[0], trials()[-1]
+    listener.planned([a, b])
     listener.started(a)
     listener.started(b)
     listener.epoch(a, {"epoch": 1, "loss": 0.5, "val_recall@1": 0.8})
@@ -32,7 +34,7 @@ def test_without_a_terminal_one_line_per_epoch_and_per_trial():
     play(TrialBoard(stream=out))
     lines = out.getvalue().splitlines()
     a, b = trials()[0], trials()[-1]
-    assert lines == [f"{a.trial_id} epoch 1/4 loss 0.5000 val_recall@1 0.8000", f"{a.trial_id} epoch 2/4 loss 0.2500",
+    assert lines == ["2 trial(s) to run", f"{a.trial_id} epoch 1/4 loss 0.5000 val_recall@1 0.8000", f"{a.trial_id} epoch 2/4 loss 0.2500",
                      f"{a.trial_id}: recall@1 90.00 (0 s)", f"{b.trial_id}: FAILED: TrialFailed: non-finite loss (0 s)"]
 
 
@@ -65,5 +67,72 @@ def test_tensorboard_logs_every_epoch_and_the_final_metrics(tmp_path):
     a, *_ = trials()
     events = EventAccumulator(str(tmp_path / a.experiment / a.trial_id))
     events.Reload()
-    assert sorted(events.Tags()["scalars"]) == ["test/recall@1", "train/loss", "val/recall@1"]
+    # real metrics only (Ray's pid or timestamp never reach a listener: see the next test), and the final ones
+    # once more under hparam/ for the HPARAMS tab (PyTorch's add_hparams)
+    assert sorted(events.Tags()["scalars"]) == ["hparam/test/recall@1", "test/recall@1", "train/loss", "val/recall@1"]
     assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, 0.5), (2, 0.25)]
+    # the HPARAMS tab: the trial's hyperparameters beside its final metrics
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.PluginTagToContent("hparams")
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    params = dict(session.session_start_info.hparams)
+    assert params["method"].string_value == "ms" and params["seed"].number_value == 0
+    assert params["hparam.alpha"].number_value == pytest.approx(a.hparams["alpha"])
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+    assert [m.name.tag for m in experiment.experiment.metric_infos] == ["hparam/test/recall@1"]
+
+
+def test_ray_results_reach_the_listeners_without_tunes_own_fields():
+    pytest.importorskip("ray")
+    from harness.scheduling.ray_compat import trial_metrics
+
+    result = {"epoch": 2, "loss": 0.25, "val_recall@1": 0.8, "pid": 4242, "timestamp": 1.7e9, "training_iteration": 2,
+              "time_this_iter_s": 1.5, "time_total_s": 3.0, "done": False, "hostname": "node", "config": {}}
+    assert trial_metrics(result) == {"epoch": 2, "loss": 0.25, "val_recall@1": 0.8}
+
+
+def test_mlflow_logs_a_run_per_trial_with_its_parameters_and_metrics(tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    play(MLflowLogger(uri))
+    a, b = trials()[0], trials()[-1]
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(a.experiment)
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {a.trial_id, b.trial_id}
+    run = runs[a.trial_id]
+    assert run.data.params["method"] == "ms" and float(run.data.params["hparam.alpha"]) == a.hparams["alpha"]
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")] == [(1, 0.5), (2, 0.25)]
+    assert run.data.metrics["test/recall_at_1"] == 0.9 and run.data.metrics["val/recall_at_1"] == 0.8 and run.info.status == "FINISHED"
+    assert runs[b.trial_id].info.status == "FAILED" and runs[b.trial_id].data.tags["status"] == "failed"
+
+
+def test_the_live_table_tells_trials_apart_and_counts_down():
+    """Trial numbers, the hyperparameters that differ, pending trials, n of N and an overall ETA."""
+    from rich.console import Console
+
+    base = ExperimentConfig(methods=["ms"], dataset="digits", seeds=[0], recipe_overrides={"epochs": 4}).trials()[0]
+    proposals = [replace(base, hparams={**base.hparams, "alpha": alpha}) for alpha in (0.5, 2.0, 8.0)]
+    board = TrialBoard(stream=io.StringIO(), live=True)
+    board.planned(proposals)
+    board.started(proposals[0])
+    board.epoch(proposals[0], {"epoch": 1, "loss": 0.5, "val_recall@1": 0.8, "gpu_util_pct": 63.0, "gpu_memory_gib": 2.5})
+    board.rows[proposals[0].trial_id].started -= 30  # 30 s an epoch: 90 s left for it, 120 s for each pending one
+    console = Console(file=io.StringIO(), width=200)
+    console.print(board._table())
+    text = console.file.getvalue()
+    assert "0 of 3 done, 1 running, 2 pending, ETA 5:30" in text  # 90 + 2 × 120 s, one at a time
+    lines = [line for line in text.splitlines() if " ms " in line]
+    assert [line.split()[1] for line in lines] == ["1", "2", "3"]  # trial numbers, running first
+    assert "alpha" in text and all(v in text for v in ("0.5", "2", "8")) and "pending" in text
+    assert "63% 2.5G" in text
+    board.close()
+
+
+def test_a_first_line_before_any_trial_starts():
+    out = io.StringIO()
+    TrialBoard(stream=out).planned(trials())
+    assert out.getvalue() == "4 trial(s) to run\n"

@@ -20,7 +20,7 @@ from harness.plugins.method import method_families
 from harness.reporting.benchmark_report import write_report
 from harness.reporting.leaderboard import write_leaderboards
 from harness.scheduling.benchmark import MANIFEST_FILE, Benchmark, BenchmarkManifest, declared_spaces
-from harness.scheduling.search import PRUNERS
+from harness.scheduling.search import SCHEDULERS, pruner_of
 
 MISSION_METHODS = "jrd,triplet,contrastive,ms,softtriple,amsoftmax"
 
@@ -40,8 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=0,
                    help="class-disjoint K-fold cross-validation over the training classes; the objective is the "
                         "mean over folds (default 0: one validation split, --val-fraction)")
-    p.add_argument("--scheduler", choices=PRUNERS, default="none",
-                   help="asha: stop poor search trials early (Optuna's successive halving; not with --folds)")
+    p.add_argument("--scheduler", choices=SCHEDULERS, default="fifo",
+                   help="fifo: every search trial runs to the end; asha: stop poor search trials early (Optuna's "
+                        "successive-halving pruner; not with --folds) (default: fifo)")
     p.add_argument("--baseline", help="the method every other is tested against (paired t-test, Holm)")
     p.add_argument("--name", help="the benchmark's folder <results>/benchmarks/<name> (default: <dataset>)")
     p.add_argument("--space", action="append", default=[], metavar="METHOD.NAME[=DIST]",
@@ -73,7 +74,7 @@ def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
     return BenchmarkManifest(
         name=args.name or experiment.dataset, methods=methods, dataset=experiment.dataset,
         spaces=declared_spaces(methods, spaces), trials_per_method=args.trials_per_method,
-        final_seeds=args.final_seeds, **experiment.training_setup(), folds=args.folds, pruner=args.scheduler,
+        final_seeds=args.final_seeds, **experiment.training_setup(), folds=args.folds, pruner=pruner_of(args.scheduler),
         metric=args.metric, seed=args.seed, baseline=args.baseline, max_hours=args.max_hours)
 
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from harness.commands.locations import results_dir
@@ -13,7 +15,7 @@ from harness.core.protocol import protocol_differences
 from harness.core.store import TrialStore
 from harness.scheduling.executor_registry import EXECUTORS, ExecutorOptions, create_executor
 from harness.scheduling.executors import Executor, trial_resources
-from harness.scheduling.progress import TensorBoardLogger, TrialBoard, TrialListener
+from harness.scheduling.progress import MLflowLogger, TensorBoardLogger, TrialBoard, TrialListener
 from harness.core.hparams import parse_assignment, parse_value
 
 
@@ -85,8 +87,12 @@ def add_executor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensorboard", action="store_true",
                         help="log every trial's per-epoch metrics to <results>/tensorboard "
                              "(tensorboard --logdir results/tensorboard; needs the 'tracking' extra)")
+    parser.add_argument("--mlflow", nargs="?", const="", metavar="URI",
+                        help="also log every trial to MLflow: a run per trial with its parameters and metrics, in URI "
+                             "(default: sqlite:///<results>/mlflow.db, a local file; needs the 'mlflow' extra)")
     parser.add_argument("--dashboard", action="store_true",
-                        help="start Ray's dashboard (on 127.0.0.1) with a locally started Ray (default: off)")
+                        help="start Ray's dashboard (on 127.0.0.1) with a locally started Ray (default: off; needs "
+                             "the 'dashboard' extra)")
     parser.add_argument("--gpus-per-trial", type=positive_float,
                         help="GPUs per trial, fractions allowed (0.25 packs four trials on a GPU); "
                              "default 1 where there are GPUs, else 0 (trials on CPU cores)")
@@ -109,12 +115,28 @@ def make_executor(args: argparse.Namespace, results_dir: str) -> Executor:
     listeners: list[TrialListener] = [board]
     if args.tensorboard:
         listeners.append(TensorBoardLogger(TrialStore(results_dir).tensorboard_dir))
+    if args.mlflow is not None:
+        listeners.append(MLflowLogger(args.mlflow or mlflow_store(results_dir)))
+    if args.dashboard:
+        check_dashboard()
     options = ExecutorOptions(
         results_dir, listeners=listeners, progress=not args.no_progress, gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
         storage=args.storage, max_failures=args.max_failures, plugins=tuple(m for m in args.plugins.split(",") if m),
         dashboard=args.dashboard)
     return create_executor(args.executor, options)
+
+
+def mlflow_store(results_dir: str) -> str:
+    """The default MLflow tracking URI: a SQLite file in the results folder."""
+    return f"sqlite:///{(Path(results_dir) / 'mlflow.db').resolve()}"
+
+
+def check_dashboard() -> None:
+    """Raise ``ValueError`` with the install command unless Ray's dashboard can start (``ray[default]``)."""
+    if importlib.util.find_spec("aiohttp") is None:
+        raise ValueError("--dashboard needs Ray's dashboard, which this install lacks: "
+                         "pip install -e \".[dashboard]\" (brings ray[default] and optuna-dashboard)")
 
 
 def parse_hparams(items: list[str]) -> dict[str, dict[str, Any]]:

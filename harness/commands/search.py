@@ -32,8 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default=DEFAULT_OBJECTIVE,
                    help=f"validation metric to maximise, val_<metric> (default {DEFAULT_OBJECTIVE})")
     p.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
-                   help="asha: stop poor trials early on the per-epoch validation metric "
-                        "(Optuna's successive-halving pruner; with either executor)")
+                   help="fifo: every trial runs to the end; asha: stop poor trials early on the per-epoch "
+                        "validation metric (Optuna's successive-halving pruner; with either executor) (default: fifo)")
     p.add_argument("--final-seeds", type=int, default=3,
                    help="re-train the best configuration with seeds 0..N-1 on the test protocol (0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler and of every search trial")
@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def search(args: argparse.Namespace) -> int:
-    from harness.scheduling.search import SearchPlan, run_searches, search_space  # imports Optuna: only when used
+    from harness.scheduling.search import SearchPlan, pruner_of, run_searches, search_space  # imports Optuna: only when used
 
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1, got {args.trials}")
@@ -73,7 +73,7 @@ def search(args: argparse.Namespace) -> int:
 
     plan = SearchPlan(name=name, folder=store.search_dir(name), outputs=store.search_dir(name),
                       base=with_fault([base], args)[0], space=space, metric=args.metric, planned=args.trials,
-                      seed=args.seed, pruner="asha" if args.scheduler == "asha" else "none", final=final)
+                      seed=args.seed, pruner=pruner_of(args.scheduler), final=final)
     store.check_writable()
     start = time.time()
     with make_executor(args, experiment.results_dir) as executor:

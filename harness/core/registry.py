@@ -83,6 +83,11 @@ class Registry(Generic[T]):
 
 
 def import_plugins(modules: list[str] | tuple[str, ...]) -> None:
-    """Import third-party modules whose import registers methods, datasets or backbones."""
+    """Import third-party modules whose import registers methods, datasets or backbones; a module that
+    cannot be imported raises ``ImportError`` naming it in one line."""
     for module in modules:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ImportError(f"--plugins {module}: cannot import it ({error}); is it installed or on "
+                              "PYTHONPATH?") from None

@@ -25,7 +25,7 @@ from harness.core.environment import git_commit
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore
 from harness.engine.trial import execute_trial
-from harness.scheduling.progress import TrialBoard, TrialListener
+from harness.scheduling.progress import TrialBoard, TrialListener, announce
 
 #: a trial's epoch metrics; returning True prunes the trial
 OnEpoch = Callable[[TrialConfig, dict[str, Any]], "bool | None"]
@@ -64,13 +64,17 @@ def deliver(record: TrialRecord, on_record: OnRecord | None, listeners: Sequence
 
 
 def pending(trials: Iterable[TrialConfig], resume: bool, on_record: OnRecord | None,
-            done: list[TrialRecord]) -> Iterator[TrialConfig]:
-    """The trials to run: with ``resume``, a trial with a finished record is skipped and its record
-    handed to ``on_record`` (and appended to ``done``) instead."""
+            done: list[TrialRecord], listeners: Sequence[TrialListener] = ()) -> Iterator[TrialConfig]:
+    """The trials to run, announced to the listeners first: with ``resume``, a trial with a finished
+    record is skipped, its record shown to the listeners and handed to ``on_record`` (and appended to
+    ``done``) instead."""
+    announce(listeners, trials)
     for trial in trials:
         record = TrialStore(trial.results_dir).read_record(trial) if resume else None
         if record is not None and record.ok:
             done.append(record)
+            for listener in listeners:
+                listener.finished(record)
             if on_record is not None:
                 on_record(record)
             continue
@@ -124,7 +128,7 @@ class LocalExecutor:
     def run(self, trials: Iterable[TrialConfig], *, resume: bool = False, on_epoch: OnEpoch | None = None,
             on_record: OnRecord | None = None) -> list[TrialRecord]:
         records: list[TrialRecord] = []
-        for trial in pending(trials, resume, on_record, records):
+        for trial in pending(trials, resume, on_record, records, self.listeners):
             for listener in self.listeners:
                 listener.started(trial)
 

@@ -1,19 +1,27 @@
 """What running trials are doing, for people and for trackers: listeners of trial events.
 
-Executors (local and Ray alike, on the driver) tell their listeners when a trial starts, after each
-of its epochs, and when its record arrives:
+Executors (local and Ray alike, on the driver) tell their listeners which trials they plan to run,
+when a trial starts, after each of its epochs, and when its record arrives:
 
-* :class:`TrialBoard`: on a terminal, a live table (rich) of every trial: method, seed, state,
-  epoch/epochs, loss, validation Recall@1, GPU utilisation and memory (the last epoch's mean and peak,
-  columns shown once a trial reports them), elapsed time, ETA and the reason of a failure; elsewhere
-  (CI logs, ``nohup``) one line per finished epoch and one per finished trial.
+* :class:`TrialBoard`: on a terminal, a live table (rich) of every trial: its number, method, the
+  hyperparameters that differ between trials, seed, split, state (pending ones too), epoch/epochs,
+  loss, Recall@1 (validation while training; the final one of the trial's split when it ends), GPU
+  use where the trial reports it, elapsed time, ETA and the reason of a failure, under a title with
+  "n of N done" and the command's overall ETA; elsewhere (CI logs, ``nohup``) one line per finished
+  epoch and one per finished trial.
 * :class:`TensorBoardLogger`: per-epoch metrics of every trial to TensorBoard event files,
-  ``<results>/tensorboard/<experiment>/<trial_id>`` (``tensorboard --logdir results/tensorboard``).
+  ``<results>/tensorboard/<experiment>/<trial_id>``, and each finished trial's hyperparameters beside
+  its final metrics (the HPARAMS tab; ``tensorboard --logdir results/tensorboard``).
+* :class:`MLflowLogger`: one MLflow run per trial (parameters, per-epoch and final metrics, tags), in
+  a local SQLite store ``<results>/mlflow.db`` by default (``mlflow ui --backend-store-uri
+  sqlite:///results/mlflow.db``).
 """
 from __future__ import annotations
 
+import statistics
 import sys
 import time
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -22,11 +30,15 @@ from harness.core.config import TrialConfig
 from harness.core.metrics import base_metric, split_metric
 from harness.core.record import TrialRecord
 
-#: the validation score the table shows for each trial
 VAL_RECALL = split_metric("val", "recall@1")
+
+#: at most this many hyperparameter columns in the live table (those whose values differ between trials)
+MAX_HPARAM_COLUMNS = 4
 
 
 class TrialListener(Protocol):
+    def planned(self, trials: Iterable[TrialConfig]) -> None: ...
+
     def started(self, trial: TrialConfig) -> None: ...
 
     def epoch(self, trial: TrialConfig, metrics: dict[str, Any]) -> None: ...
@@ -34,6 +46,12 @@ class TrialListener(Protocol):
     def finished(self, record: TrialRecord) -> None: ...
 
     def close(self) -> None: ...
+
+
+def announce(listeners: Sequence[TrialListener], trials: Iterable[TrialConfig]) -> None:
+    """Tell the listeners what an executor is about to run (before the first trial starts)."""
+    for listener in listeners:
+        listener.planned(trials)
 
 
 def summary_line(record: TrialRecord) -> str:
@@ -50,28 +68,32 @@ def summary_line(record: TrialRecord) -> str:
 @dataclass
 class TrialRow:
     trial: TrialConfig
+    number: int
     state: str = "running"
     epoch: int = 0
     loss: float | None = None
-    val_recall: float | None = None
-    gpu_util: float | None = None
-    gpu_memory: float | None = None
+    recall: float | None = None
+    gpu: str = ""
     started: float = field(default_factory=time.time)
     ended: float | None = None
     error: str = ""
 
+    @property
+    def epochs(self) -> int:
+        return int(self.trial.recipe["epochs"])
+
     def elapsed(self) -> float:
+        if self.state == "pending":
+            return 0.0
         return (self.ended or time.time()) - self.started
 
     def eta(self) -> float | None:
-        epochs = self.trial.recipe["epochs"]
-        if self.state != "running" or not self.epoch or self.epoch >= epochs:
+        if self.state != "running" or not self.epoch or self.epoch >= self.epochs:
             return None
-        return self.elapsed() / self.epoch * (epochs - self.epoch)
+        return self.elapsed() / self.epoch * (self.epochs - self.epoch)
 
-
-def _number(value: float | None, form: str) -> str:
-    return "" if value is None else form.format(value)
+    def start(self) -> None:
+        self.state, self.started = "running", time.time()
 
 
 def _seconds(value: float | None) -> str:
@@ -79,6 +101,21 @@ def _seconds(value: float | None) -> str:
         return ""
     minutes, seconds = divmod(int(value), 60)
     return f"{minutes}:{seconds:02d}" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}"
+
+
+def _value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def gpu_use(metrics: dict[str, Any]) -> str:
+    """``util% memGiB`` from an epoch's ``gpu_util_pct`` and ``gpu_memory_gib`` (:mod:`harness.engine.gpu_usage`),
+    where the trial reports them."""
+    parts = []
+    if isinstance(metrics.get("gpu_util_pct"), (int, float)):
+        parts.append(f"{metrics['gpu_util_pct']:.0f}%")
+    if isinstance(metrics.get("gpu_memory_gib"), (int, float)):
+        parts.append(f"{metrics['gpu_memory_gib']:.1f}G")
+    return " ".join(parts)
 
 
 class TrialBoard:
@@ -89,8 +126,77 @@ class TrialBoard:
         self.live_mode = self.stream.isatty() if live is None else live
         self.max_rows = max_rows
         self.rows: dict[str, TrialRow] = {}
+        self.total: int | None = None
         self._live = None
 
+    # ---- what the table shows ----------------------------------------------------------------------
+    def _row(self, trial: TrialConfig) -> TrialRow:
+        if trial.trial_id not in self.rows:
+            self.rows[trial.trial_id] = TrialRow(trial, number=len(self.rows) + 1)
+        return self.rows[trial.trial_id]
+
+    def varying_hparams(self) -> list[str]:
+        """The hyperparameters whose values differ between the board's trials (a search's searched ones)."""
+        names = sorted({name for row in self.rows.values() for name in row.trial.hparams})
+        varying = [name for name in names
+                   if len({_value(row.trial.hparams.get(name, "")) for row in self.rows.values()}) > 1]
+        return varying[:MAX_HPARAM_COLUMNS]
+
+    def counts(self) -> dict[str, int]:
+        states = [row.state for row in self.rows.values()]
+        total = max(self.total or 0, len(states))
+        running = states.count("running")
+        done = len(states) - running - states.count("pending")
+        return {"done": done, "running": running, "pending": total - done - running, "total": total}
+
+    def eta(self) -> float | None:
+        """The command's remaining time: the running trials' own ETAs plus the pending ones at the mean
+        duration of the finished trials (else of the running trials' projections), over the trials
+        that run at once; None until one trial has finished an epoch."""
+        running = [row for row in self.rows.values() if row.state == "running"]
+        finished = [row.elapsed() for row in self.rows.values() if row.state == "ok"]
+        projected = [row.elapsed() + row.eta() for row in running if row.eta() is not None]
+        samples = finished or projected
+        if not samples:
+            return None
+        typical = statistics.fmean(samples)
+        left = sum(row.eta() if row.eta() is not None else max(0.0, typical - row.elapsed()) for row in running)
+        return (left + self.counts()["pending"] * typical) / max(1, len(running))
+
+    def title(self) -> str:
+        c = self.counts()
+        eta = self.eta()
+        return (f"trials: {c['done']} of {c['total']} done, {c['running']} running, {c['pending']} pending"
+                + (f", ETA {_seconds(eta)}" if eta else ""))
+
+    def _table(self):
+        from rich.table import Table
+
+        hparams = self.varying_hparams()
+        show_gpu = any(row.gpu for row in self.rows.values())
+        table = Table(title=self.title(), expand=False)
+        columns = ["#", "method", *hparams, "seed", "split", "state", "epoch", "loss", "R@1",
+                   *(["GPU"] if show_gpu else []), "elapsed", "ETA", "note"]
+        numeric = {"#", "seed", "epoch", "loss", "R@1", *hparams}
+        for name in columns:
+            table.add_column(name, justify="right" if name in numeric else "left")
+        order = {"running": 0, "pending": 2}
+        rows = sorted(self.rows.values(), key=lambda r: (order.get(r.state, 1), r.number))[: self.max_rows]
+        for r in rows:
+            style = {"failed": "red", "ok": "green", "pruned": "yellow", "pending": "dim"}.get(r.state, "")
+            trial = r.trial
+            table.add_row(str(r.number), trial.method, *(_value(trial.hparams.get(h, "")) for h in hparams),
+                          str(trial.seed), trial.eval_split + (f"/{trial.fold}" if trial.folds else ""), r.state,
+                          f"{r.epoch}/{r.epochs}", "" if r.loss is None else f"{r.loss:.4f}",
+                          "" if r.recall is None else f"{100 * r.recall:.2f}", *([r.gpu] if show_gpu else []),
+                          _seconds(r.elapsed()) if r.state != "pending" else "", _seconds(r.eta()), r.error[:60],
+                          style=style)
+        hidden = len(self.rows) - len(rows)
+        if hidden:
+            table.caption = f"{hidden} more trial(s) not shown"
+        return table
+
+    # ---- drawing -----------------------------------------------------------------------------------
     def _refresh(self) -> None:
         if not self.live_mode:
             return
@@ -99,31 +205,9 @@ class TrialBoard:
 
         if self._live is None:
             self._live = Live(self._table(), console=Console(file=self.stream), refresh_per_second=2,
-                              transient=False)
+                              transient=False, get_renderable=self._table)
             self._live.start()
         self._live.update(self._table())
-
-    def _table(self):
-        from rich.table import Table
-
-        table = Table(title="trials", expand=False)
-        gpu = any(r.gpu_util is not None for r in self.rows.values())
-        numeric = ("seed", "epoch", "loss", "val R@1", "GPU %", "GPU GiB")
-        for name in ("method", "seed", "split", "state", "epoch", "loss", "val R@1",
-                     *(("GPU %", "GPU GiB") if gpu else ()), "elapsed", "ETA", "note"):
-            table.add_column(name, justify="right" if name in numeric else "left")
-        rows = sorted(self.rows.values(), key=lambda r: (r.state != "running", r.started))[: self.max_rows]
-        for r in rows:
-            style = {"failed": "red", "ok": "green", "pruned": "yellow"}.get(r.state, "")
-            usage = (_number(r.gpu_util, "{:.0f}"), _number(r.gpu_memory, "{:.1f}")) if gpu else ()
-            table.add_row(r.trial.method, str(r.trial.seed), r.trial.eval_split + (f"/{r.trial.fold}" if r.trial.folds else ""),
-                          r.state, f"{r.epoch}/{r.trial.recipe['epochs']}", _number(r.loss, "{:.4f}"),
-                          _number(None if r.val_recall is None else 100 * r.val_recall, "{:.2f}"), *usage,
-                          _seconds(r.elapsed()), _seconds(r.eta()), r.error[:60], style=style)
-        hidden = len(self.rows) - len(rows)
-        if hidden:
-            table.caption = f"{hidden} more trial(s) not shown"
-        return table
 
     def _print(self, line: str) -> None:
         if self._live is not None:
@@ -131,30 +215,51 @@ class TrialBoard:
         else:
             print(line, file=self.stream, flush=True)
 
+    # ---- events ------------------------------------------------------------------------------------
+    def planned(self, trials: Iterable[TrialConfig]) -> None:
+        """The trials about to run: a list shows each as pending; a lazy stream (a search) with a length
+        gives the total."""
+        if isinstance(trials, Sequence):
+            for trial in trials:
+                self._row(trial).state = "pending"
+        if isinstance(trials, Sized):
+            self.total = (self.total or 0) + len(trials)
+        if self.live_mode:
+            self._refresh()
+        else:
+            total = f"{len(trials)} trial(s)" if isinstance(trials, Sized) else "trials"
+            self._print(f"{total} to run")
+
     def started(self, trial: TrialConfig) -> None:
-        self.rows[trial.trial_id] = TrialRow(trial)
+        self._row(trial).start()
         self._refresh()
 
     def epoch(self, trial: TrialConfig, metrics: dict[str, Any]) -> None:
-        row = self.rows.setdefault(trial.trial_id, TrialRow(trial))
+        row = self._row(trial)
+        row.state = "running" if row.state == "pending" else row.state
         row.epoch = int(metrics.get("epoch", row.epoch))
         row.loss = metrics.get("loss", row.loss)
-        row.val_recall = metrics.get(VAL_RECALL, row.val_recall)
+        row.recall = metrics.get(VAL_RECALL, row.recall)
+        row.gpu = gpu_use(metrics) or row.gpu
         if self.live_mode:
             self._refresh()
         else:
             scores = " ".join(f"{k} {metrics[k]:.4f}" for k in ("loss", VAL_RECALL) if k in metrics)
-            self._print(f"{trial.trial_id} epoch {row.epoch}/{trial.recipe['epochs']} {scores}")
+            self._print(f"{trial.trial_id} epoch {row.epoch}/{row.epochs} {scores}")
 
     def finished(self, record: TrialRecord) -> None:
-        row = self.rows.setdefault(record.trial_id, TrialRow(record.config))
+        row = self._row(record.config)
+        kept = row.state == "pending"  # finished by an earlier command (--resume): not run again
         row.state, row.ended = record.status, time.time()
-        row.error = record.error or ""
+        if kept:
+            row.started = row.ended
+        row.error = "finished before, kept" if kept else record.error or ""
+        row.epoch = max(row.epoch, len(record.history))
         if record.ok:
-            row.val_recall = record.metrics.get("recall@1") if record.config.eval_split == "val" else row.val_recall
+            row.recall = record.metrics.get("recall@1", row.recall)
         self._refresh()
         if not self.live_mode:
-            self._print(summary_line(record))
+            self._print(f"{record.trial_id}: finished before, kept (--resume)" if kept else summary_line(record))
 
     def close(self) -> None:
         if self._live is not None:
@@ -162,8 +267,29 @@ class TrialBoard:
             self._live = None
 
 
+def trial_params(trial: TrialConfig) -> dict[str, Any]:
+    """A trial's parameters as trackers show them: what it runs and every resolved hyperparameter."""
+    return {"method": trial.method, "dataset": trial.dataset, "seed": trial.seed, "backbone": trial.backbone,
+            "embedding_dim": trial.embedding_dim, "recipe": trial.recipe["name"], "epochs": trial.recipe["epochs"],
+            "split": trial.eval_split, **{f"hparam.{k}": v for k, v in trial.hparams.items()}}
+
+
+def final_metrics(record: TrialRecord) -> dict[str, float]:
+    """A finished trial's metrics named by the split they were computed on (``test/recall@1``)."""
+    return {f"{record.config.eval_split}/{name}": float(value) for name, value in record.metrics.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def epoch_scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    """An epoch's numeric metrics as ``train/<name>`` and ``val/<name>`` (``epoch`` is the step)."""
+    return {f"{base_metric(name)[0] or 'train'}/{base_metric(name)[1]}": float(value)
+            for name, value in metrics.items()
+            if name != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
 class TensorBoardLogger:
-    """Every trial's per-epoch metrics (and its final ones) as TensorBoard scalars (needs ``tensorboard``:
+    """Every trial's per-epoch metrics (and its final ones) as TensorBoard scalars, and its
+    hyperparameters beside its final metrics in the HPARAMS tab (needs ``tensorboard``:
     ``pip install -e ".[tracking]"``)."""
 
     def __init__(self, folder: str | Path):
@@ -180,22 +306,28 @@ class TensorBoardLogger:
             self.writers[trial.trial_id] = self._writer_class(str(self.folder / trial.experiment / trial.trial_id))
         return self.writers[trial.trial_id]
 
+    def planned(self, trials: Iterable[TrialConfig]) -> None:
+        """Nothing to log before a trial starts."""
+
     def started(self, trial: TrialConfig) -> None:
         self._writer(trial)
 
     def epoch(self, trial: TrialConfig, metrics: dict[str, Any]) -> None:
         writer, step = self._writer(trial), int(metrics.get("epoch", 0))
-        for name, value in metrics.items():
-            if name != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                split, metric = base_metric(name)
-                writer.add_scalar(f"{split or 'train'}/{metric}", value, step)
+        for name, value in epoch_scalars(metrics).items():
+            writer.add_scalar(name, value, step)
         writer.flush()
 
     def finished(self, record: TrialRecord) -> None:
         writer = self._writer(record.config)
         step = len(record.history)
-        for name, value in record.metrics.items():
-            writer.add_scalar(f"{record.config.eval_split}/{name}", value, step)
+        metrics = final_metrics(record)
+        for name, value in metrics.items():
+            writer.add_scalar(name, value, step)
+        if metrics:
+            params = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                      for k, v in trial_params(record.config).items()}
+            writer.add_hparams(params, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
         writer.close()
         self.writers.pop(record.trial_id, None)
 
@@ -203,3 +335,60 @@ class TensorBoardLogger:
         for writer in self.writers.values():
             writer.close()
         self.writers.clear()
+
+
+class MLflowLogger:
+    """One MLflow run per trial, in the experiment of the trial's experiment name: the trial's parameters
+    and tags (trial id, status), every epoch's metrics by step and the final metrics (needs the
+    ``mlflow`` extra: ``pip install -e ".[mlflow]"``). ``tracking_uri`` defaults to a SQLite file in
+    the results folder; MLflow's own ``MLFLOW_TRACKING_URI`` is not read (the CLI decides)."""
+
+    def __init__(self, tracking_uri: str):
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError:
+            raise ImportError('--mlflow needs MLflow: pip install -e ".[mlflow]"') from None
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.runs: dict[str, str] = {}
+
+    @staticmethod
+    def _name(metric: str) -> str:
+        """MLflow's metric names allow no ``@``: ``recall@1`` is logged as ``recall_at_1``."""
+        return metric.replace("@", "_at_")
+
+    def _experiment_id(self, name: str) -> str:
+        existing = self.client.get_experiment_by_name(name)
+        return existing.experiment_id if existing is not None else self.client.create_experiment(name)
+
+    def _run(self, trial: TrialConfig) -> str:
+        if trial.trial_id not in self.runs:
+            run = self.client.create_run(self._experiment_id(trial.experiment), run_name=trial.trial_id,
+                                         tags={"trial_id": trial.trial_id, "method": trial.method})
+            self.runs[trial.trial_id] = run.info.run_id
+            for name, value in trial_params(trial).items():
+                self.client.log_param(run.info.run_id, name, value)
+        return self.runs[trial.trial_id]
+
+    def planned(self, trials: Iterable[TrialConfig]) -> None:
+        """Runs are created when trials start."""
+
+    def started(self, trial: TrialConfig) -> None:
+        self._run(trial)
+
+    def epoch(self, trial: TrialConfig, metrics: dict[str, Any]) -> None:
+        run, step = self._run(trial), int(metrics.get("epoch", 0))
+        for name, value in epoch_scalars(metrics).items():
+            self.client.log_metric(run, self._name(name), value, step=step)
+
+    def finished(self, record: TrialRecord) -> None:
+        run = self._run(record.config)
+        for name, value in final_metrics(record).items():
+            self.client.log_metric(run, self._name(name), value, step=len(record.history))
+        self.client.set_tag(run, "status", record.status)
+        self.client.set_terminated(run, status="FINISHED" if record.ok else "FAILED")
+        self.runs.pop(record.trial_id, None)
+
+    def close(self) -> None:
+        for run in self.runs.values():
+            self.client.set_terminated(run, status="KILLED")
+        self.runs.clear()

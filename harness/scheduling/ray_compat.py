@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 
 import ray
 from ray import tune
+from ray.tune import result as tune_result
 from ray.tune.search import Searcher
 
 try:  # Ray >= 2.41: the Tune function API lives in ray.tune
@@ -144,6 +145,17 @@ def cluster_resources() -> tuple[float, float, int]:
     total = ray.cluster_resources()
     nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
     return float(total.get("CPU", 0)), float(total.get("GPU", 0)), nodes
+
+
+#: what Tune adds to every result besides the trial's own metrics (process, node, timing, iteration)
+_TUNE_RESULT_KEYS = frozenset((*tune_result.AUTO_RESULT_KEYS, tune_result.DONE, tune_result.TRIAL_ID,
+                               tune_result.EXPERIMENT_TAG, tune_result.SHOULD_CHECKPOINT))
+
+
+def trial_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers a trial reported in a Tune result, without what Tune adds (``pid``, ``timestamp``, ...)."""
+    return {k: v for k, v in result.items()
+            if k not in _TUNE_RESULT_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def report(metrics: dict[str, Any]) -> None:

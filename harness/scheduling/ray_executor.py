@@ -169,8 +169,7 @@ class Pruner(DriverOnly, ray_compat.Stopper):
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         if self.on_epoch is None or RECORD_KEY in result or "epoch" not in result:
             return False
-        metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if self.on_epoch(trial_of(result["config"]), metrics):
+        if self.on_epoch(trial_of(result["config"]), ray_compat.trial_metrics(result)):
             self.pruned.add(trial_id)
             return True
         return False
@@ -201,7 +200,7 @@ class RecordCollector(DriverOnly, ray_compat.Callback):
         if record is not None:
             self._deliver(record)
         elif "epoch" in result:
-            metrics = {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            metrics = ray_compat.trial_metrics(result)
             for listener in self.listeners:
                 listener.epoch(trial_of(trial.config), metrics)
 
@@ -280,7 +279,7 @@ class RayExecutor:
         cpu, gpu = self.resources()
         storage = ray_compat.storage_path(self.storage, self.store.tune_dir)
         done: list[TrialRecord] = []
-        feeder = TrialFeeder(pending(trials, resume, on_record, done))
+        feeder = TrialFeeder(pending(trials, resume, on_record, done, self.listeners))
         pruner = Pruner(on_epoch)
         collector = RecordCollector(pruner, on_record, self.listeners)
         ray_compat.delete_stale_experiments(storage, RUN_PREFIX, driver_alive)
