@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import yaml
 
 import harness.engine  # noqa: F401  (registers the engine's optional metrics, which validate() checks names against)
 from harness.plugins.data import DATASETS, create_dataset
@@ -26,6 +25,7 @@ from harness.core.hparams import Param
 from harness.core.metrics import EVALUATION_METRICS, optional_metric_names, split_metric
 from harness.core.names import check_name
 from harness.core.recipe import Recipe
+from harness.core.settings_file import check_fields, merge, read_mapping
 
 #: the valid values of the recipe fields a user may override (``--recipe-set``); their types are the defaults
 RECIPE_RANGES = {
@@ -34,6 +34,8 @@ RECIPE_RANGES = {
     "lr_decay_epochs": ">= 0", "lr_decay_gamma": "> 0", "warmup_epochs": ">= 0", "eval_batch_size": ">= 1",
 }
 RECIPE_FIELDS = {f.name: Param(f.default, valid=RECIPE_RANGES.get(f.name)) for f in fields(Recipe) if f.name != "name"}
+#: fields the harness sets for searches and sweeps, never a user's configuration file
+INTERNAL_FIELDS = ("role", "eval_split")
 SEED_LIMIT = 2 ** 32  # NumPy's seeds
 
 
@@ -106,24 +108,14 @@ class ExperimentConfig(TrainingSetup):
     @classmethod
     def from_yaml(cls, path: str | Path, defaults: dict[str, Any] | None = None,
                   **overrides: Any) -> "ExperimentConfig":
-        """The config of a YAML mapping of field names (over ``defaults``; ``overrides`` win); a syntax error or
-        a document that is not a mapping raises ``ValueError`` naming the file and line."""
-        try:
-            data = yaml.safe_load(Path(path).read_text())
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
-            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-            raise ValueError(f"{where}: not valid YAML ({problem})") from None
-        data = {} if data is None else data
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}, line 1: expected a mapping of ExperimentConfig fields (name: value), "
-                             f"got a {type(data).__name__}")
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
-        data = {**(defaults or {}), **data, **{k: v for k, v in overrides.items() if v is not None}}
-        return cls(**data)
+        """The config of a YAML mapping of user-facing field names (:data:`INTERNAL_FIELDS` are refused), each
+        value of its field's declared type, over ``defaults``, with ``overrides`` (the flags given; None: not
+        given) merged in key by key, so ``--hparam jrd.alpha=1`` keeps the file's other ``jrd``
+        hyperparameters and ``--epochs 1`` its other recipe overrides. Bad input raises ``ValueError`` naming
+        the file (and the valid keys, or the type expected)."""
+        data = read_mapping(path, cls.__name__)
+        check_fields(path, data, cls, [f.name for f in fields(cls) if f.name not in INTERNAL_FIELDS])
+        return cls(**merge(merge(defaults or {}, data), overrides))
 
     def recipe_for(self, method: str) -> Recipe:
         spec = DATASETS.get(self.dataset)

@@ -72,8 +72,8 @@ def test_an_empty_seed_list_is_refused(capsys):
     ("methods: [ms]\nseeds: [0, 1\n", "config.yaml, line 3: not valid YAML"),
     ("methods: [ms]\n  seeds: 1\n", "config.yaml, line 2: not valid YAML"),
     ("- ms\n- triplet\n", "config.yaml, line 1: expected a mapping of ExperimentConfig fields"),
-    ("methods: [ms]\nval_fraction: half\n", "val_fraction: expected float, got 'half'"),
-    ("methods: [ms]\nembedding_dim: big\n", "embedding_dim: expected int, got 'big'"),
+    ("methods: [ms]\nval_fraction: half\n", "config.yaml: val_fraction must be float, got 'half'"),
+    ("methods: [ms]\nembedding_dim: big\n", "config.yaml: embedding_dim must be int, got 'big'"),
 ])
 def test_a_bad_config_file_names_file_and_line(text, message, tmp_path, capsys):
     config = tmp_path / "config.yaml"

@@ -28,6 +28,7 @@ import harness
 from harness.core.config import TrialConfig
 from harness.core.hparams import Choice, Distribution, IntUniform, LogUniform, Uniform, parse_distribution
 from harness.core.names import check_name
+from harness.core.settings_file import check_fields, read_mapping
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore, atomic_write_text
 from harness.experiment import (ExperimentConfig, TrainingSetup, check_folds, check_objective,
@@ -91,20 +92,11 @@ class BenchmarkManifest(TrainingSetup):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "BenchmarkManifest":
-        try:
-            data = yaml.safe_load(Path(path).read_text())
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            raise ValueError(f"{path}{f', line {mark.line + 1}' if mark else ''}: not valid YAML") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a manifest is a mapping of fields")
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"{path}: unknown manifest field(s) {', '.join(sorted(unknown))}")
-        try:
-            return cls(**data)
-        except TypeError as error:
-            raise ValueError(f"{path}: {error}") from None
+        """The manifest in ``path``: every key a field, every value of its field's declared type
+        (``methods: ms`` or ``trials_per_method: "2"`` raise ``ValueError`` naming the file and key)."""
+        data = read_mapping(path, cls.__name__)
+        check_fields(path, data, cls, [f.name for f in fields(cls)])
+        return cls(**data)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(asdict(self), sort_keys=False)

@@ -1,0 +1,82 @@
+"""Configuration files: a YAML mapping read into a dataclass's fields, every key known and every value
+of its field's declared type, and command-line flags merged into it key by key.
+
+Used by :meth:`harness.experiment.ExperimentConfig.from_yaml` and the benchmark manifest alike, so
+``save_model: "no"``, ``experiment: 5`` or ``methods: ms`` stop with one line naming the file, the key
+and the type expected, before anything runs.
+"""
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+
+def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """The YAML mapping in ``path`` (empty for an empty file); a syntax error or a document that is not a
+    mapping raises ``ValueError`` naming the file and line."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"{where}: not valid YAML ({problem})") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}, line 1: expected a mapping of {what} fields (name: value), got a {type(data).__name__}")
+    return data
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the type ``hint`` (``X | None``, ``list[X]``, ``dict[K, V]``, ``Any``; an
+    int is a float, a bool is not a number)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is list:
+        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("NoneType", "None") if typing.get_origin(hint) else hint.__name__
+
+
+def check_fields(path: str | Path, data: dict[str, Any], cls: type, keys: Iterable[str]) -> None:
+    """Raise ``ValueError`` naming ``path`` unless every key of ``data`` is one of ``keys`` (the message lists
+    them) and every value has the type its field of the dataclass ``cls`` declares."""
+    keys = sorted(keys)
+    unknown = sorted(set(data) - set(keys))
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {', '.join(map(str, unknown))}; valid keys: {', '.join(keys)}")
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if not _matches(value, hints[key]):
+            raise ValueError(f"{path}: {key} must be {_type_name(hints[key])}, got {value!r}")
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged in key by key: a mapping merges into a mapping (recursively), any
+    other value replaces; ``None`` (a flag not given) changes nothing."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = merge(merged[key], value)
+        merged[key] = value
+    return merged
