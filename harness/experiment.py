@@ -17,7 +17,7 @@ import torch
 
 import harness.engine  # noqa: F401  (registers the engine's optional metrics, which validate() checks names against)
 from harness.plugins.data import DATASETS, create_dataset
-from harness.plugins.method import Method, find_recipe, get_method_class
+from harness.plugins.method import Method, code_fingerprint, find_recipe, get_method_class
 from harness.plugins.models import check_backbone_name
 from harness.plugins.optimizers import OPTIMIZERS
 from harness.core.config import TrialConfig
@@ -214,7 +214,7 @@ class ExperimentConfig(TrainingSetup):
                     val_fraction=self.val_fraction, eval_split=self.eval_split, role=self.role,
                     experiment=experiment, results_dir=self.results_dir, device=self.device,
                     num_workers=self.num_workers, save_model=self.save_model, extra_metrics=list(self.extra_metrics),
-                    method_family=cls.family,
+                    method_family=cls.family, code=code_fingerprint(cls),
                 ))
         return out
 

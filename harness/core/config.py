@@ -51,8 +51,11 @@ class TrialConfig:
     classes are fold ``fold`` of a class-disjoint cross-validation over the training classes. ``method_settings`` holds the
     method's class-level choices that change results (learning-rate multiplier, pooling,
     normalisation, sampler). ``extra_metrics`` names the optional registered metrics the trial also
-computes (:mod:`harness.core.metrics`); ``method_family`` is the method's declared family, for
-the figures' colours (None in records written before it was recorded). ``fail_at_epoch`` is a test-only fault injection.
+    computes (:mod:`harness.core.metrics`); ``method_family`` is the method's declared family, for
+    the figures' colours (None in records written before it was recorded). ``code`` fingerprints the
+    method's source (:func:`harness.plugins.method.code_fingerprint`): part of the id, so an edited loss
+    is a new trial (None in records written before it was recorded, whose ids stay as they were).
+    ``fail_at_epoch`` is a test-only fault injection.
     """
 
     method: str
@@ -78,6 +81,7 @@ the figures' colours (None in records written before it was recorded). ``fail_at
     save_model: bool = True
     extra_metrics: list[str] = field(default_factory=list)
     method_family: str | None = None
+    code: str | None = None
     fail_at_epoch: int | None = None
 
     def __post_init__(self) -> None:
@@ -110,7 +114,8 @@ the figures' colours (None in records written before it was recorded). ``fail_at
 
     def identity(self) -> dict[str, Any]:
         """What the id hashes: every field that changes the result, numbers normalised."""
-        return canonical({k: v for k, v in self.to_dict().items() if k not in _NOT_IN_IDENTITY})
+        return canonical({k: v for k, v in self.to_dict().items()
+                          if k not in _NOT_IN_IDENTITY and not (k == "code" and v is None)})
 
     @property
     def trial_id(self) -> str:

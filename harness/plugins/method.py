@@ -22,6 +22,11 @@ passing networks) live in it and get their own optimizer group.
 """
 from __future__ import annotations
 
+import ast
+import hashlib
+import importlib.metadata
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 import torch
@@ -153,6 +158,62 @@ def recipe_names() -> list[str]:
     """The names of every shared and method-declared recipe."""
     declared = {r.name for m in METHODS.names() for r in METHODS.get(m).declared_recipes()}
     return sorted(set(RECIPES.names()) | declared)
+
+
+def _module_imports(path: Path, package: str) -> set[str]:
+    """The modules of ``package`` that the source file ``path`` imports (absolute or relative)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            base = package if node.level == 1 else package.rsplit(".", node.level - 1)[0]
+            names.add(f"{base}.{node.module}" if node.module else base)
+            names.update(f"{base}.{a.name}" for a in node.names if not node.module)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    top = package.split(".")[0]
+    return {n for n in names if n == top or n.startswith(top + ".")}
+
+
+def _source_files(module_name: str) -> dict[str, Path]:
+    """The module's source file and those of the modules of its own top-level package that it imports,
+    transitively (``methods.jrd`` -> ``methods.jrd_kernels``, ``methods.amsoftmax``)."""
+    files: dict[str, Path] = {}
+    todo = [module_name]
+    while todo:
+        name = todo.pop()
+        module = sys.modules.get(name)
+        path = Path(getattr(module, "__file__", "") or "")
+        if name in files or module is None or path.suffix != ".py" or not path.is_file():
+            continue
+        files[name] = path
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0] or name
+        todo += sorted(_module_imports(path, package) - {name})
+    return files
+
+
+def _distribution(module_name: str) -> str | None:
+    """``name==version`` of the installed distribution that ships the module's top-level package, if any
+    other than the harness's own."""
+    top = module_name.split(".")[0]
+    for dist in importlib.metadata.packages_distributions().get(top, []):
+        if dist != "dmlbench":
+            return f"{dist}=={importlib.metadata.version(dist)}"
+    return None
+
+
+def code_fingerprint(cls: type[Method]) -> str:
+    """A fingerprint of a method's code, part of its trials' ids (an edited loss is a new trial): the sha256
+    of its module's source and of the modules of its own package it imports, plus the version of the
+    distribution that ships it when that is not the harness."""
+    digest = hashlib.sha256()
+    for name, path in sorted(_source_files(cls.__module__).items()):
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    distribution = _distribution(cls.__module__)
+    return (f"{distribution}:" if distribution else "") + digest.hexdigest()[:16]
 
 
 def create_method(name: str, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any) -> Method:
