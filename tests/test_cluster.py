@@ -113,8 +113,8 @@ def runs_a_trial(node) -> bool:
 
 
 def test_a_trial_whose_node_is_lost_restarts_on_another_node_from_its_checkpoint(cluster, tmp_path):
-    """Kill one worker node while its trial is between epochs 1 and 2 (the checkpoint of epoch 1 is on
-    the driver's disk): Tune restarts the trial on the other worker node, which continues at epoch 2;
+    """Kill one worker node once its trial has written an epoch checkpoint (on the driver's disk): Tune
+    restarts the trial on the other worker node, which continues from that checkpoint;
     its metrics equal those of an uninterrupted local run with the same threads."""
     made, workers = cluster
     args = ["run", "--methods", "ms", "--seeds", "0", "--epochs", "3", *TINY]
@@ -128,7 +128,9 @@ def test_a_trial_whose_node_is_lost_restarts_on_another_node_from_its_checkpoint
     out = finished(child)
     assert "restarting it from its last checkpoint" in out
     ((_, record),) = records(tmp_path / "cluster")
-    assert record["status"] == "ok" and record["resumed_at_epoch"] in (1, 2)
+    # resumed from an epoch checkpoint, not from scratch: the node may die after epoch 1, 2 or (on a busy
+    # machine) 3, between the last epoch and the evaluation
+    assert record["status"] == "ok" and record["resumed_at_epoch"] in (1, 2, 3)
     assert len(record["nodes"]) == 2 and record["nodes"][0]["node_id"] == busy.node_id
     assert record["nodes"][1]["node_id"] != busy.node_id
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(REPO)}

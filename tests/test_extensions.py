@@ -119,7 +119,7 @@ def test_a_plugin_metric_is_recorded_and_shown_under_its_label(plugin_run):
     board = pd.read_csv(results / "leaderboards" / "stripes.csv")
     markdown = (results / "leaderboards" / "stripes.md").read_text()
     assert "Spread" in markdown and f"{board['spread_mean'][0]:.4f}" in markdown  # as is, not in percent
-    header = next(line for line in markdown.splitlines() if line.startswith("| Source"))
+    header = next(line for line in markdown.splitlines() if line.startswith("| Method"))
     assert header.index("NMI") < header.index("Spread")  # after the evaluation's own metrics
 
 

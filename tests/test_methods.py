@@ -54,13 +54,18 @@ def test_register_method_rejects_non_methods_and_duplicates():
     with pytest.raises(TypeError):
         register_method("not_a_method")(object)
 
-    @register_method("_test_dummy")
+    @register_method("test-dummy")
     class Dummy(Method):
         pass
 
-    assert METHODS.get("_test_dummy") is Dummy
-    with pytest.raises(ValueError, match="registered twice"):
-        register_method("_test_dummy")(type("Other", (Method,), {}))
+    try:
+        assert METHODS.get("test-dummy") is Dummy
+        with pytest.raises(ValueError, match="registered twice"):
+            register_method("test-dummy")(type("Other", (Method,), {}))
+        with pytest.raises(ValueError, match="not a plain folder name"):  # method names become folder names
+            register_method("../escape")(type("Escape", (Method,), {}))
+    finally:
+        METHODS._entries.pop("test-dummy", None)
 
 
 def test_proxy_methods_have_trainable_parameters_in_their_own_group():
