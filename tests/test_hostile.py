@@ -22,19 +22,10 @@ from harness.core.config import TrialConfig
 from harness.core.recipe import Recipe
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore
+from test_inputs import refused  # exit 2, one line, no results folder
 
 DIGITS = ["--dataset", "digits", "--no-progress", "--executor", "local"]
 FAST = [*DIGITS, "--epochs", "1", "--cpus-per-trial", "1"]
-
-
-def refused(argv: list[str], tmp_path: Path, capsys) -> str:
-    """Run the CLI; assert exit 2, exactly one line on stderr, no results folder; return that line."""
-    results = tmp_path / "results"
-    assert main([*argv, "--results-dir", str(results)]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1, err
-    assert not results.exists()
-    return err
 
 
 def record(method: str, seed: int, r1: float, dataset: str = "cub", experiment: str = "e") -> TrialRecord:
