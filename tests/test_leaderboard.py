@@ -372,3 +372,14 @@ def test_a_group_beyond_the_zoomed_axis_is_an_arrow_on_its_own_side(tmp_path: Pa
     assert arrows == [] and dots == sorted(tight) and low < 78.0 < high
     (low, high), arrows, dots = panel(tight + [35.0])
     assert arrows == [("<", low, 5)] and dots == sorted(tight)
+
+
+def test_the_printed_table_says_how_recipes_of_one_name_differ():
+    """Issue 20, item 2: the table a run prints names what differs in words, as the files do."""
+    from harness.reporting.leaderboard import aggregate, format_table, long_table
+    from harness.reporting.tables import recipe_labels, records_frame
+
+    frame = records_frame(TrialStore(Path(__file__).resolve().parents[1] / "results").records("omniglot28"))
+    text = format_table(aggregate(frame), recipes=recipe_labels(long_table(frame)))
+    pixels = next(line for line in text.splitlines() if line.lstrip().startswith("pixels"))
+    assert "cpu:7c34188a (epochs=0)" in pixels and "(epochs" not in text.replace(pixels, "")

@@ -8,8 +8,8 @@ import pandas as pd
 from harness.core.config import TrialConfig
 from harness.core.store import TrialStore
 from harness.plugins.method import method_families
-from harness.reporting.leaderboard import aggregate, format_table, write_leaderboards
-from harness.reporting.tables import records_frame
+from harness.reporting.leaderboard import aggregate, format_table, long_table, write_leaderboards
+from harness.reporting.tables import recipe_labels, records_frame
 
 
 def print_leaderboard(store: TrialStore, trials: list[TrialConfig], start: float) -> None:
@@ -21,6 +21,6 @@ def print_leaderboard(store: TrialStore, trials: list[TrialConfig], start: float
     board = aggregate(frame) if not frame.empty else pd.DataFrame()
     print(f"\n{dataset}: {len(trials)} trials in {time.time() - start:.0f} s "
           f"(test classes; mean ± std over seeds, %)")
-    print(format_table(board))
+    print(format_table(board, recipes=recipe_labels(long_table(frame)) if not frame.empty else None))
     for path in written.values():
         print(f"leaderboard: {path}")

@@ -501,15 +501,19 @@ def remove_stale_boards(out_dir: Path, experiment: str, names: dict[tuple[str, s
               f"{', '.join(boards)})", file=sys.stderr)
 
 
-def format_table(board: pd.DataFrame, metrics: list[str] | None = None) -> str:
-    """A plain-text table of :func:`aggregate`'s "mean ± std" (in percent) for printing at the end of a run."""
+def format_table(board: pd.DataFrame, metrics: list[str] | None = None,
+                 recipes: dict[tuple[str, str], str] | None = None) -> str:
+    """A plain-text table of :func:`aggregate`'s "mean ± std" (in percent) for printing at the end of a run;
+    ``recipes`` labels each (recipe, hash) (:func:`~harness.reporting.tables.recipe_labels`: what differs, in
+    words), else ``name:hash``."""
     if board.empty:
         return "(no finished trials)"
     metrics = metrics or [c[:-5] for c in board.columns if c.endswith("_mean")]
     rows = []
     for _, r in board.iterrows():
+        recipe = (r["recipe"], r["recipe_hash"])
         row = {"method": group_label(r["method"], r["hparams"]), "backbone": r["backbone"],
-               "recipe": f"{r['recipe']}:{r['recipe_hash']}",
+               "recipe": (recipes or {}).get(recipe, f"{recipe[0]}:{recipe[1]}"),
                "seeds": f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else "")}
         row.update({m: mean_std_text(r[f"{m}_mean"], r[f"{m}_std"], metric=m) for m in metrics})
         rows.append(row)
