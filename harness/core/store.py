@@ -112,9 +112,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_binary(path: str | Path, write: Callable[[Any], None]) -> None:
     """``write(f)`` into a binary file object, landing at ``path`` atomically with the umask's permissions."""
     _atomic_write(Path(path), write, "wb")
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with the umask's permissions."""
-    _atomic_write(Path(path), lambda f: f.write(data), "wb")
 
 
 def atomic_save_tensors(path: str | Path, obj: Any) -> None:

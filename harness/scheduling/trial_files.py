@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.config import TrialConfig
-from harness.core.store import TrialStore, atomic_write_bytes
+from harness.core.store import TrialStore, atomic_write_binary
 from harness.scheduling import ray_compat
 
 
@@ -34,7 +34,7 @@ class ResultsKeeper:
         return path
 
     def write(self, relative: str, data: bytes) -> None:
-        atomic_write_bytes(self._path(relative), data)
+        atomic_write_binary(self._path(relative), lambda f: f.write(data))
 
     def read(self, relative: str) -> bytes | None:
         path = self._path(relative)
@@ -70,7 +70,7 @@ class RelayedStore(TrialStore):
         data = ray_compat.call(self.keeper.read, str(path.relative_to(self.root)))
         if data is None:
             return None
-        atomic_write_bytes(path, data)
+        atomic_write_binary(path, lambda f: f.write(data))
         try:
             return super().load_checkpoint(config)
         finally:
