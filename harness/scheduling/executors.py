@@ -9,7 +9,7 @@ With ``resume`` a trial that already has a finished record is not run again (its
 
 :class:`LocalExecutor` runs trials one after another in this process (debugging, CI, laptops);
 :class:`~harness.scheduling.ray_executor.RayExecutor` runs the same function on every GPU or CPU of a
-machine or cluster.Both are registered in :mod:`harness.scheduling.executor_registry`.
+machine or cluster. Both are registered in :mod:`harness.scheduling.executor_registry`.
 """
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ class LocalExecutor:
         self.listeners = list(listeners) if listeners is not None else [TrialBoard()]
         self.progress = progress and not any(getattr(x, "live_mode", False) for x in self.listeners)
         gpus = torch.cuda.device_count()
-        self.cpus_per_trial = cpus_per_trial or int(default_cpus_per_trial(os.cpu_count() or 1, gpus, 1.0 if gpus else 0.0))
+        self.cpus_per_trial = cpus_per_trial or int(trial_resources(os.cpu_count() or 1, gpus, None, None, check=False)[0])
 
     def __enter__(self) -> "LocalExecutor":
         return self
@@ -141,4 +141,3 @@ class LocalExecutor:
                                    threads=self.cpus_per_trial)
             records.append(deliver(record, on_record, self.listeners))
         return records
-
