@@ -19,7 +19,7 @@ and weights the proxy term, w_align = 0.0075 (CUB), 0.01 (Cars, and the code's d
 code's default 0.01. At a w_align around 1e4 the proxy term outweighs the NIR term about 8,000 to 1 at
 initialisation and the method is Proxy-Anchor in practice (omniglot, ``cpu`` recipe, validation
 classes, seed 0: val R@1 61.0 at 0.01, 94.0 at 1e4, 94.4 for Proxy-Anchor alone; the exp(NLL) term
-collapses the embedding into the flow's densest region below ~1e3): no leaderboard row runs it as ``nir``.
+collapses the embedding into the flow's densest region below ~1e3): no leaderboard row runs it.
 Its proxy term is the code's own Proxy-Anchor, ``panc``:
 
     L_PA^code = mean_{i∈batch} log(1 + Σ_{j: y_j = y_i} e^{−α(s(x_j, p_{y_i}) − δ)})
@@ -55,6 +55,19 @@ recipe's weight decay.
 Initialisation: the proxies start as the code's ``torch.randn(C, d) / 8`` (N(0, 1/64) entries), the
 flow's linear layers as PyTorch's default (the code's ``fc_init='none'``), the embedding head as the
 recipe says.
+
+Overflow: the code runs every step through ``torch.cuda.amp.GradScaler`` even in fp32 (``main.py:229,
+280-282``), which skips a step whose gradients are not finite, so an exp(NLL) overflow costs the code one
+step; it neither clips gradients nor clamps the NLL (``criteria/nir.py:111-113``). The harness fails the
+trial on a non-finite loss instead. Under the ``cpu`` recipe (backbone lr 1e-3, a hundred times the code's
+1e-5) the code's ×50 puts the flow at 5e-2 and exp(NLL) overflows at step 2 (×5: step 7). On omniglot
+the flow's rate was therefore chosen on validation classes only (``python -m harness sweep --method nir
+--param flow_lr_multiplier=50,5,0.5,0.05``, seed 0, records in ``results/runs/omniglot/nir-omniglot-val-*``,
+plot ``results/sweeps/omniglot/nir.flow_lr_multiplier.png``): 50 and 5 fail, val R@1 61.3 at 0.5 and 59.7
+at 0.05, so the omniglot row runs ``flow_lr_multiplier=0.5`` (the flow at 5e-4, the code's own absolute
+flow rate for CUB/Cars), passed by ``--hparam``; the class default stays the code's 50. At the code's
+``w_align`` = 0.01 the exp(NLL) term dominates and NIR trails Proxy-Anchor on omniglot; no ``w_align``
+variant is registered (at 1e4 it is Proxy-Anchor, whose own row shows that).
 
 Differences from the code: its criterion's optimiser groups carry no weight decay (here the recipe's);
 the paper form uses PML's Proxy-Anchor (|P⁺| average), not ``panc``. Its ``baseline`` is ``proxyanchor``,
