@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -173,32 +174,56 @@ def test_the_slurm_script_starts_a_head_then_workers_then_the_command_against_th
     assert calls[-1] == "python -m harness run --methods ms --address 10.1.2.3:6379"
 
 
-def small_cluster() -> Cluster:
+def small_cluster(port: int) -> Cluster:
+    """A head without CPUs whose GCS listens on ``port``, and one worker node of one CPU."""
     with ray_compat.loopback_only():
         made = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
-                                                             "include_dashboard": False})
+                                                             "include_dashboard": False, "gcs_server_port": port})
         made.add_node(num_cpus=1, node_ip_address="127.0.0.1")
     made.wait_for_nodes()
     return made
 
 
-def test_after_the_head_node_is_lost_resume_loses_nothing(tmp_path):
-    """The driver's head node killed mid-trial: the driver exits (Ray ends it); against a new cluster,
-    --resume continues the trial from its epoch checkpoint, which was on the driver's disk."""
-    args = ["run", "--methods", "ms", "--seeds", "0", "--epochs", "3", *TINY, "--results-dir", str(tmp_path)]
-    first = small_cluster()
-    child = harness(args, first.address)
+def test_after_the_head_node_is_lost_the_printed_resume_command_loses_nothing(tmp_path):
+    """The head node killed while the second of two trials is between epochs (the first finished):
+    the driver exits nonzero, its stderr ending with one line naming the command to run with
+    --resume; that command, against a cluster started again at the same address, keeps the finished
+    trial's record as it was and continues the other from its epoch checkpoint (on the driver's disk)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["run", "--methods", "ms", "--seeds", "0,1", "--epochs", "3", *TINY, "--results-dir", str(tmp_path)]
+    first = small_cluster(port)
+    address = first.address
+    child = harness(args, address)
+    started = time.time()
     deadline = time.time() + 400
-    while not list(tmp_path.glob("runs/*/*/checkpoint.pt")):
+    while not (len(records(tmp_path)) == 1 and list(tmp_path.glob("runs/*/*/checkpoint.pt"))):
         assert child.poll() is None and time.time() < deadline, child.communicate()[1][-3000:]
         time.sleep(0.1)
+    ((kept_folder, kept),) = records(tmp_path)
+    kept_bytes = (kept_folder / "record.json").read_bytes()
+    lost_at = time.time()
     first.shutdown()  # the head node (and with it the cluster) is gone
+    print(f"head lost after {lost_at - started:.1f} s of the run")
     _, err = child.communicate(timeout=120)
-    assert child.returncode != 0
-    second = small_cluster()
+    print(f"driver exited {child.returncode} {time.time() - lost_at:.1f} s after the head was lost")
+    assert child.returncode != 0 and time.time() - lost_at < 60
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: the Ray head node at 127.0.0.1:{port} is lost; once the cluster runs again, run: ")
+    command = shlex.split(last.partition(", run: ")[2])
+    assert command == ["python", "-m", "harness", *args, "--address", address, "--resume"]
+    second = small_cluster(port)
     try:
-        finished(harness([*args, "--resume"], second.address))
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(REPO)}
+        subprocess.run([sys.executable, *command[1:]], cwd=REPO, env=env, check=True, capture_output=True, timeout=400)
     finally:
         second.shutdown()
-    ((_, record),) = records(tmp_path)
-    assert record["status"] == "ok" and record["resumed_at_epoch"] >= 1
+    runs = records(tmp_path)
+    assert len(runs) == 2 and all(r["status"] == "ok" for _, r in runs)
+    assert (kept_folder / "record.json").read_bytes() == kept_bytes  # the finished trial was not run again
+    ((resumed_folder, resumed),) = [(f, r) for f, r in runs if f != kept_folder]
+    assert resumed["resumed_at_epoch"] >= 1
+    assert (resumed_folder / "model.pt").stat().st_size > 0 and (resumed_folder / "embeddings.npz").stat().st_size > 0
