@@ -1,21 +1,22 @@
 """Beyond one machine: a three-node Ray cluster on the loopback (Ray's own ``cluster_utils.Cluster``:
 a head holding no CPU and two worker nodes of one CPU each, separate raylets and object stores),
-commands joining it through ``--address``, a worker node lost mid-trial, and trial files that reach
-the driver through Ray's object store when the worker's results root is not the driver's."""
+commands joining it through ``--address``, a worker node lost mid-trial, the head node lost mid-run
+(the driver's one line naming its ``--resume`` command, then that command), and a worker node in its
+own mount namespace that cannot see the driver's results folder (its files reach the driver through Ray)."""
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import ray
 from ray.cluster_utils import Cluster
 
-from harness.scheduling import ray_compat, trial_files
+from harness.scheduling import ray_compat
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "digits", "--no-progress", "--cpus-per-trial", "1"]
@@ -71,37 +72,73 @@ def test_run_and_search_spread_trials_over_the_nodes_and_keep_every_file(cluster
     assert final[1]["status"] == "ok" and (final[0] / "model.pt").is_file()
 
 
-def relayed_trial(results: str, token: str, keeper) -> tuple[str, dict]:
-    """A Ray task on a worker node: one trial whose store is chosen as a Ray trial's is."""
-    from harness.engine.trial import execute_trial
-    from harness.experiment import ExperimentConfig
+#: a worker node of one CPU joining the loopback cluster at argv[1] (as ``Cluster.add_node`` starts one),
+#: which writes what it sees at the path argv[2] into the file argv[3] every half second until SIGTERM
+WORKER_NODE = """
+import os, signal, sys, time
+from ray._private.node import Node
+from ray._private.parameter import RayParams
+from harness.scheduling import ray_compat
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+with ray_compat.loopback_only():
+    node = Node(RayParams(gcs_address=sys.argv[1], num_cpus=1, num_gpus=0, node_ip_address="127.0.0.1",
+                          object_store_memory=150 * 1024 * 1024, min_worker_port=0, max_worker_port=0,
+                          include_log_monitor=False, node_manager_port=0),
+                head=False, shutdown_at_exit=True, spawn_reaper=True)
+while True:
+    with open(sys.argv[3] + ".tmp", "w") as view:
+        view.write(" ".join(sorted(os.listdir(sys.argv[2]))))
+    os.replace(sys.argv[3] + ".tmp", sys.argv[3])
+    time.sleep(0.5)
+"""
 
-    (trial,) = ExperimentConfig(methods=["ms"], dataset="digits", seeds=[0], recipe_overrides={"epochs": 1},
-                                results_dir=results, device="cpu").trials()
-    store = trial_files.store_for(results, token, keeper)
-    record = execute_trial(trial, store, progress=False, threads=1, node=ray_compat.this_node())
-    return type(store).__name__, record.to_dict()
 
-
-def test_a_worker_that_cannot_see_the_results_folder_sends_its_files_through_ray(cluster, tmp_path):
-    """The worker's results root (the driver's folder name, which the worker cannot see: no token
-    there) gets nothing; every file arrives in the driver's folder through the keeper."""
-    made, _ = cluster
+def test_a_worker_node_with_its_own_view_of_the_results_path_sends_every_file_through_ray(tmp_path):
+    """No shared file system, for real: the worker node's processes run in their own mount namespace
+    (``unshare -m``) with an empty tmpfs over the driver's --results-dir, so the path the driver
+    writes to does not exist for them. `run` through --address puts its trial on that node (the only
+    one with a CPU); the record, weights and embeddings arrive complete in the driver's folder, and
+    nothing the trial wrote is in the worker's view of that path."""
+    results = tmp_path / "driver"
+    results.mkdir()
     with ray_compat.loopback_only():
-        ray.init(address=made.address)
+        head = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                             "include_dashboard": False})
+    address, head_id = head.address, head.head_node.node_id
+    view = tmp_path / "worker-view"
+    script = (f"mount -t tmpfs none {shlex.quote(str(results))} && exec {shlex.quote(sys.executable)} -c "
+              f"{shlex.quote(WORKER_NODE)} {address} {shlex.quote(str(results))} {shlex.quote(str(view))}")
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    worker = subprocess.Popen(["unshare", "-m", "--propagation", "private", "bash", "-c", script], env=env,
+                              stdout=subprocess.DEVNULL, stderr=(tmp_path / "worker.log").open("w"), start_new_session=True)
     try:
-        keeper = ray_compat.driver_actor(trial_files.ResultsKeeper, str(tmp_path / "driver"))
-        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the worker cannot import tests/
-        task = ray.remote(num_cpus=1)(relayed_trial)
-        kind, record = ray.get(task.remote(str(tmp_path / "worker"), ".driver-test", keeper))
+        deadline = time.time() + 120
+        while sum(1 for n in ray_nodes(address) if n["Alive"]) < 2:
+            assert worker.poll() is None and time.time() < deadline, (tmp_path / "worker.log").read_text()[-2000:]
+            time.sleep(0.5)
+        out = finished(harness(["run", "--methods", "ms", "--seeds", "0", "--epochs", "2", *TINY,
+                                "--results-dir", str(results)], address))
+        worker_saw = view.read_text().split()
     finally:
-        ray.shutdown()
-    assert kind == "RelayedStore" and record["status"] == "ok"
-    assert record["nodes"][0]["node_id"] != made.head_node.node_id
-    (folder,) = (tmp_path / "driver").glob("runs/*/*")
+        if worker.poll() is None:
+            os.killpg(worker.pid, 15)
+        worker.wait(timeout=60)
+        head.shutdown()
+    ((folder, record),) = records(results)
+    print(out.splitlines()[-1], record["nodes"], "worker's view of the results path:", worker_saw)
+    assert record["status"] == "ok" and record["metrics"]["recall@1"] > 0
+    assert record["nodes"][0]["node_id"] != head_id
     assert (folder / "model.pt").stat().st_size > 0 and (folder / "embeddings.npz").stat().st_size > 0
-    assert not (folder / "checkpoint.pt").exists()  # deleted through the keeper when the trial ended
-    assert not (tmp_path / "worker").exists()
+    assert not (folder / "checkpoint.pt").exists()
+    assert worker_saw == []  # the worker's results path stayed empty: every file went through Ray
+
+
+def ray_nodes(address: str) -> list[dict]:
+    """The nodes of the cluster at ``address``, from a short-lived driver."""
+    query = ("import ray, json; from harness.scheduling import ray_compat\nwith ray_compat.loopback_only(): "
+             "ray.init(address=%r, log_to_driver=False)\nprint(json.dumps(ray.nodes()))" % address)
+    done = subprocess.run([sys.executable, "-c", query], env=os.environ | {"PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60)
+    return json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else []
 
 
 def runs_a_trial(node) -> bool:
@@ -173,32 +210,56 @@ def test_the_slurm_script_starts_a_head_then_workers_then_the_command_against_th
     assert calls[-1] == "python -m harness run --methods ms --address 10.1.2.3:6379"
 
 
-def small_cluster() -> Cluster:
+def small_cluster(port: int) -> Cluster:
+    """A head without CPUs whose GCS listens on ``port``, and one worker node of one CPU."""
     with ray_compat.loopback_only():
         made = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
-                                                             "include_dashboard": False})
+                                                             "include_dashboard": False, "gcs_server_port": port})
         made.add_node(num_cpus=1, node_ip_address="127.0.0.1")
     made.wait_for_nodes()
     return made
 
 
-def test_after_the_head_node_is_lost_resume_loses_nothing(tmp_path):
-    """The driver's head node killed mid-trial: the driver exits (Ray ends it); against a new cluster,
-    --resume continues the trial from its epoch checkpoint, which was on the driver's disk."""
-    args = ["run", "--methods", "ms", "--seeds", "0", "--epochs", "3", *TINY, "--results-dir", str(tmp_path)]
-    first = small_cluster()
-    child = harness(args, first.address)
+def test_after_the_head_node_is_lost_the_printed_resume_command_loses_nothing(tmp_path):
+    """The head node killed while the second of two trials is between epochs (the first finished):
+    the driver exits nonzero, its stderr ending with one line naming the command to run with
+    --resume; that command, against a cluster started again at the same address, keeps the finished
+    trial's record as it was and continues the other from its epoch checkpoint (on the driver's disk)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["run", "--methods", "ms", "--seeds", "0,1", "--epochs", "3", *TINY, "--results-dir", str(tmp_path)]
+    first = small_cluster(port)
+    address = first.address
+    child = harness(args, address)
+    started = time.time()
     deadline = time.time() + 400
-    while not list(tmp_path.glob("runs/*/*/checkpoint.pt")):
+    while not (len(records(tmp_path)) == 1 and list(tmp_path.glob("runs/*/*/checkpoint.pt"))):
         assert child.poll() is None and time.time() < deadline, child.communicate()[1][-3000:]
         time.sleep(0.1)
+    ((kept_folder, kept),) = records(tmp_path)
+    kept_bytes = (kept_folder / "record.json").read_bytes()
+    lost_at = time.time()
     first.shutdown()  # the head node (and with it the cluster) is gone
+    print(f"head lost after {lost_at - started:.1f} s of the run")
     _, err = child.communicate(timeout=120)
-    assert child.returncode != 0
-    second = small_cluster()
+    print(f"driver exited {child.returncode} {time.time() - lost_at:.1f} s after the head was lost")
+    assert child.returncode != 0 and time.time() - lost_at < 60
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: the Ray head node at 127.0.0.1:{port} is lost; once the cluster runs again, run: ")
+    command = shlex.split(last.partition(", run: ")[2])
+    assert command == ["python", "-m", "harness", *args, "--address", address, "--resume"]
+    second = small_cluster(port)
     try:
-        finished(harness([*args, "--resume"], second.address))
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(REPO)}
+        subprocess.run([sys.executable, *command[1:]], cwd=REPO, env=env, check=True, capture_output=True, timeout=400)
     finally:
         second.shutdown()
-    ((_, record),) = records(tmp_path)
-    assert record["status"] == "ok" and record["resumed_at_epoch"] >= 1
+    runs = records(tmp_path)
+    assert len(runs) == 2 and all(r["status"] == "ok" for _, r in runs)
+    assert (kept_folder / "record.json").read_bytes() == kept_bytes  # the finished trial was not run again
+    ((resumed_folder, resumed),) = [(f, r) for f, r in runs if f != kept_folder]
+    assert resumed["resumed_at_epoch"] >= 1
+    assert (resumed_folder / "model.pt").stat().st_size > 0 and (resumed_folder / "embeddings.npz").stat().st_size > 0

@@ -30,6 +30,7 @@ from harness.engine.trial import execute_trial
 from harness.plugins.data.images import DECODED_CACHE_BYTES, limit_decoded_cache
 from harness.core.store import atomic_write_text
 from harness.scheduling import ray_compat, trial_files
+from harness.scheduling import head_watch
 from harness.scheduling.executors import OnEpoch, OnRecord, deliver, pending, trial_resources
 from harness.scheduling.progress import TrialBoard, TrialListener
 
@@ -248,12 +249,19 @@ class RayExecutor:
         self.listeners = list(listeners) if listeners is not None else [TrialBoard()]
         self.dashboard = dashboard
         self._started = False
+        self._head_watch: Any = None  # the watcher process (head_watch.start) when joining a cluster
 
     def __enter__(self) -> "RayExecutor":
         self._started = ray_compat.init(self.address, dashboard=self.dashboard)
+        if ray_compat.is_address_given(self.address):  # a cluster's head may be lost: exit naming --resume
+            self._head_watch = head_watch.start(ray_compat.address())
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        if self._head_watch is not None:
+            self._head_watch.terminate()
+            self._head_watch.wait()
+            self._head_watch = None
         for listener in self.listeners:
             listener.close()
         if self._started:
