@@ -16,6 +16,7 @@ import pytest
 from harness.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
+HOSTILE = "<script>document.title='owned'</script>"
 CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 
 
@@ -27,6 +28,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(REPO / "results" / "runs" / experiment, root / "runs" / experiment)
     shutil.copytree(REPO / "results" / "benchmarks" / "omniglot-cpu", root / "benchmarks" / "omniglot-cpu",
                     ignore=shutil.ignore_patterns("study.db", "methods"))
+    record = next((root / "runs" / "omniglot28").glob("ms-*-s0-*/record.json"))
+    data = json.loads(record.read_text())
+    data["environment"]["host"] = HOSTILE  # text from a record is escaped on every page
+    record.write_text(json.dumps(data))
     out = tmp_path_factory.mktemp("site")
     assert main(["report", "--results-dir", str(root), "--out", str(out)]) == 0
     return out
@@ -45,6 +50,8 @@ def test_pages_hold_the_leaderboard_tests_plots_protocol_and_trials(site: Path) 
     assert (site / "omniglot-cpu" / "benchmark.critical_difference.png").is_file()
     trial = next((site / "omniglot28").glob("proxyanchor-*-s0-*.html")).read_text()
     assert "<polyline" in trial and "&quot;embedding_dim&quot;: 512" in trial
+    hostile = next((site / "omniglot28").glob("ms-*-s0-*.html")).read_text()
+    assert "&lt;script&gt;document.title=&#x27;owned&#x27;&lt;/script&gt;" in hostile and HOSTILE not in hostile
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
