@@ -32,7 +32,8 @@ from harness.reporting.tables import GROUP_KEYS, distinct_labels
 
 #: the style sheet of every page
 CSS = """
-*{box-sizing:border-box}body{font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;margin:0;background:#f6f8fa}
+*{box-sizing:border-box}body{font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1f2328;margin:0;
+background:#f6f8fa}
 header{background:#24292f;color:#fff;padding:14px 32px}header a{color:#fff;text-decoration:none;font-weight:600}
 main{max-width:1360px;margin:0 auto;padding:8px 28px 48px}h1{font-size:24px;margin:18px 0 4px}
 h2{font-size:18px;margin:28px 0 8px;padding-bottom:4px;border-bottom:1px solid #d0d7de}
@@ -215,7 +216,8 @@ def _benchmark_section(store: TrialStore, experiment: str, out: Path) -> str:
 
 
 def _experiment_page(store: TrialStore, experiment: str, dataset: str, name: str, part: pd.DataFrame,
-                     records: list[TrialRecord], out: Path) -> str:
+                     records: list[TrialRecord], out: Path) -> tuple[str, pd.DataFrame]:
+    """The experiment's page, and its long table (for the index)."""
     options = load_options(store, experiment)
     long = long_table(part, options.baseline)
     metrics = sorted(long["metric"].unique(), key=metric_sort_key)
@@ -252,7 +254,7 @@ def _experiment_page(store: TrialStore, experiment: str, dataset: str, name: str
              _benchmark_section(store, experiment, out),
              "<h2>Environment</h2>", _definitions(environment_summary(part)),
              "<h2>Trials</h2>", _table(trials, links={0: "href"}, table_id="trials")]
-    return _page(title, "".join(body), "../index.html")
+    return _page(title, "".join(body), "../index.html"), long
 
 
 def write_site(store: TrialStore, out: str | Path, families: Mapping[str, str] | None = None) -> list[Path]:
@@ -275,11 +277,12 @@ def write_site(store: TrialStore, out: str | Path, families: Mapping[str, str] |
             atomic_write_text(path, _trial_page(record, name))
             pages.append(path)
         path = folder / "index.html"
-        atomic_write_text(path, _experiment_page(store, experiment, dataset, name, part, records, folder))
+        page, long = _experiment_page(store, experiment, dataset, name, part, records, folder)
+        atomic_write_text(path, page)
         pages.append(path)
-        best = part.groupby("method")["recall@1"].mean().sort_values(ascending=False) if "recall@1" in part else None
-        lead = (f"best Recall@1: {escape(str(best.index[0]))} {100 * best.iloc[0]:.2f}" if best is not None
-                and len(best) else "")
+        best = long[(long["metric"] == "recall@1") & (long["rank"] == 1)]
+        lead = "".join(f"best R@1: {escape(m)} {_points(v, 'recall@1')}<br>"
+                       for m, v in zip(best["method"], best["mean"]))
         kind = "benchmark" if (store.benchmark_dir(experiment) / "manifest.yaml").is_file() else "experiment"
         cards.append(f'<div class="card"><h3><a href="{escape(name)}/index.html">{escape(name)}</a></h3>'
                      f'<div class="muted">{kind} on {escape(dataset)}: {part["method"].nunique()} methods, '
