@@ -44,3 +44,9 @@ def leaderboard_roots(given: str | None) -> list[Path]:
         return [Path(given)]
     roots = [user_results_dir(), reference_results_dir()]
     return list(dict.fromkeys(r for r in roots if r is not None and (r / "runs").is_dir()))
+
+
+def site_dir() -> Path:
+    """Where ``report`` writes its HTML site by default: ``site/`` beside the user's results folder (outside
+    the source tree, so that a report of the committed results leaves a checkout clean)."""
+    return user_results_dir().parent / "site"

@@ -260,7 +260,7 @@ class PaperTable:
     citations: list[str]
 
 
-def _paper_table(long: pd.DataFrame, refs: pd.DataFrame, style: Style) -> PaperTable:
+def paper_table(long: pd.DataFrame, refs: pd.DataFrame, style: Style) -> PaperTable:
     """Measured rows (labelled by method alone where that tells them apart) then published rows, with a
     Source column; the columns that every row shares move into :attr:`PaperTable.common`."""
     labels = distinct_labels(list(long.groupby(GROUP_KEYS, sort=True).groups), with_setup=False)
@@ -326,7 +326,7 @@ def render_markdown(name: str, title: str, long: pd.DataFrame, refs: pd.DataFram
                     baseline: str | None = None) -> str:
     """Leaderboard ``name``'s wide table (plus published rows) as a Markdown table headed ``title``, its
     columns those that vary (what every row shares is said above it), with footnote paragraphs."""
-    paper = _paper_table(long, refs, MARKDOWN)
+    paper = paper_table(long, refs, MARKDOWN)
     table = paper.table
     lines = [f"## {title}", "", _caption(title, paper, MARKDOWN), "", "| " + " | ".join(table.columns) + " |",
              "| " + " | ".join("---:" if _right_aligned(c) else "---" for c in table.columns) + " |"]
@@ -344,7 +344,7 @@ def render_latex(name: str, title: str, long: pd.DataFrame, refs: pd.DataFrame, 
     ``table*`` spans both columns of a two-column paper and is a plain float in a one-column one; the
     tabular is scaled down to the line width only where it would be wider (graphicx's ``\\resizebox``).
     """
-    paper = _paper_table(long, refs, LATEX)
+    paper = paper_table(long, refs, LATEX)
     table = paper.table
     align = "".join("r" if _right_aligned(c) else "l" for c in table.columns)
     body = [" & ".join(row) + r" \\" for row in table.itertuples(index=False)]
