@@ -114,8 +114,13 @@ class ExperimentConfig(TrainingSetup):
         hyperparameters and ``--epochs 1`` its other recipe overrides. Bad input raises ``ValueError`` naming
         the file (and the valid keys, or the type expected)."""
         data = read_mapping(path, cls.__name__)
-        check_fields(path, data, cls, [f.name for f in fields(cls) if f.name not in INTERNAL_FIELDS])
+        check_fields(path, data, cls, cls.yaml_keys())
         return cls(**merge(merge(defaults or {}, data), overrides))
+
+    @classmethod
+    def yaml_keys(cls) -> list[str]:
+        """The keys a YAML ``--config`` may hold: every field but :data:`INTERNAL_FIELDS`."""
+        return [f.name for f in fields(cls) if f.name not in INTERNAL_FIELDS]
 
     def recipe_for(self, method: str) -> Recipe:
         spec = DATASETS.get(self.dataset)

@@ -77,6 +77,17 @@ def test_the_report_and_the_manifest(bench, capsys):
     assert sorted(p.stat().st_mtime_ns for p in bench.glob("**/record.json")) == before  # nothing ran again
 
 
+def test_the_chosen_configurations_show_their_validation_score_in_percent(bench):
+    table = (bench / "benchmarks/digits/report/hyperparameters.md").read_text()
+    assert "| val_recall@1 (%) |" in table.splitlines()[0]
+    for method in ("ms", "amsoftmax"):
+        best = json.loads((bench / f"benchmarks/digits/methods/{method}/best.json").read_text())
+        row = next(line for line in table.splitlines() if line.startswith(f"| {method} |"))
+        assert row.split(" | ")[2] == f"{100 * best['value']:.2f}"  # best.json keeps the fraction
+        assert {p.name for p in (bench / f"benchmarks/digits/methods/{method}").glob("*.png")} == {
+            "history.png", "importances.png", "contour.png", "scatter.png"}
+
+
 def test_resume_with_another_manifest_is_refused_with_the_difference(bench, capsys):
     code = main([*[a if a != "2" else "3" for a in ARGS[:9]], *ARGS[9:], "--resume", "--results-dir", str(bench)])
     err = capsys.readouterr().err

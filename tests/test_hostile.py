@@ -124,7 +124,7 @@ def trial_folder(tmp_path: Path, **arrays: np.ndarray) -> Path:
 def test_recall_at_k_beyond_the_candidates_retrieves_them_all(tmp_path, capsys):
     # five queries, leave-one-out (four candidates each); the last query's class has no other member
     folder = trial_folder(tmp_path, query=np.eye(5, dtype=np.float32), query_labels=np.array([0, 0, 1, 1, 2]))
-    assert main(["evaluate", str(folder), "--recall-ks", "1,100000", "--no-nmi",
+    assert main(["evaluate", str(folder), "--json", "--recall-ks", "1,100000", "--no-nmi",
                  "--metrics", "recall@100000,recall@1"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["recall@100000"] == pytest.approx(4 / 5)  # every query with a class mate finds it

@@ -34,7 +34,7 @@ def test_without_a_terminal_one_line_per_epoch_and_per_trial():
     play(TrialBoard(stream=out))
     lines = out.getvalue().splitlines()
     a, b = trials()[0], trials()[-1]
-    assert lines == ["2 trial(s) to run", f"{a.trial_id} epoch 1/4 loss 0.5000 val_recall@1 0.8000", f"{a.trial_id} epoch 2/4 loss 0.2500",
+    assert lines == ["2 trial(s) to run", f"{a.trial_id} epoch 1/4 loss 0.5000 val_recall@1 80.00", f"{a.trial_id} epoch 2/4 loss 0.2500",
                      f"{a.trial_id}: recall@1 90.00 (0 s)", f"{b.trial_id}: FAILED: TrialFailed: non-finite loss (0 s)"]
 
 

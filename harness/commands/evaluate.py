@@ -7,6 +7,7 @@ import json
 import torch
 
 from harness.commands.options import comma_list
+from harness.core.metrics import format_metric, metric_sort_key
 from harness.core.store import TrialFolder
 from harness.engine.evaluate import evaluate_embeddings
 from harness.plugins.data import DATASETS
@@ -15,13 +16,16 @@ from harness.plugins.data import DATASETS
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="recompute a trial's metrics from its cached embeddings",
                        description="Reads <RUN_DIR>/embeddings.npz (written by every trial that saves its model) "
-                                   "and prints the metrics as JSON; nothing is retrained or rewritten.")
+                                   "and prints the metrics in percent, as the leaderboards show them (--json: the "
+                                   "fractions a record holds); nothing is retrained or rewritten.")
     p.add_argument("run_dir", help="a trial folder: results/runs/<experiment>/<trial_id>")
     p.add_argument("--metrics", type=comma_list,
                    help="comma-separated metrics to print (default: all), e.g. recall@1,map@r")
     p.add_argument("--recall-ks", type=lambda text: [int(k) for k in comma_list(text)],
                    help="the K of Recall@K (default: the dataset's)")
     p.add_argument("--no-nmi", action="store_true", help="skip NMI (k-means)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON with the values as a record holds them (fractions, full precision)")
     p.set_defaults(func=evaluate)
 
 
@@ -40,5 +44,10 @@ def evaluate(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"unknown metric(s) {', '.join(unknown)}; valid: {', '.join(sorted(metrics))}")
         metrics = {k: metrics[k] for k in args.metrics}
-    print(json.dumps(metrics, indent=2, sort_keys=True))
+    if args.json:
+        print(json.dumps(metrics, indent=2, sort_keys=True))
+    else:
+        width = max(map(len, metrics))
+        for name in sorted(metrics, key=metric_sort_key):
+            print(f"{name:<{width}}  {format_metric(name, metrics[name], unit=True)}")
     return 0

@@ -176,7 +176,7 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
         flags["extra_metrics"] = args.extra_metrics
     check_executor_options(args)
     if args.config:  # the file's results_dir holds unless --results-dir is given
-        experiment = ExperimentConfig.from_yaml(args.config, defaults={"results_dir": results_dir(None)},
+        experiment = ExperimentConfig.from_yaml(args.config, defaults=config_file_defaults(),
                                                 results_dir=args.results_dir, **flags)
     else:
         flags["results_dir"] = results_dir(args.results_dir)
@@ -184,6 +184,12 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
     if runs_here(args):
         check_device(experiment.device)
     return experiment
+
+
+def config_file_defaults() -> dict[str, Any]:
+    """What a ``--config`` file's missing keys take besides its fields' own defaults: the results folder
+    (``$DMLBENCH_RESULTS``, else the user's), as without a file."""
+    return {"results_dir": results_dir(None)}
 
 
 def with_fault(trials: list[TrialConfig], args: argparse.Namespace) -> list[TrialConfig]:

@@ -11,7 +11,7 @@ from harness.commands.options import (add_executor_options, add_experiment_optio
                                       make_executor, with_fault)
 from harness.commands.printing import print_leaderboard
 from harness.core.config import TrialConfig
-from harness.core.metrics import DEFAULT_OBJECTIVE
+from harness.core.metrics import DEFAULT_OBJECTIVE, format_metric
 from harness.core.names import check_name
 from harness.core.store import TrialStore
 from harness.experiment import check_objective, check_validation_split
@@ -83,7 +83,8 @@ def search(args: argparse.Namespace) -> int:
     if outcome.best is None:
         print(f"no search trial completed: see the reasons in {plan.outputs / 'trials.csv'}", file=sys.stderr)
         return 1
-    print(f"best of search {name}: {args.metric} {outcome.best.value:.4f} with {outcome.best.params} "
+    print(f"best of search {name}: {args.metric} {format_metric(args.metric, outcome.best.value, unit=True)} "
+          f"with {outcome.best.params} "
           f"({time.time() - start:.0f} s with its final trials)")
     if outcome.final:
         print_leaderboard(store, final(outcome.best.params), start)

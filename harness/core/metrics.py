@@ -12,6 +12,7 @@ name, in percent.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -99,6 +100,23 @@ def metric_label(name: str) -> str:
     if re.fullmatch(r"recall@\d+", name):
         return "R@" + name.removeprefix("recall@")
     return metric_spec(name).label
+
+
+def format_metric(name: str, value: float, unit: bool = False) -> str:
+    """A metric's value as every table and printout shows it: in percent with two decimals where its
+    declaration says so (``recall@1``, ``val_recall@1``: 0.8112 → ``81.12``), else as is with four
+    (``utilization``); ``unit`` appends `` %`` to a percent value. Not a number: ``nan``."""
+    if value is None or math.isnan(value):
+        return "nan"
+    if metric_scale(name) == 100:
+        return f"{100 * value:.2f}" + (" %" if unit else "")
+    return f"{value:.4f}"
+
+
+def metric_scale(name: str) -> float:
+    """What a recorded value of ``name`` (or ``val_name``) is multiplied by to be shown: 100 for a metric
+    declared in percent, else 1 (figures' axes as :func:`format_metric`'s text)."""
+    return 100.0 if metric_spec(base_metric(name)[1]).percent else 1.0
 
 
 def optional_metric_names() -> list[str]:

@@ -7,6 +7,7 @@ and the type expected, before anything runs.
 """
 from __future__ import annotations
 
+import dataclasses
 import types
 import typing
 from pathlib import Path
@@ -56,13 +57,40 @@ def _type_name(hint: Any) -> str:
     return str(hint).replace("typing.", "").replace("NoneType", "None") if typing.get_origin(hint) else hint.__name__
 
 
+def _yaml_text(value: Any) -> str:
+    """``value`` as one line of YAML (``null``, ``true``, ``[0]``, ``{}``)."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def describe_fields(cls: type, keys: Iterable[str], defaults: dict[str, Any] | None = None) -> list[tuple[str, str, str]]:
+    """``(key, type, default)`` of each of ``keys``, fields of the dataclass ``cls``, in its declaration order:
+    what a configuration file may hold, the default as YAML writes it (``defaults`` replace the dataclass's
+    own, as the file's reader does; a field without a default is ``required``)."""
+    keys, hints = set(keys), typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name not in keys:
+            continue
+        if defaults and f.name in defaults:
+            default = _yaml_text(defaults[f.name])
+        elif f.default is not dataclasses.MISSING:
+            default = _yaml_text(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = _yaml_text(f.default_factory())
+        else:
+            default = "required"
+        out.append((f.name, _type_name(hints[f.name]), default))
+    return out
+
+
 def check_fields(path: str | Path, data: dict[str, Any], cls: type, keys: Iterable[str]) -> None:
     """Raise ``ValueError`` naming ``path`` unless every key of ``data`` is one of ``keys`` (the message lists
     them) and every value has the type its field of the dataclass ``cls`` declares."""
     keys = sorted(keys)
     unknown = sorted(set(data) - set(keys))
     if unknown:
-        raise ValueError(f"{path}: unknown key(s) {', '.join(map(str, unknown))}; valid keys: {', '.join(keys)}")
+        raise ValueError(f"{path}: unknown key(s) {', '.join(map(str, unknown))}; valid keys: {', '.join(keys)} "
+                         f"(python -m harness config --show lists them with their types and defaults)")
     hints = typing.get_type_hints(cls)
     for key, value in data.items():
         if not _matches(value, hints[key]):

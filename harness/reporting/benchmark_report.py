@@ -3,8 +3,8 @@
 * ``leaderboard.{csv,md}``: the final test trials, mean ± std over seeds, each method's rank, and a
   paired t-test over seeds against the baseline with Holm's correction for the number of methods
   compared (statsmodels' ``multipletests``);
-* ``hyperparameters.md``: the configuration each method's search chose, its validation score and the
-  budget it spent, with failures per method and phase;
+* ``hyperparameters.md``: the configuration each method's search chose, its validation score (in percent,
+  as every table shows a metric) and the budget it spent, with failures per method and phase;
 * ``budget.{png,pdf}``: best validation score against trials used, one line per method;
 * ``critical_difference.{png,pdf}``: the Friedman test over seeds with the Nemenyi post-hoc test and
   its critical-difference diagram (autorank), when there are enough seeds;
@@ -23,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from harness.core.metrics import format_metric, metric_scale
 from harness.core.record import TrialRecord
 from harness.core.store import atomic_write_text
 from harness.reporting.stats import paired_power, paired_pvalue, summarize
@@ -142,13 +143,14 @@ def write_report(folder: Path, *, name: str, dataset: str, records: list[TrialRe
     atomic_write_text(folder / "leaderboard.csv", table.to_csv(index=False, float_format="%.6g"))
     leaderboard = markdown_table(table, metric, baseline)
     atomic_write_text(folder / "leaderboard.md", leaderboard + "\n")
-    hp_lines = ["| method | chosen hyperparameters | " + objective + " | search trials | failed (search) | failed (final) |",
+    unit = " (%)" if metric_scale(objective) == 100 else ""
+    hp_lines = [f"| method | chosen hyperparameters | {objective}{unit} | search trials | failed (search) | failed (final) |",
                 "|---|---|---|---|---|---|"]
     final_failed = dict(zip(table["method"], table["n_failed"]))
     for method in sorted(histories):
         params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in sorted(chosen.get(method, {}).items())) or "—"
-        score = f"{chosen_value[method]:.4f}" if method in chosen_value else "—"
+        score = format_metric(objective, chosen_value[method]) if method in chosen_value else "—"
         hp_lines.append(f"| {method} | {params} | {score} | {len(histories[method])} | {search_failures.get(method, 0)} "
                         f"| {int(final_failed.get(method, 0))} |")
     hyper = "\n".join(hp_lines)

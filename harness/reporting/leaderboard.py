@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 
-from harness.core.metrics import metric_label, metric_sort_key, metric_spec
+from harness.core.metrics import format_metric, metric_label, metric_sort_key
 from harness.reporting.published import PUBLISHED_CSV, ROW_KEYS, load_published, published_rows
 from harness.core.store import TrialStore, atomic_write_text
 from harness.reporting import plots
@@ -203,9 +203,7 @@ def mean_std_text(mean: float, std: float, style: Style = PLAIN, metric: str = "
     metric not declared in percent (:class:`~harness.core.metrics.MetricSpec`) as it is, with four."""
     if pd.isna(mean):
         return style.missing
-    if not metric_spec(metric).percent:
-        return f"{mean:.4f}" + ("" if pd.isna(std) else style.spread(f"{std:.4f}"))
-    return f"{100 * mean:.2f}" + ("" if pd.isna(std) else style.spread(f"{100 * std:.2f}"))
+    return format_metric(metric, mean) + ("" if pd.isna(std) else style.spread(format_metric(metric, std)))
 
 
 def _cell(row: pd.Series, style: Style) -> str:

@@ -24,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from harness.core.metrics import metric_label
+from harness.core.metrics import metric_label, metric_scale
 from harness.core.store import atomic_write_binary
 from harness.reporting.tables import (GROUP_KEYS, distinct_labels, full_group_label, recall_ks,
                                       records_frame)
@@ -263,7 +263,7 @@ def sweep_points(records: Iterable[Any], method: str, param: str, metric: str = 
 
 def sensitivity_plot(records: Iterable[Any], method: str, param: str, path: str | Path,
                      metric: str = "recall@1", eval_split: str = "test") -> Path:
-    """``metric`` (%) against hyperparameter ``param`` of ``method``, mean ± std over seeds, one line per dataset.
+    """``metric`` (in percent where declared so) against hyperparameter ``param`` of ``method``, mean ± std over seeds, one line per dataset.
 
     Pass the records of one sweep (one recipe, backbone and dimension); every value it ran is plotted
     (:func:`sweep_points`); the x axis is logarithmic when the values are positive and span two decades
@@ -273,13 +273,14 @@ def sensitivity_plot(records: Iterable[Any], method: str, param: str, path: str 
     fig = Figure(figsize=FIGSIZE, layout="constrained")
     ax = fig.add_subplot()
     for dataset, part in points.groupby("dataset", sort=True):
-        ax.errorbar(part["x"], 100 * part["mean"], yerr=100 * part["std"].fillna(0.0),
+        scale = metric_scale(metric)
+        ax.errorbar(part["x"], scale * part["mean"], yerr=scale * part["std"].fillna(0.0),
                     marker="o", capsize=3, label=str(dataset))
     xs = points["x"]
     if (xs > 0).all() and xs.max() >= 100 * xs.min():
         ax.set_xscale("log")
     ax.set_xlabel(param)
-    ax.set_ylabel(f"{metric_label(metric)} (%)")
+    ax.set_ylabel(metric_label(metric) + (" (%)" if metric_scale(metric) == 100 else ""))
     ax.set_title(f"{method}: {metric_label(metric)} against {param}, mean ± std over seeds ({eval_split})",
                  fontsize="medium")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize="small", frameon=False)

@@ -95,8 +95,13 @@ class BenchmarkManifest(TrainingSetup):
         """The manifest in ``path``: every key a field, every value of its field's declared type
         (``methods: ms`` or ``trials_per_method: "2"`` raise ``ValueError`` naming the file and key)."""
         data = read_mapping(path, cls.__name__)
-        check_fields(path, data, cls, [f.name for f in fields(cls)])
+        check_fields(path, data, cls, cls.yaml_keys())
         return cls(**data)
+
+    @classmethod
+    def yaml_keys(cls) -> list[str]:
+        """The keys a manifest may hold: every field."""
+        return [f.name for f in fields(cls)]
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(asdict(self), sort_keys=False)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from harness.core.config import TrialConfig
-from harness.core.metrics import base_metric, split_metric
+from harness.core.metrics import base_metric, format_metric, split_metric
 from harness.core.record import TrialRecord
 
 VAL_RECALL = split_metric("val", "recall@1")
@@ -58,7 +58,7 @@ def summary_line(record: TrialRecord) -> str:
     """One line about a finished trial."""
     if record.ok:
         split = "val " if record.config.eval_split == "val" else ""
-        outcome = f"{split}recall@1 {100 * record.metrics.get('recall@1', float('nan')):.2f}"
+        outcome = f"{split}recall@1 {format_metric('recall@1', record.metrics.get('recall@1', float('nan')))}"
     else:
         outcome = f"{record.status.upper()}: {record.error}"
     resumed = f", resumed at epoch {record.resumed_at_epoch}" if record.resumed_at_epoch else ""
@@ -188,7 +188,7 @@ class TrialBoard:
             table.add_row(str(r.number), trial.method, *(_value(trial.hparams.get(h, "")) for h in hparams),
                           str(trial.seed), trial.eval_split + (f"/{trial.fold}" if trial.folds else ""), r.state,
                           f"{r.epoch}/{r.epochs}", "" if r.loss is None else f"{r.loss:.4f}",
-                          "" if r.recall is None else f"{100 * r.recall:.2f}", *([r.gpu] if show_gpu else []),
+                          "" if r.recall is None else format_metric("recall@1", r.recall), *([r.gpu] if show_gpu else []),
                           _seconds(r.elapsed()) if r.state != "pending" else "", _seconds(r.eta()), r.error[:60],
                           style=style)
         hidden = len(self.rows) - len(rows)
@@ -244,7 +244,8 @@ class TrialBoard:
         if self.live_mode:
             self._refresh()
         else:
-            scores = " ".join(f"{k} {metrics[k]:.4f}" for k in ("loss", VAL_RECALL) if k in metrics)
+            scores = " ".join(f"{k} {metrics[k]:.4f}" if k == "loss" else f"{k} {format_metric(k, metrics[k])}"
+                              for k in ("loss", VAL_RECALL) if k in metrics)
             self._print(f"{trial.trial_id} epoch {row.epoch}/{row.epochs} {scores}")
 
     def finished(self, record: TrialRecord) -> None:

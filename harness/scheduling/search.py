@@ -35,11 +35,12 @@ from optuna.trial import TrialState
 
 from harness.core.config import TrialConfig
 from harness.core.hparams import Choice, Distribution, IntUniform, LogUniform, Uniform, parse_distribution
-from harness.core.metrics import base_metric
+from harness.core.metrics import base_metric, format_metric
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore, atomic_write_text
 from harness.plugins.method import get_method_class
 from harness.scheduling.executors import Executor
+from harness.reporting.search_plots import search_plots
 
 STUDY_FILE = "study.db"
 #: the study's user attribute listing the trial numbers a killed search left running
@@ -186,51 +187,17 @@ def trials_table(study: optuna.Study, metric: str):
                         c.removeprefix("params_").removeprefix("user_attrs_"))
 
 
-def search_plots(study: optuna.Study, folder: Path, space: dict[str, Distribution], metric: str) -> list[Path]:
-    """Optuna's matplotlib figures: optimisation history, importances, contour of the two most important
-    parameters and a scatter per parameter; a figure Optuna cannot draw yet is skipped with a note."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from optuna.visualization import matplotlib as vis
-
-    params = sorted(space)
+def param_importances(study: optuna.Study, space: dict[str, Distribution]) -> dict[str, float] | None:
+    """Optuna's fANOVA importance of each searched hyperparameter for the objective (None with fewer than two
+    hyperparameters, or before Optuna can estimate them)."""
+    if len(space) < 2:
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ranked = list(optuna.importance.get_param_importances(study))
+            return dict(optuna.importance.get_param_importances(study))
     except (RuntimeError, ValueError):
-        ranked = params
-    figures: dict[str, Callable[[], Any]] = {
-        "history": lambda: vis.plot_optimization_history(study, target_name=metric),
-        "importances": lambda: vis.plot_param_importances(study, target_name=metric),
-        "contour": lambda: vis.plot_contour(study, params=ranked[:2], target_name=metric),
-        "scatter": lambda: vis.plot_slice(study, params=params, target_name=metric),
-    }
-    if len(params) < 2:
-        figures = {k: v for k, v in figures.items() if k not in ("importances", "contour")}
-    with matplotlib.rc_context():  # Optuna's figures set the ggplot style globally: undo it afterwards
-        return _draw(figures, folder)
-
-
-def _draw(figures: dict[str, Callable[[], Any]], folder: Path) -> list[Path]:
-    from matplotlib import pyplot as plt
-
-    written = []
-    for name, draw in figures.items():
-        path = folder / f"{name}.png"
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                axes = draw()
-            figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
-            figure.savefig(path, dpi=120, bbox_inches="tight")
-            written.append(path)
-        except (RuntimeError, ValueError, ZeroDivisionError) as error:
-            print(f"skipped the {name} plot: {error}")
-        finally:
-            plt.close("all")
-    return written
+        return None
 
 
 @dataclass(frozen=True)
@@ -284,8 +251,10 @@ def write_outputs(study: optuna.Study, plan: SearchPlan) -> SearchOutcome:
     """``trials.csv``, the plots and ``best.json``: the completed trial with the highest metric (if any)."""
     folder, base, metric = plan.outputs, plan.base, plan.metric
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "trials.csv", trials_table(study, metric).to_csv(index=False))
-    files = [folder / "trials.csv", *search_plots(study, folder, plan.space, metric)]
+    table = trials_table(study, metric)
+    atomic_write_text(folder / "trials.csv", table.to_csv(index=False))
+    files = [folder / "trials.csv", *search_plots(table, metric, plan.space, folder, plan.name,
+                                                  param_importances(study, plan.space))]
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None
                 and math.isfinite(t.value)]
     if not complete:
@@ -411,9 +380,9 @@ def until(deadline: float | None, trials: Iterable[TrialConfig]) -> Iterator[Tri
 
 
 def describe_outcome(trial: optuna.trial.FrozenTrial, metric: str) -> str:
-    """``scale=12.5 margin=0.2 -> val_recall@1 0.8125`` (or the state and reason of a trial that did not complete)."""
+    """``scale=12.5 margin=0.2 -> val_recall@1 81.25 %`` (or the state and reason of a trial that did not complete)."""
     params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-    outcome = (f"{metric} {trial.value:.4f}" if trial.state == TrialState.COMPLETE
+    outcome = (f"{metric} {format_metric(metric, trial.value, unit=True)}" if trial.state == TrialState.COMPLETE
                else f"{trial.state.name.lower()} {trial.user_attrs.get('error', '')}".rstrip())
     return f"{params} -> {outcome}"
 
