@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from harness.plugins.data import DATASETS, ImageDataset, Subset
 from harness.engine.evaluate import embed
+from harness.engine.tensor_files import load_tensors
 from harness.core.store import TrialFolder, atomic_save_array, atomic_write_text
 from harness.engine.train import resolve_device
 from harness.engine.trial import build_model, eval_transform
@@ -31,7 +32,7 @@ def embed_folder(args: argparse.Namespace) -> int:
     config = trial.record.config
     channels = DATASETS.get(config.dataset).channels
     model, _ = build_model(config, channels)
-    model.load_state_dict(trial.model_state())
+    model.load_state_dict(load_tensors(trial.model_path()))
     paths = sorted(str(p) for p in Path(args.image_folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {args.image_folder}")
