@@ -18,6 +18,9 @@ from harness.scheduling.executors import Executor, trial_resources
 from harness.scheduling.progress import MLflowLogger, TensorBoardLogger, TrialBoard, TrialListener
 from harness.core.hparams import parse_assignment, parse_value
 
+#: the environment variable Ray's own tools read for the cluster to join; read here, as ``--address``'s default
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
+
 
 def comma_list(text: str) -> list[str]:
     """``"a, b"`` → ``["a", "b"]``; an empty item (``"a,,b"``, ``"a,"``) or an empty list is refused (it would
@@ -100,8 +103,9 @@ def add_executor_options(parser: argparse.ArgumentParser) -> None:
                         help="CPUs per trial; also torch's threads and, for GPU trials, the data-loading "
                              "workers (default: CPUs shared evenly between GPUs, or 1 without GPUs)")
     parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: no cap)")
-    parser.add_argument("--address", help="join this Ray cluster ('auto', or host:port; default RAY_ADDRESS, "
-                                          "else start Ray on this machine)")
+    parser.add_argument("--address", default=os.environ.get(RAY_ADDRESS_ENV) or None,
+                        help=f"join this Ray cluster ('auto', or host:port) (default: ${RAY_ADDRESS_ENV} if set, "
+                             "else start Ray on this machine)")
     parser.add_argument("--storage", help="Ray Tune's experiment state: a folder or URI such as s3://bucket/path "
                                           "(default <results-dir>/ray; trial files never go there)")
     parser.add_argument("--max-failures", type=int, default=2,
@@ -192,8 +196,9 @@ def with_fault(trials: list[TrialConfig], args: argparse.Namespace) -> list[Tria
         return trials
     return [replace(t, fail_at_epoch=args.fail_at_epoch) for t in trials]
 def runs_here(args: argparse.Namespace) -> bool:
-    """Whether the trials run on this machine (no Ray cluster joined with ``--address`` or ``RAY_ADDRESS``)."""
-    return not (getattr(args, "address", None) or os.environ.get("RAY_ADDRESS"))
+    """Whether the trials run on this machine (no Ray cluster joined with ``--address``, whose default is
+    ``RAY_ADDRESS``)."""
+    return not getattr(args, "address", None)
 
 
 def cuda_device_count() -> int:
