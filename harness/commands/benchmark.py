@@ -11,16 +11,17 @@ import sys
 import time
 from collections import defaultdict
 
+from typing import TYPE_CHECKING
+
 from harness.commands import locations
-from harness.commands.options import (add_executor_options, add_experiment_options, check_executor_options, comma_list,
-                                      experiment_from_args, make_executor)
+from harness.commands.options import (add_executor_options, add_experiment_options, add_scheduler_option,
+                                      check_executor_options, comma_list, experiment_from_args, make_executor,
+                                      pruner_of)
 from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric
 from harness.core.store import TrialStore
-from harness.plugins.method import method_families
-from harness.reporting.benchmark_report import write_report
-from harness.reporting.leaderboard import write_leaderboards
-from harness.scheduling.benchmark import MANIFEST_FILE, Benchmark, BenchmarkManifest, declared_spaces
-from harness.scheduling.search import SCHEDULERS, pruner_of
+
+if TYPE_CHECKING:
+    from harness.scheduling.benchmark import BenchmarkManifest
 
 MISSION_METHODS = "jrd,triplet,contrastive,ms,softtriple,amsoftmax"
 
@@ -40,9 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=int, default=0,
                    help="class-disjoint K-fold cross-validation over the training classes; the objective is the "
                         "mean over folds (default 0: one validation split, --val-fraction)")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default="fifo",
-                   help="fifo: every search trial runs to the end; asha: stop poor search trials early (Optuna's "
-                        "successive-halving pruner; not with --folds) (default: fifo)")
+    add_scheduler_option(p, "; not with --folds")
     p.add_argument("--baseline", help="the method every other is tested against (paired t-test, Holm)")
     p.add_argument("--name", help="the benchmark's folder <results>/benchmarks/<name> (default: <dataset>)")
     p.add_argument("--space", action="append", default=[], metavar="METHOD.NAME[=DIST]",
@@ -58,6 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
+    from harness.scheduling.benchmark import BenchmarkManifest, declared_spaces  # imports torch and Optuna
+
     if args.config:
         check_executor_options(args)
         return BenchmarkManifest.from_yaml(args.config)
@@ -79,6 +80,11 @@ def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
 
 
 def benchmark(args: argparse.Namespace) -> int:
+    from harness.plugins.method import method_families  # these import torch, Optuna and pandas: only when it runs
+    from harness.reporting.benchmark_report import write_report
+    from harness.reporting.leaderboard import write_leaderboards
+    from harness.scheduling.benchmark import MANIFEST_FILE, Benchmark
+
     manifest = manifest_from_args(args)
     results_dir = locations.results_dir(args.results_dir)
     run = Benchmark(manifest, TrialStore(results_dir), device=args.device or "auto", num_workers=args.num_workers or 0)

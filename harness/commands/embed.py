@@ -5,14 +5,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import DataLoader
 
-from harness.plugins.data import DATASETS, ImageDataset, Subset
-from harness.engine.evaluate import embed
-from harness.engine.tensor_files import load_tensors
 from harness.core.store import TrialFolder, atomic_save_array, atomic_write_text
-from harness.engine.train import resolve_device
-from harness.engine.trial import build_model, eval_transform
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -28,6 +22,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def embed_folder(args: argparse.Namespace) -> int:
     """Embed every image under the folder, or (one unreadable image) fail naming it before writing anything."""
+    from torch.utils.data import DataLoader  # torch and the engine: only when it runs (``--help`` stays fast)
+
+    from harness.engine.evaluate import embed
+    from harness.engine.tensor_files import load_tensors
+    from harness.engine.train import resolve_device
+    from harness.engine.trial import build_model, eval_transform
+    from harness.plugins.data import DATASETS, ImageDataset, Subset
+
     trial = TrialFolder(args.run_dir)
     config = trial.record.config
     channels = DATASETS.get(config.dataset).channels

@@ -4,12 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
-
 from harness.commands.options import comma_list
 from harness.core.store import TrialFolder
-from harness.engine.evaluate import evaluate_embeddings
-from harness.plugins.data import DATASETS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    import torch  # torch and the engine: only when it runs (``--help`` stays fast)
+
+    from harness.engine.evaluate import evaluate_embeddings
+    from harness.plugins.data import DATASETS
+
     trial = TrialFolder(args.run_dir)
     arrays = trial.embeddings()
     ks = args.recall_ks or list(DATASETS.get(trial.record.config.dataset).recall_ks)

@@ -7,10 +7,8 @@ from pathlib import Path
 
 from harness.commands.locations import leaderboard_roots
 from harness.commands.options import comma_list
-from harness.reporting.board_options import STORED
-from harness.reporting.leaderboard import FORMATS, write_leaderboards
+from harness.reporting.board_options import FORMATS, STORED
 from harness.core.store import TrialStore
-from harness.plugins.method import method_families
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.plugins.method import method_families  # these import torch and pandas: only when it runs
+    from harness.reporting.leaderboard import write_leaderboards
+
     roots = leaderboard_roots(args.results_dir)
     if args.out_dir and len(roots) > 1:
         raise ValueError("--out-dir needs --results-dir (without it, every results folder is regenerated in place)")

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.plugins.backbones import EXAMPLE_BACKBONES
-from harness.plugins.data import DATASETS
-from harness.plugins.method import METHODS, find_recipe, recipe_names
 from harness.core.metrics import METRICS, optional_metric_names
-from harness.plugins.models import backbone_names
-from harness.plugins.optimizers import OPTIMIZERS
 from harness.scheduling.executor_registry import EXECUTORS
 
 
@@ -20,6 +15,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def list_registry(args: argparse.Namespace) -> int:
+    import harness.engine  # noqa: F401  (registers the engine's optional metrics; with the plugins below, imports torch)
+    from harness.plugins.backbones import EXAMPLE_BACKBONES
+    from harness.plugins.data import DATASETS
+    from harness.plugins.method import METHODS, find_recipe, recipe_names
+    from harness.plugins.models import backbone_names
+    from harness.plugins.optimizers import OPTIMIZERS
+
     print("methods:")
     for name in METHODS.names():
         cls = METHODS.get(name)

@@ -1,4 +1,9 @@
-"""Options shared by the subcommands that train (``run``, ``search``, ``sweep``), parsed into config data."""
+"""Options shared by the subcommands that train (``run``, ``search``, ``sweep``, ``benchmark``), parsed into
+config data.
+
+Building the parser imports nothing heavy (``python -m harness --help`` stays fast): what needs torch
+(:mod:`harness.experiment`, the executors) is imported by the functions that use it, when a command runs.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,17 +11,19 @@ import importlib.util
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.commands.locations import results_dir
-from harness.experiment import ExperimentConfig, check_device
 from harness.core.config import TrialConfig
 from harness.core.protocol import protocol_differences
 from harness.core.store import TrialStore
 from harness.scheduling.executor_registry import EXECUTORS, ExecutorOptions, create_executor
-from harness.scheduling.executors import Executor, trial_resources
 from harness.scheduling.progress import MLflowLogger, TensorBoardLogger, TrialBoard, TrialListener
 from harness.core.hparams import parse_assignment, parse_value
+
+if TYPE_CHECKING:
+    from harness.experiment import ExperimentConfig
+    from harness.scheduling.executors import Executor
 
 #: the environment variable Ray's own tools read for the cluster to join; read here, as ``--address``'s default
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
@@ -112,6 +119,23 @@ def add_executor_options(parser: argparse.ArgumentParser) -> None:
                         help="restart a trial whose worker died this many times, from its last epoch (default 2)")
 
 
+#: ``--scheduler`` of ``search`` and ``benchmark`` (Ray Tune's names; fifo runs every trial to its end), and the
+#: search pruner (:data:`harness.scheduling.search.PRUNERS`) each stands for
+SCHEDULERS = {"fifo": "none", "asha": "asha"}
+
+
+def add_scheduler_option(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--scheduler``, the same name, values and default in every command that searches."""
+    parser.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="fifo",
+                        help="fifo: every search trial runs to the end; asha: stop poor search trials early on the "
+                             f"per-epoch validation metric (Optuna's successive-halving pruner{note}) (default: fifo)")
+
+
+def pruner_of(scheduler: str) -> str:
+    """The search pruner (``none`` or ``asha``) that a ``--scheduler`` value stands for."""
+    return SCHEDULERS[scheduler]
+
+
 def make_executor(args: argparse.Namespace, results_dir: str) -> Executor:
     """The executor the flags ask for (a context manager: Ray starts on entry and stops on exit), with a
     live table of its trials (plain lines when stdout is not a terminal) and optional TensorBoard logs."""
@@ -158,6 +182,8 @@ def parse_hparams(items: list[str]) -> dict[str, dict[str, Any]]:
 def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: list[int],
                          **extra: Any) -> ExperimentConfig:
     """The ExperimentConfig of the flags (on top of ``--config`` YAML when given)."""
+    from harness.experiment import ExperimentConfig, check_device  # imports torch: only when a command runs
+
     recipe_overrides = dict(parse_assignment(item) for item in args.recipe_set)
     recipe_overrides = {k: parse_value(v) for k, v in recipe_overrides.items()}
     if args.epochs is not None:
@@ -214,6 +240,8 @@ def check_executor_options(args: argparse.Namespace) -> None:
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ValueError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
     if args.executor == "ray" and runs_here(args):
+        from harness.scheduling.executors import trial_resources  # imports torch: only when a command runs
+
         trial_resources(float(os.cpu_count() or 1), float(cuda_device_count()), args.cpus_per_trial,
                         args.gpus_per_trial)
 def check_protocol(store: TrialStore, trials: list[TrialConfig]) -> None:

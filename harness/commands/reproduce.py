@@ -7,13 +7,9 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import pandas as pd
-
 from harness.commands.locations import leaderboard_roots
 from harness.core.record import TrialRecord
 from harness.core.store import RECORD_FILE, TrialStore, atomic_write_text
-from harness.reporting.drift import environment_differences, metric_drift, recorded_threads
-from harness.scheduling.executors import LocalExecutor
 from harness.scheduling.progress import TrialBoard
 
 
@@ -52,6 +48,9 @@ def record_files(target: str, results_dir: str | None) -> list[Path]:
 
 def rerun(record: TrialRecord, scratch: Path, data_root: str | None, progress: bool) -> TrialRecord:
     """The record of ``record``'s trial run again in ``scratch`` with its recorded thread count."""
+    from harness.reporting.drift import recorded_threads  # these import torch and pandas: only when it runs
+    from harness.scheduling.executors import LocalExecutor
+
     config = replace(record.config, results_dir=str(scratch), save_model=False,
                      data_root=data_root or record.config.data_root)
     with LocalExecutor(progress=progress, cpus_per_trial=recorded_threads(record),
@@ -61,6 +60,10 @@ def rerun(record: TrialRecord, scratch: Path, data_root: str | None, progress: b
 
 def report(record: TrialRecord, again: TrialRecord) -> list[dict]:
     """Print one trial's drift and environment differences; return its drift rows."""
+    import pandas as pd
+
+    from harness.reporting.drift import environment_differences, metric_drift
+
     print(f"\n{record.trial_id}: {'reproduced' if again.ok else 'FAILED: ' + str(again.error)}")
     rows = metric_drift(record, again) if again.ok else []
     if rows:
@@ -76,6 +79,8 @@ def report(record: TrialRecord, again: TrialRecord) -> list[dict]:
 
 
 def reproduce(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     files = [f for target in args.targets for f in record_files(target, args.results_dir)]
     records = [TrialStore.read_record_file(f) for f in files]
     finished = [r for r in records if r.ok]

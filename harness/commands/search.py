@@ -7,14 +7,13 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from harness.commands.options import (add_executor_options, add_experiment_options, check_protocol, experiment_from_args,
-                                      make_executor, with_fault)
+from harness.commands.options import (add_executor_options, add_experiment_options, add_scheduler_option, check_protocol,
+                                      experiment_from_args, make_executor, pruner_of, with_fault)
 from harness.commands.printing import print_leaderboard
 from harness.core.config import TrialConfig
 from harness.core.metrics import DEFAULT_OBJECTIVE
 from harness.core.names import check_name
 from harness.core.store import TrialStore
-from harness.experiment import check_objective, check_validation_split
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,9 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=int, default=20, help="planned number of search trials (default 20)")
     p.add_argument("--metric", default=DEFAULT_OBJECTIVE,
                    help=f"validation metric to maximise, val_<metric> (default {DEFAULT_OBJECTIVE})")
-    p.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
-                   help="fifo: every trial runs to the end; asha: stop poor trials early on the per-epoch "
-                        "validation metric (Optuna's successive-halving pruner; with either executor) (default: fifo)")
+    add_scheduler_option(p, "; with either executor")
     p.add_argument("--final-seeds", type=int, default=3,
                    help="re-train the best configuration with seeds 0..N-1 on the test protocol (0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler and of every search trial")
@@ -46,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def search(args: argparse.Namespace) -> int:
-    from harness.scheduling.search import SearchPlan, pruner_of, run_searches, search_space  # imports Optuna: only when used
+    from harness.experiment import check_objective, check_validation_split  # imports torch: only when used
+    from harness.scheduling.search import SearchPlan, run_searches, search_space  # imports Optuna: only when used
 
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1, got {args.trials}")

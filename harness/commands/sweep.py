@@ -9,7 +9,6 @@ from harness.commands.options import (add_executor_options, add_experiment_optio
                                       keep_finished, make_executor, with_fault, add_rerun_options)
 from harness.core.hparams import parse_assignment, parse_value
 from harness.core.store import TrialStore
-from harness.experiment import check_validation_split
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +41,7 @@ def parse_grid(text: str) -> tuple[str, list]:
 
 
 def sweep(args: argparse.Namespace) -> int:
+    from harness.experiment import check_validation_split  # imports torch: only when used
     from harness.reporting.plots import sensitivity_plot
 
     name, values = parse_grid(args.param)  # experiment.trials() rejects an undeclared name
