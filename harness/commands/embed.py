@@ -15,8 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="embed every image under a folder with a trained trial")
     p.add_argument("run_dir", help="a trial folder: results/runs/<experiment>/<trial_id>")
     p.add_argument("image_folder", help="folder searched recursively for images")
-    p.add_argument("--out", required=True, help="output .npy; the sorted image paths go to <out>.paths.txt")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="output .npy; the sorted image paths go to <out>.paths.txt (required)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
     p.set_defaults(func=embed_folder)
 
 

@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated metrics to print (default: all), e.g. recall@1,map@r")
     p.add_argument("--recall-ks", type=lambda text: [int(k) for k in comma_list(text)],
                    help="the K of Recall@K (default: the dataset's)")
-    p.add_argument("--no-nmi", action="store_true", help="skip NMI (k-means)")
+    p.add_argument("--no-nmi", action="store_true", help="skip NMI, the k-means step (default: off)")
     p.set_defaults(func=evaluate)
 
 

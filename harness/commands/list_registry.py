@@ -10,7 +10,7 @@ from harness.scheduling.executor_registry import EXECUTORS
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list methods, datasets, recipes, backbones, executors, optimizers and metrics")
-    p.add_argument("--all-backbones", action="store_true", help="list every timm model name")
+    p.add_argument("--all-backbones", action="store_true", help="list every timm model name (default: off: a few examples)")
     p.set_defaults(func=list_registry)
 
 

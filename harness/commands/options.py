@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.commands.locations import results_dir
 from harness.core.config import TrialConfig
+from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric, split_metric
 from harness.core.protocol import protocol_differences
 from harness.core.store import TrialStore
 from harness.scheduling.executor_registry import EXECUTORS, ExecutorOptions, create_executor
@@ -53,32 +54,33 @@ def int_list(text: str) -> list[int]:
 
 def add_experiment_options(parser: argparse.ArgumentParser) -> None:
     """Dataset, model, recipe and output options (everything but the methods and seeds)."""
-    parser.add_argument("--config", help="YAML file with ExperimentConfig fields; flags override it")
+    parser.add_argument("--config", help="YAML file with ExperimentConfig fields; flags override it (default: none)")
     parser.add_argument("--dataset", help="registered dataset name (default: omniglot28, packaged)")
-    parser.add_argument("--data-root", help="folder holding the dataset in its original layout")
+    parser.add_argument("--data-root", help="folder holding the dataset in its original layout (default: none; the packaged datasets need none)")
     parser.add_argument("--backbone", help="timm model name (default: the dataset's default backbone)")
-    parser.add_argument("--embedding-dim", type=int, help="embedding size (default 512)")
-    parser.add_argument("--pretrained", help="local weights file for the backbone (never downloaded)")
+    parser.add_argument("--embedding-dim", type=int, help="embedding size (default: 512)")
+    parser.add_argument("--pretrained", help="local weights file for the backbone, never downloaded (default: none: random initialisation)")
     parser.add_argument("--recipe", help="training recipe name, or 'paper' for each method's own "
                                          "(default: the dataset's default recipe)")
     parser.add_argument("--recipe-set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a recipe field, e.g. --recipe-set batch_size=32 (repeatable)")
-    parser.add_argument("--epochs", type=int, help="shortcut for --recipe-set epochs=N")
+                        help="override a recipe field, e.g. --recipe-set batch_size=32 (repeatable; default: none)")
+    parser.add_argument("--epochs", type=int, help="shortcut for --recipe-set epochs=N (default: the recipe's)")
     parser.add_argument("--hparam", action="append", default=[], metavar="METHOD.NAME=VALUE",
-                        help="override a method hyperparameter, e.g. --hparam jrd.alpha=0.1 (repeatable)")
-    parser.add_argument("--val-fraction", type=float, help="share of training classes held out for validation")
+                        help="override a method hyperparameter, e.g. --hparam jrd.alpha=0.1 (repeatable; default: the method's "
+                             "declared defaults)")
+    parser.add_argument("--val-fraction", type=float, help="share of training classes held out for validation (default: 0.2)")
     parser.add_argument("--experiment", help="name of the results folder results/runs/<experiment> "
                                              "(default: the dataset name)")
     parser.add_argument("--results-dir", help="results root (default: $DMLBENCH_RESULTS, else "
                                               "~/.local/share/dmlbench/results: outside the source tree)")
-    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
-    parser.add_argument("--num-workers", type=int, help="data-loading worker processes per trial")
-    parser.add_argument("--no-save-model", action="store_true", help="do not save each trial's weights")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--num-workers", type=int, help="data-loading worker processes per trial (default: 0: loading in the trial's process)")
+    parser.add_argument("--no-save-model", action="store_true", help="do not save each trial's weights (default: off: weights are saved)")
     parser.add_argument("--extra-metrics", type=comma_list, metavar="NAME[,NAME]",
                         help="also compute these optional registered metrics, e.g. utilization: u(Q), the mean "
                              "squared distance from each test query to its nearest training embedding "
-                             "(Venkataramanan et al., ICLR 2022; embeds the training split once more)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+                             "(Venkataramanan et al., ICLR 2022; embeds the training split once more) (default: none)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: off)")
     parser.add_argument("--fail-at-epoch", type=int, help=argparse.SUPPRESS)  # test-only fault injection
 
 
@@ -92,20 +94,21 @@ def positive_float(text: str) -> float:
 def add_executor_options(parser: argparse.ArgumentParser) -> None:
     """Where trials run: Ray Tune (default) or in this process, and what each trial holds."""
     parser.add_argument("--executor", choices=EXECUTORS.names(), default="ray",
-                        help="ray: Ray Tune trials on every GPU/CPU of this machine or cluster (default); "
-                             "local: one after another in this process; others as registered by --plugins")
+                        help="ray: Ray Tune trials on every GPU/CPU of this machine or cluster; local: one after "
+                             "another in this process; others as registered by --plugins (default: ray)")
     parser.add_argument("--tensorboard", action="store_true",
                         help="log every trial's per-epoch metrics to <results>/tensorboard "
-                             "(tensorboard --logdir results/tensorboard; needs the 'tracking' extra)")
+                             "(tensorboard --logdir results/tensorboard; needs the 'tracking' extra) (default: off)")
     parser.add_argument("--mlflow", nargs="?", const="", metavar="URI",
-                        help="also log every trial to MLflow: a run per trial with its parameters and metrics, in URI "
-                             "(default: sqlite:///<results>/mlflow.db, a local file; needs the 'mlflow' extra)")
+                        help="also log every trial to MLflow: a run per trial with its parameters and metrics, in URI, "
+                             "sqlite:///<results>/mlflow.db (a local file) when none is given; needs the 'mlflow' "
+                             "extra (default: off)")
     parser.add_argument("--dashboard", action="store_true",
                         help="start Ray's dashboard (on 127.0.0.1) with a locally started Ray (default: off; needs "
                              "the 'dashboard' extra)")
     parser.add_argument("--gpus-per-trial", type=positive_float,
                         help="GPUs per trial, fractions allowed (0.25 packs four trials on a GPU); "
-                             "default 1 where there are GPUs, else 0 (trials on CPU cores)")
+                             "(default: 1 where there are GPUs, else 0: trials on CPU cores)")
     parser.add_argument("--cpus-per-trial", type=positive_float,
                         help="CPUs per trial; also torch's threads and, for GPU trials, the data-loading "
                              "workers (default: CPUs shared evenly between GPUs, or 1 without GPUs)")
@@ -114,9 +117,9 @@ def add_executor_options(parser: argparse.ArgumentParser) -> None:
                         help=f"join this Ray cluster ('auto', or host:port) (default: ${RAY_ADDRESS_ENV} if set, "
                              "else start Ray on this machine)")
     parser.add_argument("--storage", help="Ray Tune's experiment state: a folder or URI such as s3://bucket/path "
-                                          "(default <results-dir>/ray; trial files never go there)")
+                                          "(trial files never go there) (default: <results-dir>/ray)")
     parser.add_argument("--max-failures", type=int, default=2,
-                        help="restart a trial whose worker died this many times, from its last epoch (default 2)")
+                        help="restart a trial whose worker died this many times, from its last epoch (default: 2)")
 
 
 #: ``--scheduler`` of ``search`` and ``benchmark`` (Ray Tune's names; fifo runs every trial to its end), and the
@@ -129,6 +132,23 @@ def add_scheduler_option(parser: argparse.ArgumentParser, note: str = "") -> Non
     parser.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="fifo",
                         help="fifo: every search trial runs to the end; asha: stop poor search trials early on the "
                              f"per-epoch validation metric (Optuna's successive-halving pruner{note}) (default: fifo)")
+
+
+#: ``--metric``'s default in every command: the metric's name, without a split (``recall@1``)
+DEFAULT_METRIC = base_metric(DEFAULT_OBJECTIVE)[1]
+
+
+def add_metric_option(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """``--metric``, the same name and values in every command: a metric's name as ``evaluate`` and the
+    leaderboards name it (``recall@1``); the command decides the split it is measured on."""
+    parser.add_argument("--metric", default=DEFAULT_METRIC, help=f"{purpose} (default: {DEFAULT_METRIC})")
+
+
+def validation_objective(metric: str) -> str:
+    """A search's objective from ``--metric``: the metric on the validation classes (``recall@1`` →
+    ``val_recall@1``; a name given with its split prefix is kept, and checked by the command)."""
+    split, _ = base_metric(metric)
+    return metric if split else split_metric("val", metric)
 
 
 def pruner_of(scheduler: str) -> str:
@@ -262,9 +282,10 @@ def check_protocol(store: TrialStore, trials: list[TrialConfig]) -> None:
 
 def add_rerun_options(p: argparse.ArgumentParser) -> None:
     """``--resume`` and ``--overwrite``: what becomes of trials that already have records."""
-    p.add_argument("--resume", action="store_true", help="skip finished trials, continue interrupted ones")
+    p.add_argument("--resume", action="store_true",
+                   help="skip finished trials, continue interrupted ones (default: off)")
     p.add_argument("--overwrite", action="store_true",
-                   help="run trials that already have a finished record again, replacing it (default: keep it)")
+                   help="run trials that already have a finished record again, replacing it (default: off: keep it)")
 
 
 def keep_finished(trials: list[TrialConfig], store: TrialStore, args: argparse.Namespace) -> list[TrialConfig]:
