@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import pytest
 
-from harness.cli import build_parser
+from harness.cli import build_parser, main
 from harness.commands.options import runs_here
 from conftest import REPO
 
@@ -126,3 +126,16 @@ def test_ray_address_is_read_by_the_command_line_only(monkeypatch):
     assert not ray_compat.is_address_given(None)
     monkeypatch.delenv("RAY_ADDRESS")
     assert runs_here(build_parser().parse_args(["run"]))
+
+
+def test_leaderboard_in_a_fresh_process_writes_the_board_run_wrote(tmp_path):
+    """``leaderboard`` alone (a new interpreter, nothing imported before) knows the optional metrics' labels and
+    units as ``run`` does: its board of a run with ``utilization`` is byte for byte the one the run wrote."""
+    assert main(["run", "--methods", "pixels", "--extra-metrics", "utilization", "--dataset", "digits", "--epochs", "1",
+                 "--no-progress", "--executor", "local", "--results-dir", str(tmp_path)]) == 0
+    written = (tmp_path / "leaderboards" / "digits.md").read_text()
+    assert "u(Q)" in written
+    (tmp_path / "leaderboards" / "digits.md").unlink()
+    subprocess.run([sys.executable, "-m", "harness", "leaderboard", "--results-dir", str(tmp_path)], cwd=REPO,
+                   check=True, capture_output=True, timeout=300)
+    assert (tmp_path / "leaderboards" / "digits.md").read_text() == written

@@ -42,13 +42,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="class-disjoint K-fold cross-validation over the training classes; the objective is the "
                         "mean over folds; 0 for one validation split, --val-fraction (default: 0)")
     add_scheduler_option(p, "; not with --folds")
-    p.add_argument("--baseline", help="the method every other is tested against, paired t-test with Holm's correction (default: none)")
+    p.add_argument("--baseline", help="the method every other is tested against, paired t-test with Holm's "
+                                      "correction (default: none)")
     p.add_argument("--name", help="the benchmark's folder <results>/benchmarks/<name> (default: <dataset>)")
     p.add_argument("--space", action="append", default=[], metavar="METHOD.NAME[=DIST]",
                    help="search only these hyperparameters of METHOD, e.g. jrd.alpha=loguniform(1e-3,10) "
                         "(repeatable; default: each method's declared space)")
     add_metric_option(p, "the objective of every search, measured on the validation classes")
-    p.add_argument("--seed", type=int, default=0, help="seed of the TPE samplers and of every search trial (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the TPE samplers and of every search trial (default: 0)")
     p.add_argument("--max-hours", type=float, help="wall-clock cap on the search phase, in hours (default: none)")
     p.add_argument("--resume", action="store_true", help="finish the benchmark in that folder (default: off)")
     add_experiment_options(p)

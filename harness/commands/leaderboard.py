@@ -25,11 +25,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", help="where the files go (default: <results-dir>/leaderboards)")
     p.add_argument("--experiment", type=comma_list,
                    help="comma-separated experiments (default: every experiment with test-split records)")
-    p.add_argument("--dataset", type=comma_list, help="only the experiments' records on these datasets, comma-separated (default: every dataset)")
+    p.add_argument("--dataset", type=comma_list,
+                   help="only the experiments' records on these datasets, comma-separated (default: every dataset)")
     p.add_argument("--baseline", metavar="METHOD",
                    help="test every group against this method: Welch and paired t-tests over seeds "
                         "(default: the experiment's stored baseline, else none)")
-    p.add_argument("--no-baseline", action="store_true", help="no significance tests; forgets a stored baseline (default: off)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="no significance tests; forgets a stored baseline (default: off)")
     p.add_argument("--format", type=comma_list,
                    help=f"comma-separated outputs among {','.join(FORMATS)} (default: the experiment's stored "
                         "formats, else all); <name>.env.json is always written")
@@ -40,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import harness.engine  # noqa: F401  (registers the optional metrics: the tables use their labels and units)
     from harness.plugins.method import method_families  # these import torch and pandas: only when it runs
     from harness.reporting.leaderboard import write_leaderboards
 

@@ -54,32 +54,40 @@ def int_list(text: str) -> list[int]:
 
 def add_experiment_options(parser: argparse.ArgumentParser) -> None:
     """Dataset, model, recipe and output options (everything but the methods and seeds)."""
-    parser.add_argument("--config", help="YAML file with ExperimentConfig fields; flags override it (default: none)")
+    parser.add_argument("--config",
+                        help="YAML file with ExperimentConfig fields; flags override it (default: none)")
     parser.add_argument("--dataset", help="registered dataset name (default: omniglot28, packaged)")
-    parser.add_argument("--data-root", help="folder holding the dataset in its original layout (default: none; the packaged datasets need none)")
+    parser.add_argument("--data-root", help="folder holding the dataset in its original layout (default: none; "
+                                            "the packaged datasets need none)")
     parser.add_argument("--backbone", help="timm model name (default: the dataset's default backbone)")
     parser.add_argument("--embedding-dim", type=int, help="embedding size (default: 512)")
-    parser.add_argument("--pretrained", help="local weights file for the backbone, never downloaded (default: none: random initialisation)")
+    parser.add_argument("--pretrained", help="local weights file for the backbone, never downloaded "
+                                             "(default: none: random initialisation)")
     parser.add_argument("--recipe", help="training recipe name, or 'paper' for each method's own "
                                          "(default: the dataset's default recipe)")
     parser.add_argument("--recipe-set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a recipe field, e.g. --recipe-set batch_size=32 (repeatable; default: none)")
+                        help="override a recipe field, e.g. --recipe-set batch_size=32 "
+                             "(repeatable; default: none)")
     parser.add_argument("--epochs", type=int, help="shortcut for --recipe-set epochs=N (default: the recipe's)")
     parser.add_argument("--hparam", action="append", default=[], metavar="METHOD.NAME=VALUE",
-                        help="override a method hyperparameter, e.g. --hparam jrd.alpha=0.1 (repeatable; default: the method's "
-                             "declared defaults)")
-    parser.add_argument("--val-fraction", type=float, help="share of training classes held out for validation (default: 0.2)")
+                        help="override a method hyperparameter, e.g. --hparam jrd.alpha=0.1 "
+                             "(repeatable; default: the method's declared defaults)")
+    parser.add_argument("--val-fraction", type=float,
+                        help="share of training classes held out for validation (default: 0.2)")
     parser.add_argument("--experiment", help="name of the results folder results/runs/<experiment> "
                                              "(default: the dataset name)")
     parser.add_argument("--results-dir", help="results root (default: $DMLBENCH_RESULTS, else "
                                               "~/.local/share/dmlbench/results: outside the source tree)")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
-    parser.add_argument("--num-workers", type=int, help="data-loading worker processes per trial (default: 0: loading in the trial's process)")
-    parser.add_argument("--no-save-model", action="store_true", help="do not save each trial's weights (default: off: weights are saved)")
+    parser.add_argument("--num-workers", type=int,
+                        help="data-loading worker processes per trial (default: 0: loading in the trial's process)")
+    parser.add_argument("--no-save-model", action="store_true",
+                        help="do not save each trial's weights (default: off: weights are saved)")
     parser.add_argument("--extra-metrics", type=comma_list, metavar="NAME[,NAME]",
                         help="also compute these optional registered metrics, e.g. utilization: u(Q), the mean "
                              "squared distance from each test query to its nearest training embedding "
-                             "(Venkataramanan et al., ICLR 2022; embeds the training split once more) (default: none)")
+                             "(Venkataramanan et al., ICLR 2022; embeds the training split once more) "
+                             "(default: none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: off)")
     parser.add_argument("--fail-at-epoch", type=int, help=argparse.SUPPRESS)  # test-only fault injection
 
@@ -98,7 +106,8 @@ def add_executor_options(parser: argparse.ArgumentParser) -> None:
                              "another in this process; others as registered by --plugins (default: ray)")
     parser.add_argument("--tensorboard", action="store_true",
                         help="log every trial's per-epoch metrics to <results>/tensorboard "
-                             "(tensorboard --logdir results/tensorboard; needs the 'tracking' extra) (default: off)")
+                             "(tensorboard --logdir results/tensorboard; needs the 'tracking' extra) "
+                             "(default: off)")
     parser.add_argument("--mlflow", nargs="?", const="", metavar="URI",
                         help="also log every trial to MLflow: a run per trial with its parameters and metrics, in URI, "
                              "sqlite:///<results>/mlflow.db (a local file) when none is given; needs the 'mlflow' "
@@ -107,7 +116,7 @@ def add_executor_options(parser: argparse.ArgumentParser) -> None:
                         help="start Ray's dashboard (on 127.0.0.1) with a locally started Ray (default: off; needs "
                              "the 'dashboard' extra)")
     parser.add_argument("--gpus-per-trial", type=positive_float,
-                        help="GPUs per trial, fractions allowed (0.25 packs four trials on a GPU); "
+                        help="GPUs per trial, fractions allowed (0.25 packs four trials on a GPU) "
                              "(default: 1 where there are GPUs, else 0: trials on CPU cores)")
     parser.add_argument("--cpus-per-trial", type=positive_float,
                         help="CPUs per trial; also torch's threads and, for GPU trials, the data-loading "

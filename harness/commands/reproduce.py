@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("targets", nargs="+", metavar="RECORD_OR_EXPERIMENT",
                    help="a record.json, a trial folder, an experiment folder (runs/<experiment>) or an experiment's "
                         "name (looked up under --results-dir, else your results folder and the reference results)")
-    p.add_argument("--results-dir", help="where to look up experiment names (default: your results folder, then the reference results)")
+    p.add_argument("--results-dir", help="where to look up experiment names (default: your results folder, then "
+                                         "the reference results)")
     p.add_argument("--out", help="scratch results folder for the re-runs (default: a new temporary folder)")
     p.add_argument("--data-root", help="the dataset's folder on this machine (default: the record's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (default: off)")

@@ -31,11 +31,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_metric_option(p, "the metric to maximise, measured on the validation classes")
     add_scheduler_option(p, "; with either executor")
     p.add_argument("--final-seeds", type=int, default=3,
-                   help="re-train the best configuration with seeds 0..N-1 on the test protocol, 0 for none (default: 3)")
+                   help="re-train the best configuration with seeds 0..N-1 on the test protocol, 0 for none "
+                        "(default: 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler and of every search trial (default: 0)")
     p.add_argument("--name", help="the search's folder <results>/searches/<name> (default: <method>-<dataset>)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the search in that folder up to --trials, then finish the final trials (default: off)")
+                   help="continue the search in that folder up to --trials, then finish the final trials "
+                        "(default: off)")
     add_experiment_options(p)
     add_executor_options(p)
     p.set_defaults(func=search)

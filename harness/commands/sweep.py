@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_metric_option(p, "the metric of the plot, on the validation classes (or --on-test)")
     p.add_argument("--on-test", action="store_true",
                    help="evaluate on the test classes instead (a sensitivity analysis to report, never a way to "
-                        "choose a value: such records are marked role=sweep and kept out of leaderboards) (default: off)")
+                        "choose a value: such records are marked role=sweep and kept out of leaderboards) "
+                        "(default: off)")
     add_experiment_options(p)
     add_executor_options(p)
     add_rerun_options(p)
