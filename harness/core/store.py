@@ -22,10 +22,9 @@ tensors and plain types only and are loaded with ``torch.load(weights_only=True)
 results folder is unpickled. Their encoding is :mod:`harness.engine.tensor_files`'s (this layer imports
 no torch): the store takes their bytes and hands their paths to a loader.
 
-On a cluster, a trial's checkpoint, weights and embeddings are written
-by its worker (into ``--results-dir`` if its node sees it, else through the driver: see
-:mod:`harness.scheduling.trial_files`) and its record by the driver; the record's ``nodes`` name the
-Ray nodes its attempts ran on.
+On a cluster, a trial's checkpoint, weights and embeddings are written by its worker (into
+``--results-dir`` if its node sees it, else through the driver: see :mod:`harness.scheduling.trial_files`)
+and its record by the driver; the record's ``nodes`` name the Ray nodes its attempts ran on.
 """
 from __future__ import annotations
 
@@ -51,6 +50,7 @@ EMBEDDINGS_FILE = "embeddings.npz"
 QUERY_ARRAYS = ("query", "query_labels")
 GALLERY_ARRAYS = ("gallery", "gallery_labels")
 
+#: what the loader given to :meth:`TrialStore.load_checkpoint` returns (a checkpoint's tensors and plain types)
 Loaded = TypeVar("Loaded")
 
 
