@@ -14,7 +14,7 @@ from harness.core.environment import git_commit
 from harness.core.registry import UnknownNameError, import_plugins
 
 PLUGINS_HELP = ("comma-separated modules to import first (third-party methods, datasets, backbones, executors, "
-                "optimizers or metrics that register themselves); before or after the subcommand")
+                "optimizers or metrics that register themselves); before or after the subcommand (default: none)")
 
 
 def add_plugins_option(parser: argparse.ArgumentParser) -> None:

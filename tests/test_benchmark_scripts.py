@@ -39,9 +39,14 @@ def small_omniglot(omniglot_root: Path, tmp_path_factory) -> Path:
 
 
 def test_every_script_is_tested_here():
-    tested = {"decode.py", "evaluation_scale.py", "gpu.py", "jrd_step_time.py", "nmi_scale.py",
+    tested = {"cli_startup.py", "decode.py", "evaluation_scale.py", "gpu.py", "jrd_step_time.py", "nmi_scale.py",
               "scheduling_overhead.py", "training_step.py"}
     assert {p.name for p in BENCHMARKS.glob("*.py")} == tested
+
+
+def test_cli_startup():
+    out = run_script("cli_startup.py", "--runs", "1")
+    assert len(re.findall(r"--help +median \d+\.\d\d s, fastest \d+\.\d\d s  \d+\.\d\dx target", out)) == 2
 
 
 def test_decode():

@@ -14,7 +14,8 @@ import torch
 from harness.cli import main
 from harness.core.config import TrialConfig
 from harness.core.record import RecordError, TrialRecord
-from harness.core.store import TrialStore, UnsafeFileError, load_tensors
+from harness.core.store import TrialStore, UnsafeFileError
+from harness.engine.tensor_files import load_tensors
 from harness.engine.trial import execute_trial
 from harness.experiment import ExperimentConfig
 

@@ -11,16 +11,17 @@ import sys
 import time
 from collections import defaultdict
 
+from typing import TYPE_CHECKING
+
 from harness.commands import locations
-from harness.commands.options import (add_executor_options, add_experiment_options, check_executor_options, comma_list,
-                                      experiment_from_args, make_executor)
-from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric
+from harness.commands.options import (add_executor_options, add_experiment_options, add_metric_option,
+                                      add_scheduler_option, check_executor_options, comma_list, experiment_from_args,
+                                      make_executor, pruner_of, validation_objective)
+from harness.core.metrics import base_metric
 from harness.core.store import TrialStore
-from harness.plugins.method import method_families
-from harness.reporting.benchmark_report import write_report
-from harness.reporting.leaderboard import write_leaderboards
-from harness.scheduling.benchmark import MANIFEST_FILE, Benchmark, BenchmarkManifest, declared_spaces
-from harness.scheduling.search import SCHEDULERS, pruner_of
+
+if TYPE_CHECKING:
+    from harness.scheduling.benchmark import BenchmarkManifest
 
 MISSION_METHODS = "jrd,triplet,contrastive,ms,softtriple,amsoftmax"
 
@@ -35,29 +36,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "report. Everything lives in <results>/benchmarks/<name>/, starting with manifest.yaml. "
                     "--config takes a manifest back; --resume finishes a killed benchmark.")
     p.add_argument("--methods", type=comma_list, help=f"comma-separated methods (default: {MISSION_METHODS})")
-    p.add_argument("--trials-per-method", type=int, default=12, help="search trials per method (default 12)")
-    p.add_argument("--final-seeds", type=int, default=5, help="seeds 0..N-1 of each final configuration (default 5)")
+    p.add_argument("--trials-per-method", type=int, default=12, help="search trials per method (default: 12)")
+    p.add_argument("--final-seeds", type=int, default=5, help="seeds 0..N-1 of each final configuration (default: 5)")
     p.add_argument("--folds", type=int, default=0,
                    help="class-disjoint K-fold cross-validation over the training classes; the objective is the "
-                        "mean over folds (default 0: one validation split, --val-fraction)")
-    p.add_argument("--scheduler", choices=SCHEDULERS, default="fifo",
-                   help="fifo: every search trial runs to the end; asha: stop poor search trials early (Optuna's "
-                        "successive-halving pruner; not with --folds) (default: fifo)")
-    p.add_argument("--baseline", help="the method every other is tested against (paired t-test, Holm)")
+                        "mean over folds; 0 for one validation split, --val-fraction (default: 0)")
+    add_scheduler_option(p, "; not with --folds")
+    p.add_argument("--baseline", help="the method every other is tested against, paired t-test with Holm's "
+                                      "correction (default: none)")
     p.add_argument("--name", help="the benchmark's folder <results>/benchmarks/<name> (default: <dataset>)")
     p.add_argument("--space", action="append", default=[], metavar="METHOD.NAME[=DIST]",
                    help="search only these hyperparameters of METHOD, e.g. jrd.alpha=loguniform(1e-3,10) "
                         "(repeatable; default: each method's declared space)")
-    p.add_argument("--metric", default=DEFAULT_OBJECTIVE, help=f"validation objective (default {DEFAULT_OBJECTIVE})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the TPE samplers and of every search trial")
-    p.add_argument("--max-hours", type=float, help="optional wall-clock cap on the search phase")
-    p.add_argument("--resume", action="store_true", help="finish the benchmark in that folder")
+    add_metric_option(p, "the objective of every search, measured on the validation classes")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the TPE samplers and of every search trial (default: 0)")
+    p.add_argument("--max-hours", type=float, help="wall-clock cap on the search phase, in hours (default: none)")
+    p.add_argument("--resume", action="store_true", help="finish the benchmark in that folder (default: off)")
     add_experiment_options(p)
     add_executor_options(p)
     p.set_defaults(func=benchmark)
 
 
 def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
+    from harness.scheduling.benchmark import BenchmarkManifest, declared_spaces  # imports torch and Optuna
+
     if args.config:
         check_executor_options(args)
         return BenchmarkManifest.from_yaml(args.config)
@@ -75,10 +78,15 @@ def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
         name=args.name or experiment.dataset, methods=methods, dataset=experiment.dataset,
         spaces=declared_spaces(methods, spaces), trials_per_method=args.trials_per_method,
         final_seeds=args.final_seeds, **experiment.training_setup(), folds=args.folds, pruner=pruner_of(args.scheduler),
-        metric=args.metric, seed=args.seed, baseline=args.baseline, max_hours=args.max_hours)
+        metric=validation_objective(args.metric), seed=args.seed, baseline=args.baseline, max_hours=args.max_hours)
 
 
 def benchmark(args: argparse.Namespace) -> int:
+    from harness.plugins.method import method_families  # these import torch, Optuna and pandas: only when it runs
+    from harness.reporting.benchmark_report import write_report
+    from harness.reporting.leaderboard import write_leaderboards
+    from harness.scheduling.benchmark import MANIFEST_FILE, Benchmark
+
     manifest = manifest_from_args(args)
     results_dir = locations.results_dir(args.results_dir)
     run = Benchmark(manifest, TrialStore(results_dir), device=args.device or "auto", num_workers=args.num_workers or 0)

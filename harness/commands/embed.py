@@ -5,13 +5,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import DataLoader
 
-from harness.plugins.data import DATASETS, ImageDataset, Subset
-from harness.engine.evaluate import embed
 from harness.core.store import TrialFolder, atomic_save_array, atomic_write_text
-from harness.engine.train import resolve_device
-from harness.engine.trial import build_model, eval_transform
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -20,18 +15,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="embed every image under a folder with a trained trial")
     p.add_argument("run_dir", help="a trial folder: results/runs/<experiment>/<trial_id>")
     p.add_argument("image_folder", help="folder searched recursively for images")
-    p.add_argument("--out", required=True, help="output .npy; the sorted image paths go to <out>.paths.txt")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True, help="output .npy; the sorted image paths go to <out>.paths.txt (required)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
     p.set_defaults(func=embed_folder)
 
 
 def embed_folder(args: argparse.Namespace) -> int:
     """Embed every image under the folder, or (one unreadable image) fail naming it before writing anything."""
+    from torch.utils.data import DataLoader  # torch and the engine: only when it runs (``--help`` stays fast)
+
+    from harness.engine.evaluate import embed
+    from harness.engine.tensor_files import load_tensors
+    from harness.engine.train import resolve_device
+    from harness.engine.trial import build_model, eval_transform
+    from harness.plugins.data import DATASETS, ImageDataset, Subset
+
     trial = TrialFolder(args.run_dir)
     config = trial.record.config
     channels = DATASETS.get(config.dataset).channels
     model, _ = build_model(config, channels)
-    model.load_state_dict(trial.model_state())
+    model.load_state_dict(load_tensors(trial.model_path()))
     paths = sorted(str(p) for p in Path(args.image_folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {args.image_folder}")

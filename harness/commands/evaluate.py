@@ -4,13 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
-
 from harness.commands.options import comma_list
 from harness.core.metrics import format_metric, metric_sort_key
 from harness.core.store import TrialFolder
-from harness.engine.evaluate import evaluate_embeddings
-from harness.plugins.data import DATASETS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,13 +19,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated metrics to print (default: all), e.g. recall@1,map@r")
     p.add_argument("--recall-ks", type=lambda text: [int(k) for k in comma_list(text)],
                    help="the K of Recall@K (default: the dataset's)")
-    p.add_argument("--no-nmi", action="store_true", help="skip NMI (k-means)")
+    p.add_argument("--no-nmi", action="store_true", help="skip NMI, the k-means step (default: off)")
     p.add_argument("--json", action="store_true",
-                   help="print JSON with the values as a record holds them (fractions, full precision)")
+                   help="print JSON with the values as a record holds them: fractions, full precision (default: off)")
     p.set_defaults(func=evaluate)
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    import torch  # torch and the engine: only when it runs (``--help`` stays fast)
+
+    from harness.engine.evaluate import evaluate_embeddings
+    from harness.plugins.data import DATASETS
+
     trial = TrialFolder(args.run_dir)
     arrays = trial.embeddings()
     ks = args.recall_ks or list(DATASETS.get(trial.record.config.dataset).recall_ks)

@@ -7,10 +7,8 @@ from pathlib import Path
 
 from harness.commands.locations import leaderboard_roots
 from harness.commands.options import comma_list
-from harness.reporting.board_options import STORED
-from harness.reporting.leaderboard import FORMATS, write_leaderboards
+from harness.reporting.board_options import FORMATS, STORED
 from harness.core.store import TrialStore
-from harness.plugins.method import method_families
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,21 +25,27 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", help="where the files go (default: <results-dir>/leaderboards)")
     p.add_argument("--experiment", type=comma_list,
                    help="comma-separated experiments (default: every experiment with test-split records)")
-    p.add_argument("--dataset", type=comma_list, help="only the experiments' records on these datasets (comma-separated)")
+    p.add_argument("--dataset", type=comma_list,
+                   help="only the experiments' records on these datasets, comma-separated (default: every dataset)")
     p.add_argument("--baseline", metavar="METHOD",
                    help="test every group against this method: Welch and paired t-tests over seeds "
                         "(default: the experiment's stored baseline, else none)")
-    p.add_argument("--no-baseline", action="store_true", help="no significance tests (forgets a stored baseline)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="no significance tests; forgets a stored baseline (default: off)")
     p.add_argument("--format", type=comma_list,
                    help=f"comma-separated outputs among {','.join(FORMATS)} (default: the experiment's stored "
                         "formats, else all); <name>.env.json is always written")
     p.add_argument("--published", help="CSV of published reference rows (default: the stored choice, else the "
                                        "packaged copy)")
-    p.add_argument("--no-published", action="store_true", help="show no published reference rows")
+    p.add_argument("--no-published", action="store_true", help="show no published reference rows (default: off)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import harness.engine  # noqa: F401  (registers the optional metrics: the tables use their labels and units)
+    from harness.plugins.method import method_families  # these import torch and pandas: only when it runs
+    from harness.reporting.leaderboard import write_leaderboards
+
     roots = leaderboard_roots(args.results_dir)
     if args.out_dir and len(roots) > 1:
         raise ValueError("--out-dir needs --results-dir (without it, every results folder is regenerated in place)")

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import argparse
 
-from harness.plugins.backbones import EXAMPLE_BACKBONES
-from harness.plugins.data import DATASETS
-from harness.plugins.method import METHODS, find_recipe, recipe_names
 from harness.core.metrics import METRICS, optional_metric_names
-from harness.plugins.models import backbone_names
-from harness.plugins.optimizers import OPTIMIZERS
 from harness.scheduling.executor_registry import EXECUTORS
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list methods, datasets, recipes, backbones, executors, optimizers and metrics")
-    p.add_argument("--all-backbones", action="store_true", help="list every timm model name")
+    p.add_argument("--all-backbones", action="store_true",
+                   help="list every timm model name (default: off: a few examples)")
     p.set_defaults(func=list_registry)
 
 
 def list_registry(args: argparse.Namespace) -> int:
+    import harness.engine  # noqa: F401  (registers the optional metrics; it and the plugins import torch)
+    from harness.plugins.backbones import EXAMPLE_BACKBONES
+    from harness.plugins.data import DATASETS
+    from harness.plugins.method import METHODS, find_recipe, recipe_names
+    from harness.plugins.models import backbone_names
+    from harness.plugins.optimizers import OPTIMIZERS
+
     print("methods:")
     for name in METHODS.names():
         cls = METHODS.get(name)

@@ -1,4 +1,9 @@
-"""Options shared by the subcommands that train (``run``, ``search``, ``sweep``), parsed into config data."""
+"""Options shared by the subcommands that train (``run``, ``search``, ``sweep``, ``benchmark``), parsed into
+config data.
+
+Building the parser imports nothing heavy (``python -m harness --help`` stays fast): what needs torch
+(:mod:`harness.experiment`, the executors) is imported by the functions that use it, when a command runs.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,17 +11,23 @@ import importlib.util
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.commands.locations import results_dir
-from harness.experiment import ExperimentConfig, check_device
 from harness.core.config import TrialConfig
+from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric, split_metric
 from harness.core.protocol import protocol_differences
 from harness.core.store import TrialStore
 from harness.scheduling.executor_registry import EXECUTORS, ExecutorOptions, create_executor
-from harness.scheduling.executors import Executor, trial_resources
 from harness.scheduling.progress import MLflowLogger, TensorBoardLogger, TrialBoard, TrialListener
 from harness.core.hparams import parse_assignment, parse_value
+
+if TYPE_CHECKING:
+    from harness.experiment import ExperimentConfig
+    from harness.scheduling.executors import Executor
+
+#: the environment variable Ray's own tools read for the cluster to join; read here, as ``--address``'s default
+RAY_ADDRESS_ENV = "RAY_ADDRESS"
 
 
 def comma_list(text: str) -> list[str]:
@@ -43,32 +54,41 @@ def int_list(text: str) -> list[int]:
 
 def add_experiment_options(parser: argparse.ArgumentParser) -> None:
     """Dataset, model, recipe and output options (everything but the methods and seeds)."""
-    parser.add_argument("--config", help="YAML file with ExperimentConfig fields; flags override it")
+    parser.add_argument("--config",
+                        help="YAML file with ExperimentConfig fields; flags override it (default: none)")
     parser.add_argument("--dataset", help="registered dataset name (default: omniglot28, packaged)")
-    parser.add_argument("--data-root", help="folder holding the dataset in its original layout")
+    parser.add_argument("--data-root", help="folder holding the dataset in its original layout (default: none; "
+                                            "the packaged datasets need none)")
     parser.add_argument("--backbone", help="timm model name (default: the dataset's default backbone)")
-    parser.add_argument("--embedding-dim", type=int, help="embedding size (default 512)")
-    parser.add_argument("--pretrained", help="local weights file for the backbone (never downloaded)")
+    parser.add_argument("--embedding-dim", type=int, help="embedding size (default: 512)")
+    parser.add_argument("--pretrained", help="local weights file for the backbone, never downloaded "
+                                             "(default: none: random initialisation)")
     parser.add_argument("--recipe", help="training recipe name, or 'paper' for each method's own "
                                          "(default: the dataset's default recipe)")
     parser.add_argument("--recipe-set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a recipe field, e.g. --recipe-set batch_size=32 (repeatable)")
-    parser.add_argument("--epochs", type=int, help="shortcut for --recipe-set epochs=N")
+                        help="override a recipe field, e.g. --recipe-set batch_size=32 "
+                             "(repeatable; default: none)")
+    parser.add_argument("--epochs", type=int, help="shortcut for --recipe-set epochs=N (default: the recipe's)")
     parser.add_argument("--hparam", action="append", default=[], metavar="METHOD.NAME=VALUE",
-                        help="override a method hyperparameter, e.g. --hparam jrd.alpha=0.1 (repeatable)")
-    parser.add_argument("--val-fraction", type=float, help="share of training classes held out for validation")
+                        help="override a method hyperparameter, e.g. --hparam jrd.alpha=0.1 "
+                             "(repeatable; default: the method's declared defaults)")
+    parser.add_argument("--val-fraction", type=float,
+                        help="share of training classes held out for validation (default: 0.2)")
     parser.add_argument("--experiment", help="name of the results folder results/runs/<experiment> "
                                              "(default: the dataset name)")
     parser.add_argument("--results-dir", help="results root (default: $DMLBENCH_RESULTS, else "
                                               "~/.local/share/dmlbench/results: outside the source tree)")
-    parser.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
-    parser.add_argument("--num-workers", type=int, help="data-loading worker processes per trial")
-    parser.add_argument("--no-save-model", action="store_true", help="do not save each trial's weights")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
+    parser.add_argument("--num-workers", type=int,
+                        help="data-loading worker processes per trial (default: 0: loading in the trial's process)")
+    parser.add_argument("--no-save-model", action="store_true",
+                        help="do not save each trial's weights (default: off: weights are saved)")
     parser.add_argument("--extra-metrics", type=comma_list, metavar="NAME[,NAME]",
                         help="also compute these optional registered metrics, e.g. utilization: u(Q), the mean "
                              "squared distance from each test query to its nearest training embedding "
-                             "(Venkataramanan et al., ICLR 2022; embeds the training split once more)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+                             "(Venkataramanan et al., ICLR 2022; embeds the training split once more) "
+                             "(default: none)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: off)")
     parser.add_argument("--fail-at-epoch", type=int, help=argparse.SUPPRESS)  # test-only fault injection
 
 
@@ -82,30 +102,67 @@ def positive_float(text: str) -> float:
 def add_executor_options(parser: argparse.ArgumentParser) -> None:
     """Where trials run: Ray Tune (default) or in this process, and what each trial holds."""
     parser.add_argument("--executor", choices=EXECUTORS.names(), default="ray",
-                        help="ray: Ray Tune trials on every GPU/CPU of this machine or cluster (default); "
-                             "local: one after another in this process; others as registered by --plugins")
+                        help="ray: Ray Tune trials on every GPU/CPU of this machine or cluster; local: one after "
+                             "another in this process; others as registered by --plugins (default: ray)")
     parser.add_argument("--tensorboard", action="store_true",
                         help="log every trial's per-epoch metrics to <results>/tensorboard "
-                             "(tensorboard --logdir results/tensorboard; needs the 'tracking' extra)")
+                             "(tensorboard --logdir results/tensorboard; needs the 'tracking' extra) "
+                             "(default: off)")
     parser.add_argument("--mlflow", nargs="?", const="", metavar="URI",
-                        help="also log every trial to MLflow: a run per trial with its parameters and metrics, in URI "
-                             "(default: sqlite:///<results>/mlflow.db, a local file; needs the 'mlflow' extra)")
+                        help="also log every trial to MLflow: a run per trial with its parameters and metrics, in URI, "
+                             "sqlite:///<results>/mlflow.db (a local file) when none is given; needs the 'mlflow' "
+                             "extra (default: off)")
     parser.add_argument("--dashboard", action="store_true",
                         help="start Ray's dashboard (on 127.0.0.1) with a locally started Ray (default: off; needs "
                              "the 'dashboard' extra)")
     parser.add_argument("--gpus-per-trial", type=positive_float,
-                        help="GPUs per trial, fractions allowed (0.25 packs four trials on a GPU); "
-                             "default 1 where there are GPUs, else 0 (trials on CPU cores)")
+                        help="GPUs per trial, fractions allowed (0.25 packs four trials on a GPU) "
+                             "(default: 1 where there are GPUs, else 0: trials on CPU cores)")
     parser.add_argument("--cpus-per-trial", type=positive_float,
                         help="CPUs per trial; also torch's threads and, for GPU trials, the data-loading "
                              "workers (default: CPUs shared evenly between GPUs, or 1 without GPUs)")
     parser.add_argument("--max-concurrent", type=int, help="at most this many trials at once (default: no cap)")
-    parser.add_argument("--address", help="join this Ray cluster ('auto', or host:port; default RAY_ADDRESS, "
-                                          "else start Ray on this machine)")
+    parser.add_argument("--address", default=os.environ.get(RAY_ADDRESS_ENV) or None,
+                        help=f"join this Ray cluster ('auto', or host:port) (default: ${RAY_ADDRESS_ENV} if set, "
+                             "else start Ray on this machine)")
     parser.add_argument("--storage", help="Ray Tune's experiment state: a folder or URI such as s3://bucket/path "
-                                          "(default <results-dir>/ray; trial files never go there)")
+                                          "(trial files never go there) (default: <results-dir>/ray)")
     parser.add_argument("--max-failures", type=int, default=2,
-                        help="restart a trial whose worker died this many times, from its last epoch (default 2)")
+                        help="restart a trial whose worker died this many times, from its last epoch (default: 2)")
+
+
+#: ``--scheduler`` of ``search`` and ``benchmark`` (Ray Tune's names; fifo runs every trial to its end), and the
+#: search pruner (:data:`harness.scheduling.search.PRUNERS`) each stands for
+SCHEDULERS = {"fifo": "none", "asha": "asha"}
+
+
+def add_scheduler_option(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--scheduler``, the same name, values and default in every command that searches."""
+    parser.add_argument("--scheduler", choices=tuple(SCHEDULERS), default="fifo",
+                        help="fifo: every search trial runs to the end; asha: stop poor search trials early on the "
+                             f"per-epoch validation metric (Optuna's successive-halving pruner{note}) (default: fifo)")
+
+
+#: ``--metric``'s default in every command: the metric's name, without a split (``recall@1``)
+DEFAULT_METRIC = base_metric(DEFAULT_OBJECTIVE)[1]
+
+
+def add_metric_option(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """``--metric``, the same name and values in every command: a metric's name as ``evaluate`` and the
+    leaderboards name it (``recall@1``); the command decides the split it is measured on."""
+    parser.add_argument("--metric", default=DEFAULT_METRIC, help=f"{purpose} (default: {DEFAULT_METRIC})")
+
+
+def validation_objective(metric: str) -> str:
+    """A search's objective from ``--metric``: the metric on the validation classes (``recall@1`` →
+    ``val_recall@1``; a name given with its split prefix is kept, and checked by the command)."""
+    split, _ = base_metric(metric)
+    return metric if split else split_metric("val", metric)
+
+
+def pruner_of(scheduler: str) -> str:
+    """The search pruner (``none`` or ``asha``) that a ``--scheduler`` value stands for."""
+    return SCHEDULERS[scheduler]
 
 
 def make_executor(args: argparse.Namespace, results_dir: str) -> Executor:
@@ -154,6 +211,8 @@ def parse_hparams(items: list[str]) -> dict[str, dict[str, Any]]:
 def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: list[int],
                          **extra: Any) -> ExperimentConfig:
     """The ExperimentConfig of the flags (on top of ``--config`` YAML when given)."""
+    from harness.experiment import ExperimentConfig, check_device  # imports torch: only when a command runs
+
     recipe_overrides = dict(parse_assignment(item) for item in args.recipe_set)
     recipe_overrides = {k: parse_value(v) for k, v in recipe_overrides.items()}
     if args.epochs is not None:
@@ -198,8 +257,9 @@ def with_fault(trials: list[TrialConfig], args: argparse.Namespace) -> list[Tria
         return trials
     return [replace(t, fail_at_epoch=args.fail_at_epoch) for t in trials]
 def runs_here(args: argparse.Namespace) -> bool:
-    """Whether the trials run on this machine (no Ray cluster joined with ``--address`` or ``RAY_ADDRESS``)."""
-    return not (getattr(args, "address", None) or os.environ.get("RAY_ADDRESS"))
+    """Whether the trials run on this machine (no Ray cluster joined with ``--address``, whose default is
+    ``RAY_ADDRESS``)."""
+    return not getattr(args, "address", None)
 
 
 def cuda_device_count() -> int:
@@ -215,6 +275,8 @@ def check_executor_options(args: argparse.Namespace) -> None:
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ValueError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
     if args.executor == "ray" and runs_here(args):
+        from harness.scheduling.executors import trial_resources  # imports torch: only when a command runs
+
         trial_resources(float(os.cpu_count() or 1), float(cuda_device_count()), args.cpus_per_trial,
                         args.gpus_per_trial)
 def check_protocol(store: TrialStore, trials: list[TrialConfig]) -> None:
@@ -235,9 +297,10 @@ def check_protocol(store: TrialStore, trials: list[TrialConfig]) -> None:
 
 def add_rerun_options(p: argparse.ArgumentParser) -> None:
     """``--resume`` and ``--overwrite``: what becomes of trials that already have records."""
-    p.add_argument("--resume", action="store_true", help="skip finished trials, continue interrupted ones")
+    p.add_argument("--resume", action="store_true",
+                   help="skip finished trials, continue interrupted ones (default: off)")
     p.add_argument("--overwrite", action="store_true",
-                   help="run trials that already have a finished record again, replacing it (default: keep it)")
+                   help="run trials that already have a finished record again, replacing it (default: off: keep it)")
 
 
 def keep_finished(trials: list[TrialConfig], store: TrialStore, args: argparse.Namespace) -> list[TrialConfig]:

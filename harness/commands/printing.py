@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import time
 
-import pandas as pd
-
 from harness.core.config import TrialConfig
 from harness.core.store import TrialStore
-from harness.plugins.method import method_families
-from harness.reporting.leaderboard import aggregate, format_table, long_table, write_leaderboards
-from harness.reporting.tables import recipe_labels, records_frame
 
 
 def print_leaderboard(store: TrialStore, trials: list[TrialConfig], start: float) -> None:
     """Rewrite the experiment's leaderboard files and print the table of these trials (failures counted)."""
+    import pandas as pd  # these import torch and pandas: only when a command has run trials
+
+    from harness.plugins.method import method_families
+    from harness.reporting.leaderboard import aggregate, format_table, long_table, write_leaderboards
+    from harness.reporting.tables import recipe_labels, records_frame
+
     dataset = trials[0].dataset
     written = write_leaderboards(store, experiments=[trials[0].experiment], families=method_families())
     ids = {t.trial_id for t in trials}

@@ -7,13 +7,9 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-import pandas as pd
-
 from harness.commands.locations import leaderboard_roots
 from harness.core.record import TrialRecord
 from harness.core.store import RECORD_FILE, TrialStore, atomic_write_text
-from harness.reporting.drift import environment_differences, metric_drift, recorded_threads
-from harness.scheduling.executors import LocalExecutor
 from harness.scheduling.progress import TrialBoard
 
 
@@ -27,10 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("targets", nargs="+", metavar="RECORD_OR_EXPERIMENT",
                    help="a record.json, a trial folder, an experiment folder (runs/<experiment>) or an experiment's "
                         "name (looked up under --results-dir, else your results folder and the reference results)")
-    p.add_argument("--results-dir", help="where to look up experiment names")
+    p.add_argument("--results-dir", help="where to look up experiment names (default: your results folder, then "
+                                         "the reference results)")
     p.add_argument("--out", help="scratch results folder for the re-runs (default: a new temporary folder)")
     p.add_argument("--data-root", help="the dataset's folder on this machine (default: the record's)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (default: off)")
     p.set_defaults(func=reproduce)
 
 
@@ -52,6 +49,9 @@ def record_files(target: str, results_dir: str | None) -> list[Path]:
 
 def rerun(record: TrialRecord, scratch: Path, data_root: str | None, progress: bool) -> TrialRecord:
     """The record of ``record``'s trial run again in ``scratch`` with its recorded thread count."""
+    from harness.reporting.drift import recorded_threads  # these import torch and pandas: only when it runs
+    from harness.scheduling.executors import LocalExecutor
+
     config = replace(record.config, results_dir=str(scratch), save_model=False,
                      data_root=data_root or record.config.data_root)
     with LocalExecutor(progress=progress, cpus_per_trial=recorded_threads(record),
@@ -61,6 +61,10 @@ def rerun(record: TrialRecord, scratch: Path, data_root: str | None, progress: b
 
 def report(record: TrialRecord, again: TrialRecord) -> list[dict]:
     """Print one trial's drift and environment differences; return its drift rows."""
+    import pandas as pd
+
+    from harness.reporting.drift import environment_differences, metric_drift
+
     print(f"\n{record.trial_id}: {'reproduced' if again.ok else 'FAILED: ' + str(again.error)}")
     rows = metric_drift(record, again) if again.ok else []
     if rows:
@@ -76,6 +80,8 @@ def report(record: TrialRecord, again: TrialRecord) -> list[dict]:
 
 
 def reproduce(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     files = [f for target in args.targets for f in record_files(target, args.results_dir)]
     records = [TrialStore.read_record_file(f) for f in files]
     finished = [r for r in records if r.ok]

@@ -7,14 +7,14 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from harness.commands.options import (add_executor_options, add_experiment_options, check_protocol, experiment_from_args,
-                                      make_executor, with_fault)
+from harness.commands.options import (add_executor_options, add_experiment_options, add_metric_option,
+                                      add_scheduler_option, check_protocol, experiment_from_args, make_executor,
+                                      pruner_of, validation_objective, with_fault)
 from harness.commands.printing import print_leaderboard
 from harness.core.config import TrialConfig
-from harness.core.metrics import DEFAULT_OBJECTIVE, format_metric
+from harness.core.metrics import format_metric
 from harness.core.names import check_name
 from harness.core.store import TrialStore
-from harness.experiment import check_objective, check_validation_split
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,37 +23,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Each proposal trains on the training classes minus the validation classes and is scored "
                     "on those; the Optuna study lives in <results>/searches/<name>/study.db. The best "
                     "configuration is then trained with --final-seeds seeds and evaluated on the test classes.")
-    p.add_argument("--method", required=True, help="the method whose hyperparameters to search")
+    p.add_argument("--method", required=True, help="the method whose hyperparameters to search (required)")
     p.add_argument("--space", action="append", default=[], metavar="NAME[=DIST]",
                    help="search only these hyperparameters (repeatable): NAME=loguniform(a,b), uniform(a,b), "
                         "randint(a,b) or choice(x,y,...), or NAME alone for the method's declared distribution "
                         "(default: every hyperparameter that declares one)")
-    p.add_argument("--trials", type=int, default=20, help="planned number of search trials (default 20)")
-    p.add_argument("--metric", default=DEFAULT_OBJECTIVE,
-                   help=f"validation metric to maximise, val_<metric> (default {DEFAULT_OBJECTIVE})")
-    p.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
-                   help="fifo: every trial runs to the end; asha: stop poor trials early on the per-epoch "
-                        "validation metric (Optuna's successive-halving pruner; with either executor) (default: fifo)")
+    p.add_argument("--trials", type=int, default=20, help="planned number of search trials (default: 20)")
+    add_metric_option(p, "the metric to maximise, measured on the validation classes")
+    add_scheduler_option(p, "; with either executor")
     p.add_argument("--final-seeds", type=int, default=3,
-                   help="re-train the best configuration with seeds 0..N-1 on the test protocol (0: none)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler and of every search trial")
-    p.add_argument("--name", help="the search's folder <results>/searches/<name> (default <method>-<dataset>)")
+                   help="re-train the best configuration with seeds 0..N-1 on the test protocol, 0 for none "
+                        "(default: 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler and of every search trial (default: 0)")
+    p.add_argument("--name", help="the search's folder <results>/searches/<name> (default: <method>-<dataset>)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the search in that folder up to --trials, then finish the final trials")
+                   help="continue the search in that folder up to --trials, then finish the final trials "
+                        "(default: off)")
     add_experiment_options(p)
     add_executor_options(p)
     p.set_defaults(func=search)
 
 
 def search(args: argparse.Namespace) -> int:
-    from harness.scheduling.search import SearchPlan, pruner_of, run_searches, search_space  # imports Optuna: only when used
+    from harness.experiment import check_objective, check_validation_split  # imports torch: only when used
+    from harness.scheduling.search import SearchPlan, run_searches, search_space  # imports Optuna: only when used
 
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1, got {args.trials}")
     if args.final_seeds < 0:
         raise ValueError(f"--final-seeds must be at least 0, got {args.final_seeds}")
     experiment = experiment_from_args(args, methods=[args.method], seeds=[args.seed])
-    check_objective(experiment, args.metric)
+    objective = validation_objective(args.metric)
+    check_objective(experiment, objective)
     space = search_space(args.method, args.space)
     fixed = set(experiment.hparams.get(args.method, {})) & set(space)
     if fixed:
@@ -72,7 +73,7 @@ def search(args: argparse.Namespace) -> int:
         return replace(experiment, seeds=list(range(args.final_seeds)), hparams=hparams).trials()
 
     plan = SearchPlan(name=name, folder=store.search_dir(name), outputs=store.search_dir(name),
-                      base=with_fault([base], args)[0], space=space, metric=args.metric, planned=args.trials,
+                      base=with_fault([base], args)[0], space=space, metric=objective, planned=args.trials,
                       seed=args.seed, pruner=pruner_of(args.scheduler), final=final)
     store.check_writable()
     start = time.time()
@@ -83,7 +84,7 @@ def search(args: argparse.Namespace) -> int:
     if outcome.best is None:
         print(f"no search trial completed: see the reasons in {plan.outputs / 'trials.csv'}", file=sys.stderr)
         return 1
-    print(f"best of search {name}: {args.metric} {format_metric(args.metric, outcome.best.value, unit=True)} "
+    print(f"best of search {name}: {objective} {format_metric(objective, outcome.best.value, unit=True)} "
           f"with {outcome.best.params} "
           f"({time.time() - start:.0f} s with its final trials)")
     if outcome.final:

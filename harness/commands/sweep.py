@@ -5,11 +5,11 @@ import argparse
 import time
 from dataclasses import replace
 
-from harness.commands.options import (add_executor_options, add_experiment_options, experiment_from_args, int_list,
-                                      keep_finished, make_executor, with_fault, add_rerun_options)
+from harness.commands.options import (add_executor_options, add_experiment_options, add_metric_option,
+                                      experiment_from_args, int_list, keep_finished, make_executor, with_fault,
+                                      add_rerun_options)
 from harness.core.hparams import parse_assignment, parse_value
 from harness.core.store import TrialStore
-from harness.experiment import check_validation_split
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,14 +18,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "training classes: choosing a value from the plot never touches test), through "
                                    "the same executor as 'run'; writes <results>/sweeps/<experiment>/"
                                    "<method>.<param>.png. Sweep trials never enter a leaderboard.")
-    p.add_argument("--method", required=True, help="the method to sweep")
+    p.add_argument("--method", required=True, help="the method to sweep (required)")
     p.add_argument("--param", required=True, metavar="NAME=V1,V2,...",
-                   help="the hyperparameter and its values, e.g. alpha=0,0.01,0.1,1,10")
+                   help="the hyperparameter and its values, e.g. alpha=0,0.01,0.1,1,10 (required)")
     p.add_argument("--seeds", type=int_list, default=[0], help="comma-separated seeds (default: 0)")
-    p.add_argument("--metric", default="recall@1", help="metric of the plot (default recall@1)")
+    add_metric_option(p, "the metric of the plot, on the validation classes (or --on-test)")
     p.add_argument("--on-test", action="store_true",
                    help="evaluate on the test classes instead (a sensitivity analysis to report, never a way to "
-                        "choose a value: such records are marked role=sweep and kept out of leaderboards)")
+                        "choose a value: such records are marked role=sweep and kept out of leaderboards) "
+                        "(default: off)")
     add_experiment_options(p)
     add_executor_options(p)
     add_rerun_options(p)
@@ -42,6 +43,7 @@ def parse_grid(text: str) -> tuple[str, list]:
 
 
 def sweep(args: argparse.Namespace) -> int:
+    from harness.experiment import check_validation_split  # imports torch: only when used
     from harness.reporting.plots import sensitivity_plot
 
     name, values = parse_grid(args.param)  # experiment.trials() rejects an undeclared name

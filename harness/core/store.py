@@ -19,25 +19,24 @@
 Every file is written through a temporary file in the same folder and an atomic rename, with the
 permissions the umask gives (0644 under the usual 022), never 0600. Checkpoints and weights hold
 tensors and plain types only and are loaded with ``torch.load(weights_only=True)``: nothing in a
-results folder is unpickled. On a cluster, a trial's checkpoint, weights and embeddings are written
-by its worker (into ``--results-dir`` if its node sees it, else through the driver: see
-:mod:`harness.scheduling.trial_files`) and its record by the driver; the record's ``nodes`` name the
-Ray nodes its attempts ran on.
+results folder is unpickled. Their encoding is :mod:`harness.engine.tensor_files`'s (this layer imports
+no torch): the store takes their bytes and hands their paths to a loader.
+
+On a cluster, a trial's checkpoint, weights and embeddings are written by its worker (into
+``--results-dir`` if its node sees it, else through the driver: see :mod:`harness.scheduling.trial_files`)
+and its record by the driver; the record's ``nodes`` name the Ray nodes its attempts ran on.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
-import pickle
 import tempfile
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
-import torch
 
 from harness.core.config import TrialConfig
 from harness.core.names import inside
@@ -50,6 +49,9 @@ EMBEDDINGS_FILE = "embeddings.npz"
 #: the arrays of an embeddings file: always the queries, and a separate gallery (In-Shop) or none
 QUERY_ARRAYS = ("query", "query_labels")
 GALLERY_ARRAYS = ("gallery", "gallery_labels")
+
+#: what the loader given to :meth:`TrialStore.load_checkpoint` returns (a checkpoint's tensors and plain types)
+Loaded = TypeVar("Loaded")
 
 
 class UnsafeFileError(ValueError):
@@ -96,14 +98,6 @@ def _naming(error: OSError, path: Path) -> OSError:
     return type(error)(error.errno, error.strerror, str(path))
 
 
-def _save_tensors(f: Any, obj: Any) -> None:
-    """``torch.save`` into memory first, then to ``f``: torch's writer turns a failed write (a full
-    disk) into an opaque ``RuntimeError``; a plain write raises the ``OSError`` that says why."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    f.write(buffer.getbuffer())
-
-
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically with the umask's permissions."""
     _atomic_write(Path(path), lambda f: f.write(text), "w")
@@ -114,27 +108,9 @@ def atomic_write_binary(path: str | Path, write: Callable[[Any], None]) -> None:
     _atomic_write(Path(path), write, "wb")
 
 
-def atomic_save_tensors(path: str | Path, obj: Any) -> None:
-    """``torch.save`` atomically (tensors and plain types only: readable with ``weights_only=True``)."""
-    _atomic_write(Path(path), lambda f: _save_tensors(f, obj), "wb")
-
-
 def atomic_save_array(path: str | Path, array: np.ndarray) -> None:
     """``np.save`` atomically (no pickled objects)."""
     _atomic_write(Path(path), lambda f: np.save(f, array, allow_pickle=False), "wb")
-
-
-def load_tensors(path: str | Path, map_location: Any = "cpu") -> Any:
-    """``torch.load(weights_only=True)``: refuses pickled code (:class:`UnsafeFileError`) and names a
-    truncated or unreadable file (:class:`CorruptFileError`)."""
-    path = Path(path)
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise UnsafeFileError(f"{path} holds more than tensors and plain types and was not loaded "
-                              f"(nothing in a results folder is unpickled); delete it: {str(error).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        raise CorruptFileError(f"{path} is truncated or unreadable: {error}") from None
 
 
 class TrialStore:
@@ -246,20 +222,21 @@ class TrialStore:
     def checkpoint_path(self, config: TrialConfig) -> Path:
         return self.trial_dir(config) / CHECKPOINT_FILE
 
-    def save_checkpoint(self, config: TrialConfig, state: dict[str, Any]) -> Path:
+    def save_checkpoint(self, config: TrialConfig, data: bytes) -> Path:
+        """Write the trial's epoch checkpoint (``data``: :func:`harness.engine.tensor_files.tensor_bytes`)."""
         path = self.checkpoint_path(config)
-        atomic_save_tensors(path, state)
+        atomic_write_binary(path, lambda f: f.write(data))
         return path
 
-    def load_checkpoint(self, config: TrialConfig) -> dict[str, Any] | None:
-        """The epoch checkpoint an interrupted trial left in its folder, else None. A truncated one is
-        named in a warning, deleted, and None returned (the trial starts again); one holding pickled
-        code raises :class:`UnsafeFileError`."""
+    def load_checkpoint(self, config: TrialConfig, load: Callable[[Path], Loaded]) -> Loaded | None:
+        """``load(path)`` of the epoch checkpoint an interrupted trial left in its folder, else None. A
+        truncated one (``load`` raises :class:`CorruptFileError`) is named in a warning, deleted, and None
+        returned (the trial starts again); one holding pickled code raises :class:`UnsafeFileError`."""
         path = self.checkpoint_path(config)
         if not path.exists():
             return None
         try:
-            return load_tensors(path)
+            return load(path)
         except CorruptFileError as error:
             warnings.warn(f"{error}; the trial starts again from epoch 0", stacklevel=2)
             path.unlink(missing_ok=True)
@@ -268,9 +245,11 @@ class TrialStore:
     def delete_checkpoint(self, config: TrialConfig) -> None:
         self.checkpoint_path(config).unlink(missing_ok=True)
 
-    def save_model(self, config: TrialConfig, state_dict: dict[str, torch.Tensor]) -> Path:
+    def save_model(self, config: TrialConfig, data: bytes) -> Path:
+        """Write the trial's trained weights (``data``: its state dict through
+        :func:`harness.engine.tensor_files.tensor_bytes`)."""
         path = self.trial_dir(config) / MODEL_FILE
-        atomic_save_tensors(path, state_dict)
+        atomic_write_binary(path, lambda f: f.write(data))
         return path
 
     def save_embeddings(self, config: TrialConfig, **arrays: np.ndarray) -> Path:
@@ -290,11 +269,12 @@ class TrialFolder:
                                     "(results/runs/<experiment>/<trial_id>)")
         self.record = TrialStore.read_record_file(self.path / RECORD_FILE)
 
-    def model_state(self) -> dict[str, torch.Tensor]:
+    def model_path(self) -> Path:
+        """The trial's weights file (load it with :func:`harness.engine.tensor_files.load_tensors`)."""
         path = self.path / MODEL_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: the trial was run without saving its model")
-        return load_tensors(path)
+        return path
 
     def embeddings(self) -> dict[str, np.ndarray]:
         path = self.path / EMBEDDINGS_FILE

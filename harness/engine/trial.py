@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 import harness
 from harness.core.config import TrialConfig
-from harness.core.environment import environment_fingerprint
+from harness.engine.hardware import environment_fingerprint
 from harness.core.record import TrialRecord
 from harness.core.recipe import Recipe
 from harness.core.store import TrialStore
@@ -33,6 +33,7 @@ from harness.engine.evaluate import embed, evaluate_embeddings
 from harness.engine.gpu_usage import GpuSampler
 from harness.engine.kmeans import kmeans_implementation
 from harness.engine.knn import resolve_backend
+from harness.engine.tensor_files import load_tensors, tensor_bytes
 from harness.engine.train import Trainer, TrialFailed, build_train_loader, resolve_device, seed_everything
 from harness.core.metrics import METRICS, EvaluationInputs, split_metric
 from harness.plugins.data import DatasetSplits, ImageDataset, Subset, create_dataset
@@ -170,7 +171,7 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
         dataset = ImageDataset(train_subset, pipeline.host, channels=splits.channels, decoder=pipeline.decoder)
         loader = build_train_loader(dataset, train_subset.labels, recipe, cls.sampler, generator, config.num_workers,
                                     device)
-        state = store.load_checkpoint(config) if resume else None
+        state = store.load_checkpoint(config, load_tensors) if resume else None
         if state is not None:
             trainer.load_state_dict(state["trainer"])
             set_rng_state(state["rng"])
@@ -186,15 +187,15 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
                 scores, _ = evaluate_model(model, splits, config, device, include_nmi=False)
                 epoch_metrics.update({split_metric("val", k): v for k, v in scores.items()})
             history.append(epoch_metrics)
-            checkpoint = store.save_checkpoint(config, {
+            checkpoint = store.save_checkpoint(config, tensor_bytes({
                 "trainer": trainer.state_dict(), "rng": rng_state(), "loader": loader_state(loader, generator),
-                "history": history, "elapsed_s": elapsed_before + time.time() - start, "nodes": nodes})
+                "history": history, "elapsed_s": elapsed_before + time.time() - start, "nodes": nodes}))
             if on_epoch is not None and on_epoch(epoch_metrics, checkpoint):
                 raise TrialPruned(f"pruned after epoch {trainer.epoch}")
 
     metrics, embeddings = evaluate_model(model, splits, config, device, extra_metrics=config.extra_metrics)
     if config.save_model:
-        store.save_model(config, model.state_dict())
+        store.save_model(config, tensor_bytes(model.state_dict()))
         store.save_embeddings(config, **embeddings)
     n_params = sum(p.numel() for p in list(model.parameters()) + list(method.parameters()) if p.requires_grad)
     defaults = {name: p.default for name, p in cls.hparams.items()}

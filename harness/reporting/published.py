@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where rows are read, not with PUBLISHED_CSV (``--help``)
+    import pandas as pd
 
 COLUMNS = ["source", "citation", "method", "dataset", "backbone", "embedding_dim", "metric", "value_percent",
            "selection"]
@@ -55,6 +57,8 @@ def canonical_metric(name: str) -> str:
 
 def load_published(path: str | Path = PUBLISHED_CSV) -> pd.DataFrame:
     """The reference rows with canonical dataset and metric names; values kept as printed (text, percent)."""
+    import pandas as pd
+
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
@@ -80,6 +84,8 @@ def published_rows(published: pd.DataFrame, dataset: str, metrics: list[str]) ->
     Rows keep the file's order; a metric a paper does not report is NaN; rows reporting none of
     ``metrics`` are left out.
     """
+    import pandas as pd
+
     part = published[(published["dataset"] == dataset) & published["metric"].isin(metrics)]
     if part.empty:
         return pd.DataFrame(columns=ROW_KEYS + metrics)

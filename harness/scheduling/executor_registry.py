@@ -10,11 +10,13 @@ through the ``harness.executors`` entry-point group.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from harness.core.registry import Registry
-from harness.scheduling.executors import Executor, LocalExecutor
-from harness.scheduling.progress import TrialListener
+
+if TYPE_CHECKING:  # the command line lists the executors without importing torch (``--help``)
+    from harness.scheduling.executors import Executor, LocalExecutor
+    from harness.scheduling.progress import TrialListener
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class ExecutorOptions:
     dashboard: bool = False
 
 
-ExecutorFactory = Callable[[ExecutorOptions], Executor]
+ExecutorFactory = Callable[[ExecutorOptions], "Executor"]
 #: every executor by name: ``local`` and ``ray`` here, others from ``--plugins`` or the entry points
 EXECUTORS: Registry[ExecutorFactory] = Registry("executor", entry_point_group="harness.executors")
 
@@ -52,7 +54,9 @@ def create_executor(name: str, options: ExecutorOptions) -> Executor:
 
 @register_executor("local")
 def local_executor(options: ExecutorOptions) -> LocalExecutor:
-    """One trial after another in this process."""
+    """One trial after another in this process (imports torch: only when chosen)."""
+    from harness.scheduling.executors import LocalExecutor
+
     cpus = options.cpus_per_trial
     return LocalExecutor(progress=options.progress, cpus_per_trial=max(1, int(cpus)) if cpus else None,
                          listeners=options.listeners)

@@ -58,15 +58,16 @@ def _quiet() -> None:
 
 
 def is_address_given(address: str | None) -> bool:
-    """Whether ``init`` joins an existing cluster (``--address`` or ``RAY_ADDRESS``) rather than starting one."""
-    return bool(address or os.environ.get("RAY_ADDRESS"))
+    """Whether ``init`` joins an existing cluster rather than starting one. The address is given, never read
+    from the environment here: the CLI reads ``RAY_ADDRESS`` as ``--address``'s default."""
+    return bool(address)
 
 
 def init(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
          dashboard: bool = False) -> bool:
     """Connect to Ray unless already connected; returns whether this call connected (so should shut down).
 
-    With an ``address`` (or ``RAY_ADDRESS``; a cluster with token authentication also needs
+    With an ``address`` (``auto`` or host:port; a cluster with token authentication also needs
     ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``) it joins that cluster; otherwise it starts a new local
     instance (never another Ray that runs on this machine) bound to 127.0.0.1 with ``num_cpus`` and
     ``num_gpus`` (default: what this machine has), the dashboard off unless asked (then on 127.0.0.1
@@ -105,12 +106,11 @@ def loopback_only() -> Iterator[None]:
 
 
 def joins_loopback(address: str | None) -> bool:
-    """Whether ``address`` (``auto``, ``RAY_ADDRESS`` or host:port) names a Ray on this machine's loopback."""
+    """Whether ``address`` (``auto`` or host:port) names a Ray on this machine's loopback (``auto``: the Ray
+    that Ray itself finds, through ``RAY_ADDRESS`` or this machine's latest session)."""
     from ray._private.services import get_ray_address_from_environment
 
-    target = address or os.environ.get("RAY_ADDRESS")
-    if not target or target == "auto":
-        target = get_ray_address_from_environment("auto", TEMP_DIR)
+    target = address if address and address != "auto" else get_ray_address_from_environment("auto", TEMP_DIR)
     host = (target or "").split("://")[-1].rpartition(":")[0].strip("[]")
     return host in (LOCALHOST, "localhost", "::1")
 

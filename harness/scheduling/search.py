@@ -108,13 +108,6 @@ def study_storage(folder: Path) -> str:
 
 
 PRUNERS = ("none", "asha")
-#: the ``--scheduler`` values of ``search`` and ``benchmark`` (Ray Tune's names): fifo runs every trial to its end
-SCHEDULERS = ("fifo", "asha")
-
-
-def pruner_of(scheduler: str) -> str:
-    """The Optuna pruner that a ``--scheduler`` value stands for."""
-    return {"fifo": "none", "asha": "asha"}[scheduler]
 
 
 def make_pruner(kind: str) -> optuna.pruners.BasePruner:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from harness.core.config import TrialConfig
-from harness.core.store import TrialStore, atomic_write_binary
+from harness.core.store import Loaded, TrialStore, atomic_write_binary
 from harness.scheduling import ray_compat
 
 
@@ -62,25 +62,25 @@ class RelayedStore(TrialStore):
         path.unlink()
         return path
 
-    def save_checkpoint(self, config: TrialConfig, state: dict[str, Any]) -> Path:
-        return self._send(super().save_checkpoint(config, state))
+    def save_checkpoint(self, config: TrialConfig, data: bytes) -> Path:
+        return self._send(super().save_checkpoint(config, data))
 
-    def load_checkpoint(self, config: TrialConfig) -> dict[str, Any] | None:
+    def load_checkpoint(self, config: TrialConfig, load: Callable[[Path], Loaded]) -> Loaded | None:
         path = self.checkpoint_path(config)
         data = ray_compat.call(self.keeper.read, str(path.relative_to(self.root)))
         if data is None:
             return None
         atomic_write_binary(path, lambda f: f.write(data))
         try:
-            return super().load_checkpoint(config)
+            return super().load_checkpoint(config, load)
         finally:
             path.unlink(missing_ok=True)
 
     def delete_checkpoint(self, config: TrialConfig) -> None:
         ray_compat.call(self.keeper.delete, str(self.checkpoint_path(config).relative_to(self.root)))
 
-    def save_model(self, config: TrialConfig, state_dict: dict[str, Any]) -> Path:
-        return self._send(super().save_model(config, state_dict))
+    def save_model(self, config: TrialConfig, data: bytes) -> Path:
+        return self._send(super().save_model(config, data))
 
     def save_embeddings(self, config: TrialConfig, **arrays: Any) -> Path:
         return self._send(super().save_embeddings(config, **arrays))

@@ -1,0 +1,141 @@
+"""Command-line conventions: ``--help`` imports no heavy library, every option states its default, and an option
+shared by several commands takes the same values in each; the environment is read by the CLI only."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from collections import defaultdict
+
+import pytest
+
+from harness.cli import build_parser, main
+from harness.commands.options import runs_here
+from conftest import REPO
+
+#: what ``--help`` must not import: each costs a large share of a second or more to import
+HEAVY = ("torch", "torchvision", "timm", "ray", "optuna", "pandas", "matplotlib", "faiss", "sklearn", "scipy")
+
+#: a fresh interpreter runs ``python -m harness ARGS`` and prints which heavy libraries it imported
+PROBE = """
+import json, runpy, sys
+heavy = json.loads(sys.argv[2])
+sys.argv = ["harness", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("harness", run_name="__main__")
+except SystemExit as exit_:
+    code = exit_.code
+print(json.dumps({"code": code, "heavy": sorted(m for m in heavy if m in sys.modules)}))
+"""
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The parser's options as ``--help`` shows them (not ``--help`` itself, ``--version`` or hidden ones)."""
+    return [a for a in parser._actions if a.option_strings and a.help != argparse.SUPPRESS
+            and not isinstance(a, (argparse._HelpAction, argparse._VersionAction))]
+
+
+@pytest.fixture
+def parser(monkeypatch) -> argparse.ArgumentParser:
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return build_parser()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"],
+                                  *([name, "--help"] for name in subcommands(build_parser()))], ids=" ".join)
+def test_help_imports_no_heavy_library(args):
+    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), json.dumps(HEAVY)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"code": 0, "heavy": []}
+
+
+def test_every_option_states_its_default(parser):
+    """Each option's help ends with its default, ``(default: ...)`` (``off`` for a flag, ``none`` for no value,
+    in words where the default depends on something else); where the default is a value, the text names it."""
+    checked = 0
+    for command, sub in {"": parser, **subcommands(parser)}.items():
+        for action in options(sub):
+            if action.required:
+                assert "(required)" in action.help, f"{command} {action.option_strings[0]}"
+                continue
+            assert re.search(r"\bdefault: ", action.help), f"{command} {action.option_strings[0]}: {action.help}"
+            value = action.default
+            if value not in (None, False, [], "", argparse.SUPPRESS):
+                shown = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+                assert re.search(rf"\bdefault: {re.escape(shown)}(\W|$)", action.help), \
+                    f"{command} {action.option_strings[0]} defaults to {shown!r}, its help says: {action.help}"
+            checked += 1
+    assert checked > 100
+
+
+def test_stated_experiment_defaults_are_the_config_defaults(parser):
+    """Options given as None (so that a --config file can set them) state the default ExperimentConfig fills in."""
+    from harness.experiment import ExperimentConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
+    helps = {a.dest: a.help for a in options(subcommands(parser)["run"])}
+    for name in ("dataset", "embedding_dim", "val_fraction", "num_workers", "device"):
+        assert re.search(rf"\(default: {re.escape(str(defaults[name]))}\W", helps[name]), (name, helps[name])
+
+
+def test_an_option_in_several_commands_takes_the_same_values_in_each(parser):
+    """Same name, same kind of value (type, choices, number of values, flag or not) in every command. The one
+    difference: ``leaderboard``'s --dataset and --experiment filter by several names where the training
+    commands take one."""
+    seen: dict[str, dict[tuple, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for command, sub in subcommands(parser).items():
+        for action in options(sub):
+            several = command == "leaderboard" and action.dest in ("dataset", "experiment")
+            kind = (type(action).__name__, None if several else action.type, tuple(action.choices or ()), action.nargs)
+            seen[action.option_strings[0]][kind].append(command)
+    differing = {option: dict(kinds) for option, kinds in seen.items() if len(kinds) > 1}
+    assert differing == {}
+    assert set(seen["--scheduler"]) == {("_StoreAction", None, ("fifo", "asha"), None)}
+    assert len(next(iter(seen["--metric"].values()))) == 3                # search, sweep and benchmark
+
+
+def test_search_and_sweep_take_the_same_metric_names(parser):
+    """``--metric recall@1`` in search, benchmark and sweep alike (search scores it on the validation classes;
+    its older spelling val_recall@1 still works)."""
+    from harness.commands.options import validation_objective
+
+    for command in ("search", "benchmark", "sweep"):
+        args = parser.parse_args([command, "--method", "ms", "--param", "alpha=1"] if command == "sweep" else
+                                 [command, "--method", "ms"] if command == "search" else [command])
+        assert args.metric == "recall@1"
+    assert validation_objective("recall@1") == validation_objective("val_recall@1") == "val_recall@1"
+
+
+def test_ray_address_is_read_by_the_command_line_only(monkeypatch):
+    """``RAY_ADDRESS`` is ``--address``'s default; below the CLI an address is given, never read from the
+    environment (a Python caller that gives none starts its own Ray)."""
+    from harness.scheduling import ray_compat
+
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.7:6379")
+    args = build_parser().parse_args(["run"])
+    assert args.address == "10.0.0.7:6379" and not runs_here(args)
+    assert build_parser().parse_args(["run", "--address", "auto"]).address == "auto"
+    assert not ray_compat.is_address_given(None)
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert runs_here(build_parser().parse_args(["run"]))
+
+
+def test_leaderboard_in_a_fresh_process_writes_the_board_run_wrote(tmp_path):
+    """``leaderboard`` alone (a new interpreter, nothing imported before) knows the optional metrics' labels and
+    units as ``run`` does: its board of a run with ``utilization`` is byte for byte the one the run wrote."""
+    assert main(["run", "--methods", "pixels", "--extra-metrics", "utilization", "--dataset", "digits", "--epochs", "1",
+                 "--no-progress", "--executor", "local", "--results-dir", str(tmp_path)]) == 0
+    written = (tmp_path / "leaderboards" / "digits.md").read_text()
+    assert "u(Q)" in written
+    (tmp_path / "leaderboards" / "digits.md").unlink()
+    subprocess.run([sys.executable, "-m", "harness", "leaderboard", "--results-dir", str(tmp_path)], cwd=REPO,
+                   check=True, capture_output=True, timeout=300)
+    assert (tmp_path / "leaderboards" / "digits.md").read_text() == written
