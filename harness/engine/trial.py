@@ -49,14 +49,14 @@ class TrialPruned(Exception):
 
 
 def build_model(config: TrialConfig, channels: int) -> tuple[EmbeddingModel, type[Method]]:
-    """The embedding model a trial trains (also used to reload a trained trial for ``embed``)."""
-    cls = get_method_class(config.method)
-    backbone = create_backbone(config.backbone, in_chans=channels,
-                               pretrained=None if cls.backbone else config.pretrained)
-    recipe = config.recipe_obj
-    model = EmbeddingModel(backbone, embedding_dim=config.embedding_dim, normalize=cls.normalize_embedding,
-                           pooling=cls.pooling or recipe.pooling, taps=cls.taps, head_init=recipe.head_init)
-    return model, cls
+    """The embedding model a trial trains (also used to reload a trained trial for ``embed``), from the
+    trial's resolved specification only (its ``method_settings``), never the method class's attributes."""
+    backbone = create_backbone(config.backbone, in_chans=channels, pretrained=config.pretrained)
+    recipe, settings = config.recipe_obj, config.method_settings
+    model = EmbeddingModel(backbone, embedding_dim=config.embedding_dim, normalize=settings["normalize_embedding"],
+                           pooling=settings["pooling"] or recipe.pooling, taps=tuple(settings["taps"]),
+                           head_init=recipe.head_init)
+    return model, get_method_class(config.method)
 
 
 def eval_transform(model: EmbeddingModel, recipe: Recipe, channels: int):
@@ -168,7 +168,7 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
     if recipe.epochs:
         trainer = Trainer(model, method, recipe, device)
         dataset = ImageDataset(train_subset, pipeline.host, channels=splits.channels, decoder=pipeline.decoder)
-        loader = build_train_loader(dataset, train_subset.labels, recipe, cls.sampler, generator, config.num_workers,
+        loader = build_train_loader(dataset, train_subset.labels, recipe, config.method_settings["sampler"], generator, config.num_workers,
                                     device)
         state = store.load_checkpoint(config) if resume else None
         if state is not None:
