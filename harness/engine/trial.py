@@ -70,8 +70,8 @@ def input_pipeline(model: EmbeddingModel, recipe: Recipe, channels: int, train: 
 
 
 def _loader(subset: Subset, pipeline: InputPipeline, channels: int, batch_size: int, num_workers: int,
-            device: torch.device) -> DeviceLoader:
-    dataset = ImageDataset(subset, pipeline.host, channels=channels, decoder=pipeline.decoder)
+            device: torch.device, cache_bytes: int | None) -> DeviceLoader:
+    dataset = ImageDataset(subset, pipeline.host, channels=channels, decoder=pipeline.decoder, cache_bytes=cache_bytes)
     return DeviceLoader(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                    pin_memory=device.type == "cuda", collate_fn=dataset.collate_fn), pipeline, device)
 
@@ -86,7 +86,8 @@ def evaluate_model(model: EmbeddingModel, splits: DatasetSplits, config: TrialCo
     query, gallery = (splits.val, None) if config.eval_split == "val" else (splits.query, splits.gallery)
 
     def embed_subset(subset: Subset) -> tuple[torch.Tensor, torch.Tensor]:
-        return embed(model, _loader(subset, pipeline, channels, recipe.eval_batch_size, config.num_workers, device),
+        return embed(model, _loader(subset, pipeline, channels, recipe.eval_batch_size, config.num_workers, device,
+                                     config.image_cache_bytes),
                      device)
 
     q_emb, q_lab = embed_subset(query)
@@ -167,7 +168,8 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
     pipeline = input_pipeline(model, recipe, splits.channels, True, device)
     if recipe.epochs:
         trainer = Trainer(model, method, recipe, device)
-        dataset = ImageDataset(train_subset, pipeline.host, channels=splits.channels, decoder=pipeline.decoder)
+        dataset = ImageDataset(train_subset, pipeline.host, channels=splits.channels, decoder=pipeline.decoder,
+                               cache_bytes=config.image_cache_bytes)
         loader = build_train_loader(dataset, train_subset.labels, recipe, config.method_settings["sampler"], generator, config.num_workers,
                                     device)
         state = store.load_checkpoint(config) if resume else None
