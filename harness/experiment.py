@@ -213,7 +213,7 @@ class ExperimentConfig(TrainingSetup):
                     backbone=cls.backbone or self.backbone or spec.default_backbone,
                     embedding_dim=self.embedding_dim if cls.embedding_head else 0,
                     hparams=resolved_hparams(cls, self.dataset, recipe, self.hparams.get(method, {})),
-                    method_settings=method_settings(cls), data_root=self.data_root,
+                    method_settings=cls.settings(), data_root=self.data_root,
                     pretrained=None if cls.backbone else self.pretrained,
                     pretrained_sha256=None if cls.backbone or not self.pretrained else file_sha256(self.pretrained),
                     val_fraction=self.val_fraction, eval_split=self.eval_split, role=self.role,
@@ -247,18 +247,12 @@ def check_paper_baselines(methods: list[str], recipe_for: Callable[[str], Recipe
 
 
 def resolved_hparams(cls: type[Method], dataset: str, recipe: Recipe, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Every hyperparameter of ``cls``: its declared default, the paper's value for ``dataset``, the
-    recipe's value for this method (its authors' code), then the user's override, in that order."""
+    """Every hyperparameter of ``cls`` through :meth:`Method.resolve_hparams` (the one resolution step):
+    the paper's value for ``dataset``, the recipe's value for this method (its authors' code), then the
+    user's override win, in that order, over the defaults that depend on other values and the declared ones."""
     from_recipe = recipe.method_hparams.get(cls.name, {})
     cls.check_hparam_names(from_recipe)
-    return {**{name: p.default for name, p in cls.hparams.items()}, **cls.dataset_defaults(dataset), **from_recipe,
-            **overrides}
-
-
-def method_settings(cls: type[Method]) -> dict[str, Any]:
-    """The class-level choices of a method that change its results (part of a trial's identity)."""
-    return {"lr_multiplier": cls.lr_multiplier, "pooling": cls.pooling, "normalize_embedding": cls.normalize_embedding,
-            "embedding_head": cls.embedding_head, "sampler": cls.sampler, "taps": list(cls.taps)}
+    return cls.resolve_hparams({**cls.dataset_defaults(dataset), **from_recipe, **overrides})
 
 
 @functools.lru_cache(maxsize=None)

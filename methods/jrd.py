@@ -90,8 +90,14 @@ class JRD(AMSoftmax):
     def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
         super().__init__(num_classes, embedding_dim, feature_dim, **hparams)
         self.kernels = self.build_kernels()
-        if "alpha" not in hparams:
-            self.config["alpha"] = DEFAULT_ALPHA[self.config["kernel"]]
+
+    @classmethod
+    def derived_defaults(cls, values: dict[str, Any], given: set[str]) -> dict[str, Any]:
+        """α's default is the paper's for the kernel (:data:`DEFAULT_ALPHA`) unless α is given (an unknown
+        kernel is left to :meth:`build_kernels`, which names the valid ones)."""
+        if "alpha" in given or values["kernel"] not in DEFAULT_ALPHA:
+            return {}
+        return {"alpha": DEFAULT_ALPHA[values["kernel"]]}
 
     def build_kernels(self) -> tuple[KernelSpec, ...]:
         """One :class:`KernelSpec` per entry of ``kernel_nums``, with its ``bandwidths`` entry."""

@@ -33,7 +33,8 @@ def test_one_trainer_step_keeps_everything_finite_and_outputs_have_the_declared_
     recipe = find_recipe("cpu").override(batch_size=CLASSES * PER_CLASS, samples_per_class=PER_CLASS,
                                           image_size=SIZE, resize_size=SIZE)
     config = TrialConfig(method=name, dataset="digits", seed=0, recipe=recipe.to_dict(),
-                         backbone=cls.backbone or "small_cnn", embedding_dim=EMBEDDING_DIM if cls.embedding_head else 0)
+                         backbone=cls.backbone or "small_cnn", embedding_dim=EMBEDDING_DIM if cls.embedding_head else 0,
+                         method_settings=cls.settings())
     model, _ = build_model(config, channels=1)
     method = cls(num_classes=CLASSES, embedding_dim=model.embedding_dim, feature_dim=model.feature_dim)
     images, labels = batch().tensors

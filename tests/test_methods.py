@@ -147,7 +147,8 @@ def test_gradient_value_clipping_bounds_every_entry():
 @pytest.mark.parametrize("pooling", ["avg", "max", "avgmax"])
 def test_pooling_and_head_init_come_from_the_recipe(pooling):
     recipe = get_recipe("cpu").override(pooling=pooling, head_init="kaiming_normal_fan_out")
-    config = SimpleNamespace(method="ms", backbone="small_cnn", pretrained=None, embedding_dim=64, recipe_obj=recipe)
+    config = SimpleNamespace(method="ms", backbone="small_cnn", pretrained=None, embedding_dim=64, recipe_obj=recipe,
+                             method_settings=METHODS.get("ms").settings())
     torch.manual_seed(0)
     model, _ = build_model(config, channels=1)
     fmap = torch.randn(2, model.feature_dim, 3, 3)
@@ -155,7 +156,8 @@ def test_pooling_and_head_init_come_from_the_recipe(pooling):
     torch.testing.assert_close(model.forward_head(fmap).pooled, expected[pooling])
     assert not model.head.bias.any()  # Kaiming-normal fan-out: N(0, 2/64) weights, zero bias
     assert model.head.weight.std().item() == pytest.approx(math.sqrt(2 / 64), rel=0.1)
-    pixels = SimpleNamespace(method="pixels", backbone="pixels", pretrained=None, embedding_dim=0, recipe_obj=recipe)
+    pixels = SimpleNamespace(method="pixels", backbone="pixels", pretrained=None, embedding_dim=0, recipe_obj=recipe,
+                             method_settings=METHODS.get("pixels").settings())
     assert build_model(pixels, channels=1)[0].pooling == "flatten"  # a method that forces its own pooling
 
 

@@ -60,7 +60,8 @@ def trained_under(name: str, recipe_name: str, **hparams) -> tuple[dict, torch.T
     """A method's resolved config and its model's and own parameters after one epoch of three batches
     under a recipe, the model built as a trial builds it (pooling and head init from the recipe)."""
     recipe = find_recipe(recipe_name).override(epochs=1, warmup_epochs=0, amp=False)
-    config = SimpleNamespace(method=name, backbone="small_cnn", pretrained=None, embedding_dim=16, recipe_obj=recipe)
+    config = SimpleNamespace(method=name, backbone="small_cnn", pretrained=None, embedding_dim=16, recipe_obj=recipe,
+                             method_settings=METHODS.get(name).settings())
     torch.manual_seed(0)
     model, cls = build_model(config, channels=1)
     method = cls(num_classes=4, embedding_dim=16, feature_dim=model.feature_dim, **hparams)

@@ -226,6 +226,7 @@ def test_resources_default_to_cpu_trials_and_reject_what_the_machine_lacks(tmp_p
 
 
 def test_concurrent_trials_share_a_quarter_of_their_node_for_decoded_images(tmp_path, monkeypatch):
+    from harness.core.config import TrialConfig
     from harness.plugins.data import images
     from harness.scheduling.ray_executor import WorkerSetup, decoded_cache_share, trials_per_node
 
@@ -238,12 +239,13 @@ def test_concurrent_trials_share_a_quarter_of_their_node_for_decoded_images(tmp_
     assert decoded_cache_share(128 * gib, 32) == gib and decoded_cache_share(8 * gib, 2) == gib
     cpus, gpus, memory = ray_compat.node_capacity()              # the module's Ray session: 2 CPUs, no GPU
     assert (cpus, gpus) == (2.0, 0.0) and memory > gib
-    monkeypatch.setattr(images, "DECODED_CACHES", images._CacheRegistry(images.DECODED_CACHE_BYTES))
     monkeypatch.setattr(ray_compat, "node_capacity", lambda: (16.0, 1.0, 16 * gib))
-    monkeypatch.chdir(tmp_path)                                   # apply() moves to the driver's folder
-    WorkerSetup(cwd=str(tmp_path), sys_path=(), plugins=(), cpus=1, gpus=0.25, max_concurrent=None,
-                resume=False).apply()
-    assert images.DECODED_CACHES.budget == gib                   # 4 GiB of the node, over 4 trials
+    trial = TrialConfig(method="ms", dataset="digits", seed=0, recipe={}, backbone="small_cnn")
+    placed = WorkerSetup(cwd=str(tmp_path), sys_path=(), plugins=(), cpus=1, gpus=0.25, max_concurrent=None,
+                         resume=False).place(trial)
+    assert placed.image_cache_bytes == gib                       # 4 GiB of the node, over 4 trials
+    assert images.DECODED_CACHES.budget == images.DECODED_CACHE_BYTES  # the process-wide default untouched
+    assert placed.trial_id == trial.trial_id                     # placement, not identity
 
 
 def test_one_command_gives_the_same_metrics_with_either_executor_by_default(tmp_path, ray_session):

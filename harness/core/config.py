@@ -20,7 +20,7 @@ from harness.core.recipe import Recipe
 #: fields that do not change a trial's result (where it is written, how it is scheduled, where the
 #: data and weights happen to live on this machine: the weights enter through their sha256)
 _NOT_IN_IDENTITY = ("experiment", "results_dir", "device", "num_workers", "save_model", "fail_at_epoch",
-                    "extra_metrics", "method_family", "data_root", "pretrained")
+                    "extra_metrics", "method_family", "data_root", "pretrained", "image_cache_bytes")
 EVAL_SPLITS = ("test", "val")
 #: why a trial runs: ``final`` (a leaderboard row), ``search`` (a proposal scored on validation
 #: classes) or ``sweep`` (a sensitivity grid point; kept out of leaderboards even on the test split)
@@ -55,7 +55,8 @@ class TrialConfig:
     the figures' colours (None in records written before it was recorded). ``code`` fingerprints the
     method's source (:func:`harness.plugins.method.code_fingerprint`): part of the id, so an edited loss
     is a new trial (None in records written before it was recorded, whose ids stay as they were).
-    ``fail_at_epoch`` is a test-only fault injection.
+    ``image_cache_bytes`` bounds the decoded images the trial keeps (its placement's share of a node's
+    memory; None: the process default). ``fail_at_epoch`` is a test-only fault injection.
     """
 
     method: str
@@ -82,6 +83,7 @@ class TrialConfig:
     extra_metrics: list[str] = field(default_factory=list)
     method_family: str | None = None
     code: str | None = None
+    image_cache_bytes: int | None = None
     fail_at_epoch: int | None = None
 
     def __post_init__(self) -> None:

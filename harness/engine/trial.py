@@ -50,14 +50,14 @@ class TrialPruned(Exception):
 
 
 def build_model(config: TrialConfig, channels: int) -> tuple[EmbeddingModel, type[Method]]:
-    """The embedding model a trial trains (also used to reload a trained trial for ``embed``)."""
-    cls = get_method_class(config.method)
-    backbone = create_backbone(config.backbone, in_chans=channels,
-                               pretrained=None if cls.backbone else config.pretrained)
-    recipe = config.recipe_obj
-    model = EmbeddingModel(backbone, embedding_dim=config.embedding_dim, normalize=cls.normalize_embedding,
-                           pooling=cls.pooling or recipe.pooling, taps=cls.taps, head_init=recipe.head_init)
-    return model, cls
+    """The embedding model a trial trains (also used to reload a trained trial for ``embed``), from the
+    trial's resolved specification only (its ``method_settings``), never the method class's attributes."""
+    backbone = create_backbone(config.backbone, in_chans=channels, pretrained=config.pretrained)
+    recipe, settings = config.recipe_obj, config.method_settings
+    model = EmbeddingModel(backbone, embedding_dim=config.embedding_dim, normalize=settings["normalize_embedding"],
+                           pooling=settings["pooling"] or recipe.pooling, taps=tuple(settings["taps"]),
+                           head_init=recipe.head_init)
+    return model, get_method_class(config.method)
 
 
 def eval_transform(model: EmbeddingModel, recipe: Recipe, channels: int):
@@ -71,8 +71,8 @@ def input_pipeline(model: EmbeddingModel, recipe: Recipe, channels: int, train: 
 
 
 def _loader(subset: Subset, pipeline: InputPipeline, channels: int, batch_size: int, num_workers: int,
-            device: torch.device) -> DeviceLoader:
-    dataset = ImageDataset(subset, pipeline.host, channels=channels, decoder=pipeline.decoder)
+            device: torch.device, cache_bytes: int | None) -> DeviceLoader:
+    dataset = ImageDataset(subset, pipeline.host, channels=channels, decoder=pipeline.decoder, cache_bytes=cache_bytes)
     return DeviceLoader(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                    pin_memory=device.type == "cuda", collate_fn=dataset.collate_fn), pipeline, device)
 
@@ -87,7 +87,8 @@ def evaluate_model(model: EmbeddingModel, splits: DatasetSplits, config: TrialCo
     query, gallery = (splits.val, None) if config.eval_split == "val" else (splits.query, splits.gallery)
 
     def embed_subset(subset: Subset) -> tuple[torch.Tensor, torch.Tensor]:
-        return embed(model, _loader(subset, pipeline, channels, recipe.eval_batch_size, config.num_workers, device),
+        return embed(model, _loader(subset, pipeline, channels, recipe.eval_batch_size, config.num_workers, device,
+                                     config.image_cache_bytes),
                      device)
 
     q_emb, q_lab = embed_subset(query)
@@ -168,8 +169,9 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
     pipeline = input_pipeline(model, recipe, splits.channels, True, device)
     if recipe.epochs:
         trainer = Trainer(model, method, recipe, device)
-        dataset = ImageDataset(train_subset, pipeline.host, channels=splits.channels, decoder=pipeline.decoder)
-        loader = build_train_loader(dataset, train_subset.labels, recipe, cls.sampler, generator, config.num_workers,
+        dataset = ImageDataset(train_subset, pipeline.host, channels=splits.channels, decoder=pipeline.decoder,
+                               cache_bytes=config.image_cache_bytes)
+        loader = build_train_loader(dataset, train_subset.labels, recipe, config.method_settings["sampler"], generator, config.num_workers,
                                     device)
         state = store.load_checkpoint(config, load_tensors) if resume else None
         if state is not None:

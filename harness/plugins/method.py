@@ -15,6 +15,8 @@ A method declares everything that distinguishes it, so the engine never branches
 * ``paper_recipe`` — the :class:`~harness.core.recipe.Recipe` its authors trained with, as data
   (:meth:`paper_recipe_for` when it differs per dataset, :meth:`declared_recipes` lists them all);
 * ``dataset_defaults(dataset)`` — hyperparameters its paper sets per dataset;
+* ``derived_defaults(values, given)`` — defaults that depend on other hyperparameters (JRD's α by kernel),
+  filled by :meth:`Method.resolve_hparams`, the one step both trials and :func:`create_method` resolve through;
 * ``trains`` / ``backbone`` — a method that does not train (``pixels``) and the backbone it forces.
 
 A method is an ``nn.Module``: its trainable parameters (proxies, class weights, flows, message
@@ -61,11 +63,10 @@ class Method(nn.Module):
 
     def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
         super().__init__()
-        self.check_hparam_names(hparams)
         self.num_classes = num_classes
         self.embedding_dim = embedding_dim
         self.feature_dim = feature_dim
-        self.config: dict[str, Any] = {k: hparams.get(k, p.default) for k, p in self.hparams.items()}
+        self.config: dict[str, Any] = self.resolve_hparams(hparams)
 
     def loss(self, outputs: ModelOutput, labels: torch.Tensor) -> torch.Tensor:
         """The training loss of one batch, from the model's outputs and contiguous labels."""
@@ -90,6 +91,28 @@ class Method(nn.Module):
         if unknown:
             raise ValueError(f"method {cls.name!r} has no hyperparameter {', '.join(sorted(unknown))}; "
                              f"valid: {', '.join(sorted(cls.hparams)) or 'none'}")
+
+    @classmethod
+    def settings(cls) -> dict[str, Any]:
+        """The class-level choices that change results (part of a trial's identity, recorded in its
+        specification as ``method_settings``; the engine reads them from there)."""
+        return {"lr_multiplier": cls.lr_multiplier, "pooling": cls.pooling, "normalize_embedding": cls.normalize_embedding,
+                "embedding_head": cls.embedding_head, "sampler": cls.sampler, "taps": list(cls.taps)}
+
+    @classmethod
+    def resolve_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """Every hyperparameter of this method: ``given`` (names checked), then the defaults that depend on
+        other values (:meth:`derived_defaults`), then the declared defaults. The one resolution step that
+        both an experiment's trials and :func:`create_method` go through, so they never disagree."""
+        cls.check_hparam_names(given)
+        declared = {name: p.default for name, p in cls.hparams.items()}
+        return {**declared, **cls.derived_defaults({**declared, **given}, set(given)), **given}
+
+    @classmethod
+    def derived_defaults(cls, values: dict[str, Any], given: set[str]) -> dict[str, Any]:
+        """Defaults that depend on other hyperparameters' values (e.g. JRD's α by kernel), for the names not
+        in ``given``; ``values`` holds the declared defaults overlaid with what was given."""
+        return {}
 
     @classmethod
     def dataset_defaults(cls, dataset: str) -> dict[str, Any]:

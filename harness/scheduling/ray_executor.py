@@ -27,7 +27,7 @@ from harness.core.record import TrialRecord
 from harness.core.registry import import_plugins
 from harness.core.store import TrialStore
 from harness.engine.trial import execute_trial
-from harness.plugins.data.images import DECODED_CACHE_BYTES, limit_decoded_cache
+from harness.plugins.data.images import DECODED_CACHE_BYTES
 from harness.core.store import atomic_write_text
 from harness.scheduling import ray_compat, trial_files
 from harness.scheduling import head_watch
@@ -97,19 +97,19 @@ class WorkerSetup:
     keeper: Any = None
 
     def apply(self) -> None:
-        """Prepare this worker process: the driver's folder and import path, the plugins, and this
-        trial's share of its node's memory for decoded images."""
+        """Prepare this worker process: the driver's folder and import path, the plugins."""
         if os.path.isdir(self.cwd):  # the driver's folder: relative --data-root and --results-dir resolve as there
             os.chdir(self.cwd)
         sys.path.extend(p for p in self.sys_path if p not in sys.path)
         import_plugins(self.plugins)
-        node_cpus, node_gpus, node_memory = ray_compat.node_capacity()
-        limit_decoded_cache(decoded_cache_share(
-            node_memory, trials_per_node(node_cpus, node_gpus, self.cpus, self.gpus, self.max_concurrent)))
 
     def place(self, trial: TrialConfig) -> TrialConfig:
         """The trial as it runs here: on the CPU when it holds no GPU; a GPU trial that sets no
-        data-loading workers gets one per CPU it holds beside the main one."""
+        data-loading workers gets one per CPU it holds beside the main one; its decoded images keep its
+        share of its node's memory (:func:`decoded_cache_share`), a placement field, not a process-wide limit."""
+        node_cpus, node_gpus, node_memory = ray_compat.node_capacity()
+        trial = replace(trial, image_cache_bytes=decoded_cache_share(
+            node_memory, trials_per_node(node_cpus, node_gpus, self.cpus, self.gpus, self.max_concurrent)))
         if not self.gpus and trial.device == "auto":
             trial = replace(trial, device="cpu")
         if self.gpus and trial.num_workers == 0:

@@ -8,10 +8,11 @@ trials in the same process skip that work. The cache holds the longest determini
 uint8 image after the leading ``Resize``/``CenterCrop``; what follows (random crops, flips, tensor
 conversion, normalisation) runs on every access. A cached item is exactly what the uncached path
 computes from the same input with the same operations, so the cache never changes a result; it is a
-per-process choice of speed alone and not part of a trial's config. It holds at most
-:data:`DECODED_CACHE_BYTES` per process (a dataset that does not fit is read from disk as before; the
-oldest caches are dropped first), or less where :func:`limit_decoded_cache` says so: the Ray executor
-gives each of the trials that may run at once on a node its share of that node's memory.
+choice of speed alone and not part of a trial's identity. It holds at most :data:`DECODED_CACHE_BYTES`
+per process (a dataset that does not fit is read from disk as before; the oldest caches are dropped
+first), or less where :func:`limit_decoded_cache` says so, or a dataset's ``cache_bytes``: the Ray
+executor places each of the trials that may run at once on a node with its share of that node's memory
+(the trial's ``image_cache_bytes``).
 """
 from __future__ import annotations
 
