@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "unknown key in such a file is refused, listing the valid ones.")
     p.add_argument("--show", nargs="?", const="all", choices=("all", *SECTIONS), required=True,
                    help="print the keys of run/search/sweep's file (run), of benchmark's manifest (benchmark) "
-                        "or both (all, the default)")
+                        "or both, all when no section is named (required)")
     p.set_defaults(func=show)
 
 

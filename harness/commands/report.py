@@ -6,8 +6,6 @@ from pathlib import Path
 
 from harness.commands.locations import leaderboard_roots, site_dir
 from harness.core.store import TrialStore
-from harness.plugins.method import method_families
-from harness.reporting.site import write_site
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import harness.engine  # noqa: F401  (registers the optional metrics: the pages use their labels and units)
+    from harness.plugins.method import method_families  # these import torch and pandas: only when it runs
+    from harness.reporting.site import write_site
+
     roots = leaderboard_roots(args.results_dir)
     if not roots or not (roots[0] / "runs").is_dir():
         raise ValueError(f"no results folder with runs/ at {args.results_dir or 'the default locations'}")
