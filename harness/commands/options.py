@@ -112,7 +112,7 @@ def add_executor_options(parser: argparse.ArgumentParser) -> None:
                         help="also log every trial to MLflow: a run per trial with its parameters and metrics, in URI, "
                              "sqlite:///<results>/mlflow.db (a local file) when none is given; needs the 'mlflow' "
                              "extra (default: off)")
-    parser.add_argument("--dashboard", action="store_true",
+    parser.add_argument("--dashboard", action=DashboardFlag,
                         help="start Ray's dashboard (on 127.0.0.1) with a locally started Ray (default: off; needs "
                              "the 'dashboard' extra)")
     parser.add_argument("--gpus-per-trial", type=positive_float,
@@ -174,8 +174,6 @@ def make_executor(args: argparse.Namespace, results_dir: str) -> Executor:
         listeners.append(TensorBoardLogger(TrialStore(results_dir).tensorboard_dir))
     if args.mlflow is not None:
         listeners.append(MLflowLogger(args.mlflow or mlflow_store(results_dir)))
-    if args.dashboard:
-        check_dashboard()
     options = ExecutorOptions(
         results_dir, listeners=listeners, progress=not args.no_progress, gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
@@ -189,11 +187,19 @@ def mlflow_store(results_dir: str) -> str:
     return f"sqlite:///{(Path(results_dir) / 'mlflow.db').resolve()}"
 
 
-def check_dashboard() -> None:
-    """Raise ``ValueError`` with the install command unless Ray's dashboard can start (``ray[default]``)."""
-    if importlib.util.find_spec("aiohttp") is None:
-        raise ValueError("--dashboard needs Ray's dashboard, which this install lacks: "
-                         "pip install -e \".[dashboard]\" (brings ray[default] and optuna-dashboard)")
+class DashboardFlag(argparse.Action):
+    """``--dashboard``: a flag checked as it is parsed, so a missing Ray dashboard is refused (``ValueError``
+    with the install command: one line, exit 2) before a command creates its results folder or starts Ray."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if importlib.util.find_spec("aiohttp") is None:
+            raise ValueError("--dashboard needs Ray's dashboard, which this install lacks: "
+                             "pip install -e \".[dashboard]\" (brings ray[default] and optuna-dashboard)")
+        setattr(namespace, self.dest, True)
 
 
 def parse_hparams(items: list[str]) -> dict[str, dict[str, Any]]:
