@@ -74,6 +74,15 @@ def test_run_and_search_spread_trials_over_the_nodes_and_keep_every_file(cluster
 
 #: a worker node of one CPU joining the loopback cluster at argv[1] (as ``Cluster.add_node`` starts one),
 #: which writes what it sees at the path argv[2] into the file argv[3] every half second until SIGTERM
+def can_make_a_mount_namespace() -> bool:
+    """Whether this user may run ``unshare -m`` and mount a tmpfs in it (root or CAP_SYS_ADMIN; CI runs as root)."""
+    try:
+        return subprocess.run(["unshare", "-m", "--propagation", "private", "mount", "-t", "tmpfs", "none", "/mnt"],
+                              capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 WORKER_NODE = """
 import os, signal, sys, time
 from ray._private.node import Node
@@ -93,6 +102,9 @@ while True:
 """
 
 
+@pytest.mark.skipif(not can_make_a_mount_namespace(),
+                    reason="needs `unshare -m` and a tmpfs mount (root or CAP_SYS_ADMIN) to give a node its own view "
+                           "of the results path")
 def test_a_worker_node_with_its_own_view_of_the_results_path_sends_every_file_through_ray(tmp_path):
     """No shared file system, for real: the worker node's processes run in their own mount namespace
     (``unshare -m``) with an empty tmpfs over the driver's --results-dir, so the path the driver
@@ -220,6 +232,12 @@ def small_cluster(port: int) -> Cluster:
     return made
 
 
+def worker_id(made: Cluster) -> str:
+    """The node id of ``made``'s one worker node."""
+    (node,) = made.worker_nodes
+    return node.node_id
+
+
 def test_after_the_head_node_is_lost_the_printed_resume_command_loses_nothing(tmp_path):
     """The head node killed while the second of two trials is between epochs (the first finished):
     the driver exits nonzero, its stderr ending with one line naming the command to run with
@@ -232,7 +250,7 @@ def test_after_the_head_node_is_lost_the_printed_resume_command_loses_nothing(tm
         port = probe.getsockname()[1]
     args = ["run", "--methods", "ms", "--seeds", "0,1", "--epochs", "3", *TINY, "--results-dir", str(tmp_path)]
     first = small_cluster(port)
-    address = first.address
+    address, first_worker = first.address, worker_id(first)
     child = harness(args, address)
     started = time.time()
     deadline = time.time() + 400
@@ -252,6 +270,7 @@ def test_after_the_head_node_is_lost_the_printed_resume_command_loses_nothing(tm
     command = shlex.split(last.partition(", run: ")[2])
     assert command == ["python", "-m", "harness", *args, "--address", address, "--resume"]
     second = small_cluster(port)
+    second_worker = worker_id(second)
     try:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(REPO)}
         subprocess.run([sys.executable, *command[1:]], cwd=REPO, env=env, check=True, capture_output=True, timeout=400)
@@ -262,4 +281,6 @@ def test_after_the_head_node_is_lost_the_printed_resume_command_loses_nothing(tm
     assert (kept_folder / "record.json").read_bytes() == kept_bytes  # the finished trial was not run again
     ((resumed_folder, resumed),) = [(f, r) for f, r in runs if f != kept_folder]
     assert resumed["resumed_at_epoch"] >= 1
+    # the record names both attempts' nodes: the lost cluster's worker, then the new one's
+    assert [node["node_id"] for node in resumed["nodes"]] == [first_worker, second_worker]
     assert (resumed_folder / "model.pt").stat().st_size > 0 and (resumed_folder / "embeddings.npz").stat().st_size > 0
