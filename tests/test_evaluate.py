@@ -449,6 +449,7 @@ def test_exhaustive_fallback_and_small_chunks_give_the_same_results(dataset, bac
                                    backend=backend, include_nmi=False)
     monkeypatch.setattr(knn_module, "_FLOAT32_ERROR_FACTOR", 0.0)
     monkeypatch.setattr(knn_module, "_MAX_CHUNK_ELEMENTS", 3 * len(x) + 1)
+    monkeypatch.setattr(knn_module, "_FAISS_CHUNK_ELEMENTS", 3 * len(x) + 1)  # faiss: a few queries a search
     fallback_knn = knn(x, x, 12, metric, exclude_self=True, backend=backend)
     assert torch.equal(fallback_knn[1], expected_knn[1])
     assert evaluate_embeddings(embeddings, labels, recall_ks=(1, 5, 20), metric=metric,

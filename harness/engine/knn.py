@@ -63,6 +63,10 @@ BACKENDS: tuple[str, ...] = ("auto", "faiss", "torch")
 _FAISS_GPU_MAX_K = 2048
 # The torch backend scores at most this many (query, gallery) pairs at once.
 _MAX_CHUNK_ELEMENTS = 1 << 24
+# A faiss search returns at most this many (query, candidate) pairs at once: the re-scoring and tie
+# ordering of a chunk hold about a dozen chunk x width copies, so 4M pairs keep an evaluation at SOP's
+# shape (60k x 512, k = 1001) at 1.73 GB peak RSS where 16M reached 2.19 GB, at the same speed.
+_FAISS_CHUNK_ELEMENTS = 1 << 22
 # Float32 candidates beyond the k-th, so that a row is rarely left uncertified.
 CANDIDATE_MARGIN = 8
 # tau / (u * sqrt(d)) for the float32 scores; see the module docstring.
@@ -365,7 +369,7 @@ def _faiss_candidates(
         index = faiss.index_cpu_to_all_gpus(index)
     index.add(np.ascontiguousarray(g.cpu().numpy(), dtype=np.float32))
     queries = q.cpu().numpy()
-    chunk = max(1, _MAX_CHUNK_ELEMENTS // k_search)
+    chunk = max(1, _FAISS_CHUNK_ELEMENTS // k_search)
     for start in range(0, len(q), chunk):
         found, indices = index.search(np.ascontiguousarray(queries[start:start + chunk]), k_search)
         scores = torch.from_numpy(found if metric == "cosine" else -found)
