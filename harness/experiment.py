@@ -1,7 +1,9 @@
-"""Configuration as data: an :class:`ExperimentConfig` expands into one :class:`TrialConfig` per trial.
+"""Configuration as data: an :class:`ExperimentConfig` expands into one :class:`~harness.core.trial.Trial`
+per trial, its :class:`~harness.core.spec.TrialSpec` fully resolved and its
+:class:`~harness.core.placement.Placement` from the run's output and device settings.
 
 A trial is (method, hyperparameters, dataset, backbone, recipe, seed, evaluation split). Its id is a
-hash of everything that changes its result, so that re-running or resuming recognises finished
+hash of its spec, everything that changes its result, so that re-running or resuming recognises finished
 trials, and a trial recorded twice in an experiment counts once in its leaderboard.
 """
 from __future__ import annotations
@@ -20,7 +22,9 @@ from harness.plugins.data import DATASETS, create_dataset
 from harness.plugins.method import Method, code_fingerprint, find_recipe, get_method_class
 from harness.plugins.models import check_backbone_name
 from harness.plugins.optimizers import OPTIMIZERS
-from harness.core.config import TrialConfig
+from harness.core.placement import Placement
+from harness.core.spec import TrialSpec
+from harness.core.trial import Trial
 from harness.core.hparams import Param
 from harness.core.metrics import EVALUATION_METRICS, optional_metric_names, split_metric
 from harness.core.names import check_name
@@ -196,8 +200,8 @@ class ExperimentConfig(TrainingSetup):
         spec = DATASETS.get(self.dataset)
         return [*(f"recall@{k}" for k in spec.recall_ks), *EVALUATION_METRICS, *self.extra_metrics]
 
-    def trials(self) -> list[TrialConfig]:
-        """One TrialConfig per (method, seed), in that order."""
+    def trials(self) -> list[Trial]:
+        """One trial per (method, seed), in that order."""
         self.validate()
         spec = DATASETS.get(self.dataset)
         experiment = self.experiment or self.dataset
@@ -207,20 +211,20 @@ class ExperimentConfig(TrainingSetup):
             recipe = self.recipe_for(method)
             if not cls.trains:
                 recipe = recipe.override(epochs=0)
+            placement = Placement(
+                experiment=experiment, results_dir=self.results_dir, device=self.device, num_workers=self.num_workers,
+                save_model=self.save_model, data_root=self.data_root, pretrained=None if cls.backbone else self.pretrained,
+                extra_metrics=list(self.extra_metrics), method_family=cls.family)
             for seed in self.seeds:
-                out.append(TrialConfig(
+                out.append(Trial(TrialSpec(
                     method=method, dataset=self.dataset, seed=seed, recipe=recipe.to_dict(),
                     backbone=cls.backbone or self.backbone or spec.default_backbone,
                     embedding_dim=self.embedding_dim if cls.embedding_head else 0,
                     hparams=resolved_hparams(cls, self.dataset, recipe, self.hparams.get(method, {})),
-                    method_settings=cls.settings(), data_root=self.data_root,
-                    pretrained=None if cls.backbone else self.pretrained,
+                    method_settings=cls.settings(),
                     pretrained_sha256=None if cls.backbone or not self.pretrained else file_sha256(self.pretrained),
-                    val_fraction=self.val_fraction, eval_split=self.eval_split, role=self.role,
-                    experiment=experiment, results_dir=self.results_dir, device=self.device,
-                    num_workers=self.num_workers, save_model=self.save_model, extra_metrics=list(self.extra_metrics),
-                    method_family=cls.family, code=code_fingerprint(cls),
-                ))
+                    val_fraction=self.val_fraction, eval_split=self.eval_split, role=self.role, code=code_fingerprint(cls),
+                ), placement))
         return out
 
 

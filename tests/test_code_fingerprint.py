@@ -55,4 +55,4 @@ def test_records_written_before_the_fingerprint_keep_their_ids():
 
     results = Path(__file__).resolve().parents[1] / "results"
     for path, record in list(TrialStore(results).records())[:20]:
-        assert record.config.code is None and record.config.trial_id == record.trial_id, path
+        assert record.spec.code is None and record.spec.trial_id == record.trial_id, path
