@@ -88,6 +88,7 @@ def training_throughput(args: argparse.Namespace, device: torch.device) -> None:
 
 
 def packed_trials(args: argparse.Namespace, device: torch.device) -> None:
+    from harness.core.store import TrialStore
     from harness.experiment import ExperimentConfig
     from harness.scheduling import ray_compat
     from harness.scheduling.ray_executor import RayExecutor
@@ -103,7 +104,7 @@ def packed_trials(args: argparse.Namespace, device: torch.device) -> None:
                                           recipe="cpu", recipe_overrides={"epochs": args.epochs}, results_dir=results,
                                           experiment=f"{backbone}-{concurrent}", save_model=False,
                                           device=device.type).trials()
-                executor = RayExecutor(results, gpus_per_trial=gpus, max_concurrent=concurrent, listeners=[])
+                executor = RayExecutor(TrialStore(results), gpus_per_trial=gpus, max_concurrent=concurrent, listeners=[])
                 start = time.perf_counter()
                 with contextlib.redirect_stdout(io.StringIO()):
                     records = executor.run(trials)

@@ -65,8 +65,9 @@ import tempfile
 import time
 from typing import Callable
 
-from harness.core.config import TrialConfig
 from harness.core.record import TrialRecord
+from harness.core.store import TrialStore
+from harness.core.trial import Trial
 from harness.experiment import ExperimentConfig
 from collections import Counter
 
@@ -75,7 +76,7 @@ from harness.scheduling.executors import LocalExecutor
 from harness.scheduling.ray_executor import RayExecutor
 
 
-def trials(method: str, n: int, epochs: int, data_root: str, results: str, tag: str) -> list[TrialConfig]:
+def trials(method: str, n: int, epochs: int, data_root: str, results: str, tag: str) -> list[Trial]:
     return ExperimentConfig(methods=[method], dataset="omniglot", data_root=data_root, seeds=list(range(n)),
                             recipe="cpu", recipe_overrides={"epochs": epochs}, results_dir=results, experiment=tag,
                             save_model=False, device="cpu").trials()
@@ -92,7 +93,7 @@ def timed(run: Callable[[], list[TrialRecord] | None]) -> tuple[float, list[Tria
     return time.perf_counter() - start, records, os.getloadavg()[0]
 
 
-def arrivals(executor: RayExecutor, configs: list[TrialConfig]) -> tuple[float, list[TrialRecord], float, list[float]]:
+def arrivals(executor: RayExecutor, configs: list[Trial]) -> tuple[float, list[TrialRecord], float, list[float]]:
     """``timed`` run of ``executor``, with the seconds from its start at which each record arrived."""
     start, arrived = time.perf_counter(), []
 
@@ -106,14 +107,14 @@ def trial_seconds(records: list[TrialRecord]) -> float:
     return sum(r.wall_time_s for r in records)
 
 
-def cluster_part(args: argparse.Namespace, results: str) -> None:
-    """Part 4: local executor against a simulated cluster on the same trials."""
+def cluster_part(args: argparse.Namespace, results: str, store: TrialStore) -> None:
+    """Part 4: local executor against a simulated cluster on the same trials (written through ``store``)."""
     from ray.cluster_utils import Cluster
 
-    def batch(tag: str) -> list[TrialConfig]:
+    def batch(tag: str) -> list[Trial]:
         return trials(args.method, args.cluster_trials, args.epochs, args.data_root, results, tag)
 
-    local = LocalExecutor(progress=False, cpus_per_trial=1, listeners=[])
+    local = LocalExecutor(store, progress=False, cpus_per_trial=1, listeners=[])
     t_local, rec_local, _ = timed(lambda: local.run(batch("cluster-local")))
     with ray_compat.loopback_only():
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
@@ -122,7 +123,7 @@ def cluster_part(args: argparse.Namespace, results: str) -> None:
             cluster.add_node(num_cpus=args.node_cpus, node_ip_address="127.0.0.1")
     cluster.wait_for_nodes()
     try:
-        with RayExecutor(results, cpus_per_trial=1, address=cluster.address, listeners=[]) as executor:
+        with RayExecutor(store, cpus_per_trial=1, address=cluster.address, listeners=[]) as executor:
             t_ray, rec_ray, load = timed(lambda: executor.run(batch("cluster-ray")))
     finally:
         cluster.shutdown()
@@ -148,19 +149,20 @@ def main() -> None:
     parser.add_argument("--node-cpus", type=int, default=2, help="CPUs of each simulated node (default 2)")
     args = parser.parse_args()
     results = tempfile.mkdtemp(prefix="dmlbench-bench-")
+    store = TrialStore(results)  # built once, handed to every executor
     print(f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at start; results in {results}")
     if args.cluster_trials:
-        cluster_part(args, results)
+        cluster_part(args, results, store)
         return
 
-    def batch(tag: str) -> list[TrialConfig]:  # a fresh experiment name: no run reuses another's records
+    def batch(tag: str) -> list[Trial]:  # a fresh experiment name: no run reuses another's records
         return trials(args.method, args.trials, args.epochs, args.data_root, results, tag)
 
-    local = LocalExecutor(progress=False, cpus_per_trial=1, listeners=[])
+    local = LocalExecutor(store, progress=False, cpus_per_trial=1, listeners=[])
     t_local, rec_local, load_local = timed(lambda: local.run(batch("local")))
     t_init, _, load_init = timed(lambda: ray_compat.init(num_cpus=os.cpu_count()) and None)
-    one = RayExecutor(results, cpus_per_trial=1, max_concurrent=1, listeners=[])
-    two = RayExecutor(results, cpus_per_trial=1, max_concurrent=2, listeners=[])
+    one = RayExecutor(store, cpus_per_trial=1, max_concurrent=1, listeners=[])
+    two = RayExecutor(store, cpus_per_trial=1, max_concurrent=2, listeners=[])
     t_seq, rec_seq, load_seq, arrived = arrivals(one, batch("ray-1"))
     t_par, rec_par, load_par = timed(lambda: two.run(batch("ray-2")))
     ray_compat.shutdown()

@@ -56,18 +56,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = ExperimentConfig(methods=[args.method], dataset="omniglot", data_root=args.data_root, seeds=[0],
-                              recipe="cpu", device="cpu", save_model=False).trials()[0]
-    recipe = config.recipe_obj
+    spec = ExperimentConfig(methods=[args.method], dataset="omniglot", data_root=args.data_root, seeds=[0],
+                            recipe="cpu", device="cpu", save_model=False).trials()[0].spec
+    recipe = spec.recipe_obj
     splits = create_dataset("omniglot", args.data_root)
     subset = splits.trainval
     label_map = {int(c): i for i, c in enumerate(subset.classes)}
 
     def fresh():
-        generator = seed_everything(config.seed)
-        model, cls = build_model(config, splits.channels)
+        generator = seed_everything(spec.seed)
+        model, cls = build_model(spec, splits.channels)
         method = cls(num_classes=len(label_map), embedding_dim=model.embedding_dim,
-                     feature_dim=model.feature_dim, **config.hparams)
+                     feature_dim=model.feature_dim, **spec.hparams)
         return generator, model, method, cls
 
     transform = build_transform(recipe, splits.channels, None, train=True)

@@ -1,7 +1,9 @@
-"""Configuration as data: an :class:`ExperimentConfig` expands into one :class:`TrialConfig` per trial.
+"""Configuration as data: an :class:`ExperimentConfig` expands into one :class:`~harness.core.trial.Trial`
+per trial, its :class:`~harness.core.spec.TrialSpec` fully resolved and its
+:class:`~harness.core.placement.Placement` from the run's output and device settings.
 
 A trial is (method, hyperparameters, dataset, backbone, recipe, seed, evaluation split). Its id is a
-hash of everything that changes its result, so that re-running or resuming recognises finished
+hash of its spec, everything that changes its result, so that re-running or resuming recognises finished
 trials, and a trial recorded twice in an experiment counts once in its leaderboard.
 """
 from __future__ import annotations
@@ -20,20 +22,15 @@ from harness.plugins.data import DATASETS, create_dataset
 from harness.plugins.method import Method, code_fingerprint, find_recipe, get_method_class
 from harness.plugins.models import check_backbone_name
 from harness.plugins.optimizers import OPTIMIZERS
-from harness.core.config import TrialConfig
+from harness.core.placement import Placement
+from harness.core.spec import TrialSpec
+from harness.core.trial import Trial
 from harness.core.hparams import Param
 from harness.core.metrics import EVALUATION_METRICS, optional_metric_names, split_metric
 from harness.core.names import check_name
 from harness.core.recipe import Recipe
 from harness.core.settings_file import check_fields, merge, read_mapping
 
-#: the valid values of the recipe fields a user may override (``--recipe-set``); their types are the defaults
-RECIPE_RANGES = {
-    "epochs": ">= 1", "batch_size": ">= 1", "samples_per_class": ">= 1", "image_size": ">= 1", "resize_size": ">= 1",
-    "lr_backbone": ">= 0", "lr_head": ">= 0", "lr_method": ">= 0", "weight_decay": ">= 0", "adam_eps": "> 0",
-    "lr_decay_epochs": ">= 0", "lr_decay_gamma": "> 0", "warmup_epochs": ">= 0", "eval_batch_size": ">= 1",
-}
-RECIPE_FIELDS = {f.name: Param(f.default, valid=RECIPE_RANGES.get(f.name)) for f in fields(Recipe) if f.name != "name"}
 #: fields the harness sets for searches and sweeps, never a user's configuration file
 INTERNAL_FIELDS = ("role", "eval_split")
 SEED_LIMIT = 2 ** 32  # NumPy's seeds
@@ -123,23 +120,21 @@ class ExperimentConfig(TrainingSetup):
         return [f.name for f in fields(cls) if f.name not in INTERNAL_FIELDS]
 
     def recipe_for(self, method: str) -> Recipe:
+        """The recipe ``method`` trains with: its paper's (``recipe="paper"``), or the named one, with the
+        overrides applied (checked by :func:`check_recipe` in :meth:`validate`)."""
         spec = DATASETS.get(self.dataset)
         name = self.recipe or spec.default_recipe
         recipe = get_method_class(method).paper_recipe_for(self.dataset) if name == "paper" else None
-        recipe = (recipe or find_recipe(spec.default_recipe if name == "paper" else name)).override(**self.recipe_overrides)
-        OPTIMIZERS.get(recipe.optimizer)  # an unknown optimizer fails here, naming the registered ones
-        return recipe
+        return (recipe or find_recipe(spec.default_recipe if name == "paper" else name)).override(**self.recipe_overrides)
 
     def validate(self) -> None:
         """Fail at once, before any trial, on what a trial would fail on: unknown names (method, dataset,
         backbone, recipe, hyperparameter), a value of the wrong type or out of range (hyperparameters,
-        recipe fields, seeds, sizes, fractions, device, weights file), m-per-class batches that cannot be
-        drawn, or a malformed dataset folder (read once per process, :func:`training_classes`)."""
+        recipe fields, seeds, sizes, fractions, device, weights file), a recipe that cannot train a method
+        (:func:`check_recipe`), or a malformed dataset folder (read once per process, :func:`training_classes`)."""
         self.check_fields()
         spec = DATASETS.get(self.dataset)
-        for name, value in self.recipe_overrides.items():
-            if name in RECIPE_FIELDS:
-                RECIPE_FIELDS[name].check(f"recipe field {name}", value)
+        Recipe.check_overrides(self.recipe_overrides)
         unknown_methods = set(self.hparams) - set(self.methods)
         if unknown_methods:
             raise ValueError(f"hyperparameters given for method(s) not in this run: {', '.join(sorted(unknown_methods))}")
@@ -153,10 +148,7 @@ class ExperimentConfig(TrainingSetup):
             check_paper_baselines(self.methods, self.recipe_for)
         classes = training_classes(self.dataset, self.data_root, self.val_fraction)[self.eval_split]
         for method in self.methods:
-            cls = get_method_class(method)
-            recipe = self.recipe_for(method)
-            if cls.trains:
-                check_batches(method, recipe, cls.sampler, classes)
+            check_recipe(get_method_class(method), self.recipe_for(method), classes)
 
     def check_fields(self) -> None:
         """Raise ``ValueError`` on a field of the wrong type or out of range (a YAML config is not type-checked)."""
@@ -196,8 +188,8 @@ class ExperimentConfig(TrainingSetup):
         spec = DATASETS.get(self.dataset)
         return [*(f"recall@{k}" for k in spec.recall_ks), *EVALUATION_METRICS, *self.extra_metrics]
 
-    def trials(self) -> list[TrialConfig]:
-        """One TrialConfig per (method, seed), in that order."""
+    def trials(self) -> list[Trial]:
+        """One trial per (method, seed), in that order."""
         self.validate()
         spec = DATASETS.get(self.dataset)
         experiment = self.experiment or self.dataset
@@ -207,20 +199,20 @@ class ExperimentConfig(TrainingSetup):
             recipe = self.recipe_for(method)
             if not cls.trains:
                 recipe = recipe.override(epochs=0)
+            placement = Placement(
+                experiment=experiment, results_dir=self.results_dir, device=self.device, num_workers=self.num_workers,
+                save_model=self.save_model, data_root=self.data_root, pretrained=None if cls.backbone else self.pretrained,
+                extra_metrics=list(self.extra_metrics), method_family=cls.family)
             for seed in self.seeds:
-                out.append(TrialConfig(
+                out.append(Trial(TrialSpec(
                     method=method, dataset=self.dataset, seed=seed, recipe=recipe.to_dict(),
                     backbone=cls.backbone or self.backbone or spec.default_backbone,
                     embedding_dim=self.embedding_dim if cls.embedding_head else 0,
                     hparams=resolved_hparams(cls, self.dataset, recipe, self.hparams.get(method, {})),
-                    method_settings=cls.settings(), data_root=self.data_root,
-                    pretrained=None if cls.backbone else self.pretrained,
+                    method_settings=cls.settings(),
                     pretrained_sha256=None if cls.backbone or not self.pretrained else file_sha256(self.pretrained),
-                    val_fraction=self.val_fraction, eval_split=self.eval_split, role=self.role,
-                    experiment=experiment, results_dir=self.results_dir, device=self.device,
-                    num_workers=self.num_workers, save_model=self.save_model, extra_metrics=list(self.extra_metrics),
-                    method_family=cls.family, code=code_fingerprint(cls),
-                ))
+                    val_fraction=self.val_fraction, eval_split=self.eval_split, role=self.role, code=code_fingerprint(cls),
+                ), placement))
         return out
 
 
@@ -265,19 +257,14 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def check_batches(method: str, recipe: Recipe, method_sampler: str, classes: int) -> None:
-    """Raise ``ValueError`` unless m-per-class batches can be drawn: at least two classes of
-    ``samples_per_class`` each per batch (else a batch has no negatives), from ``classes`` training classes."""
-    sampler = method_sampler if recipe.sampler == "method" else recipe.sampler
-    if sampler != "m_per_class":
-        return
-    m, batch = recipe.samples_per_class, recipe.batch_size
-    if batch < 2 * m:
-        raise ValueError(f"{method}: batch_size {batch} holds fewer than two classes of samples_per_class {m} "
-                         f"(m-per-class batches need batch_size >= {2 * m}, or a smaller samples_per_class)")
-    if classes * m < batch - batch % m:
-        raise ValueError(f"{method}: m-per-class batches of {batch - batch % m} need {batch // m} classes, "
-                         f"the training split has {classes}")
+def check_recipe(cls: type[Method], recipe: Recipe, classes: int) -> None:
+    """The one check of a method's resolved recipe before any trial (its fields were checked when it was
+    built, :data:`~harness.core.recipe.FIELD_RULES`): its optimizer is registered, and a method that trains
+    can draw its batches from the training split's ``classes`` classes (:meth:`Recipe.check_batches`, which
+    also refuses a sampler that is not one). Raises ``ValueError`` naming what is wrong."""
+    OPTIMIZERS.get(recipe.optimizer)  # an unknown optimizer fails here, naming the registered ones
+    if cls.trains:
+        recipe.check_batches(cls.name, cls.sampler, classes)
 
 
 #: the fewest validation classes a retrieval metric can learn from (with one, every neighbour is right)

@@ -12,7 +12,8 @@ from PIL import Image
 
 from harness.core.recipe import get_recipe
 from harness.engine.train import build_train_loader, seed_everything
-from harness.engine.trial import run_trial
+from harness.core.store import TrialStore
+from harness.engine.trial import Attempt, run_trial
 from harness.experiment import ExperimentConfig
 from harness.plugins.data import ImageDataset, Subset
 from harness.plugins.transforms import DeviceLoader, build_input
@@ -90,10 +91,10 @@ def test_nvjpeg_without_cuda_falls_back_to_torchvision_and_says_so() -> None:
 
 
 def test_the_record_says_how_images_were_loaded_and_that_no_gpu_was_sampled(tmp_path: Path) -> None:
-    config = ExperimentConfig(methods=["ms"], dataset="digits", seeds=[0], recipe_overrides={"epochs": 1, "decoder": "nvjpeg"},
-                              results_dir=str(tmp_path), device="cpu").trials()[0]
+    trial = ExperimentConfig(methods=["ms"], dataset="digits", seeds=[0], recipe_overrides={"epochs": 1, "decoder": "nvjpeg"},
+                             results_dir=str(tmp_path), device="cpu").trials()[0]
     with pytest.warns(RuntimeWarning, match="nvjpeg asked for"):
-        record = run_trial(config, progress=False)
+        record = run_trial(trial.spec, trial.placement, TrialStore(tmp_path), Attempt(progress=False))
     assert record.ok and record.loading["decoder"] == "torchvision" and record.loading["loader_workers"] == 0
     assert record.loading["normalised_in"] == "loader workers" and "no CUDA device" in record.loading["note"]
     assert record.gpu == {"available": False, "reason": "not sampled"}

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from harness.core.config import TrialConfig
+from harness.core.spec import TrialSpec
 from harness.engine.train import Trainer, seed_everything
 from harness.engine.trial import build_model
 from harness.plugins.method import METHODS, find_recipe
@@ -32,9 +32,9 @@ def test_one_trainer_step_keeps_everything_finite_and_outputs_have_the_declared_
     cls = METHODS.get(name)
     recipe = find_recipe("cpu").override(batch_size=CLASSES * PER_CLASS, samples_per_class=PER_CLASS,
                                           image_size=SIZE, resize_size=SIZE)
-    config = TrialConfig(method=name, dataset="digits", seed=0, recipe=recipe.to_dict(),
-                         backbone=cls.backbone or "small_cnn", embedding_dim=EMBEDDING_DIM if cls.embedding_head else 0,
-                         method_settings=cls.settings())
+    config = TrialSpec(method=name, dataset="digits", seed=0, recipe=recipe.to_dict(),
+                       backbone=cls.backbone or "small_cnn", embedding_dim=EMBEDDING_DIM if cls.embedding_head else 0,
+                       method_settings=cls.settings())
     model, _ = build_model(config, channels=1)
     method = cls(num_classes=CLASSES, embedding_dim=model.embedding_dim, feature_dim=model.feature_dim)
     images, labels = batch().tensors

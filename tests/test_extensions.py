@@ -56,7 +56,7 @@ def load_stripes(root=None):
 def inline(options):
     """The local executor, announcing itself (a cluster's would submit jobs here)."""
     print(f"inline executor: trials run in process {__import__('os').getpid()}", flush=True)
-    return LocalExecutor(progress=False, listeners=options.listeners)
+    return LocalExecutor(options.store, progress=False, listeners=options.listeners)
 
 
 @register_optimizer("sgd")
@@ -90,15 +90,15 @@ def plugin_run(tmp_path_factory):
 
 def test_a_plugin_loss_trains_and_its_family_colours_its_row(plugin_run):
     _, records, results = plugin_run
-    assert [r.config.method for r in records] == ["centre_pull", "centre_pull"]
+    assert [r.spec.method for r in records] == ["centre_pull", "centre_pull"]
     assert all(r.ok and len(r.history) == 2 and all(0 < e["loss"] < 100 for e in r.history) for r in records)
-    assert {r.config.method_family for r in records} == {"proxy"}  # the record carries the declared family
+    assert {r.placement.method_family for r in records} == {"proxy"}  # the record carries the declared family
     assert set(pd.read_csv(results / "leaderboards" / "stripes.long.csv")["family"]) == {"proxy"}
 
 
 def test_a_plugin_dataset_is_split_by_class(plugin_run):
     _, records, results = plugin_run
-    assert {r.config.dataset for r in records} == {"stripes"}
+    assert {r.spec.dataset for r in records} == {"stripes"}
     assert all(0.0 <= r.metrics["recall@1"] <= 1.0 for r in records)
     assert (results / "leaderboards" / "stripes.csv").exists()
 
@@ -110,7 +110,7 @@ def test_a_plugin_executor_runs_the_trials(plugin_run):
 
 def test_a_plugin_optimizer_trains_the_recipe(plugin_run):
     _, records, _ = plugin_run
-    assert {r.config.recipe["optimizer"] for r in records} == {"sgd"}
+    assert {r.spec.recipe["optimizer"] for r in records} == {"sgd"}
 
 
 def test_a_plugin_metric_is_recorded_and_shown_under_its_label(plugin_run):

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.core.config import TrialConfig
+from harness.core.placement import Placement
+from harness.core.spec import TrialSpec
 from harness.core.recipe import Recipe
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore
@@ -29,9 +30,9 @@ FAST = [*DIGITS, "--epochs", "1", "--cpus-per-trial", "1"]
 
 
 def record(method: str, seed: int, r1: float, dataset: str = "cub", experiment: str = "e") -> TrialRecord:
-    config = TrialConfig(method=method, dataset=dataset, seed=seed, recipe=Recipe(name="default").to_dict(),
-                         backbone="resnet50", experiment=experiment)
-    return TrialRecord(trial_id=config.trial_id, status="ok", config=config,
+    spec = TrialSpec(method=method, dataset=dataset, seed=seed, recipe=Recipe(name="default").to_dict(),
+                     backbone="resnet50")
+    return TrialRecord(trial_id=spec.trial_id, status="ok", spec=spec, placement=Placement(experiment=experiment),
                        metrics={"recall@1": r1, "map@r": r1 / 3}, environment={"device": "cpu"})
 
 
@@ -39,7 +40,7 @@ def write_raw(store: TrialStore, rec: TrialRecord, **config_changes) -> Path:
     """Write ``rec`` as JSON with ``config_changes`` made behind the record's back (a crafted file)."""
     data = rec.to_dict()
     data["config"].update(config_changes)
-    path = store.runs / rec.config.experiment / rec.trial_id / "record.json"
+    path = store.runs / rec.placement.experiment / rec.trial_id / "record.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
     return path

@@ -47,6 +47,12 @@ def refused(argv: list[str], tmp_path: Path, capsys) -> str:
     (["--methods", "ms", "--pretrained", "/nonexistent/weights.pth"], "--pretrained /nonexistent/weights.pth is not a file"),
     (["--methods", "ms", "--recipe-set", "batch_size=8"], "ms: batch_size 8 holds fewer than two classes of "
                                                           "samples_per_class 16"),
+    (["--methods", "ms", "--recipe-set", "samples_per_class=4", "--recipe-set", "batch_size=64"],
+     "ms: m-per-class batches of 64 need 16 classes, the training split has 5"),
+    (["--methods", "ms", "--recipe-set", "sampler=balanced"],
+     "recipe field sampler: must be one of 'method', 'random', 'm_per_class', got 'balanced'"),
+    (["--methods", "ms", "--recipe-set", "lr_milestones=(0,2)"], "recipe field lr_milestones: element 0: must be >= 1"),
+    (["--methods", "ms", "--recipe-set", "optimizer=lamb"], "unknown optimizer 'lamb'; valid optimizers: adam,"),
     (["--methods", "ms", "--val-fraction", "0"], "val_fraction: must be in (0, 1), got 0.0"),
     (["--methods", "ms", "--val-fraction", "1.5"], "val_fraction: must be in (0, 1), got 1.5"),
 ])

@@ -15,7 +15,8 @@ from harness.reporting.leaderboard import write_leaderboards
 from harness.reporting.tables import records_frame
 from harness.reporting.plots import sensitivity_plot, sweep_points
 from harness.reporting.published import canonical_dataset, canonical_metric, load_published
-from harness.core.config import TrialConfig
+from harness.core.placement import Placement
+from harness.core.spec import TrialSpec
 from harness.core.record import TrialRecord
 from harness.core.recipe import Recipe
 from harness.core.store import TrialStore
@@ -36,13 +37,12 @@ def record(method: str, seed: int, r1: float | None, *, dataset: str = "cub", re
            hparams: dict | None = None, finished_at: str = "2024-01-01T00:00:00+00:00") -> TrialRecord:
     """A trial record as run_trial/TrialRecord.failed build it (metrics derived from Recall@1); its
     experiment is the dataset's name unless given, as ``run`` names it."""
-    config = TrialConfig(method=method, dataset=dataset, seed=seed, recipe=Recipe(**recipe).to_dict(),
-                         backbone="resnet50", embedding_dim=512, hparams=hparams or {}, eval_split=eval_split,
-                         experiment=experiment or dataset, role=role)
+    spec = TrialSpec(method=method, dataset=dataset, seed=seed, recipe=Recipe(**recipe).to_dict(),
+                     backbone="resnet50", embedding_dim=512, hparams=hparams or {}, eval_split=eval_split, role=role)
     metrics = {} if r1 is None else {"recall@1": r1, "recall@2": r1 + 0.1, "recall@4": r1 + 0.15,
                                      "recall@8": r1 + 0.2, "map@r": r1 / 3, "r_precision": r1 / 2, "nmi": 0.6}
-    return TrialRecord(trial_id=config.trial_id, status=status, error=None if status == "ok" else "boom",
-                       config=config, metrics=metrics, wall_time_s=1.0, n_trainable_params=10, environment=ENV,
+    return TrialRecord(trial_id=spec.trial_id, status=status, error=None if status == "ok" else "boom",
+                       spec=spec, placement=Placement(experiment=experiment or dataset), metrics=metrics, wall_time_s=1.0, n_trainable_params=10, environment=ENV,
                        finished_at=finished_at, hparams_changed=hparams or {})
 
 

@@ -332,9 +332,9 @@ def test_a_metrix_recipe_gives_the_baseline_and_its_metrix_row_the_authors_hyper
     for recipe, base in (("metrix_ms", "ms"), ("metrix", "contrastive")):
         trials = ExperimentConfig(methods=[base, f"metrix_{base}"], dataset="digits", recipe=recipe).trials()
         for trial in trials:
-            assert {k: trial.hparams[k] for k in CODE_HPARAMS[base]} == CODE_HPARAMS[base], trial.method
+            assert {k: trial.spec.hparams[k] for k in CODE_HPARAMS[base]} == CODE_HPARAMS[base], trial.spec.method
     plain = ExperimentConfig(methods=["ms"], dataset="digits").trials()[0]
-    assert plain.hparams["alpha"] == 2.0  # the MS paper's value outside the Metrix recipes
+    assert plain.spec.hparams["alpha"] == 2.0  # the MS paper's value outside the Metrix recipes
     override = ExperimentConfig(methods=["ms"], dataset="digits", recipe="metrix_ms",
                                 hparams={"ms": {"alpha": 3.0}}).trials()[0]
-    assert override.hparams["alpha"] == 3.0 and override.hparams["beta"] == 75.66  # the user's value wins
+    assert override.spec.hparams["alpha"] == 3.0 and override.spec.hparams["beta"] == 75.66  # the user's value wins

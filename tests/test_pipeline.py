@@ -11,7 +11,8 @@ from torch import nn
 
 from harness.core.recipe import get_recipe
 from harness.engine.train import Trainer, TrialFailed, label_lookup, map_labels
-from harness.engine.trial import run_trial
+from harness.core.store import TrialStore
+from harness.engine.trial import Attempt, run_trial
 from harness.experiment import ExperimentConfig
 from harness.plugins.data import ImageDataset, Subset, create_dataset, images
 from harness.plugins.transforms import TensorPipeline, build_transform
@@ -62,13 +63,14 @@ def test_cache_bounded_by_budget() -> None:
 
 
 def test_trial_metrics_identical_with_and_without_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = ExperimentConfig(methods=["ms"], dataset="digits", seeds=[0], recipe_overrides={"epochs": 1},
-                              device="cpu", save_model=False, results_dir=str(tmp_path)).trials()[0]
+    trial = ExperimentConfig(methods=["ms"], dataset="digits", seeds=[0], recipe_overrides={"epochs": 1},
+                             device="cpu", save_model=False, results_dir=str(tmp_path)).trials()[0]
+    store, attempt = TrialStore(tmp_path), Attempt(progress=False)
     images.clear_decoded_cache()
-    cached = run_trial(config, progress=False)
+    cached = run_trial(trial.spec, trial.placement, store, attempt)
     monkeypatch.setattr(images, "DECODED_CACHES", images._CacheRegistry(images.DECODED_CACHE_BYTES))
     images.limit_decoded_cache(0)  # this process keeps no decoded image
-    uncached = run_trial(config, progress=False)
+    uncached = run_trial(trial.spec, trial.placement, store, attempt)
     assert not images.DECODED_CACHES.caches
     assert cached.metrics == uncached.metrics
     assert [h["loss"] for h in cached.history] == [h["loss"] for h in uncached.history]

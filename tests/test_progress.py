@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-from dataclasses import replace
 
 import pytest
 
@@ -23,8 +22,8 @@ def play(listener) -> None:
     listener.started(b)
     listener.epoch(a, {"epoch": 1, "loss": 0.5, "val_recall@1": 0.8})
     listener.epoch(a, {"epoch": 2, "loss": 0.25})
-    listener.finished(TrialRecord(trial_id=a.trial_id, status="ok", config=a, metrics={"recall@1": 0.9},
-                                  history=[{"epoch": 1}, {"epoch": 2}]))
+    listener.finished(TrialRecord(trial_id=a.trial_id, status="ok", spec=a.spec, placement=a.placement,
+                                  metrics={"recall@1": 0.9}, history=[{"epoch": 1}, {"epoch": 2}]))
     listener.finished(TrialRecord.failed(b, "TrialFailed: non-finite loss"))
     listener.close()
 
@@ -65,7 +64,7 @@ def test_tensorboard_logs_every_epoch_and_the_final_metrics(tmp_path):
 
     play(TensorBoardLogger(tmp_path))
     a, *_ = trials()
-    events = EventAccumulator(str(tmp_path / a.experiment / a.trial_id))
+    events = EventAccumulator(str(tmp_path / a.placement.experiment / a.trial_id))
     events.Reload()
     # real metrics only (Ray's pid or timestamp never reach a listener: see the next test), and the final ones
     # once more under hparam/ for the HPARAMS tab (PyTorch's add_hparams)
@@ -78,7 +77,7 @@ def test_tensorboard_logs_every_epoch_and_the_final_metrics(tmp_path):
     session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     params = dict(session.session_start_info.hparams)
     assert params["method"].string_value == "ms" and params["seed"].number_value == 0
-    assert params["hparam.alpha"].number_value == pytest.approx(a.hparams["alpha"])
+    assert params["hparam.alpha"].number_value == pytest.approx(a.spec.hparams["alpha"])
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
     assert [m.name.tag for m in experiment.experiment.metric_infos] == ["hparam/test/recall@1"]
 
@@ -100,11 +99,11 @@ def test_mlflow_logs_a_run_per_trial_with_its_parameters_and_metrics(tmp_path):
     play(MLflowLogger(uri))
     a, b = trials()[0], trials()[-1]
     client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(a.experiment)
+    experiment = client.get_experiment_by_name(a.placement.experiment)
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
     assert set(runs) == {a.trial_id, b.trial_id}
     run = runs[a.trial_id]
-    assert run.data.params["method"] == "ms" and float(run.data.params["hparam.alpha"]) == a.hparams["alpha"]
+    assert run.data.params["method"] == "ms" and float(run.data.params["hparam.alpha"]) == a.spec.hparams["alpha"]
     assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")] == [(1, 0.5), (2, 0.25)]
     assert run.data.metrics["test/recall_at_1"] == 0.9 and run.data.metrics["val/recall_at_1"] == 0.8 and run.info.status == "FINISHED"
     assert runs[b.trial_id].info.status == "FAILED" and runs[b.trial_id].data.tags["status"] == "failed"
@@ -115,7 +114,7 @@ def test_the_live_table_tells_trials_apart_and_counts_down():
     from rich.console import Console
 
     base = ExperimentConfig(methods=["ms"], dataset="digits", seeds=[0], recipe_overrides={"epochs": 4}).trials()[0]
-    proposals = [replace(base, hparams={**base.hparams, "alpha": alpha}) for alpha in (0.5, 2.0, 8.0)]
+    proposals = [base.with_spec(hparams={**base.spec.hparams, "alpha": alpha}) for alpha in (0.5, 2.0, 8.0)]
     board = TrialBoard(stream=io.StringIO(), live=True)
     board.planned(proposals)
     board.started(proposals[0])

@@ -217,16 +217,19 @@ def test_ctrl_c_prints_how_to_resume_not_a_traceback(tmp_path):
 
 
 def test_resources_default_to_cpu_trials_and_reject_what_the_machine_lacks(tmp_path):
+    from harness.core.store import TrialStore
     from harness.scheduling.ray_executor import RayExecutor
 
-    with RayExecutor(str(tmp_path)) as executor:
+    with RayExecutor(TrialStore(tmp_path)) as executor:
         assert executor.resources() == (1.0, 0.0)
-    with RayExecutor(str(tmp_path), gpus_per_trial=0.25) as executor, pytest.raises(ValueError, match="GPU"):
+    with RayExecutor(TrialStore(tmp_path), gpus_per_trial=0.25) as executor, pytest.raises(ValueError, match="GPU"):
         executor.resources()
 
 
 def test_concurrent_trials_share_a_quarter_of_their_node_for_decoded_images(tmp_path, monkeypatch):
-    from harness.core.config import TrialConfig
+    from harness.core.placement import Placement
+    from harness.core.spec import TrialSpec
+    from harness.core.trial import Trial
     from harness.plugins.data import images
     from harness.scheduling.ray_executor import WorkerSetup, decoded_cache_share, trials_per_node
 
@@ -240,10 +243,10 @@ def test_concurrent_trials_share_a_quarter_of_their_node_for_decoded_images(tmp_
     cpus, gpus, memory = ray_compat.node_capacity()              # the module's Ray session: 2 CPUs, no GPU
     assert (cpus, gpus) == (2.0, 0.0) and memory > gib
     monkeypatch.setattr(ray_compat, "node_capacity", lambda: (16.0, 1.0, 16 * gib))
-    trial = TrialConfig(method="ms", dataset="digits", seed=0, recipe={}, backbone="small_cnn")
-    placed = WorkerSetup(cwd=str(tmp_path), sys_path=(), plugins=(), cpus=1, gpus=0.25, max_concurrent=None,
-                         resume=False).place(trial)
-    assert placed.image_cache_bytes == gib                       # 4 GiB of the node, over 4 trials
+    trial = Trial(TrialSpec(method="ms", dataset="digits", seed=0, recipe={}, backbone="small_cnn"), Placement())
+    placed = WorkerSetup(cwd=str(tmp_path), results_dir=str(tmp_path), sys_path=(), plugins=(), cpus=1, gpus=0.25,
+                         max_concurrent=None, resume=False).place(trial)
+    assert placed.placement.image_cache_bytes == gib                       # 4 GiB of the node, over 4 trials
     assert images.DECODED_CACHES.budget == images.DECODED_CACHE_BYTES  # the process-wide default untouched
     assert placed.trial_id == trial.trial_id                     # placement, not identity
 

@@ -66,10 +66,10 @@ def test_the_loss_plugin_trains_beside_a_built_in_method_as_printed(tmp_path):
     (tmp_path / f"{module}.py").write_text(code)
     assert 10 <= len([line for line in code.splitlines() if line.strip() and not line.lstrip().startswith(("#", '"'))]) <= 16
     done = run_as_printed(argv, tmp_path, tmp_path / "results")  # from the folder that holds the plugin
-    records = {r.config.method: r for _, r in TrialStore(tmp_path / "results").records()}
+    records = {r.spec.method: r for _, r in TrialStore(tmp_path / "results").records()}
     assert set(records) == {"cosine_margin", "ms"}
     plugin = records["cosine_margin"]
-    assert plugin.ok and plugin.config.hparams == {"margin": 0.5} and plugin.config.method_family == "pair"
+    assert plugin.ok and plugin.spec.hparams == {"margin": 0.5} and plugin.placement.method_family == "pair"
     assert len(plugin.history) == 1 and 0 < plugin.history[0]["loss"] < 3
     # digits' five test classes: chance is about 20%; one epoch of the plugin's loss retrieves far better
     assert 0.6 < plugin.metrics["recall@1"] <= 1 and 0 < plugin.metrics["map@r"] < 1
@@ -84,7 +84,7 @@ def test_the_dataset_plugin_reads_class_folders_as_printed(tmp_path, omniglot_ro
     (path, record), = TrialStore(tmp_path / "results").records()
     root = REPO / argv[argv.index("--data-root") + 1]
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    assert record.ok and record.config.dataset == "class_folders" and record.config.method == "ms"
+    assert record.ok and record.spec.dataset == "class_folders" and record.spec.method == "ms"
     arrays = TrialFolder(path.parent).embeddings()
     test_images = sum(len(list((root / c).iterdir())) for c in classes[len(classes) // 2:])
     assert arrays["query"].shape == (test_images, 512)  # the second half of the class folders is the test set
@@ -98,8 +98,8 @@ def test_the_python_api_block_runs_as_printed(tmp_path):
     done = run_as_printed([sys.executable, "api.py"], tmp_path, tmp_path / "unused")
     *rows, evaluated = done.stdout.strip().splitlines()
     records = [r for _, r in TrialStore(tmp_path / "api-results").records("digits")]
-    assert [row.split()[:3] for row in rows] == [[r.config.method, str(r.config.seed), "ok"] for r in records]
-    assert sorted(r.config.method for r in records) == ["ms", "triplet"]
+    assert [row.split()[:3] for row in rows] == [[r.spec.method, str(r.spec.seed), "ok"] for r in records]
+    assert sorted(r.spec.method for r in records) == ["ms", "triplet"]
     # evaluate_embeddings on the last trial's cached embeddings gives its recorded Recall@1, in percent
     assert f"'recall@1': '{100 * records[-1].metrics['recall@1']:.2f}'" in evaluated
     assert rows[-1].split()[-1] == f"{100 * records[-1].metrics['recall@1']:.2f}"
@@ -110,8 +110,8 @@ def test_the_configuration_file_is_valid_and_every_key_is_shown(tmp_path, monkey
     (tmp_path / "run.yaml").write_text(yaml_text)
     monkeypatch.chdir(REPO)  # its data_root is relative to the repository, as the README's commands are
     trials = ExperimentConfig.from_yaml(tmp_path / "run.yaml").trials()
-    assert len(trials) == 6 and {t.recipe["epochs"] for t in trials} == {4}
-    assert {t.hparams["alpha"] for t in trials if t.method == "ms"} == {2.0}
+    assert len(trials) == 6 and {t.spec.recipe["epochs"] for t in trials} == {4}
+    assert {t.spec.hparams["alpha"] for t in trials if t.spec.method == "ms"} == {2.0}
 
     assert main(["config", "--show"]) == 0
     shown = capsys.readouterr().out

@@ -15,7 +15,7 @@ DATASET = "digits"  # no method sets per-dataset defaults for it, so the user's 
 def trial_hparams(name: str, overrides: dict) -> dict:
     experiment = ExperimentConfig(methods=[name], dataset=DATASET, seeds=[0], hparams={name: overrides})
     assert experiment.recipe_for(name).method_hparams.get(name, {}) == {}
-    return experiment.trials()[0].hparams
+    return experiment.trials()[0].spec.hparams
 
 
 def built_config(name: str, overrides: dict) -> dict:

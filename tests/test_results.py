@@ -17,7 +17,7 @@ REGENERATED = (".csv", ".long.csv", ".wide.csv", ".md", ".tex", ".env.json", ".r
 
 
 def experiments_with_records() -> list[str]:
-    return sorted({r.config.experiment for _, r in TrialStore(RESULTS).records()})
+    return sorted({r.placement.experiment for _, r in TrialStore(RESULTS).records()})
 
 
 def test_every_committed_leaderboard_has_its_records_and_every_experiment_its_leaderboard():

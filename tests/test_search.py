@@ -14,6 +14,7 @@ from test_ray import kill_when, ray_session  # noqa: F401  (the module-scoped Ra
 
 from harness.cli import main
 from harness.core.hparams import LogUniform, Uniform
+from harness.core.store import TrialStore
 from harness.scheduling.search import finished_trials, search_space
 
 SPACE = ["--space", "scale=loguniform(2,64)", "--space", "margin"]
@@ -96,8 +97,6 @@ def test_a_new_search_refuses_a_folder_holding_one(asha_search, capsys):
 
 def test_the_proposal_stream_tells_optuna_complete_failed_or_pruned(tmp_path):
     """Each outcome of a trial becomes the matching Optuna state (no executor needed)."""
-    from dataclasses import replace
-
     from harness.core.record import TrialRecord
     from harness.experiment import ExperimentConfig
     from harness.scheduling.search import ProposalStream, SearchPlan
@@ -107,20 +106,20 @@ def test_the_proposal_stream_tells_optuna_complete_failed_or_pruned(tmp_path):
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
     plan = SearchPlan(name="s", folder=tmp_path, outputs=tmp_path, base=base, space=search_space("amsoftmax", []),
                       metric="val_recall@1", planned=3, seed=0)
-    stream = ProposalStream(study, plan, budget=3)
+    stream = ProposalStream(study, plan, TrialStore(tmp_path), budget=3)
     configs = list(stream)
     assert len(configs) == 3 and len({c.trial_id for c in configs}) == 3
     assert not stream.on_epoch(configs[2], {"epoch": 1, "val_recall@1": 0.5})  # reported to the study
-    stream.on_record(TrialRecord(trial_id=configs[0].trial_id, status="ok", config=configs[0],
-                                 metrics={"recall@1": 0.75}))
+    stream.on_record(TrialRecord(trial_id=configs[0].trial_id, status="ok", spec=configs[0].spec,
+                                 placement=configs[0].placement, metrics={"recall@1": 0.75}))
     stream.on_record(TrialRecord.failed(configs[1], "NaN loss"))
-    stream.on_record(TrialRecord(trial_id=configs[2].trial_id, status="pruned", config=configs[2],
-                                 error="pruned after epoch 1"))
+    stream.on_record(TrialRecord(trial_id=configs[2].trial_id, status="pruned", spec=configs[2].spec,
+                                 placement=configs[2].placement, error="pruned after epoch 1"))
     assert [(t.state, t.value, t.user_attrs.get("error")) for t in study.trials] == [
         (TrialState.COMPLETE, 0.75, None), (TrialState.FAIL, None, "NaN loss"), (TrialState.PRUNED, 0.5, None)]
     assert study.trials[2].intermediate_values == {1: 0.5}
     assert [t.user_attrs["trial_id"] for t in study.trials] == [c.trial_id for c in configs]
-    assert all(replace(c, hparams=base.hparams) == base for c in configs)  # only the hyperparameters differ
+    assert all(c.with_spec(hparams=base.spec.hparams) == base for c in configs)  # only the hyperparameters differ
 
 
 def test_search_runs_on_the_local_executor_too(tmp_path):
@@ -193,10 +192,11 @@ def test_sweep_runs_the_grid_on_validation_classes_and_never_makes_a_leaderboard
 
 class ScoringExecutor:
     """An executor that trains nothing: each trial's validation Recall@1 is a fixed function of its
-    hyperparameters, written as a real record; ``kill_after`` trials it raises as a killed driver would,
-    with the next proposal already asked (running)."""
+    hyperparameters, written as a real record into ``store``; ``kill_after`` trials it raises as a killed
+    driver would, with the next proposal already asked (running)."""
 
-    def __init__(self, kill_after: int | None = None):
+    def __init__(self, store: TrialStore, kill_after: int | None = None):
+        self.store = store
         self.kill_after = kill_after
         self.ran: list[dict] = []
 
@@ -211,27 +211,31 @@ class ScoringExecutor:
         from harness.scheduling.executors import deliver, pending
 
         records = []
-        for trial in pending(trials, resume, on_record, records):
+        for trial in pending(trials, self.store, resume, on_record, records):
             if self.kill_after is not None and len(self.ran) == self.kill_after:
                 raise KeyboardInterrupt
-            self.ran.append(dict(trial.hparams))
-            score = 1 / (1 + (trial.hparams["scale"] - 20) ** 2 / 100 + (trial.hparams["margin"] - 0.3) ** 2)
-            records.append(deliver(TrialRecord(trial_id=trial.trial_id, status="ok", config=trial,
-                                               metrics={"recall@1": score}), on_record))
+            hparams = trial.spec.hparams
+            self.ran.append(dict(hparams))
+            score = 1 / (1 + (hparams["scale"] - 20) ** 2 / 100 + (hparams["margin"] - 0.3) ** 2)
+            records.append(deliver(TrialRecord(trial_id=trial.trial_id, status="ok", spec=trial.spec,
+                                               placement=trial.placement, metrics={"recall@1": score}),
+                                   self.store, on_record))
         return records
 
 
-def proposals(results: Path, executor, resume: bool = False) -> list[dict]:
-    """Run an 8-trial search of amsoftmax's scale and margin on ``executor``; the study's parameters in order."""
+def proposals(executor: ScoringExecutor, resume: bool = False) -> list[dict]:
+    """Run an 8-trial search of amsoftmax's scale and margin on ``executor`` (into its store); the study's
+    parameters in order."""
     from harness.experiment import ExperimentConfig
     from harness.scheduling.search import SearchPlan, run_searches
 
-    base = ExperimentConfig(methods=["amsoftmax"], dataset="digits", results_dir=str(results), eval_split="val",
+    store = executor.store
+    base = ExperimentConfig(methods=["amsoftmax"], dataset="digits", results_dir=str(store.root), eval_split="val",
                             role="search", experiment="s", val_fraction=0.4).trials()[0]
-    folder = results / "searches" / "s"
+    folder = store.search_dir("s")
     plan = SearchPlan(name="s", folder=folder, outputs=folder, base=base, metric="val_recall@1", planned=8, seed=3,
                       space=search_space("amsoftmax", ["scale=loguniform(2,64)", "margin"]))
-    run_searches(executor, [plan], resume=resume)
+    run_searches(executor, store, [plan], resume=resume)
     return [t.params for t in finished_trials(study_of(folder, "s"))]
 
 
@@ -240,7 +244,7 @@ def test_a_resumed_search_proposes_what_the_uninterrupted_one_did(tmp_path, monk
     """Killed after its first trial (in TPE's random start-up) or its fourth (TPE proper), with the next
     proposal running (or being drawn: no parameters yet), and resumed: the same eight proposals as a
     search that was never interrupted."""
-    uninterrupted = proposals(tmp_path / "a", ScoringExecutor())
+    uninterrupted = proposals(ScoringExecutor(TrialStore(tmp_path / "a")))
     if while_asking:
         ask, asked = optuna.Study.ask, []
 
@@ -253,12 +257,12 @@ def test_a_resumed_search_proposes_what_the_uninterrupted_one_did(tmp_path, monk
 
         monkeypatch.setattr(optuna.Study, "ask", killed_in_ask)
     with pytest.raises(KeyboardInterrupt):
-        proposals(tmp_path / "b", ScoringExecutor(kill_after=None if while_asking else killed_after))
+        proposals(ScoringExecutor(TrialStore(tmp_path / "b"), kill_after=None if while_asking else killed_after))
     monkeypatch.undo()
     stale = [t for t in study_of(tmp_path / "b" / "searches" / "s", "s").trials if t.state == TrialState.RUNNING]
     assert len(stale) == 1 and bool(stale[0].params) != while_asking  # left running by the killed driver
-    resumed = ScoringExecutor()
-    assert proposals(tmp_path / "b", resumed, resume=True) == uninterrupted
+    resumed = ScoringExecutor(TrialStore(tmp_path / "b"))
+    assert proposals(resumed, resume=True) == uninterrupted
     assert len(resumed.ran) == 8 - killed_after  # the interrupted proposal again, then the rest
     assert len({tuple(sorted(p.items())) for p in uninterrupted}) == 8
 

@@ -12,32 +12,37 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.core.config import TrialConfig
 from harness.core.record import RecordError, TrialRecord
 from harness.core.store import TrialStore, UnsafeFileError
+from harness.core.trial import Trial
 from harness.engine.tensor_files import load_tensors
-from harness.engine.trial import execute_trial
+from harness.engine.trial import Attempt, execute_trial
 from harness.experiment import ExperimentConfig
 
 FAST = ["--dataset", "digits", "--no-progress", "--executor", "local", "--cpus-per-trial", "1"]
 
 
-def digits_trial(tmp_path: Path, method: str = "ms", epochs: int = 3, **hparams) -> TrialConfig:
+def digits_trial(tmp_path: Path, method: str = "ms", epochs: int = 3, **hparams) -> Trial:
     experiment = ExperimentConfig(methods=[method], dataset="digits", results_dir=str(tmp_path),
                                   recipe_overrides={"epochs": epochs}, hparams={method: hparams} if hparams else {})
     return experiment.trials()[0]
+
+
+def execute(trial: Trial, store: TrialStore, resume: bool = False) -> TrialRecord:
+    """``execute_trial`` of ``trial`` through ``store``, without a progress bar."""
+    return execute_trial(trial.spec, trial.placement, store, Attempt(resume=resume, progress=False))
 
 
 def test_a_resumed_trial_equals_an_uninterrupted_one(tmp_path):
     """Interrupt a trial after epoch 2 of 4 (its epoch checkpoint stays), resume it: same history and
     metrics as a run that was never interrupted, on the CPU with the same threads."""
     torch.set_num_threads(1)
-    whole = execute_trial(digits_trial(tmp_path / "whole", epochs=4), progress=False)
+    whole = execute(digits_trial(tmp_path / "whole", epochs=4), TrialStore(tmp_path / "whole"))
     trial = digits_trial(tmp_path / "cut", epochs=4)
-    failed = execute_trial(replace(trial, fail_at_epoch=3), progress=False)
-    store = TrialStore(trial.results_dir)
+    store = TrialStore(tmp_path / "cut")
+    failed = execute(trial.with_placement(fail_at_epoch=3), store)
     assert failed.status == "failed" and store.checkpoint_path(trial).exists()
-    resumed = execute_trial(trial, resume=True, progress=False)
+    resumed = execute(trial, store, resume=True)
     assert resumed.ok and resumed.resumed_at_epoch == 2 and whole.resumed_at_epoch is None
     strip = lambda history: [{k: v for k, v in h.items() if k != "steps_per_s"} for h in history]  # noqa: E731
     assert strip(resumed.history) == strip(whole.history)
@@ -59,7 +64,7 @@ def test_a_crafted_checkpoint_is_refused_and_its_payload_never_runs(tmp_path):
     torch.save({"trainer": Payload()}, path)
     with pytest.raises(UnsafeFileError, match=str(path)):
         load_tensors(path)
-    record = execute_trial(trial, resume=True, progress=False)
+    record = execute(trial, store, resume=True)
     assert record.status == "failed" and str(path) in record.error and "not loaded" in record.error
     assert not (tmp_path / "pwned").exists()
 
@@ -67,11 +72,11 @@ def test_a_crafted_checkpoint_is_refused_and_its_payload_never_runs(tmp_path):
 def test_a_truncated_checkpoint_is_named_and_the_trial_starts_again(tmp_path):
     trial = digits_trial(tmp_path, epochs=2)
     store = TrialStore(tmp_path)
-    execute_trial(replace(trial, fail_at_epoch=2), progress=False)
+    execute(trial.with_placement(fail_at_epoch=2), store)
     path = store.checkpoint_path(trial)
     path.write_bytes(path.read_bytes()[:200])
     with pytest.warns(UserWarning, match=f"{path} is truncated"):
-        record = execute_trial(trial, resume=True, progress=False)
+        record = execute(trial, store, resume=True)
     assert record.ok and record.resumed_at_epoch is None and len(record.history) == 2
 
 
@@ -89,8 +94,9 @@ def test_files_are_written_atomically_with_the_umask_permissions(tmp_path):
 
 def test_checkpoints_hold_tensors_and_plain_types_only(tmp_path):
     trial = digits_trial(tmp_path, epochs=2)
-    execute_trial(replace(trial, fail_at_epoch=2), progress=False)
-    state = torch.load(TrialStore(tmp_path).checkpoint_path(trial), weights_only=True)  # raises on anything else
+    store = TrialStore(tmp_path)
+    execute(trial.with_placement(fail_at_epoch=2), store)
+    state = torch.load(store.checkpoint_path(trial), weights_only=True)  # raises on anything else
     assert set(state) == {"trainer", "rng", "loader", "history", "elapsed_s", "nodes"}
     assert state["trainer"]["epoch"] == 1 and len(state["loader"]["sampler_labels"]) == 5
 
@@ -142,7 +148,7 @@ def test_explicit_defaults_give_the_same_trial_id_and_a_changed_default_a_new_on
     assert digits_trial(tmp_path).trial_id != plain
     monkeypatch.setattr(MultiSimilarity, "lr_multiplier", 10.0)
     trial = digits_trial(tmp_path)
-    assert trial.method_settings["lr_multiplier"] == 10.0 and trial.hparams["alpha"] == 3.0
+    assert trial.spec.method_settings["lr_multiplier"] == 10.0 and trial.spec.hparams["alpha"] == 3.0
 
 
 def test_pretrained_weights_enter_the_identity_by_content_not_path(tmp_path):
@@ -155,11 +161,11 @@ def test_pretrained_weights_enter_the_identity_by_content_not_path(tmp_path):
         return ExperimentConfig(methods=["ms"], dataset="digits", pretrained=str(path)).trials()[0]
 
     assert trial(a).trial_id == trial(b).trial_id != trial(c).trial_id
-    assert len(trial(a).pretrained_sha256) == 64
+    assert len(trial(a).spec.pretrained_sha256) == 64
 
 
 def test_records_are_validated_when_read(tmp_path):
-    record = execute_trial(digits_trial(tmp_path, method="pixels"), progress=False)
+    record = execute(digits_trial(tmp_path, method="pixels"), TrialStore(tmp_path))
     data = record.to_dict()
     assert TrialRecord.from_dict(json.loads(json.dumps(data, default=str))) == record
     for change, message in [({"version": 1}, "version"), ({"metrics": {"recall@1": None}}, "not a number"),
@@ -167,7 +173,7 @@ def test_records_are_validated_when_read(tmp_path):
                             ({"trial_id": "other"}, "does not match")]:
         with pytest.raises(RecordError, match=message):
             TrialRecord.from_dict({**data, **change})
-    assert record.harness_version and record.config.pretrained_sha256 is None
+    assert record.harness_version and record.spec.pretrained_sha256 is None
 
 
 def test_pickle_is_never_needed_to_read_a_results_folder(tmp_path):

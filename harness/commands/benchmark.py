@@ -88,13 +88,13 @@ def benchmark(args: argparse.Namespace) -> int:
     from harness.scheduling.benchmark import MANIFEST_FILE, Benchmark
 
     manifest = manifest_from_args(args)
-    results_dir = locations.results_dir(args.results_dir)
-    run = Benchmark(manifest, TrialStore(results_dir), device=args.device or "auto", num_workers=args.num_workers or 0)
+    store = TrialStore(locations.results_dir(args.results_dir))
+    run = Benchmark(manifest, store, device=args.device or "auto", num_workers=args.num_workers or 0)
     run.check()
     run.write_manifest(args.resume)
     print(f"benchmark {manifest.name}: manifest {run.folder / MANIFEST_FILE}", flush=True)
     start = time.time()
-    with make_executor(args, results_dir) as executor:
+    with make_executor(args, store) as executor:
         searched, records = run.run(executor, resume=args.resume)
     print(f"benchmark {manifest.name}, phase 3 (report)", flush=True)
     files = write_report(run.folder / "report", name=manifest.name, dataset=manifest.dataset, records=records,

@@ -31,9 +31,9 @@ def embed_folder(args: argparse.Namespace) -> int:
     from harness.plugins.data import DATASETS, ImageDataset, Subset
 
     trial = TrialFolder(args.run_dir)
-    config = trial.record.config
-    channels = DATASETS.get(config.dataset).channels
-    model, _ = build_model(config, channels)
+    spec = trial.record.spec
+    channels = DATASETS.get(spec.dataset).channels
+    model, _ = build_model(spec, channels, trial.record.placement.pretrained)
     model.load_state_dict(load_tensors(trial.model_path()))
     paths = sorted(str(p) for p in Path(args.image_folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
@@ -41,8 +41,8 @@ def embed_folder(args: argparse.Namespace) -> int:
     subset = Subset(paths, np.zeros(len(paths), dtype=np.int64))
     device = resolve_device(args.device)
     model.to(device)
-    loader = DataLoader(ImageDataset(subset, eval_transform(model, config.recipe_obj, channels), channels=channels),
-                        batch_size=config.recipe_obj.eval_batch_size)
+    loader = DataLoader(ImageDataset(subset, eval_transform(model, spec.recipe_obj, channels), channels=channels),
+                        batch_size=spec.recipe_obj.eval_batch_size)
     embeddings, _ = embed(model, loader, device)
     out = Path(args.out)
     atomic_save_array(out, embeddings.cpu().numpy())

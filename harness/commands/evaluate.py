@@ -33,7 +33,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     trial = TrialFolder(args.run_dir)
     arrays = trial.embeddings()
-    ks = args.recall_ks or list(DATASETS.get(trial.record.config.dataset).recall_ks)
+    ks = args.recall_ks or list(DATASETS.get(trial.record.spec.dataset).recall_ks)
 
     def tensor(name: str) -> torch.Tensor | None:
         return torch.from_numpy(arrays[name]) if name in arrays else None

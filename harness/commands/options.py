@@ -9,15 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.commands.locations import results_dir
-from harness.core.config import TrialConfig
 from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric, split_metric
 from harness.core.protocol import protocol_differences
 from harness.core.store import TrialStore
+from harness.core.trial import Trial
 from harness.scheduling.executor_registry import EXECUTORS, ExecutorOptions, create_executor
 from harness.scheduling.progress import MLflowLogger, TensorBoardLogger, TrialBoard, TrialListener
 from harness.core.hparams import parse_assignment, parse_value
@@ -165,24 +164,25 @@ def pruner_of(scheduler: str) -> str:
     return SCHEDULERS[scheduler]
 
 
-def make_executor(args: argparse.Namespace, results_dir: str) -> Executor:
-    """The executor the flags ask for (a context manager: Ray starts on entry and stops on exit), with a
-    live table of its trials (plain lines when stdout is not a terminal) and optional TensorBoard logs."""
+def make_executor(args: argparse.Namespace, store: TrialStore) -> Executor:
+    """The executor the flags ask for (a context manager: Ray starts on entry and stops on exit), writing
+    records through the command's ``store``, with a live table of its trials (plain lines when stdout is
+    not a terminal) and optional TensorBoard logs."""
     board = TrialBoard(live=False if args.no_progress else None)
     listeners: list[TrialListener] = [board]
     if args.tensorboard:
-        listeners.append(TensorBoardLogger(TrialStore(results_dir).tensorboard_dir))
+        listeners.append(TensorBoardLogger(store.tensorboard_dir))
     if args.mlflow is not None:
-        listeners.append(MLflowLogger(args.mlflow or mlflow_store(results_dir)))
+        listeners.append(MLflowLogger(args.mlflow or mlflow_store(store.root)))
     options = ExecutorOptions(
-        results_dir, listeners=listeners, progress=not args.no_progress, gpus_per_trial=args.gpus_per_trial,
+        store, listeners=listeners, progress=not args.no_progress, gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
         storage=args.storage, max_failures=args.max_failures, plugins=tuple(m for m in args.plugins.split(",") if m),
         dashboard=args.dashboard)
     return create_executor(args.executor, options)
 
 
-def mlflow_store(results_dir: str) -> str:
+def mlflow_store(results_dir: str | Path) -> str:
     """The default MLflow tracking URI: a SQLite file in the results folder."""
     return f"sqlite:///{(Path(results_dir) / 'mlflow.db').resolve()}"
 
@@ -257,11 +257,11 @@ def config_file_defaults() -> dict[str, Any]:
     return {"results_dir": results_dir(None)}
 
 
-def with_fault(trials: list[TrialConfig], args: argparse.Namespace) -> list[TrialConfig]:
-    """The trials with the test-only ``--fail-at-epoch`` fault injected."""
+def with_fault(trials: list[Trial], args: argparse.Namespace) -> list[Trial]:
+    """The trials with the test-only ``--fail-at-epoch`` fault injected (a placement: the ids stay)."""
     if args.fail_at_epoch is None:
         return trials
-    return [replace(t, fail_at_epoch=args.fail_at_epoch) for t in trials]
+    return [t.with_placement(fail_at_epoch=args.fail_at_epoch) for t in trials]
 def runs_here(args: argparse.Namespace) -> bool:
     """Whether the trials run on this machine (no Ray cluster joined with ``--address``, whose default is
     ``RAY_ADDRESS``)."""
@@ -285,20 +285,21 @@ def check_executor_options(args: argparse.Namespace) -> None:
 
         trial_resources(float(os.cpu_count() or 1), float(cuda_device_count()), args.cpus_per_trial,
                         args.gpus_per_trial)
-def check_protocol(store: TrialStore, trials: list[TrialConfig]) -> None:
+def check_protocol(store: TrialStore, trials: list[Trial]) -> None:
     """Refuse (``ValueError``, one line) trials that would join an experiment whose finished leaderboard
     trials ran under another protocol (:mod:`harness.core.protocol`): an experiment is one protocol."""
-    experiments = {t.experiment for t in trials if t.role == "final" and t.eval_split == "test"}
-    held = [r.config for e in sorted(experiments) for _, r in store.records(e)
-            if r.config.role == "final" and r.config.eval_split == "test"]
+    experiments = {t.placement.experiment for t in trials if t.spec.role == "final" and t.spec.eval_split == "test"}
+    held = [r.trial for e in sorted(experiments) for _, r in store.records(e)
+            if r.spec.role == "final" and r.spec.eval_split == "test"]
     for trial in trials:
+        experiment = trial.placement.experiment
         for old in held:
-            differ = protocol_differences(trial, old) if old.experiment == trial.experiment else []
+            differ = protocol_differences(trial.spec, old.spec) if old.placement.experiment == experiment else []
             if differ:
                 raise ValueError(
-                    f"experiment {trial.experiment} in {store.runs} holds {old.method} trials run under another "
-                    f"protocol than this run's {trial.method}: {', '.join(differ)}; give this run its own "
-                    f"--experiment (e.g. --experiment {trial.experiment}-{differ[0].split(' ')[0].replace('=', '')[:24]})")
+                    f"experiment {experiment} in {store.runs} holds {old.spec.method} trials run under another "
+                    f"protocol than this run's {trial.spec.method}: {', '.join(differ)}; give this run its own "
+                    f"--experiment (e.g. --experiment {experiment}-{differ[0].split(' ')[0].replace('=', '')[:24]})")
 
 
 def add_rerun_options(p: argparse.ArgumentParser) -> None:
@@ -309,7 +310,7 @@ def add_rerun_options(p: argparse.ArgumentParser) -> None:
                    help="run trials that already have a finished record again, replacing it (default: off: keep it)")
 
 
-def keep_finished(trials: list[TrialConfig], store: TrialStore, args: argparse.Namespace) -> list[TrialConfig]:
+def keep_finished(trials: list[Trial], store: TrialStore, args: argparse.Namespace) -> list[Trial]:
     """The trials to run. Without ``--resume`` or ``--overwrite``, a trial that already has a finished record
     keeps it and is named in one line instead of being run again (``--resume`` skips it silently)."""
     if args.resume and args.overwrite:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import time
 
-from harness.core.config import TrialConfig
+from harness.core.trial import Trial
 from harness.core.store import TrialStore
 
 
-def print_leaderboard(store: TrialStore, trials: list[TrialConfig], start: float) -> None:
+def print_leaderboard(store: TrialStore, trials: list[Trial], start: float) -> None:
     """Rewrite the experiment's leaderboard files and print the table of these trials (failures counted)."""
     import pandas as pd  # these import torch and pandas: only when a command has run trials
 
@@ -15,10 +15,10 @@ def print_leaderboard(store: TrialStore, trials: list[TrialConfig], start: float
     from harness.reporting.leaderboard import aggregate, format_table, long_table, write_leaderboards
     from harness.reporting.tables import recipe_labels, records_frame
 
-    dataset = trials[0].dataset
-    written = write_leaderboards(store, experiments=[trials[0].experiment], families=method_families())
+    dataset, experiment = trials[0].spec.dataset, trials[0].placement.experiment
+    written = write_leaderboards(store, experiments=[experiment], families=method_families())
     ids = {t.trial_id for t in trials}
-    frame = records_frame((path, r) for path, r in store.records(trials[0].experiment) if r.trial_id in ids)
+    frame = records_frame((path, r) for path, r in store.records(experiment) if r.trial_id in ids)
     board = aggregate(frame) if not frame.empty else pd.DataFrame()
     print(f"\n{dataset}: {len(trials)} trials in {time.time() - start:.0f} s "
           f"(test classes; mean ± std over seeds, %)")

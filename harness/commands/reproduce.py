@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from harness.commands.locations import leaderboard_roots
@@ -47,16 +46,17 @@ def record_files(target: str, results_dir: str | None) -> list[Path]:
     raise FileNotFoundError(f"{target}: not a record, a trial or experiment folder, or an experiment with records")
 
 
-def rerun(record: TrialRecord, scratch: Path, data_root: str | None, progress: bool) -> TrialRecord:
-    """The record of ``record``'s trial run again in ``scratch`` with its recorded thread count."""
+def rerun(record: TrialRecord, scratch: TrialStore, data_root: str | None, progress: bool) -> TrialRecord:
+    """The record of ``record``'s trial run again into the ``scratch`` store with its recorded thread count:
+    the same spec, so the same id, placed in the scratch folder."""
     from harness.reporting.drift import recorded_threads  # these import torch and pandas: only when it runs
     from harness.scheduling.executors import LocalExecutor
 
-    config = replace(record.config, results_dir=str(scratch), save_model=False,
-                     data_root=data_root or record.config.data_root)
-    with LocalExecutor(progress=progress, cpus_per_trial=recorded_threads(record),
+    trial = record.trial.with_placement(results_dir=str(scratch.root), save_model=False,
+                                        data_root=data_root or record.placement.data_root)
+    with LocalExecutor(scratch, progress=progress, cpus_per_trial=recorded_threads(record),
                        listeners=[TrialBoard(live=False)]) as executor:
-        return executor.run([config])[0]
+        return executor.run([trial])[0]
 
 
 def report(record: TrialRecord, again: TrialRecord) -> list[dict]:
@@ -89,12 +89,13 @@ def reproduce(args: argparse.Namespace) -> int:
         if not record.ok:
             print(f"skipped {record.trial_id}: its record is {record.status}, there is nothing to reproduce")
     scratch = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="dmlbench-reproduce-"))
-    TrialStore(scratch).check_writable()
+    store = TrialStore(scratch)
+    store.check_writable()
     print(f"re-running {len(finished)} trial(s) into {scratch}")
     rows = []
     failed = 0
     for record in finished:
-        again = rerun(record, scratch, args.data_root, progress=not args.no_progress)
+        again = rerun(record, store, args.data_root, progress=not args.no_progress)
         failed += not again.ok
         rows += report(record, again)
     if rows:

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.time()
     records = []
     if to_run:
-        with make_executor(args, experiment.results_dir) as executor:
+        with make_executor(args, store) as executor:
             records = executor.run(to_run, resume=args.resume)
     print_leaderboard(store, trials, start)
     failed = [r for r in records if not r.ok]

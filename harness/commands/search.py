@@ -11,10 +11,10 @@ from harness.commands.options import (add_executor_options, add_experiment_optio
                                       add_scheduler_option, check_protocol, experiment_from_args, make_executor,
                                       pruner_of, validation_objective, with_fault)
 from harness.commands.printing import print_leaderboard
-from harness.core.config import TrialConfig
 from harness.core.metrics import format_metric
 from harness.core.names import check_name
 from harness.core.store import TrialStore
+from harness.core.trial import Trial
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +66,7 @@ def search(args: argparse.Namespace) -> int:
     if args.final_seeds:  # its final trials join the experiment: under the experiment's protocol
         check_protocol(store, experiment.trials())
 
-    def final(params: dict[str, Any]) -> list[TrialConfig]:
+    def final(params: dict[str, Any]) -> list[Trial]:
         if not args.final_seeds:
             return []
         hparams = {**experiment.hparams, args.method: {**experiment.hparams.get(args.method, {}), **params}}
@@ -77,8 +77,8 @@ def search(args: argparse.Namespace) -> int:
                       seed=args.seed, pruner=pruner_of(args.scheduler), final=final)
     store.check_writable()
     start = time.time()
-    with make_executor(args, experiment.results_dir) as executor:
-        (outcome,) = run_searches(executor, [plan], resume=args.resume)
+    with make_executor(args, store) as executor:
+        (outcome,) = run_searches(executor, store, [plan], resume=args.resume)
     for path in outcome.files:
         print(f"search output: {path}")
     if outcome.best is None:

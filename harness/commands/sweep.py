@@ -64,11 +64,11 @@ def sweep(args: argparse.Namespace) -> int:
     start = time.time()
     records = [store.read_record(t) for t in trials if t not in to_run]  # kept: finished already
     if to_run:
-        with make_executor(args, experiment.results_dir) as executor:
+        with make_executor(args, store) as executor:
             records += executor.run(to_run, resume=args.resume)
     print(f"sweep of {args.method}.{name}: {len(trials)} trials on the {split} classes in {time.time() - start:.0f} s")
-    out = store.sweep_dir(trials[0].experiment) / f"{args.method}.{name}{'.test' if args.on_test else ''}.png"
-    plotted = sensitivity_plot([(store.record_path(r.config), r) for r in records], args.method, name, out,
+    out = store.sweep_dir(trials[0].placement.experiment) / f"{args.method}.{name}{'.test' if args.on_test else ''}.png"
+    plotted = sensitivity_plot([(store.record_path(r.trial), r) for r in records], args.method, name, out,
                                metric=args.metric, eval_split=split)
     print(f"sensitivity plot: {plotted}")
     return 0 if all(r.ok for r in records) else 1

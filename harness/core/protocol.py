@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.core.config import TrialConfig, canonical
+from harness.core.spec import TrialSpec, canonical
 
 
-def protocol(config: TrialConfig) -> dict[str, Any]:
+def protocol(spec: TrialSpec) -> dict[str, Any]:
     """The protocol fields of a trial, numbers normalised (``2`` and ``2.0`` are one value)."""
-    return canonical({**{k: v for k, v in config.recipe.items() if k != "name"}, "backbone": config.backbone,
-                      "embedding_dim": config.embedding_dim, "pretrained_sha256": config.pretrained_sha256,
-                      "val_fraction": config.val_fraction})
+    return canonical({**{k: v for k, v in spec.recipe.items() if k != "name"}, "backbone": spec.backbone,
+                      "embedding_dim": spec.embedding_dim, "pretrained_sha256": spec.pretrained_sha256,
+                      "val_fraction": spec.val_fraction})
 
 
-def comparable(new: TrialConfig, old: TrialConfig) -> bool:
+def comparable(new: TrialSpec, old: TrialSpec) -> bool:
     """Whether two trials must share a protocol: the same dataset and either the same method, or two methods
     that train under recipes of the same name."""
     if new.dataset != old.dataset:
@@ -29,7 +29,7 @@ def comparable(new: TrialConfig, old: TrialConfig) -> bool:
     return new.recipe["name"] == old.recipe["name"] and new.recipe["epochs"] > 0 and old.recipe["epochs"] > 0
 
 
-def protocol_differences(new: TrialConfig, old: TrialConfig) -> list[str]:
+def protocol_differences(new: TrialSpec, old: TrialSpec) -> list[str]:
     """``["epochs=2 (not 12)", ...]``: the protocol fields in which ``new`` differs from ``old`` (none where the
     two need not share one, :func:`comparable`); an embedding size is compared only where both have a head."""
     if not comparable(new, old):

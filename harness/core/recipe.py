@@ -3,6 +3,12 @@
 One shared recipe per data regime makes a comparison fair; a method may ship its paper's recipe
 (``Method.paper_recipe``) as a named option. Every trial record stores the recipe's name, its
 fields and a short hash of the fields, so trials run under different recipes never average together.
+
+Every rule on a recipe's values lives here: each field's type and valid values (:data:`FIELD_RULES`,
+checked whenever a recipe is built), what a user may set (:meth:`Recipe.check_overrides`), the sampler a
+method trains with (:meth:`Recipe.sampler_for`) and whether its batches can be drawn from a training
+split's classes (:meth:`Recipe.check_batches`). The one resolution step
+(:func:`harness.experiment.check_recipe`) applies them before any trial starts; the engine only uses them.
 """
 from __future__ import annotations
 
@@ -11,9 +17,12 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from harness.core.hparams import Choice, Param
 from harness.core.registry import Registry
 
-SAMPLERS = ("method", "random", "m_per_class")
+#: how a training loader draws its batches; a recipe's ``sampler`` may also be ``method``: the method's own
+BATCH_SAMPLERS = ("random", "m_per_class")
+SAMPLERS = ("method", *BATCH_SAMPLERS)
 AUGMENTATIONS = ("rrc_flip", "rrc_flip_erase", "flip", "none")
 DECODERS = ("pil", "torchvision", "nvjpeg")
 POOLINGS = ("avg", "max", "avgmax")
@@ -80,18 +89,48 @@ class Recipe:
     method_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Refuse (``ValueError`` naming the recipe and field) a field of the wrong type or out of its
+        :data:`FIELD_RULES`, and ``lr_milestones`` that do not increase."""
+        for name, rule in FIELD_RULES.items():
+            problem = rule.problem(getattr(self, name))
+            if problem:
+                raise ValueError(f"recipe {self.name!r}: {name}: {problem}")
         object.__setattr__(self, "lr_milestones", tuple(self.lr_milestones))  # a record's JSON list
-        for name, allowed in (("sampler", SAMPLERS), ("augmentation", AUGMENTATIONS), ("pooling", POOLINGS),
-                              ("head_init", HEAD_INITS), ("decoder", DECODERS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"recipe {self.name!r}: {name}={getattr(self, name)!r}, valid: {', '.join(allowed)}")
-        if self.epochs < 0 or self.batch_size < 1:
-            raise ValueError(f"recipe {self.name!r}: epochs must be >= 0 and batch_size >= 1")
-        if list(self.lr_milestones) != sorted(set(self.lr_milestones)) or any(e < 1 for e in self.lr_milestones):
+        if list(self.lr_milestones) != sorted(set(self.lr_milestones)):
             raise ValueError(f"recipe {self.name!r}: lr_milestones must be increasing epochs >= 1, "
                              f"got {self.lr_milestones!r}")
-        if self.grad_clip_value < 0:
-            raise ValueError(f"recipe {self.name!r}: grad_clip_value must be >= 0 (0 = no clipping)")
+
+    @staticmethod
+    def check_overrides(changes: dict[str, Any]) -> None:
+        """Refuse (``ValueError``, one line naming the field) what a user may not set: an unknown field, a
+        value of the wrong type or out of range; ``epochs`` at least 1 (0 is how the harness marks a
+        method that does not train)."""
+        _check_names(changes)
+        for name, value in changes.items():
+            rule = USER_EPOCHS if name == "epochs" else FIELD_RULES[name]
+            rule.check(f"recipe field {name}", value)
+
+    def sampler_for(self, method_sampler: str) -> str:
+        """The batch sampler a method that declares ``method_sampler`` trains with under this recipe (one of
+        :data:`BATCH_SAMPLERS`; ``ValueError`` for another)."""
+        sampler = method_sampler if self.sampler == "method" else self.sampler
+        if sampler not in BATCH_SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(BATCH_SAMPLERS)}")
+        return sampler
+
+    def check_batches(self, method: str, method_sampler: str, classes: int) -> None:
+        """Raise ``ValueError`` naming ``method`` unless its batches can be drawn from ``classes`` training
+        classes: m-per-class batches hold at least two classes of ``samples_per_class`` each (else a batch
+        has no negatives) and the split has as many classes as a batch holds."""
+        if self.sampler_for(method_sampler) != "m_per_class":
+            return
+        m, batch = self.samples_per_class, self.batch_size
+        if batch < 2 * m:
+            raise ValueError(f"{method}: batch_size {batch} holds fewer than two classes of samples_per_class {m} "
+                             f"(m-per-class batches need batch_size >= {2 * m}, or a smaller samples_per_class)")
+        if classes * m < batch - batch % m:
+            raise ValueError(f"{method}: m-per-class batches of {batch - batch % m} need {batch // m} classes, "
+                             f"the training split has {classes}")
 
     @property
     def hash(self) -> str:
@@ -101,10 +140,7 @@ class Recipe:
 
     def override(self, **changes: Any) -> "Recipe":
         """A copy with some fields changed (e.g. ``epochs=5`` from the CLI)."""
-        valid = {f.name for f in fields(self)}
-        unknown = set(changes) - valid
-        if unknown:
-            raise ValueError(f"unknown recipe field(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
+        _check_names(changes)
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +153,31 @@ class Recipe:
             data["lr_milestones"] = list(data["lr_milestones"])
         return data
 
+
+def _check_names(changes: dict[str, Any]) -> None:
+    valid = {f.name for f in fields(Recipe)}
+    unknown = set(changes) - valid
+    if unknown:
+        raise ValueError(f"unknown recipe field(s) {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
+
+
+#: the valid values of the numeric fields besides their type (``epochs`` 0: a method that does not train)
+_RANGES = {
+    "epochs": ">= 0", "batch_size": ">= 1", "samples_per_class": ">= 1", "image_size": ">= 1", "resize_size": ">= 1",
+    "lr_backbone": ">= 0", "lr_head": ">= 0", "lr_method": ">= 0", "weight_decay": ">= 0", "adam_eps": "> 0",
+    "lr_decay_epochs": ">= 0", "lr_decay_gamma": "> 0", "warmup_epochs": ">= 0", "grad_clip_value": ">= 0",
+    "eval_batch_size": ">= 1", "lr_milestones": ">= 1",
+}
+_CHOICES = {"sampler": SAMPLERS, "augmentation": AUGMENTATIONS, "pooling": POOLINGS, "head_init": HEAD_INITS,
+            "decoder": DECODERS}
+_KINDS: dict[str, Any] = {"lr_milestones": (tuple, int), "method_hparams": dict}
+#: every field but ``name``: its type (its default's) and valid values, checked whenever a recipe is built
+FIELD_RULES: dict[str, Param] = {
+    f.name: Param(f.default, kind=_KINDS.get(f.name),
+                  valid=Choice(_CHOICES[f.name]) if f.name in _CHOICES else _RANGES.get(f.name))
+    for f in fields(Recipe) if f.name != "name"}
+#: ``epochs`` as a user sets it
+USER_EPOCHS = Param(Recipe.epochs, valid=">= 1")
 
 RECIPES: Registry[Recipe] = Registry("recipe")
 

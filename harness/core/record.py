@@ -1,9 +1,11 @@
 """The trial record: the typed, versioned outcome of one trial, the only thing leaderboards read.
 
 A :class:`TrialRecord` is built in one place (:func:`harness.engine.trial.run_trial`, or
-:meth:`TrialRecord.failed` for a trial that raised) from its fully resolved
-:class:`~harness.core.config.TrialConfig`; :class:`~harness.core.store.TrialStore` writes and reads
-it as JSON. :meth:`TrialRecord.from_dict` validates what it reads: a record of another version, with a
+:meth:`TrialRecord.failed` for a trial that raised) from its :class:`~harness.core.trial.Trial` (its
+fully resolved :class:`~harness.core.spec.TrialSpec` and its
+:class:`~harness.core.placement.Placement`); :class:`~harness.core.store.TrialStore` writes and reads
+it as JSON, the pair as one flat ``config`` mapping (the layout records have always had).
+:meth:`TrialRecord.from_dict` validates what it reads: a record of another version, with a
 missing field, a ``null``, non-numeric or non-finite (NaN, infinite) metric is refused with the reason, so a
 leaderboard never averages fewer seeds than it counts.
 """
@@ -14,7 +16,9 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
-from harness.core.config import TrialConfig
+from harness.core.placement import Placement
+from harness.core.spec import TrialSpec
+from harness.core.trial import Trial
 
 #: bumped whenever a field changes meaning; readers refuse other versions
 RECORD_VERSION = 2
@@ -31,10 +35,10 @@ def now() -> str:
 
 @dataclass
 class TrialRecord:
-    """Everything a trial produced: config, metrics, per-epoch history, timing, environment.
+    """Everything a trial produced: its spec and placement, metrics, per-epoch history, timing, environment.
 
     ``hparams_changed`` lists the hyperparameters that differ from the method's declared defaults
-    (for row labels); ``config.hparams`` has them all. ``wall_time_s`` sums every attempt of the
+    (for row labels); ``spec.hparams`` has them all. ``wall_time_s`` sums every attempt of the
     trial; ``resumed_at_epoch`` is the epoch its last attempt continued from (None: ran through).
     ``nodes`` names the Ray node (``node_id``, ``host``) of each of its attempts, in order (empty
     when it ran in the driver's process).
@@ -46,7 +50,8 @@ class TrialRecord:
 
     trial_id: str
     status: str
-    config: TrialConfig
+    spec: TrialSpec
+    placement: Placement
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     wall_time_s: float = 0.0
@@ -67,8 +72,8 @@ class TrialRecord:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise RecordError(f"status must be one of {', '.join(STATUSES)}, got {self.status!r}")
-        if self.trial_id != self.config.trial_id:
-            raise RecordError(f"trial id {self.trial_id!r} does not match its config's {self.config.trial_id!r}")
+        if self.trial_id != self.spec.trial_id:
+            raise RecordError(f"trial id {self.trial_id!r} does not match its spec's {self.spec.trial_id!r}")
         for name, value in self.metrics.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise RecordError(f"metric {name!r} is {value!r}, not a number")
@@ -82,25 +87,32 @@ class TrialRecord:
         return self.status == "ok"
 
     @property
+    def trial(self) -> Trial:
+        return Trial(self.spec, self.placement)
+
+    @property
     def recipe_name(self) -> str:
-        return self.config.recipe["name"]
+        return self.spec.recipe["name"]
 
     @property
     def recipe_hash(self) -> str:
-        return self.config.recipe_obj.hash
+        return self.spec.recipe_obj.hash
 
     @classmethod
-    def failed(cls, config: TrialConfig, error: BaseException | str, *, wall_time_s: float = 0.0,
+    def failed(cls, trial: Trial, error: BaseException | str, *, wall_time_s: float = 0.0,
                traceback: str | None = None, environment: dict[str, Any] | None = None,
                harness_version: str = "") -> "TrialRecord":
-        """The record of a trial that raised: its config, the reason, and no metrics."""
+        """The record of a trial that raised: its spec and placement, the reason, and no metrics."""
         reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        return cls(trial_id=config.trial_id, status="failed", config=config, wall_time_s=wall_time_s,
+        return cls(trial_id=trial.trial_id, status="failed", spec=trial.spec, placement=trial.placement,
+                   wall_time_s=wall_time_s,
                    environment=environment or {}, harness_version=harness_version, error=reason or "failed",
                    traceback=traceback)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The record's JSON: the spec and placement as one flat ``config`` (:meth:`Trial.to_dict`)."""
+        data = {k: v for k, v in asdict(self).items() if k not in ("spec", "placement")}
+        data["config"] = self.trial.to_dict()
         data["recipe"] = {"name": self.recipe_name, "hash": self.recipe_hash}  # for readers of the raw JSON
         return data
 
@@ -118,11 +130,11 @@ class TrialRecord:
         if not isinstance(data["metrics"], dict):
             raise RecordError(f"metrics is {data['metrics']!r}, not a mapping")
         try:
-            config = TrialConfig.from_dict(data["config"])
+            trial = Trial.from_dict(data["config"])
         except (TypeError, ValueError) as error:
             raise RecordError(f"config: {error}") from None
-        values = {k: v for k, v in data.items() if k in known and k != "config"}
+        values = {k: v for k, v in data.items() if k in known and k not in ("spec", "placement")}
         try:
-            return cls(config=config, **values)
+            return cls(spec=trial.spec, placement=trial.placement, **values)
         except TypeError as error:
             raise RecordError(str(error)) from None

@@ -38,9 +38,9 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
-from harness.core.config import TrialConfig
 from harness.core.names import inside
 from harness.core.record import RecordError, TrialRecord
+from harness.core.trial import Trial
 
 RECORD_FILE = "record.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -114,7 +114,11 @@ def atomic_save_array(path: str | Path, array: np.ndarray) -> None:
 
 
 class TrialStore:
-    """The trials, searches, sweeps and leaderboards under one results folder (``results/`` by default)."""
+    """The trials, searches, sweeps and leaderboards under one results folder (``results/`` by default).
+
+    A command builds its store once and hands it down (executors, the search driver, a benchmark,
+    :func:`~harness.engine.trial.run_trial` all write through the store they are given); only a Ray
+    worker builds its own, for its node's view of the folder (:mod:`harness.scheduling.trial_files`)."""
 
     def __init__(self, root: str | Path = "results"):
         self.root = Path(root)
@@ -152,13 +156,13 @@ class TrialStore:
     def tune_dir(self) -> Path:
         return self.root / "ray"
 
-    def trial_dir(self, config: TrialConfig) -> Path:
-        if config.role == "search":
-            return self._under("searches", config.experiment, "trials", config.trial_id)
-        return self._under("runs", config.experiment, config.trial_id)
+    def trial_dir(self, trial: Trial) -> Path:
+        if trial.spec.role == "search":
+            return self._under("searches", trial.placement.experiment, "trials", trial.trial_id)
+        return self._under("runs", trial.placement.experiment, trial.trial_id)
 
-    def record_path(self, config: TrialConfig) -> Path:
-        return self.trial_dir(config) / RECORD_FILE
+    def record_path(self, trial: Trial) -> Path:
+        return self.trial_dir(trial) / RECORD_FILE
 
     def check_writable(self) -> None:
         """Raise ``PermissionError`` naming the folder unless files can be created in it (before any trial)."""
@@ -172,7 +176,7 @@ class TrialStore:
 
     # ---- records --------------------------------------------------------------------------------
     def write_record(self, record: TrialRecord) -> Path:
-        path = self.record_path(record.config)
+        path = self.record_path(record.trial)
         atomic_write_text(path, json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
         return path
 
@@ -184,8 +188,8 @@ class TrialStore:
         except (OSError, json.JSONDecodeError, RecordError) as error:
             raise RecordError(f"{path}: {error}") from None
 
-    def read_record(self, config: TrialConfig) -> TrialRecord | None:
-        path = self.record_path(config)
+    def read_record(self, trial: Trial) -> TrialRecord | None:
+        path = self.record_path(trial)
         if not path.exists():
             return None
         try:
@@ -194,8 +198,8 @@ class TrialStore:
             warnings.warn(f"ignoring unreadable trial record {error}", stacklevel=2)
             return None
 
-    def is_finished(self, config: TrialConfig) -> bool:
-        record = self.read_record(config)
+    def is_finished(self, trial: Trial) -> bool:
+        record = self.read_record(trial)
         return record is not None and record.ok
 
     def record_files(self, experiment: str | None = None) -> list[Path]:
@@ -219,20 +223,20 @@ class TrialStore:
                 warnings.warn(f"skipping trial record {error}", stacklevel=2)
 
     # ---- checkpoints, weights, embeddings -------------------------------------------------------
-    def checkpoint_path(self, config: TrialConfig) -> Path:
-        return self.trial_dir(config) / CHECKPOINT_FILE
+    def checkpoint_path(self, trial: Trial) -> Path:
+        return self.trial_dir(trial) / CHECKPOINT_FILE
 
-    def save_checkpoint(self, config: TrialConfig, data: bytes) -> Path:
+    def save_checkpoint(self, trial: Trial, data: bytes) -> Path:
         """Write the trial's epoch checkpoint (``data``: :func:`harness.engine.tensor_files.tensor_bytes`)."""
-        path = self.checkpoint_path(config)
+        path = self.checkpoint_path(trial)
         atomic_write_binary(path, lambda f: f.write(data))
         return path
 
-    def load_checkpoint(self, config: TrialConfig, load: Callable[[Path], Loaded]) -> Loaded | None:
+    def load_checkpoint(self, trial: Trial, load: Callable[[Path], Loaded]) -> Loaded | None:
         """``load(path)`` of the epoch checkpoint an interrupted trial left in its folder, else None. A
         truncated one (``load`` raises :class:`CorruptFileError`) is named in a warning, deleted, and None
         returned (the trial starts again); one holding pickled code raises :class:`UnsafeFileError`."""
-        path = self.checkpoint_path(config)
+        path = self.checkpoint_path(trial)
         if not path.exists():
             return None
         try:
@@ -242,18 +246,18 @@ class TrialStore:
             path.unlink(missing_ok=True)
             return None
 
-    def delete_checkpoint(self, config: TrialConfig) -> None:
-        self.checkpoint_path(config).unlink(missing_ok=True)
+    def delete_checkpoint(self, trial: Trial) -> None:
+        self.checkpoint_path(trial).unlink(missing_ok=True)
 
-    def save_model(self, config: TrialConfig, data: bytes) -> Path:
+    def save_model(self, trial: Trial, data: bytes) -> Path:
         """Write the trial's trained weights (``data``: its state dict through
         :func:`harness.engine.tensor_files.tensor_bytes`)."""
-        path = self.trial_dir(config) / MODEL_FILE
+        path = self.trial_dir(trial) / MODEL_FILE
         atomic_write_binary(path, lambda f: f.write(data))
         return path
 
-    def save_embeddings(self, config: TrialConfig, **arrays: np.ndarray) -> Path:
-        path = self.trial_dir(config) / EMBEDDINGS_FILE
+    def save_embeddings(self, trial: Trial, **arrays: np.ndarray) -> Path:
+        path = self.trial_dir(trial) / EMBEDDINGS_FILE
         _atomic_write(path, lambda f: np.savez(f, **arrays), "wb")
         return path
 

@@ -64,7 +64,7 @@ def build_train_loader(dataset: Dataset, labels: np.ndarray, recipe: Recipe, met
     its items as lists (encoded files for ``decoder="nvjpeg"``) says so by its ``collate_fn``
     (on the CPU workers restart every epoch, so an epoch's augmentation draws depend only on the
     loader's generator, which a checkpoint saves: resumed CPU trials stay exact)."""
-    kind = method_sampler if recipe.sampler == "method" else recipe.sampler
+    kind = recipe.sampler_for(method_sampler)
     cuda = device is not None and device.type == "cuda"
     if hasattr(dataset, "preload"):
         dataset.preload(threads=max(num_workers, torch.get_num_threads()))
@@ -75,14 +75,10 @@ def build_train_loader(dataset: Dataset, labels: np.ndarray, recipe: Recipe, met
     if kind == "m_per_class":
         m = recipe.samples_per_class
         batch = recipe.batch_size - recipe.batch_size % m
-        if len(np.unique(labels)) * m < batch:
-            raise ValueError(f"m-per-class batches of {batch} need {batch // m} classes, "
-                             f"the training split has {len(np.unique(labels))}")
-        # MPerClassSampler draws from numpy/python RNGs, which seed_everything has seeded.
+        # MPerClassSampler draws from numpy/python RNGs, which seed_everything has seeded; it asserts that
+        # the split has the classes a batch needs (Recipe.check_batches refused any other recipe before the trial)
         sampler = MPerClassSampler(labels, m=m, batch_size=batch, length_before_new_iter=len(labels))
         return DataLoader(dataset, batch_size=batch, sampler=sampler, **options)
-    if kind != "random":
-        raise ValueError(f"unknown sampler {kind!r}; valid: random, m_per_class")
     batch = min(recipe.batch_size, len(labels))
     return DataLoader(dataset, batch_size=batch, sampler=RandomSampler(dataset, generator=generator), **options)
 

@@ -1,6 +1,7 @@
-"""One trial, as a plain function of its config: ``run_trial(TrialConfig) -> TrialRecord``.
+"""One trial, as a plain function of its spec: ``run_trial(spec, placement, store, attempt) -> TrialRecord``.
 
-Every executor calls it unchanged (the local one in-process, Ray Tune in a worker). It trains one
+Every executor calls it unchanged (the local one in-process, Ray Tune in a worker), with the store
+its command built (a Ray worker: its node's view of it). It trains one
 method on one dataset with one seed, evaluates on the unseen test classes (or on the validation
 classes, ``eval_split="val"``), and returns the trial's :class:`~harness.core.record.TrialRecord`.
 
@@ -8,7 +9,9 @@ After every epoch it writes an epoch checkpoint through the :class:`~harness.cor
 (model, method, optimiser, schedule, every RNG, the sampler's class order and the loader's
 generator, the history and the time spent so far), so an interrupted trial resumed from it gives,
 on the CPU with the same threads, metric-for-metric the numbers of an uninterrupted run. Then it
-calls ``on_epoch(metrics, checkpoint_path)``; a true answer prunes the trial (a search's pruner).
+calls the attempt's ``on_epoch(metrics, checkpoint_path)``; a true answer prunes the trial (a search's
+pruner). What varies between attempts of one trial, and never its result (the epoch callback,
+resuming, the progress bar, the Ray node, the GPU sampler, torch's threads), is one :class:`Attempt`.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import functools
 import random
 import time
 import traceback
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -24,11 +28,13 @@ import torch
 from torch.utils.data import DataLoader
 
 import harness
-from harness.core.config import TrialConfig
 from harness.engine.hardware import environment_fingerprint
+from harness.core.placement import Placement
 from harness.core.record import TrialRecord
 from harness.core.recipe import Recipe
+from harness.core.spec import TrialSpec
 from harness.core.store import TrialStore
+from harness.core.trial import Trial
 from harness.engine.evaluate import embed, evaluate_embeddings
 from harness.engine.gpu_usage import GpuSampler
 from harness.engine.kmeans import kmeans_implementation
@@ -49,15 +55,35 @@ class TrialPruned(Exception):
     """Raised when ``on_epoch`` asks to stop a trial early (a search's pruner)."""
 
 
-def build_model(config: TrialConfig, channels: int) -> tuple[EmbeddingModel, type[Method]]:
+@dataclass(frozen=True)
+class Attempt:
+    """How one attempt of a trial runs, besides its spec and placement; nothing here changes its result.
+
+    ``on_epoch`` is called after each epoch (True prunes the trial); with ``resume`` the attempt
+    continues from the epoch checkpoint in the store, if any; ``progress`` shows a bar per epoch;
+    ``node`` names the Ray node it runs on (the record lists the nodes of every attempt); ``threads``
+    sets torch's intra-op threads (the trial's CPU share); ``gpu`` samples its GPU
+    (:func:`execute_trial` starts one).
+    """
+
+    on_epoch: EpochCallback | None = None
+    resume: bool = False
+    progress: bool = True
+    node: dict[str, str] | None = None
+    threads: int | None = None
+    gpu: GpuSampler | None = None
+
+
+def build_model(spec: TrialSpec, channels: int, pretrained: str | None = None) -> tuple[EmbeddingModel, type[Method]]:
     """The embedding model a trial trains (also used to reload a trained trial for ``embed``), from the
-    trial's resolved specification only (its ``method_settings``), never the method class's attributes."""
-    backbone = create_backbone(config.backbone, in_chans=channels, pretrained=config.pretrained)
-    recipe, settings = config.recipe_obj, config.method_settings
-    model = EmbeddingModel(backbone, embedding_dim=config.embedding_dim, normalize=settings["normalize_embedding"],
+    trial's resolved specification only (its ``method_settings``), never the method class's attributes;
+    ``pretrained``: the path of the initial weights on this machine (the placement's)."""
+    backbone = create_backbone(spec.backbone, in_chans=channels, pretrained=pretrained)
+    recipe, settings = spec.recipe_obj, spec.method_settings
+    model = EmbeddingModel(backbone, embedding_dim=spec.embedding_dim, normalize=settings["normalize_embedding"],
                            pooling=settings["pooling"] or recipe.pooling, taps=tuple(settings["taps"]),
                            head_init=recipe.head_init)
-    return model, get_method_class(config.method)
+    return model, get_method_class(spec.method)
 
 
 def eval_transform(model: EmbeddingModel, recipe: Recipe, channels: int):
@@ -77,25 +103,25 @@ def _loader(subset: Subset, pipeline: InputPipeline, channels: int, batch_size: 
                                    pin_memory=device.type == "cuda", collate_fn=dataset.collate_fn), pipeline, device)
 
 
-def evaluate_model(model: EmbeddingModel, splits: DatasetSplits, config: TrialConfig, device: torch.device,
-                   include_nmi: bool = True, extra_metrics: Sequence[str] = ()
+def evaluate_model(model: EmbeddingModel, splits: DatasetSplits, spec: TrialSpec, placement: Placement,
+                   device: torch.device, include_nmi: bool = True, extra_metrics: Sequence[str] = ()
                    ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Recall@K, MAP@R, R-Precision (and NMI, and the optional registered ``extra_metrics``) on the
     validation or test classes, and the embeddings and labels they were computed from."""
-    recipe, channels = config.recipe_obj, splits.channels
+    recipe, channels = spec.recipe_obj, splits.channels
     pipeline = input_pipeline(model, recipe, channels, False, device)
-    query, gallery = (splits.val, None) if config.eval_split == "val" else (splits.query, splits.gallery)
+    query, gallery = (splits.val, None) if spec.eval_split == "val" else (splits.query, splits.gallery)
 
     def embed_subset(subset: Subset) -> tuple[torch.Tensor, torch.Tensor]:
-        return embed(model, _loader(subset, pipeline, channels, recipe.eval_batch_size, config.num_workers, device,
-                                     config.image_cache_bytes),
+        return embed(model, _loader(subset, pipeline, channels, recipe.eval_batch_size, placement.num_workers, device,
+                                     placement.image_cache_bytes),
                      device)
 
     q_emb, q_lab = embed_subset(query)
     g_emb, g_lab = embed_subset(gallery) if gallery is not None else (None, None)
     metrics = evaluate_embeddings(q_emb, q_lab, g_emb, g_lab, recall_ks=splits.recall_ks, include_nmi=include_nmi)
     if extra_metrics:
-        train = functools.cache(lambda: embed_subset(splits.train if config.eval_split == "val" else splits.trainval)[0])
+        train = functools.cache(lambda: embed_subset(splits.train if spec.eval_split == "val" else splits.trainval)[0])
         inputs = EvaluationInputs(q_emb, q_lab, g_emb, g_lab, train_embeddings=train)
         metrics.update({name: float(METRICS.get(name).compute(inputs)) for name in extra_metrics})
     arrays = {"query": q_emb.float().cpu().numpy(), "query_labels": q_lab.cpu().numpy()}
@@ -136,44 +162,38 @@ def set_loader_state(loader: DataLoader, generator: torch.Generator, state: dict
         loader.sampler.labels = [type(loader.sampler.labels[0])(c) for c in state["sampler_labels"].tolist()]
 
 
-def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: EpochCallback | None = None,
-              resume: bool = False, progress: bool = True, node: dict[str, str] | None = None,
-              gpu: GpuSampler | None = None) -> TrialRecord:
-    """Train and evaluate one trial; return its record (the driver writes it).
+def run_trial(spec: TrialSpec, placement: Placement, store: TrialStore, attempt: Attempt = Attempt()) -> TrialRecord:
+    """Train and evaluate one trial through ``store``; return its record (the driver writes it).
 
-    With ``resume`` the trial continues from the epoch checkpoint in its store, if any. ``node``
-    names where this attempt runs (a Ray node); the record lists the nodes of every attempt. ``gpu``
-    samples the trial's GPU (its epoch means and peaks join each epoch's metrics, its summary the
-    record; :func:`execute_trial` starts and stops it). Raises :class:`TrialFailed` (non-finite loss,
-    injected fault), :class:`TrialPruned`, and lets other errors propagate; :func:`execute_trial` turns
-    them into a failed or pruned record.
+    Raises :class:`TrialFailed` (non-finite loss, injected fault), :class:`TrialPruned`, and lets other
+    errors propagate; :func:`execute_trial` turns them into a failed or pruned record.
     """
-    store = store or TrialStore(config.results_dir)
+    trial, gpu = Trial(spec, placement), attempt.gpu
     start = time.time()
-    generator = seed_everything(config.seed)
-    device = resolve_device(config.device)
-    recipe = config.recipe_obj
-    splits = create_dataset(config.dataset, config.data_root, config.val_fraction, fold=config.fold,
-                            folds=config.folds, withhold_test=config.eval_split == "val")
-    train_subset = splits.train if config.eval_split == "val" else splits.trainval
+    generator = seed_everything(spec.seed)
+    device = resolve_device(placement.device)
+    recipe = spec.recipe_obj
+    splits = create_dataset(spec.dataset, placement.data_root, spec.val_fraction, fold=spec.fold,
+                            folds=spec.folds, withhold_test=spec.eval_split == "val")
+    train_subset = splits.train if spec.eval_split == "val" else splits.trainval
     label_map = {int(c): i for i, c in enumerate(train_subset.classes)}
 
-    model, cls = build_model(config, splits.channels)
+    model, cls = build_model(spec, splits.channels, placement.pretrained)
     method = cls(num_classes=len(label_map), embedding_dim=model.embedding_dim, feature_dim=model.feature_dim,
-                 **config.hparams)
+                 **spec.hparams)
     model.to(device)
     method.to(device)
 
     history: list[dict[str, Any]] = []
-    elapsed_before, resumed_at, nodes = 0.0, None, [node] if node else []
+    elapsed_before, resumed_at, nodes = 0.0, None, [attempt.node] if attempt.node else []
     pipeline = input_pipeline(model, recipe, splits.channels, True, device)
     if recipe.epochs:
         trainer = Trainer(model, method, recipe, device)
         dataset = ImageDataset(train_subset, pipeline.host, channels=splits.channels, decoder=pipeline.decoder,
-                               cache_bytes=config.image_cache_bytes)
-        loader = build_train_loader(dataset, train_subset.labels, recipe, config.method_settings["sampler"], generator, config.num_workers,
-                                    device)
-        state = store.load_checkpoint(config, load_tensors) if resume else None
+                               cache_bytes=placement.image_cache_bytes)
+        loader = build_train_loader(dataset, train_subset.labels, recipe, spec.method_settings["sampler"], generator,
+                                    placement.num_workers, device)
+        state = store.load_checkpoint(trial, load_tensors) if attempt.resume else None
         if state is not None:
             trainer.load_state_dict(state["trainer"])
             set_rng_state(state["rng"])
@@ -181,60 +201,60 @@ def run_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: Ep
             history, elapsed_before, resumed_at = state["history"], state["elapsed_s"], trainer.epoch
             nodes = state.get("nodes", []) + nodes
         while trainer.epoch < recipe.epochs:
-            if config.fail_at_epoch is not None and trainer.epoch + 1 >= config.fail_at_epoch:
+            if placement.fail_at_epoch is not None and trainer.epoch + 1 >= placement.fail_at_epoch:
                 raise TrialFailed(f"injected failure at epoch {trainer.epoch + 1} (fail_at_epoch)")
-            epoch_metrics = trainer.train_epoch(DeviceLoader(loader, pipeline, device), label_map, progress=progress)
+            epoch_metrics = trainer.train_epoch(DeviceLoader(loader, pipeline, device), label_map,
+                                                progress=attempt.progress)
             epoch_metrics.update(gpu.so_far() if gpu else {})
-            if config.eval_split == "val":
-                scores, _ = evaluate_model(model, splits, config, device, include_nmi=False)
+            if spec.eval_split == "val":
+                scores, _ = evaluate_model(model, splits, spec, placement, device, include_nmi=False)
                 epoch_metrics.update({split_metric("val", k): v for k, v in scores.items()})
             history.append(epoch_metrics)
-            checkpoint = store.save_checkpoint(config, tensor_bytes({
+            checkpoint = store.save_checkpoint(trial, tensor_bytes({
                 "trainer": trainer.state_dict(), "rng": rng_state(), "loader": loader_state(loader, generator),
                 "history": history, "elapsed_s": elapsed_before + time.time() - start, "nodes": nodes}))
-            if on_epoch is not None and on_epoch(epoch_metrics, checkpoint):
+            if attempt.on_epoch is not None and attempt.on_epoch(epoch_metrics, checkpoint):
                 raise TrialPruned(f"pruned after epoch {trainer.epoch}")
 
-    metrics, embeddings = evaluate_model(model, splits, config, device, extra_metrics=config.extra_metrics)
-    if config.save_model:
-        store.save_model(config, tensor_bytes(model.state_dict()))
-        store.save_embeddings(config, **embeddings)
+    metrics, embeddings = evaluate_model(model, splits, spec, placement, device, extra_metrics=placement.extra_metrics)
+    if placement.save_model:
+        store.save_model(trial, tensor_bytes(model.state_dict()))
+        store.save_embeddings(trial, **embeddings)
     n_params = sum(p.numel() for p in list(model.parameters()) + list(method.parameters()) if p.requires_grad)
     defaults = {name: p.default for name, p in cls.hparams.items()}
     return TrialRecord(
-        trial_id=config.trial_id, status="ok", config=config, metrics=metrics, history=history,
+        trial_id=spec.trial_id, status="ok", spec=spec, placement=placement, metrics=metrics, history=history,
         wall_time_s=elapsed_before + time.time() - start, resumed_at_epoch=resumed_at, nodes=nodes, n_trainable_params=n_params,
         hparams_changed={k: v for k, v in method.config.items() if k not in defaults or v != defaults[k]},
         evaluation={"knn": f"{resolve_backend('auto', device)} candidates, near-ties re-scored exactly (float64)",
                     "kmeans": kmeans_implementation(device)},
-        loading=pipeline.describe(config.num_workers),
+        loading=pipeline.describe(placement.num_workers),
         gpu=gpu.summary() if gpu else {"available": False, "reason": "not sampled"},
         environment=environment_fingerprint(device), harness_version=harness.__version__,
     )
 
 
-def execute_trial(config: TrialConfig, store: TrialStore | None = None, on_epoch: EpochCallback | None = None,
-                  resume: bool = False, progress: bool = True, threads: int | None = None,
-                  node: dict[str, str] | None = None) -> TrialRecord:
+def execute_trial(spec: TrialSpec, placement: Placement, store: TrialStore, attempt: Attempt = Attempt()) -> TrialRecord:
     """:func:`run_trial` that never raises: an error becomes a failed record with its reason and traceback,
     a pruned trial a ``pruned`` record with its history; its GPU is sampled meanwhile
-    (:class:`~harness.engine.gpu_usage.GpuSampler`). ``threads`` sets torch's intra-op threads (a trial's CPU share). A trial that ends (finished, failed or pruned) loses its epoch checkpoint,
-    except a failed one, which keeps it for ``--resume``."""
-    if threads:
-        torch.set_num_threads(threads)
-    store = store or TrialStore(config.results_dir)
+    (:class:`~harness.engine.gpu_usage.GpuSampler`), torch runs on the attempt's ``threads``. A trial
+    that ends (finished, failed or pruned) loses its epoch checkpoint, except a failed one, which keeps
+    it for ``--resume``."""
+    if attempt.threads:
+        torch.set_num_threads(attempt.threads)
+    trial = Trial(spec, placement)
     start = time.time()
-    gpu = GpuSampler(resolve_device(config.device)).start()
+    gpu = GpuSampler(resolve_device(placement.device)).start()
     try:
-        record = run_trial(config, store, on_epoch=on_epoch, resume=resume, progress=progress, node=node, gpu=gpu)
+        record = run_trial(spec, placement, store, replace(attempt, gpu=gpu))
     except TrialPruned as pruned:
-        record = TrialRecord(trial_id=config.trial_id, status="pruned", config=config, error=str(pruned),
-                             wall_time_s=time.time() - start, environment=environment_fingerprint(None),
-                             harness_version=harness.__version__)
+        record = TrialRecord(trial_id=spec.trial_id, status="pruned", spec=spec, placement=placement,
+                             error=str(pruned), wall_time_s=time.time() - start,
+                             environment=environment_fingerprint(None), harness_version=harness.__version__)
     except Exception as error:  # noqa: BLE001: any failure becomes the trial's recorded reason
-        return TrialRecord.failed(config, error, wall_time_s=time.time() - start, traceback=traceback.format_exc(),
+        return TrialRecord.failed(trial, error, wall_time_s=time.time() - start, traceback=traceback.format_exc(),
                                   environment=environment_fingerprint(None), harness_version=harness.__version__)
     finally:
         gpu.stop()
-    store.delete_checkpoint(config)
+    store.delete_checkpoint(trial)
     return record

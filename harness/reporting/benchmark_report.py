@@ -38,10 +38,10 @@ def final_table(records: Iterable[TrialRecord], metric: str, baseline: str | Non
     rows: dict[str, dict[str, Any]] = {}
     values: dict[str, dict[int, float]] = {}
     for r in records:
-        row = rows.setdefault(r.config.method, {"method": r.config.method, "n_seeds": 0, "n_failed": 0})
+        row = rows.setdefault(r.spec.method, {"method": r.spec.method, "n_seeds": 0, "n_failed": 0})
         if r.ok and metric in r.metrics:
             row["n_seeds"] += 1
-            values.setdefault(r.config.method, {})[r.config.seed] = r.metrics[metric]
+            values.setdefault(r.spec.method, {})[r.spec.seed] = r.metrics[metric]
         else:
             row["n_failed"] += 1
     for method, row in rows.items():
@@ -114,7 +114,7 @@ def budget_plot(histories: dict[str, list[float | None]], metric: str, stem: Pat
 
 def critical_difference(records: Iterable[TrialRecord], metric: str, stem: Path) -> tuple[list[Path], str]:
     """autorank's Friedman + Nemenyi test over seeds (blocks) and its critical-difference diagram; or why not."""
-    frame = pd.DataFrame([{"method": r.config.method, "seed": r.config.seed, "value": r.metrics[metric]}
+    frame = pd.DataFrame([{"method": r.spec.method, "seed": r.spec.seed, "value": r.metrics[metric]}
                           for r in records if r.ok and metric in r.metrics])
     if frame.empty or frame["method"].nunique() < 3:
         return [], "needs at least three methods"

@@ -244,11 +244,11 @@ def sweep_points(records: Iterable[Any], method: str, param: str, metric: str = 
     """One row per (dataset, value of ``param``): ``n``, ``mean`` and ``std`` of ``metric`` over seeds.
 
     From ``(path, record)`` pairs as :func:`records_frame` takes them: the finished ``eval_split`` trials
-    of ``method``, each at the value of ``param`` in its resolved hyperparameters (``config.hparams``,
+    of ``method``, each at the value of ``param`` in its resolved hyperparameters (``spec.hparams``,
     so a trial at the declared default counts too, though its ``hparams_changed`` is empty).
     """
     records = list(records)
-    swept = {record.trial_id: record.config.hparams.get(param) for _, record in records}
+    swept = {record.trial_id: record.spec.hparams.get(param) for _, record in records}
     frame = records_frame(records)
     if frame.empty or metric not in frame.columns:
         raise ValueError(f"no trial records with metric {metric!r}")

@@ -182,18 +182,18 @@ def curves_svg(history: list[dict[str, float]], width: int = 520, height: int = 
 
 
 def _trial_page(record: TrialRecord, experiment: str) -> str:
-    cfg = record.config
+    spec = record.spec
     metrics = {metric_label(m): _points(v, m) for m, v in sorted(record.metrics.items(),
                                                                   key=lambda kv: metric_sort_key(kv[0]))}
     body = (f'<p class="muted"><a href="index.html">{escape(experiment)}</a> / trial</p>'
             f"<h1>{escape(record.trial_id)}</h1>"
-            f'<p class="muted">{escape(cfg.method)} on {escape(cfg.dataset)}, seed {cfg.seed}, '
+            f'<p class="muted">{escape(spec.method)} on {escape(spec.dataset)}, seed {spec.seed}, '
             f"status {escape(record.status)}, {record.wall_time_s:.0f} s</p>"
             + (f"<pre>{escape(record.error)}</pre>" if record.error else "")
             + "<h2>Metrics (test classes, %)</h2>" + _definitions(metrics)
             + "<h2>Per-epoch curves</h2>" + curves_svg(record.history)
             + "<h2>Resolved configuration</h2>"
-            + f"<pre>{escape(json.dumps(cfg.to_dict(), indent=2, sort_keys=True, default=str))}</pre>"
+            + f"<pre>{escape(json.dumps(record.trial.to_dict(), indent=2, sort_keys=True, default=str))}</pre>"
             + "<h2>Environment</h2>"
             + f"<pre>{escape(json.dumps(record.environment, indent=2, sort_keys=True, default=str))}</pre>")
     return _page(record.trial_id, body, "../index.html")
@@ -229,7 +229,7 @@ def _experiment_page(store: TrialStore, experiment: str, dataset: str, name: str
     title = leaderboard_title(name, dataset)
     figures = plots.leaderboard_plots(long, name, out, ["png"], title=title)
     trials = pd.DataFrame([{
-        "Trial": r.trial_id, "href": f"{r.trial_id}.html", "Method": r.config.method, "Seed": r.config.seed,
+        "Trial": r.trial_id, "href": f"{r.trial_id}.html", "Method": r.spec.method, "Seed": r.spec.seed,
         "Status": r.status, "Recall@1": _points(r.metrics.get("recall@1", float("nan")), "recall@1"),
         "Epochs": len(r.history), "Wall time (s)": f"{r.wall_time_s:.0f}"} for r in records])
     significance = _significance(long)

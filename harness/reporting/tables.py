@@ -25,10 +25,10 @@ def _json(value: Any) -> str:
 
 
 def _trial_row(path: Path | str, record: TrialRecord, families: Mapping[str, str]) -> dict[str, Any]:
-    cfg, env = record.config, record.environment
+    cfg, env = record.spec, record.environment
     return {
-        "experiment": cfg.experiment, "trial_id": record.trial_id, "dataset": cfg.dataset, "method": cfg.method,
-        "family": cfg.method_family or families.get(cfg.method, "other"),
+        "experiment": record.placement.experiment, "trial_id": record.trial_id, "dataset": cfg.dataset,
+        "method": cfg.method, "family": record.placement.method_family or families.get(cfg.method, "other"),
         "backbone": cfg.backbone, "embedding_dim": int(cfg.embedding_dim),
         "recipe": record.recipe_name, "recipe_hash": record.recipe_hash,
         "hparams": _json(record.hparams_changed),

@@ -17,7 +17,7 @@ once on the test classes, one report.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,12 @@ import yaml
 from optuna.trial import TrialState
 
 import harness
-from harness.core.config import TrialConfig
 from harness.core.hparams import Choice, Distribution, IntUniform, LogUniform, Uniform, parse_distribution
 from harness.core.names import check_name
 from harness.core.settings_file import check_fields, read_mapping
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore, atomic_write_text
+from harness.core.trial import Trial
 from harness.experiment import (ExperimentConfig, TrainingSetup, check_folds, check_objective,
                                 check_validation_split)
 from harness.scheduling.executors import Executor
@@ -198,13 +198,13 @@ class Benchmark:
             check_validation_split(first)
         self.store.check_writable()
 
-    def base_trial(self, method: str) -> TrialConfig:
+    def base_trial(self, method: str) -> Trial:
         m = self.manifest
         experiment = m.experiment(method, str(self.store.root), eval_split="val", role="search",
                                   experiment=search_name(m, method), save_model=False, device=self.device,
                                   num_workers=self.num_workers)
         trial = experiment.trials()[0]
-        return replace(trial, seed=m.seed, folds=m.folds, fold=0 if m.folds else None)
+        return trial.with_spec(seed=m.seed, folds=m.folds, fold=0 if m.folds else None)
 
     def plan(self, method: str) -> SearchPlan:
         """The search of one method: its study in the benchmark's ``study.db``, its outputs in
@@ -215,7 +215,7 @@ class Benchmark:
                           planned=m.trials_per_method, seed=m.seed, pruner=m.pruner,
                           final=lambda params: self.final_trials(method, params))
 
-    def final_trials(self, method: str, params: dict[str, Any]) -> list[TrialConfig]:
+    def final_trials(self, method: str, params: dict[str, Any]) -> list[Trial]:
         """The final seeds of ``method`` at its searched ``params``, evaluated on the test classes."""
         m = self.manifest
         hparams = {method: {**m.hparams.get(method, {}), **params}}
@@ -229,7 +229,7 @@ class Benchmark:
         print(f"benchmark {m.name}, phase 1 (search): {len(m.methods)} methods × {m.trials_per_method} trials, "
               f"interleaved; phase 2 (final): the best of each with {m.final_seeds} seeds", flush=True)
         deadline = time.time() + 3600 * m.max_hours if m.max_hours else None
-        outcomes = run_searches(executor, [self.plan(method) for method in m.methods], resume=resume,
+        outcomes = run_searches(executor, self.store, [self.plan(method) for method in m.methods], resume=resume,
                                 deadline=deadline)
         phase = PhaseOutcome.of(dict(zip(m.methods, outcomes)))
         missing = [method for method in m.methods if method not in phase.best]

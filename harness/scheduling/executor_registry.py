@@ -15,16 +15,19 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from harness.core.registry import Registry
 
 if TYPE_CHECKING:  # the command line lists the executors without importing torch (``--help``)
+    from harness.core.store import TrialStore
     from harness.scheduling.executors import Executor, LocalExecutor
     from harness.scheduling.progress import TrialListener
 
 
 @dataclass(frozen=True)
 class ExecutorOptions:
-    """Where and with what an executor runs trials (the command's executor flags, as data). An executor
-    uses the options it understands: the local one ``progress``, ``cpus_per_trial`` and ``listeners``."""
+    """Where and with what an executor runs trials (the command's executor flags, as data): ``store`` is the
+    command's :class:`~harness.core.store.TrialStore`, built once, which every executor writes records
+    through. An executor uses the options it understands: the local one ``progress``, ``cpus_per_trial``
+    and ``listeners``."""
 
-    results_dir: str
+    store: TrialStore
     listeners: Sequence[TrialListener] = field(default_factory=list)
     progress: bool = True
     gpus_per_trial: float | None = None
@@ -58,7 +61,7 @@ def local_executor(options: ExecutorOptions) -> LocalExecutor:
     from harness.scheduling.executors import LocalExecutor
 
     cpus = options.cpus_per_trial
-    return LocalExecutor(progress=options.progress, cpus_per_trial=max(1, int(cpus)) if cpus else None,
+    return LocalExecutor(options.store, progress=options.progress, cpus_per_trial=max(1, int(cpus)) if cpus else None,
                          listeners=options.listeners)
 
 
@@ -67,7 +70,7 @@ def ray_executor(options: ExecutorOptions) -> Executor:
     """Ray Tune trials on every GPU or CPU of this machine or cluster (imports Ray: only when chosen)."""
     from harness.scheduling.ray_executor import RayExecutor
 
-    return RayExecutor(options.results_dir, gpus_per_trial=options.gpus_per_trial,
+    return RayExecutor(options.store, gpus_per_trial=options.gpus_per_trial,
                        cpus_per_trial=options.cpus_per_trial, max_concurrent=options.max_concurrent,
                        address=options.address, storage=options.storage, max_failures=options.max_failures,
                        plugins=options.plugins, listeners=options.listeners, dashboard=options.dashboard)

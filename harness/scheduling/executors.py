@@ -1,9 +1,10 @@
-"""The executor boundary: ``TrialConfig`` in, ``TrialRecord`` out; a failing trial never stops the others.
+"""The executor boundary: ``Trial`` in, ``TrialRecord`` out; a failing trial never stops the others.
 
-An executor pulls trials from an iterable as it has room for them (so a searcher can propose the
-next trial from what finished), runs each with :func:`harness.engine.trial.execute_trial`, writes its
-record through the :class:`~harness.core.store.TrialStore` the moment it ends and hands it to
-``on_record``. ``on_epoch(trial, metrics)`` sees every epoch's metrics; a true answer prunes the trial.
+An executor pulls trials (:class:`~harness.core.trial.Trial`: spec and placement) from an iterable as it
+has room for them (so a searcher can propose the next trial from what finished), runs each with
+:func:`harness.engine.trial.execute_trial`, writes its record through the
+:class:`~harness.core.store.TrialStore` its command built and handed it, the moment it ends, and hands it
+to ``on_record``. ``on_epoch(trial, metrics)`` sees every epoch's metrics; a true answer prunes the trial.
 With ``resume`` a trial that already has a finished record is not run again (its record is handed to
 ``on_record`` as it is) and an interrupted one continues from its epoch checkpoint.
 
@@ -20,15 +21,15 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import torch
 
-from harness.core.config import TrialConfig
 from harness.core.environment import git_commit
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore
-from harness.engine.trial import execute_trial
+from harness.core.trial import Trial
+from harness.engine.trial import Attempt, execute_trial
 from harness.scheduling.progress import TrialBoard, TrialListener, announce
 
 #: a trial's epoch metrics; returning True prunes the trial
-OnEpoch = Callable[[TrialConfig, dict[str, Any]], "bool | None"]
+OnEpoch = Callable[[Trial, dict[str, Any]], "bool | None"]
 OnRecord = Callable[[TrialRecord], None]
 
 
@@ -39,21 +40,21 @@ def default_cpus_per_trial(cpus: float, gpus: float, gpus_per_trial: float) -> f
     return max(1.0, math.floor(cpus * gpus_per_trial / gpus)) if gpus_per_trial and gpus else 1.0
 
 
-def deliver(record: TrialRecord, on_record: OnRecord | None, listeners: Sequence[TrialListener] = ()) -> TrialRecord:
-    """Write a finished trial's record, tell the listeners and hand it on. A record that cannot be
+def deliver(record: TrialRecord, store: TrialStore, on_record: OnRecord | None,
+            listeners: Sequence[TrialListener] = ()) -> TrialRecord:
+    """Write a finished trial's record into ``store``, tell the listeners and hand it on. A record that cannot be
     written (read-only folder, full disk) is reported on stderr; the other trials go on. The record's
     harness commit is the driver's, decided once when the command started (a worker's checkout may have
     changed since)."""
     if record.environment:
         record.environment["git_commit"] = git_commit()
-    store = TrialStore(record.config.results_dir)
     try:
         store.write_record(record)
     except OSError as error:
-        print(f"{record.trial_id}: FAILED to write its record to {store.record_path(record.config)}: "
+        print(f"{record.trial_id}: FAILED to write its record to {store.record_path(record.trial)}: "
               f"{error.strerror or error}", file=sys.stderr, flush=True)
         if record.ok:
-            record = TrialRecord.failed(record.config, f"its record could not be written: {error.strerror or error}",
+            record = TrialRecord.failed(record.trial, f"its record could not be written: {error.strerror or error}",
                                         wall_time_s=record.wall_time_s, environment=record.environment,
                                         harness_version=record.harness_version)
     for listener in listeners:
@@ -63,14 +64,14 @@ def deliver(record: TrialRecord, on_record: OnRecord | None, listeners: Sequence
     return record
 
 
-def pending(trials: Iterable[TrialConfig], resume: bool, on_record: OnRecord | None,
-            done: list[TrialRecord], listeners: Sequence[TrialListener] = ()) -> Iterator[TrialConfig]:
+def pending(trials: Iterable[Trial], store: TrialStore, resume: bool, on_record: OnRecord | None,
+            done: list[TrialRecord], listeners: Sequence[TrialListener] = ()) -> Iterator[Trial]:
     """The trials to run, announced to the listeners first: with ``resume``, a trial with a finished
-    record is skipped, its record shown to the listeners and handed to ``on_record`` (and appended to
+    record in ``store`` is skipped, its record shown to the listeners and handed to ``on_record`` (and appended to
     ``done``) instead."""
     announce(listeners, trials)
     for trial in trials:
-        record = TrialStore(trial.results_dir).read_record(trial) if resume else None
+        record = store.read_record(trial) if resume else None
         if record is not None and record.ok:
             done.append(record)
             for listener in listeners:
@@ -101,18 +102,19 @@ class Executor(Protocol):
 
     def __exit__(self, *exc: Any) -> None: ...
 
-    def run(self, trials: Iterable[TrialConfig], *, resume: bool = False, on_epoch: OnEpoch | None = None,
+    def run(self, trials: Iterable[Trial], *, resume: bool = False, on_epoch: OnEpoch | None = None,
             on_record: OnRecord | None = None) -> list[TrialRecord]:
         """Run the trials (pulled lazily) and return their records, in the order they finished."""
 
 
 class LocalExecutor:
-    """Runs trials one after another in this process. ``progress`` shows a progress bar per epoch
-    (off when a listener draws a live table). ``cpus_per_trial`` sets torch's threads (default: as the Ray
-    executor, :func:`default_cpus_per_trial`)."""
+    """Runs trials one after another in this process, writing through ``store``. ``progress`` shows a
+    progress bar per epoch (off when a listener draws a live table). ``cpus_per_trial`` sets torch's
+    threads (default: as the Ray executor, :func:`default_cpus_per_trial`)."""
 
-    def __init__(self, progress: bool = True, cpus_per_trial: int | None = None,
+    def __init__(self, store: TrialStore, progress: bool = True, cpus_per_trial: int | None = None,
                  listeners: Sequence[TrialListener] | None = None):
+        self.store = store
         self.listeners = list(listeners) if listeners is not None else [TrialBoard()]
         self.progress = progress and not any(getattr(x, "live_mode", False) for x in self.listeners)
         gpus = torch.cuda.device_count()
@@ -125,19 +127,19 @@ class LocalExecutor:
         for listener in self.listeners:
             listener.close()
 
-    def run(self, trials: Iterable[TrialConfig], *, resume: bool = False, on_epoch: OnEpoch | None = None,
+    def run(self, trials: Iterable[Trial], *, resume: bool = False, on_epoch: OnEpoch | None = None,
             on_record: OnRecord | None = None) -> list[TrialRecord]:
         records: list[TrialRecord] = []
-        for trial in pending(trials, resume, on_record, records, self.listeners):
+        for trial in pending(trials, self.store, resume, on_record, records, self.listeners):
             for listener in self.listeners:
                 listener.started(trial)
 
-            def epoch_hook(metrics: dict[str, Any], checkpoint: Any, trial: TrialConfig = trial) -> bool:
+            def epoch_hook(metrics: dict[str, Any], checkpoint: Any, trial: Trial = trial) -> bool:
                 for listener in self.listeners:
                     listener.epoch(trial, metrics)
                 return bool(on_epoch(trial, metrics)) if on_epoch else False
 
-            record = execute_trial(trial, on_epoch=epoch_hook, resume=resume, progress=self.progress,
-                                   threads=self.cpus_per_trial)
-            records.append(deliver(record, on_record, self.listeners))
+            record = execute_trial(trial.spec, trial.placement, self.store, Attempt(
+                on_epoch=epoch_hook, resume=resume, progress=self.progress, threads=self.cpus_per_trial))
+            records.append(deliver(record, self.store, on_record, self.listeners))
         return records

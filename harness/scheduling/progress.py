@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from harness.core.config import TrialConfig
+from harness.core.trial import Trial
 from harness.core.metrics import base_metric, format_metric, split_metric
 from harness.core.record import TrialRecord
 
@@ -37,18 +37,18 @@ MAX_HPARAM_COLUMNS = 4
 
 
 class TrialListener(Protocol):
-    def planned(self, trials: Iterable[TrialConfig]) -> None: ...
+    def planned(self, trials: Iterable[Trial]) -> None: ...
 
-    def started(self, trial: TrialConfig) -> None: ...
+    def started(self, trial: Trial) -> None: ...
 
-    def epoch(self, trial: TrialConfig, metrics: dict[str, Any]) -> None: ...
+    def epoch(self, trial: Trial, metrics: dict[str, Any]) -> None: ...
 
     def finished(self, record: TrialRecord) -> None: ...
 
     def close(self) -> None: ...
 
 
-def announce(listeners: Sequence[TrialListener], trials: Iterable[TrialConfig]) -> None:
+def announce(listeners: Sequence[TrialListener], trials: Iterable[Trial]) -> None:
     """Tell the listeners what an executor is about to run (before the first trial starts)."""
     for listener in listeners:
         listener.planned(trials)
@@ -57,7 +57,7 @@ def announce(listeners: Sequence[TrialListener], trials: Iterable[TrialConfig]) 
 def summary_line(record: TrialRecord) -> str:
     """One line about a finished trial."""
     if record.ok:
-        split = "val " if record.config.eval_split == "val" else ""
+        split = "val " if record.spec.eval_split == "val" else ""
         outcome = f"{split}recall@1 {format_metric('recall@1', record.metrics.get('recall@1', float('nan')))}"
     else:
         outcome = f"{record.status.upper()}: {record.error}"
@@ -67,7 +67,7 @@ def summary_line(record: TrialRecord) -> str:
 
 @dataclass
 class TrialRow:
-    trial: TrialConfig
+    trial: Trial
     number: int
     state: str = "running"
     epoch: int = 0
@@ -80,7 +80,7 @@ class TrialRow:
 
     @property
     def epochs(self) -> int:
-        return int(self.trial.recipe["epochs"])
+        return int(self.trial.spec.recipe["epochs"])
 
     def elapsed(self) -> float:
         if self.state == "pending":
@@ -130,16 +130,16 @@ class TrialBoard:
         self._live = None
 
     # ---- what the table shows ----------------------------------------------------------------------
-    def _row(self, trial: TrialConfig) -> TrialRow:
+    def _row(self, trial: Trial) -> TrialRow:
         if trial.trial_id not in self.rows:
             self.rows[trial.trial_id] = TrialRow(trial, number=len(self.rows) + 1)
         return self.rows[trial.trial_id]
 
     def varying_hparams(self) -> list[str]:
         """The hyperparameters whose values differ between the board's trials (a search's searched ones)."""
-        names = sorted({name for row in self.rows.values() for name in row.trial.hparams})
+        names = sorted({name for row in self.rows.values() for name in row.trial.spec.hparams})
         varying = [name for name in names
-                   if len({_value(row.trial.hparams.get(name, "")) for row in self.rows.values()}) > 1]
+                   if len({_value(row.trial.spec.hparams.get(name, "")) for row in self.rows.values()}) > 1]
         return varying[:MAX_HPARAM_COLUMNS]
 
     def counts(self) -> dict[str, int]:
@@ -184,9 +184,9 @@ class TrialBoard:
         rows = sorted(self.rows.values(), key=lambda r: (order.get(r.state, 1), r.number))[: self.max_rows]
         for r in rows:
             style = {"failed": "red", "ok": "green", "pruned": "yellow", "pending": "dim"}.get(r.state, "")
-            trial = r.trial
-            table.add_row(str(r.number), trial.method, *(_value(trial.hparams.get(h, "")) for h in hparams),
-                          str(trial.seed), trial.eval_split + (f"/{trial.fold}" if trial.folds else ""), r.state,
+            spec = r.trial.spec
+            table.add_row(str(r.number), spec.method, *(_value(spec.hparams.get(h, "")) for h in hparams),
+                          str(spec.seed), spec.eval_split + (f"/{spec.fold}" if spec.folds else ""), r.state,
                           f"{r.epoch}/{r.epochs}", "" if r.loss is None else f"{r.loss:.4f}",
                           "" if r.recall is None else format_metric("recall@1", r.recall), *([r.gpu] if show_gpu else []),
                           _seconds(r.elapsed()) if r.state != "pending" else "", _seconds(r.eta()), r.error[:60],
@@ -216,7 +216,7 @@ class TrialBoard:
             print(line, file=self.stream, flush=True)
 
     # ---- events ------------------------------------------------------------------------------------
-    def planned(self, trials: Iterable[TrialConfig]) -> None:
+    def planned(self, trials: Iterable[Trial]) -> None:
         """The trials about to run: a list shows each as pending; a lazy stream (a search) with a length
         gives the total."""
         if isinstance(trials, Sequence):
@@ -230,11 +230,11 @@ class TrialBoard:
             total = f"{len(trials)} trial(s)" if isinstance(trials, Sized) else "trials"
             self._print(f"{total} to run")
 
-    def started(self, trial: TrialConfig) -> None:
+    def started(self, trial: Trial) -> None:
         self._row(trial).start()
         self._refresh()
 
-    def epoch(self, trial: TrialConfig, metrics: dict[str, Any]) -> None:
+    def epoch(self, trial: Trial, metrics: dict[str, Any]) -> None:
         row = self._row(trial)
         row.state = "running" if row.state == "pending" else row.state
         row.epoch = int(metrics.get("epoch", row.epoch))
@@ -249,7 +249,7 @@ class TrialBoard:
             self._print(f"{trial.trial_id} epoch {row.epoch}/{row.epochs} {scores}")
 
     def finished(self, record: TrialRecord) -> None:
-        row = self._row(record.config)
+        row = self._row(record.trial)
         kept = row.state == "pending"  # finished by an earlier command (--resume): not run again
         row.state, row.ended = record.status, time.time()
         if kept:
@@ -268,16 +268,17 @@ class TrialBoard:
             self._live = None
 
 
-def trial_params(trial: TrialConfig) -> dict[str, Any]:
+def trial_params(trial: Trial) -> dict[str, Any]:
     """A trial's parameters as trackers show them: what it runs and every resolved hyperparameter."""
-    return {"method": trial.method, "dataset": trial.dataset, "seed": trial.seed, "backbone": trial.backbone,
-            "embedding_dim": trial.embedding_dim, "recipe": trial.recipe["name"], "epochs": trial.recipe["epochs"],
-            "split": trial.eval_split, **{f"hparam.{k}": v for k, v in trial.hparams.items()}}
+    spec = trial.spec
+    return {"method": spec.method, "dataset": spec.dataset, "seed": spec.seed, "backbone": spec.backbone,
+            "embedding_dim": spec.embedding_dim, "recipe": spec.recipe["name"], "epochs": spec.recipe["epochs"],
+            "split": spec.eval_split, **{f"hparam.{k}": v for k, v in spec.hparams.items()}}
 
 
 def final_metrics(record: TrialRecord) -> dict[str, float]:
     """A finished trial's metrics named by the split they were computed on (``test/recall@1``)."""
-    return {f"{record.config.eval_split}/{name}": float(value) for name, value in record.metrics.items()
+    return {f"{record.spec.eval_split}/{name}": float(value) for name, value in record.metrics.items()
             if isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
@@ -302,32 +303,32 @@ class TensorBoardLogger:
         self._writer_class = SummaryWriter
         self.writers: dict[str, Any] = {}
 
-    def _writer(self, trial: TrialConfig):
+    def _writer(self, trial: Trial):
         if trial.trial_id not in self.writers:
-            self.writers[trial.trial_id] = self._writer_class(str(self.folder / trial.experiment / trial.trial_id))
+            self.writers[trial.trial_id] = self._writer_class(str(self.folder / trial.placement.experiment / trial.trial_id))
         return self.writers[trial.trial_id]
 
-    def planned(self, trials: Iterable[TrialConfig]) -> None:
+    def planned(self, trials: Iterable[Trial]) -> None:
         """Nothing to log before a trial starts."""
 
-    def started(self, trial: TrialConfig) -> None:
+    def started(self, trial: Trial) -> None:
         self._writer(trial)
 
-    def epoch(self, trial: TrialConfig, metrics: dict[str, Any]) -> None:
+    def epoch(self, trial: Trial, metrics: dict[str, Any]) -> None:
         writer, step = self._writer(trial), int(metrics.get("epoch", 0))
         for name, value in epoch_scalars(metrics).items():
             writer.add_scalar(name, value, step)
         writer.flush()
 
     def finished(self, record: TrialRecord) -> None:
-        writer = self._writer(record.config)
+        writer = self._writer(record.trial)
         step = len(record.history)
         metrics = final_metrics(record)
         for name, value in metrics.items():
             writer.add_scalar(name, value, step)
         if metrics:
             params = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                      for k, v in trial_params(record.config).items()}
+                      for k, v in trial_params(record.trial).items()}
             writer.add_hparams(params, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
         writer.close()
         self.writers.pop(record.trial_id, None)
@@ -361,28 +362,28 @@ class MLflowLogger:
         existing = self.client.get_experiment_by_name(name)
         return existing.experiment_id if existing is not None else self.client.create_experiment(name)
 
-    def _run(self, trial: TrialConfig) -> str:
+    def _run(self, trial: Trial) -> str:
         if trial.trial_id not in self.runs:
-            run = self.client.create_run(self._experiment_id(trial.experiment), run_name=trial.trial_id,
-                                         tags={"trial_id": trial.trial_id, "method": trial.method})
+            run = self.client.create_run(self._experiment_id(trial.placement.experiment), run_name=trial.trial_id,
+                                         tags={"trial_id": trial.trial_id, "method": trial.spec.method})
             self.runs[trial.trial_id] = run.info.run_id
             for name, value in trial_params(trial).items():
                 self.client.log_param(run.info.run_id, name, value)
         return self.runs[trial.trial_id]
 
-    def planned(self, trials: Iterable[TrialConfig]) -> None:
+    def planned(self, trials: Iterable[Trial]) -> None:
         """Runs are created when trials start."""
 
-    def started(self, trial: TrialConfig) -> None:
+    def started(self, trial: Trial) -> None:
         self._run(trial)
 
-    def epoch(self, trial: TrialConfig, metrics: dict[str, Any]) -> None:
+    def epoch(self, trial: Trial, metrics: dict[str, Any]) -> None:
         run, step = self._run(trial), int(metrics.get("epoch", 0))
         for name, value in epoch_scalars(metrics).items():
             self.client.log_metric(run, self._name(name), value, step=step)
 
     def finished(self, record: TrialRecord) -> None:
-        run = self._run(record.config)
+        run = self._run(record.trial)
         for name, value in final_metrics(record).items():
             self.client.log_metric(run, self._name(name), value, step=len(record.history))
         self.client.set_tag(run, "status", record.status)

@@ -1,10 +1,12 @@
 """Ray Tune executor: each trial a Tune trial, on every GPU (or CPU core) of a machine or a cluster.
 
 Trials reach Tune through a :class:`TrialFeeder` (a Tune ``Searcher`` that pulls the next
-:class:`~harness.core.config.TrialConfig` from the caller's iterable whenever Tune has room), so a
+:class:`~harness.core.trial.Trial` from the caller's iterable whenever Tune has room), so a
 harness-owned searcher proposes trials the same way for Ray as for the local executor. A Tune trial
-runs :func:`harness.engine.trial.execute_trial` on its config, reports every epoch's metrics and
-last its record, which the driver writes at once. Its files reach the driver's results folder
+runs :func:`harness.engine.trial.execute_trial` on its spec and placement, reports every epoch's metrics
+and last its record, which the driver writes at once through the store its command handed the executor.
+A worker necessarily builds its own store, for its node's view of the driver's results folder (that
+folder itself where the node sees it, else one that relays the files: :mod:`trial_files`). Its files reach the driver's results folder
 directly or through Ray (:mod:`harness.scheduling.trial_files`), so a trial whose worker or node
 dies is restarted by Tune (up to ``max_failures`` times), on any node, from its last epoch
 checkpoint; the record lists the nodes of its attempts. ``on_epoch`` runs on the driver as a Tune
@@ -21,12 +23,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
 
-from harness.core.config import TrialConfig
 from harness.core.metrics import split_metric
 from harness.core.record import TrialRecord
 from harness.core.registry import import_plugins
 from harness.core.store import TrialStore
-from harness.engine.trial import execute_trial
+from harness.core.trial import Trial
+from harness.engine.trial import Attempt, execute_trial
 from harness.plugins.data.images import DECODED_CACHE_BYTES
 from harness.core.store import atomic_write_text
 from harness.scheduling import ray_compat, trial_files
@@ -71,9 +73,9 @@ def driver_alive(run_name: str) -> bool:
     return True
 
 
-def trial_of(config: dict[str, Any]) -> TrialConfig:
-    """The TrialConfig of a Tune trial's config."""
-    return TrialConfig.from_dict(config["trial"])
+def trial_of(config: dict[str, Any]) -> Trial:
+    """The trial of a Tune trial's config."""
+    return Trial.from_dict(config["trial"])
 
 
 def record_of(result: dict[str, Any] | None) -> TrialRecord | None:
@@ -83,10 +85,11 @@ def record_of(result: dict[str, Any] | None) -> TrialRecord | None:
 
 @dataclass(frozen=True)
 class WorkerSetup:
-    """What a trial needs from the driver besides its config: where to run, what to import, its
-    resources, and where its files go (the driver's token and keeper: :mod:`trial_files`)."""
+    """What a trial needs from the driver besides its spec and placement: where to run, what to import, its
+    resources, and where its files go (the driver's results folder, its token and keeper: :mod:`trial_files`)."""
 
     cwd: str
+    results_dir: str
     sys_path: tuple[str, ...]
     plugins: tuple[str, ...]
     cpus: float
@@ -103,18 +106,18 @@ class WorkerSetup:
         sys.path.extend(p for p in self.sys_path if p not in sys.path)
         import_plugins(self.plugins)
 
-    def place(self, trial: TrialConfig) -> TrialConfig:
+    def place(self, trial: Trial) -> Trial:
         """The trial as it runs here: on the CPU when it holds no GPU; a GPU trial that sets no
         data-loading workers gets one per CPU it holds beside the main one; its decoded images keep its
         share of its node's memory (:func:`decoded_cache_share`), a placement field, not a process-wide limit."""
         node_cpus, node_gpus, node_memory = ray_compat.node_capacity()
-        trial = replace(trial, image_cache_bytes=decoded_cache_share(
+        placement = replace(trial.placement, image_cache_bytes=decoded_cache_share(
             node_memory, trials_per_node(node_cpus, node_gpus, self.cpus, self.gpus, self.max_concurrent)))
-        if not self.gpus and trial.device == "auto":
-            trial = replace(trial, device="cpu")
-        if self.gpus and trial.num_workers == 0:
-            trial = replace(trial, num_workers=max(0, int(self.cpus) - 1))
-        return trial
+        if not self.gpus and placement.device == "auto":
+            placement = replace(placement, device="cpu")
+        if self.gpus and placement.num_workers == 0:
+            placement = replace(placement, num_workers=max(0, int(self.cpus) - 1))
+        return replace(trial, placement=placement)
 
 
 def tune_trial(config: dict[str, Any], setup: WorkerSetup) -> None:
@@ -123,14 +126,14 @@ def tune_trial(config: dict[str, Any], setup: WorkerSetup) -> None:
     attempt without ``resume`` starts afresh."""
     setup.apply()
     trial = setup.place(trial_of(config))
-    store = trial_files.store_for(trial.results_dir, setup.token, setup.keeper)
+    store = trial_files.store_for(setup.results_dir, setup.token, setup.keeper)  # this node's view of it
     restarted = ray_compat.call(setup.keeper.attempt, trial.trial_id) > 0
     if not (restarted or setup.resume):
         store.delete_checkpoint(trial)
-    record = execute_trial(trial, store, on_epoch=lambda metrics, checkpoint: ray_compat.report(metrics),
-                           resume=restarted or setup.resume, progress=False, threads=max(1, int(setup.cpus)),
-                           node=ray_compat.this_node())
-    ray_compat.report({split_metric(trial.eval_split, k): v for k, v in record.metrics.items()}
+    record = execute_trial(trial.spec, trial.placement, store, Attempt(
+        on_epoch=lambda metrics, checkpoint: ray_compat.report(metrics), resume=restarted or setup.resume,
+        progress=False, threads=max(1, int(setup.cpus)), node=ray_compat.this_node()))
+    ray_compat.report({split_metric(trial.spec.eval_split, k): v for k, v in record.metrics.items()}
                       | {RECORD_KEY: json.dumps(record.to_dict(), default=str)})
 
 
@@ -145,7 +148,7 @@ class DriverOnly:
 class TrialFeeder(DriverOnly, ray_compat.Searcher):
     """Feeds Tune the trials of an iterable, one each time Tune has room for another."""
 
-    def __init__(self, trials: Iterator[TrialConfig]):
+    def __init__(self, trials: Iterator[Trial]):
         super().__init__()
         self.trials = trials
 
@@ -180,17 +183,19 @@ class Pruner(DriverOnly, ray_compat.Stopper):
 
 
 class RecordCollector(DriverOnly, ray_compat.Callback):
-    """Driver side: delivers each trial's record the moment it arrives; tells the listeners of every
-    trial's start and epochs."""
+    """Driver side: delivers each trial's record into ``store`` the moment it arrives; tells the listeners
+    of every trial's start and epochs."""
 
-    def __init__(self, pruner: Pruner, on_record: OnRecord | None, listeners: Sequence[TrialListener]):
+    def __init__(self, store: TrialStore, pruner: Pruner, on_record: OnRecord | None,
+                 listeners: Sequence[TrialListener]):
+        self.store = store
         self.pruner = pruner
         self.on_record = on_record
         self.listeners = listeners
         self.records: list[TrialRecord] = []
 
     def _deliver(self, record: TrialRecord) -> None:
-        self.records.append(deliver(record, self.on_record, self.listeners))
+        self.records.append(deliver(record, self.store, self.on_record, self.listeners))
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         for listener in self.listeners:
@@ -207,9 +212,10 @@ class RecordCollector(DriverOnly, ray_compat.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self.pruner.pruned:
-            config = trial_of(trial.config)
-            TrialStore(config.results_dir).delete_checkpoint(config)
-            self._deliver(TrialRecord(trial_id=config.trial_id, status="pruned", config=config,
+            pruned = trial_of(trial.config)
+            self.store.delete_checkpoint(pruned)
+            self._deliver(TrialRecord(trial_id=pruned.trial_id, status="pruned", spec=pruned.spec,
+                                      placement=pruned.placement,
                                       error=f"pruned after epoch {trial.last_result.get('epoch')}"))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -222,7 +228,8 @@ class RecordCollector(DriverOnly, ray_compat.Callback):
 
 
 class RayExecutor:
-    """Runs trials as Ray Tune trials; use as a context manager (connects to Ray, shuts down what it started).
+    """Runs trials as Ray Tune trials, their records written through ``store`` by the driver; use as a
+    context manager (connects to Ray, shuts down what it started).
 
     ``gpus_per_trial`` may be a fraction (0.25 packs four trials on a GPU); default one GPU per trial
     where the cluster has GPUs, else CPU only. ``cpus_per_trial`` (default: the cluster's CPUs shared
@@ -234,11 +241,11 @@ class RayExecutor:
     results folder are what resume reads. No folder needs to be shared between nodes.
     """
 
-    def __init__(self, results_dir: str = "results", *, gpus_per_trial: float | None = None,
+    def __init__(self, store: TrialStore, *, gpus_per_trial: float | None = None,
                  cpus_per_trial: float | None = None, max_concurrent: int | None = None, address: str | None = None,
                  storage: str | None = None, max_failures: int = 2, plugins: tuple[str, ...] = (),
                  listeners: Sequence[TrialListener] | None = None, dashboard: bool = False):
-        self.store = TrialStore(results_dir)
+        self.store = store
         self.gpus_per_trial = gpus_per_trial
         self.cpus_per_trial = cpus_per_trial
         self.max_concurrent = max_concurrent
@@ -282,21 +289,21 @@ class RayExecutor:
         cpus, gpus, _ = ray_compat.cluster_resources()
         return trials_per_node(cpus, gpus, cpu, gpu, None)
 
-    def run(self, trials: Iterable[TrialConfig], *, resume: bool = False, on_epoch: OnEpoch | None = None,
+    def run(self, trials: Iterable[Trial], *, resume: bool = False, on_epoch: OnEpoch | None = None,
             on_record: OnRecord | None = None) -> list[TrialRecord]:
         cpu, gpu = self.resources()
         storage = ray_compat.storage_path(self.storage, self.store.tune_dir)
         done: list[TrialRecord] = []
-        feeder = TrialFeeder(pending(trials, resume, on_record, done, self.listeners))
+        feeder = TrialFeeder(pending(trials, self.store, resume, on_record, done, self.listeners))
         pruner = Pruner(on_epoch)
-        collector = RecordCollector(pruner, on_record, self.listeners)
+        collector = RecordCollector(self.store, pruner, on_record, self.listeners)
         ray_compat.delete_stale_experiments(storage, RUN_PREFIX, driver_alive)
         run_name = f"{RUN_PREFIX}{datetime.now():%Y%m%d-%H%M%S-%f}-pid{os.getpid()}"
         token = self.store.root / trial_files.visibility_token(run_name)
         atomic_write_text(token, run_name)
         keeper = ray_compat.driver_actor(trial_files.ResultsKeeper, str(self.store.root.resolve()))
-        setup = WorkerSetup(cwd=os.getcwd(), sys_path=tuple(p for p in sys.path if p), plugins=self.plugins,
-                            cpus=cpu, gpus=gpu, max_concurrent=self.max_concurrent, resume=resume,
+        setup = WorkerSetup(cwd=os.getcwd(), results_dir=str(self.store.root), sys_path=tuple(p for p in sys.path if p),
+                            plugins=self.plugins, cpus=cpu, gpus=gpu, max_concurrent=self.max_concurrent, resume=resume,
                             token=token.name, keeper=keeper)
         try:
             ray_compat.fit(tune_trial, {"cpu": cpu, "gpu": gpu}, name=run_name, storage=storage,

@@ -23,7 +23,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -33,11 +33,11 @@ import sqlalchemy.exc
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from harness.core.config import TrialConfig
 from harness.core.hparams import Choice, Distribution, IntUniform, LogUniform, Uniform, parse_distribution
 from harness.core.metrics import base_metric, format_metric
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore, atomic_write_text
+from harness.core.trial import Trial
 from harness.plugins.method import get_method_class
 from harness.scheduling.executors import Executor
 from harness.reporting.search_plots import search_plots
@@ -203,23 +203,23 @@ class SearchPlan:
     name: str
     folder: Path
     outputs: Path
-    base: TrialConfig
+    base: Trial
     space: dict[str, Distribution]
     metric: str
     planned: int
     seed: int
     pruner: str = "none"
-    final: Callable[[dict[str, Any]], list[TrialConfig]] = field(default=lambda params: [])
+    final: Callable[[dict[str, Any]], list[Trial]] = field(default=lambda params: [])
 
     def __post_init__(self) -> None:
-        if self.base.role != "search" or self.base.eval_split != "val":
+        if self.base.spec.role != "search" or self.base.spec.eval_split != "val":
             raise ValueError("a search trial has role 'search' and eval_split 'val'")
         if base_metric(self.metric)[0] != "val":
             raise ValueError(f"the objective must be a validation metric val_<name>, got {self.metric!r}")
 
     def spec(self) -> dict[str, Any]:
         """What a resumed study must have been started with."""
-        return {"method": self.base.method, "dataset": self.base.dataset, "metric": self.metric,
+        return {"method": self.base.spec.method, "dataset": self.base.spec.dataset, "metric": self.metric,
                 "space": describe_space(self.space), "base_trial": self.base.trial_id, "seed": self.seed,
                 "pruner": self.pruner}
 
@@ -242,7 +242,7 @@ class SearchOutcome:
 
 def write_outputs(study: optuna.Study, plan: SearchPlan) -> SearchOutcome:
     """``trials.csv``, the plots and ``best.json``: the completed trial with the highest metric (if any)."""
-    folder, base, metric = plan.outputs, plan.base, plan.metric
+    folder, base, metric = plan.outputs, plan.base.spec, plan.metric
     folder.mkdir(parents=True, exist_ok=True)
     table = trials_table(study, metric)
     atomic_write_text(folder / "trials.csv", table.to_csv(index=False))
@@ -276,10 +276,11 @@ class ProposalStream:
     records are in (failed if any fold failed; trials are not pruned then).
     """
 
-    def __init__(self, study: optuna.Study, plan: SearchPlan, budget: int,
+    def __init__(self, study: optuna.Study, plan: SearchPlan, store: TrialStore, budget: int,
                  on_tell: Callable[[optuna.trial.FrozenTrial], None] = lambda t: None):
         self.study = study
         self.plan = plan
+        self.store = store
         self.distributions = {name: optuna_distribution(d) for name, d in plan.space.items()}
         self.base = plan.base
         self.metric = base_metric(plan.metric)[1]  # the name in a validation trial's record
@@ -288,9 +289,10 @@ class ProposalStream:
         self.live: dict[str, list[optuna.Trial]] = {}  # trial id -> the proposals waiting for its record
         self.scores: dict[int, dict[int, TrialRecord]] = {}  # proposal number -> its folds' records
 
-    def trials_of(self, params: dict[str, Any]) -> list[TrialConfig]:
-        trial = replace(self.base, hparams={**self.base.hparams, **params})
-        return [replace(trial, fold=k) for k in range(trial.folds)] if trial.folds else [trial]
+    def trials_of(self, params: dict[str, Any]) -> list[Trial]:
+        trial = self.base.with_spec(hparams={**self.base.spec.hparams, **params})
+        folds = trial.spec.folds
+        return [trial.with_spec(fold=k) for k in range(folds)] if folds else [trial]
 
     def ask(self) -> optuna.Trial:
         interrupted = set(self.study.user_attrs.get(INTERRUPTED, []))
@@ -299,8 +301,7 @@ class ProposalStream:
         self.study.sampler = proposal_sampler(self.plan.seed, index, self.plan.planned)
         return self.study.ask(self.distributions)
 
-    def __iter__(self) -> Iterator[TrialConfig]:
-        store = TrialStore(self.base.results_dir)
+    def __iter__(self) -> Iterator[Trial]:
         while self.budget > 0:
             self.budget -= 1
             proposal = self.ask()
@@ -312,15 +313,15 @@ class ProposalStream:
                 waiting.append(proposal)
                 if len(waiting) > 1:  # the same configuration is already running: share its outcome
                     continue
-                finished = store.read_record(trial)
+                finished = self.store.read_record(trial)
                 if finished is not None and finished.ok:  # proposed before and trained: its record answers
                     self.on_record(finished)
                     continue
                 yield trial
 
-    def on_epoch(self, trial: TrialConfig, metrics: dict[str, Any]) -> bool:
+    def on_epoch(self, trial: Trial, metrics: dict[str, Any]) -> bool:
         proposals = self.live.get(trial.trial_id)
-        if not proposals or self.plan.metric not in metrics or trial.folds:
+        if not proposals or self.plan.metric not in metrics or trial.spec.folds:
             return False
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a trial restarted from scratch reports an epoch again
@@ -330,8 +331,8 @@ class ProposalStream:
     def on_record(self, record: TrialRecord) -> None:
         for proposal in self.live.pop(record.trial_id, []):
             folds = self.scores[proposal.number]
-            folds[record.config.fold or 0] = record
-            if len(folds) == max(1, self.base.folds):
+            folds[record.spec.fold or 0] = record
+            if len(folds) == max(1, self.base.spec.folds):
                 self._tell(proposal, list(folds.values()))
 
     def _tell(self, proposal: optuna.Trial, records: list[TrialRecord]) -> None:
@@ -351,7 +352,7 @@ class ProposalStream:
         self.on_tell(self.study.tell(proposal, value, state=state))
 
 
-def round_robin(streams: Iterable[Iterable[TrialConfig]]) -> Iterator[TrialConfig]:
+def round_robin(streams: Iterable[Iterable[Trial]]) -> Iterator[Trial]:
     """One trial of each stream in turn while any has trials left: a benchmark's methods interleave."""
     iterators = [iter(s) for s in streams]
     while iterators:
@@ -363,7 +364,7 @@ def round_robin(streams: Iterable[Iterable[TrialConfig]]) -> Iterator[TrialConfi
                 yield trial
 
 
-def until(deadline: float | None, trials: Iterable[TrialConfig]) -> Iterator[TrialConfig]:
+def until(deadline: float | None, trials: Iterable[Trial]) -> Iterator[Trial]:
     """``trials`` until the wall-clock ``deadline`` (no new trial starts after it)."""
     for trial in trials:
         if deadline is not None and time.time() > deadline:
@@ -380,9 +381,9 @@ def describe_outcome(trial: optuna.trial.FrozenTrial, metric: str) -> str:
     return f"{params} -> {outcome}"
 
 
-def open_streams(plans: list[SearchPlan], resume: bool) -> dict[str, ProposalStream]:
-    """Each plan's study opened (or resumed) and its stream of the proposals still to run, by the
-    experiment name its trials carry."""
+def open_streams(plans: list[SearchPlan], store: TrialStore, resume: bool) -> dict[str, ProposalStream]:
+    """Each plan's study opened (or resumed) and its stream of the proposals still to run (a proposal
+    already trained in ``store`` answered by its record), by the experiment name its trials carry."""
     streams: dict[str, ProposalStream] = {}
     for plan in plans:
         study = open_study(plan.folder, plan.name, plan.spec(), resume, plan.pruner)
@@ -394,24 +395,25 @@ def open_streams(plans: list[SearchPlan], resume: bool) -> dict[str, ProposalStr
             print(f"search {plan.name} trial {len(finished_trials(study))}/{plan.planned}: "
                   f"{describe_outcome(trial, plan.metric)}", flush=True)
 
-        streams[plan.base.experiment] = ProposalStream(study, plan, plan.planned - done, on_tell=tell)
+        streams[plan.base.placement.experiment] = ProposalStream(study, plan, store, plan.planned - done, on_tell=tell)
     if len(streams) != len(plans):
         raise ValueError("the studies of one search need distinct experiment names")
     return streams
 
 
-def run_searches(executor: Executor, plans: list[SearchPlan], *, resume: bool = False,
+def run_searches(executor: Executor, store: TrialStore, plans: list[SearchPlan], *, resume: bool = False,
                  deadline: float | None = None) -> list[SearchOutcome]:
-    """Run (or, with ``resume``, finish) every plan's search in one executor, their proposals interleaved
+    """Run (or, with ``resume``, finish) every plan's search in one executor writing into ``store`` (the
+    command's, the executor's too), their proposals interleaved
     (no new one starts after the wall-clock ``deadline``); write each study's outputs; then re-train
     every best configuration (each plan's ``final`` trials) in the same executor. Returns the outcomes
     in the plans' order, each with its final records."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    streams = open_streams(plans, resume)
+    streams = open_streams(plans, store, resume)
     if any(stream.budget > 0 for stream in streams.values()):
         executor.run(until(deadline, round_robin(streams.values())), resume=resume,
-                     on_epoch=lambda trial, metrics: streams[trial.experiment].on_epoch(trial, metrics),
-                     on_record=lambda record: streams[record.config.experiment].on_record(record))
+                     on_epoch=lambda trial, metrics: streams[trial.placement.experiment].on_epoch(trial, metrics),
+                     on_record=lambda record: streams[record.placement.experiment].on_record(record))
     outcomes = [write_outputs(stream.study, stream.plan) for stream in streams.values()]
     finals = {plan.name: plan.final(outcome.best.params) if outcome.best else [] for plan, outcome in zip(plans, outcomes)}
     trials = [t for plan_trials in finals.values() for t in plan_trials]
@@ -427,5 +429,5 @@ def run_searches(executor: Executor, plans: list[SearchPlan], *, resume: bool = 
 def announce_final(total: int) -> Callable[[TrialRecord], None]:
     """Prints one line per re-trained trial as it ends."""
     done = iter(range(1, total + 1))
-    return lambda r: print(f"[final] {r.config.method} seed {r.config.seed} ({next(done)}/{total}): {r.status}",
+    return lambda r: print(f"[final] {r.spec.method} seed {r.spec.seed} ({next(done)}/{total}): {r.status}",
                            flush=True)

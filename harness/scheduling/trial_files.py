@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.core.config import TrialConfig
 from harness.core.store import Loaded, TrialStore, atomic_write_binary
+from harness.core.trial import Trial
 from harness.scheduling import ray_compat
 
 
@@ -62,28 +62,28 @@ class RelayedStore(TrialStore):
         path.unlink()
         return path
 
-    def save_checkpoint(self, config: TrialConfig, data: bytes) -> Path:
-        return self._send(super().save_checkpoint(config, data))
+    def save_checkpoint(self, trial: Trial, data: bytes) -> Path:
+        return self._send(super().save_checkpoint(trial, data))
 
-    def load_checkpoint(self, config: TrialConfig, load: Callable[[Path], Loaded]) -> Loaded | None:
-        path = self.checkpoint_path(config)
+    def load_checkpoint(self, trial: Trial, load: Callable[[Path], Loaded]) -> Loaded | None:
+        path = self.checkpoint_path(trial)
         data = ray_compat.call(self.keeper.read, str(path.relative_to(self.root)))
         if data is None:
             return None
         atomic_write_binary(path, lambda f: f.write(data))
         try:
-            return super().load_checkpoint(config, load)
+            return super().load_checkpoint(trial, load)
         finally:
             path.unlink(missing_ok=True)
 
-    def delete_checkpoint(self, config: TrialConfig) -> None:
-        ray_compat.call(self.keeper.delete, str(self.checkpoint_path(config).relative_to(self.root)))
+    def delete_checkpoint(self, trial: Trial) -> None:
+        ray_compat.call(self.keeper.delete, str(self.checkpoint_path(trial).relative_to(self.root)))
 
-    def save_model(self, config: TrialConfig, data: bytes) -> Path:
-        return self._send(super().save_model(config, data))
+    def save_model(self, trial: Trial, data: bytes) -> Path:
+        return self._send(super().save_model(trial, data))
 
-    def save_embeddings(self, config: TrialConfig, **arrays: Any) -> Path:
-        return self._send(super().save_embeddings(config, **arrays))
+    def save_embeddings(self, trial: Trial, **arrays: Any) -> Path:
+        return self._send(super().save_embeddings(trial, **arrays))
 
 
 def visibility_token(run_name: str) -> str:
@@ -92,8 +92,9 @@ def visibility_token(run_name: str) -> str:
 
 
 def store_for(results_dir: str, token: str, keeper: Any) -> TrialStore:
-    """The store a trial uses on this node: the results folder itself where the driver's token is
-    visible, else a :class:`RelayedStore` to the driver's keeper."""
+    """The store a trial uses on this node: the driver's results folder itself where the driver's token
+    is visible, else a :class:`RelayedStore` to the driver's keeper (a worker's process cannot share the
+    driver's store object, so it builds this one, once per trial)."""
     if (Path(results_dir) / token).is_file():
         return TrialStore(results_dir)
     return RelayedStore(keeper)
