@@ -198,7 +198,9 @@ echo "{name} $*" >> "$CALLS"
 
 def test_the_slurm_script_starts_a_head_then_workers_then_the_command_against_the_head(tmp_path):
     """benchmarks/slurm_ray.sbatch with fake ``scontrol``, ``srun`` and python on PATH that record their
-    arguments: the head on the first node, one worker per other node joining it, the command last."""
+    arguments: the head on the first node, one worker per other node joining it, the command last. The
+    script orders the backgrounded ``ray start`` calls before the command only by its waits, so the test
+    keeps two seconds of each (at 0 a backgrounded ``srun`` can log after the command on a busy machine)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fakes = {"scontrol": 'printf "gpu01\\ngpu02\\ngpu03\\n"',
@@ -209,7 +211,7 @@ def test_the_slurm_script_starts_a_head_then_workers_then_the_command_against_th
         (bin_dir / name).chmod(0o755)
     env = os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CALLS": str(tmp_path / "calls"),
                         "SLURM_JOB_NODELIST": "gpu[01-03]", "SLURM_CPUS_PER_TASK": "8", "SLURM_GPUS_PER_NODE": "a100:4",
-                        "RAY_HEAD_WAIT_S": "0", "RAY_WORKER_WAIT_S": "0", "PYTHON": "python"}
+                        "RAY_HEAD_WAIT_S": "2", "RAY_WORKER_WAIT_S": "2", "PYTHON": "python"}
     subprocess.run(["bash", str(REPO / "benchmarks" / "slurm_ray.sbatch"), "run", "--methods", "ms"], env=env,
                    check=True, timeout=60)
     calls = (tmp_path / "calls").read_text().splitlines()
