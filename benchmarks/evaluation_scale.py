@@ -36,6 +36,14 @@ On the idle machine (load average 0.9-2.0, no other job), 2026-11-24, 60k × 512
     6.7 at start, 2.6 at the end), --n 60000 --recall-ks 1,10,100,1000 --nmi: faiss 20.1 s, 1.06 GB;
     harness 48.2 s, 2.21 GB (2.40x: the load fell during the run); with NMI 59.6 s, 2.40 GB (2.97x),
     NMI 0.825373 (0.825963 with 11 candidates).
+    2026-12-05, idle machine (load average 0.0 before, 1.7 at the start of the second run, no other job),
+    --n 60000 --recall-ks 1,10,100,1000 --nmi, faiss chunks of 4M pairs:
+        before (the seeding allocating its n x candidates blocks every round): faiss 19.4 s, 1.06 GB;
+            harness 23.4 s, 1.77 GB (1.20x); with NMI 62.9 s, 2.78 GB (3.24x). The seeding alone grew
+            the peak from 0.99 to 1.8-4.0 GB from run to run: glibc's heap fragments when blocks of
+            8-17 MB are freed and reallocated 1,000 times (MALLOC_MMAP_THRESHOLD_=1048576 kept it flat)
+        after (its buffers allocated once, the same seeds bit for bit): faiss 20.7 s, 1.06 GB;
+            harness 23.5 s, 1.76 GB (1.14x); with NMI 58.5 s, 1.71 GB (2.83x), NMI 0.825373.
 """
 from __future__ import annotations
 

@@ -34,8 +34,9 @@ The seeding reads the points once a round (the distances that score the candidat
 in row blocks with no n × d temporary, and bounds them by D in place in float32 (exact: D holds
 float32 distances) before the potentials' float64 sums. At SOP size (60k × 512, 12k clusters) on 2
 CPU cores NMI added about 130 s to an evaluation with 11 candidates (most of it the seeding; Lloyd
-reaches its fixed point in 3 iterations) and kept its peak at 2.2 GB
-(``benchmarks/evaluation_scale.py --nmi``). faiss 1.14's own k-means++ (``init_method``, one candidate
+reaches its fixed point in 3 iterations), and adds about 35 s with 3 (29 s seeding, 11 s faiss Lloyd);
+with the seeding's buffers allocated once the evaluation with NMI peaks at 1.71 GB, below the 1.76 GB of
+the evaluation without it (``benchmarks/evaluation_scale.py --nmi``). faiss 1.14's own k-means++ (``init_method``, one candidate
 per centre) was measured as a replacement: 51 s for the whole k-means at that size, NMI 0.82425
 against 0.82596, but on 100 separated blobs its NMI was 0.989 where scikit-learn's is 1.0. Tests check
 the seeds against the algorithm written out point by point in float64, :func:`torch_lloyd` against
@@ -90,48 +91,65 @@ def kmeans_plus_plus_seeds(x: torch.Tensor, num_clusters: int, generator: torch.
     ``sum_x min(D(x)^2, |x - c|^2)`` most (scikit-learn's greedy k-means++, slots of one round
     judged against the same D). One pass over ``x`` per round: the distances to the candidates
     that score them also update D for the ones kept.
+
+    Every round writes into buffers allocated once: rounds that each allocated and freed their own
+    ``n x candidates`` blocks (float32 distances, their float64 copy for the potentials) fragmented
+    glibc's heap, and the peak RSS of SOP's 1,000 rounds grew by 0.8 to 3 GB over the data.
     """
     n = len(x)
     batch = math.ceil(num_clusters / SEEDING_ROUNDS)
     trials = min(SEEDING_CANDIDATES, 2 + int(math.log(num_clusters)))
     squared_norms = (x * x).sum(1)
+    distances = torch.empty(n * batch * trials, dtype=x.dtype, device=x.device)
+    distances64 = torch.empty(n * batch * trials, dtype=torch.float64, device=x.device)
+    kept_distances = torch.empty(n * batch, dtype=x.dtype, device=x.device)
+    weights = torch.empty(n, dtype=torch.float64)  # on the CPU, for torch.multinomial's generator
     first = torch.randint(n, (1,), generator=generator).to(x.device)
-    seeds = [first]
-    nearest = _squared_distances_to(x, squared_norms, first).min(1).values  # D^2, float32
+    nearest = _squared_distances_to(x, squared_norms, first, out=distances[:n].view(n, 1))[:, 0].clone()  # D^2
+    seeds = torch.empty(num_clusters, dtype=torch.int64, device=x.device)
+    seeds[0] = first
     chosen = torch.zeros(n, dtype=torch.bool, device=x.device)
     chosen[first] = True
-    nearest[chosen] = 0
-    while (remaining := num_clusters - int(chosen.sum())) > 0:
-        slots = min(batch, remaining)
+    nearest.masked_fill_(chosen, 0)
+    filled = 1
+    while filled < num_clusters:
+        slots = min(batch, num_clusters - filled)
         positive = int((nearest > 0).sum())
         if positive < slots:  # fewer distinct points than clusters left: any unchosen point
-            weights, trials_now = (~chosen).double(), 1
+            weights.copy_(~chosen)
+            trials_now = 1
         else:
-            weights, trials_now = nearest.double(), min(trials, positive // slots)
-        candidates = torch.multinomial(weights.cpu(), slots * trials_now, replacement=False,
+            weights.copy_(nearest)
+            trials_now = min(trials, positive // slots)
+        candidates = torch.multinomial(weights, slots * trials_now, replacement=False,
                                        generator=generator).to(x.device)
         # min(D^2, |x - c|^2), in place in float32 (exact: both are float32 values); a candidate's
         # potential is its column's sum, in float64.
-        bounded = _squared_distances_to(x, squared_norms, candidates)
+        width = slots * trials_now
+        bounded = _squared_distances_to(x, squared_norms, candidates, out=distances[:n * width].view(n, width))
         torch.minimum(bounded, nearest[:, None], out=bounded)
-        potential = bounded.sum(0, dtype=torch.float64)
+        potential = distances64[:n * width].view(n, width).copy_(bounded).sum(0)
         columns = potential.view(slots, trials_now).argmin(1) + torch.arange(slots, device=x.device) * trials_now
-        seeds.append(candidates[columns])
-        chosen[seeds[-1]] = True
-        nearest = bounded[:, columns].min(1).values
-        nearest[chosen] = 0
-    return torch.cat(seeds)
+        kept = candidates[columns]
+        seeds[filled:filled + slots] = kept
+        filled += slots
+        chosen[kept] = True
+        torch.amin(torch.index_select(bounded, 1, columns, out=kept_distances[:n * slots].view(n, slots)), 1,
+                   out=nearest)
+        nearest.masked_fill_(chosen, 0)
+    return seeds
 
 
-def _squared_distances_to(x: torch.Tensor, squared_norms: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """Squared distances ``(n, len(centres))`` (float32) from every point of ``x`` to ``x[centres]``, a
-    block of rows at a time, without an n × d temporary."""
+def _squared_distances_to(x: torch.Tensor, squared_norms: torch.Tensor, centres: torch.Tensor,
+                          out: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared distances ``(n, len(centres))`` (float32, in ``out`` where given) from every point of
+    ``x`` to ``x[centres]``, a block of rows at a time, without an n × d or n × len(centres) temporary."""
     c, c_sq = x[centres], squared_norms[centres]
-    out = torch.empty(len(x), len(centres), dtype=x.dtype, device=x.device)
+    out = torch.empty(len(x), len(centres), dtype=x.dtype, device=x.device) if out is None else out
     step = rows_per_chunk(len(centres))
     for start in range(0, len(x), step):
         part = slice(start, start + step)
-        torch.addmm(squared_norms[part, None] + c_sq, x[part], c.T, alpha=-2, out=out[part])
+        torch.add(squared_norms[part, None], c_sq, out=out[part]).addmm_(x[part], c.T, alpha=-2)
     return out.clamp_min_(0)
 
 

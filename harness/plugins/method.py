@@ -245,8 +245,6 @@ def create_method(name: str, num_classes: int, embedding_dim: int, feature_dim: 
                                   feature_dim=feature_dim, **hparams)
 
 
-
-
 class PMLLossMethod(Method):
     """A method that is one pytorch-metric-learning loss (plus an optional miner) on the embedding.
 
