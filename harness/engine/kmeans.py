@@ -36,12 +36,12 @@ float32 distances) before the potentials' float64 sums. At SOP size (60k × 512,
 CPU cores NMI added about 130 s to an evaluation with 11 candidates (most of it the seeding; Lloyd
 reaches its fixed point in 3 iterations), and adds about 35 s with 3 (29 s seeding, 11 s faiss Lloyd);
 with the seeding's buffers allocated once the evaluation with NMI peaks at 1.71 GB, below the 1.76 GB of
-the evaluation without it (``benchmarks/evaluation_scale.py --nmi``). faiss 1.14's own k-means++ (``init_method``, one candidate
-per centre) was measured as a replacement: 51 s for the whole k-means at that size, NMI 0.82425
-against 0.82596, but on 100 separated blobs its NMI was 0.989 where scikit-learn's is 1.0. Tests check
-the seeds against the algorithm written out point by point in float64, :func:`torch_lloyd` against
-Lloyd written out plainly, and NMI against scikit-learn on well-separated blobs (within 0.01) through
-both Lloyds on the CPU.
+the evaluation without it (``benchmarks/evaluation_scale.py --nmi``). faiss 1.14's own k-means++
+(``init_method``, one candidate per centre) was measured as a replacement: 51 s for the whole k-means
+at that size, NMI 0.82425 against 0.82596, but on 100 separated blobs its NMI was 0.989 where
+scikit-learn's is 1.0. Tests check the seeds against the algorithm written out point by point in
+float64, :func:`torch_lloyd` against Lloyd written out plainly, and NMI against scikit-learn on
+well-separated blobs (within 0.01) through both Lloyds on the CPU.
 """
 from __future__ import annotations
 
@@ -141,11 +141,10 @@ def kmeans_plus_plus_seeds(x: torch.Tensor, num_clusters: int, generator: torch.
 
 
 def _squared_distances_to(x: torch.Tensor, squared_norms: torch.Tensor, centres: torch.Tensor,
-                          out: torch.Tensor | None = None) -> torch.Tensor:
-    """Squared distances ``(n, len(centres))`` (float32, in ``out`` where given) from every point of
+                          out: torch.Tensor) -> torch.Tensor:
+    """Squared distances ``(n, len(centres))`` (float32, written into ``out``) from every point of
     ``x`` to ``x[centres]``, a block of rows at a time, without an n × d or n × len(centres) temporary."""
     c, c_sq = x[centres], squared_norms[centres]
-    out = torch.empty(len(x), len(centres), dtype=x.dtype, device=x.device) if out is None else out
     step = rows_per_chunk(len(centres))
     for start in range(0, len(x), step):
         part = slice(start, start + step)
