@@ -22,7 +22,10 @@ U(±1/√C) entries; the embedding head is PyTorch's default ``nn.Linear`` (the 
 The regulariser's pieces live in :mod:`methods.jrd_kernels`.
 
 Registered methods (all share the hyperparameters below, the ``jrd`` recipe and the AMSoftmax term; their
-``baseline`` is ``amsoftmax``, whose paper recipe is the same ``jrd`` recipe:
+``baseline`` is ``amsoftmax``: ``scale`` and ``margin`` are AM-Softmax's, ``alpha`` (the main one), ``sigma``,
+``kernel``, ``mul``, ``bandwidths``, ``degree`` (and ``jrd_intra``'s ``beta``) their own (``own_hparams``), so
+a ``nested`` benchmark searches only these at AM-Softmax's chosen margin and scale; AM-Softmax's paper recipe
+is the same ``jrd`` recipe:
 :data:`methods.amsoftmax.JRD_CODE_RECIPE`, with the code's schedule as milestones, decay at the start of
 0-based epochs 19 and 39, ``train.py:86-87, 198-201``):
 
@@ -84,6 +87,8 @@ class JRD(AMSoftmax):
     taps = ("embedding", "pooled")
     paper_recipe = JRD_CODE_RECIPE  # inherited from AMSoftmax; stated: the recipe is this code's
     baseline = "amsoftmax"
+    own_hparams = ("alpha", "sigma", "kernel", "mul", "bandwidths", "degree")
+    baseline_at_zero = True  # L = L_AMSoftmax exactly at α = 0
     #: Mixture sizes K of the kernels the regulariser uses (the code's ``--kernelNums``: X⁻, X, X⁺).
     kernel_nums: ClassVar[tuple[int, ...]] = (3, 3, 1)
 
@@ -179,6 +184,7 @@ class JRDIntra(JRD):
         **JRD.hparams,
         "beta": Param(1.0, LogUniform(1e-3, 10.0), "β, weight of the intra-class distance penalty", valid=">= 0"),
     }
+    own_hparams = (*JRD.own_hparams, "beta")
 
     def reduce(self, kernel: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return inter_class_similarity(kernel, labels) + self.config["beta"] * intra_class_distance(kernel, labels)

@@ -41,7 +41,9 @@ or ``embed`` (the normalised embeddings). Clean anchors are always the clean emb
 Registered: ``metrix_contrastive``, ``metrix_ms``, ``metrix_proxyanchor`` (one per base loss).
 
 A Metrix row differs from its baseline row (``contrastive``, ``ms``, ``proxyanchor``) only by the
-mixing: it inherits the baseline's hyperparameters with their defaults, its sampler and, like every
+mixing: its own hyperparameters (``own_hparams``) are ``weight`` (the main one), ``mix_at``, ``mix_alpha`` and
+``hard_negatives``; every other is the baseline's, which it inherits with their defaults (a ``nested``
+benchmark: with the baseline's chosen values), its sampler and, like every
 method, takes pooling, BatchNorm freezing and head init from the recipe. At ``weight = 0`` (or a λ
 that makes every mixed example clean) the loss is the baseline's. The authors run baseline and
 Metrix with the same values, which differ from the baselines' papers: contrastive m⁻ = 0.5; MS
@@ -192,6 +194,8 @@ class Metrix(PMLLossMethod):
     taps = ("embedding", "feature_map")
     sampler = "m_per_class"
     paper_recipe = METRIX_RECIPE
+    own_hparams = ("weight", "mix_at", "mix_alpha", "hard_negatives")
+    baseline_at_zero = True  # at w = 0 the loss is the clean base loss
 
     def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
         super().__init__(num_classes, embedding_dim, feature_dim, **hparams)

@@ -70,7 +70,8 @@ flow rate for CUB/Cars), passed by ``--hparam``; the class default stays the cod
 variant is registered (at 1e4 it is Proxy-Anchor, whose own row shows that).
 
 Differences from the code: its criterion's optimiser groups carry no weight decay (here the recipe's);
-the paper form uses PML's Proxy-Anchor (|P⁺| average), not ``panc``. Its ``baseline`` is ``proxyanchor``,
+the paper form uses PML's Proxy-Anchor (|P⁺| average), not ``panc``. Its ``baseline`` is ``proxyanchor``
+(``alpha`` and ``margin`` are Proxy-Anchor's, the rest its own, ``w_align`` the main one),
 whose paper recipe is its own authors' (AdamW, GAP + GMP, 60 epochs): ``--recipe paper`` refuses a run
 with both, ``--recipe nir`` trains both alike.
 """
@@ -178,6 +179,9 @@ class NIR(ProxyAnchor):
     }
     paper_recipe = NIR_RECIPE
     baseline = "proxyanchor"
+    #: the main one is the code form's w_align (the default form), the Proxy-Anchor term's weight beside the
+    #: flow's exp(NLL): no value of it is Proxy-Anchor alone (``baseline_at_zero`` stays False)
+    own_hparams = ("w_align", "weight", "form", "flow_lr_multiplier", "blocks", "width", "depth", "clamp")
 
     def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
         super().__init__(num_classes, embedding_dim, feature_dim, **hparams)

@@ -28,6 +28,9 @@ def list_registry(args: argparse.Namespace) -> int:
         cls = METHODS.get(name)
         params = ", ".join(f"{k}={p.default}" for k, p in cls.hparams.items())
         print(f"  {name:14s} {cls.describe()} ({cls.family})" + (f"  [{params}]" if params else ""))
+        if cls.baseline:
+            print(f"  {'':14s} extends {cls.baseline}: its own {', '.join(cls.own_hparams)}; "
+                  f"{cls.baseline}'s {', '.join(cls.base_hparams()) or 'none'}")
     print("datasets:")
     for name in DATASETS.names():
         spec = DATASETS.get(name)

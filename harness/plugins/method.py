@@ -10,8 +10,13 @@ A method declares everything that distinguishes it, so the engine never branches
   method that forces its own (``pixels``): otherwise the recipe's (``Recipe.pooling``);
 * ``lr_multiplier`` — the learning rate of its own parameters (proxies, class weights) relative
   to the recipe's ``lr_method``; override :meth:`param_groups` for finer control (it reads the recipe);
-* ``baseline`` — the registered method it adds to or is compared against in its paper (JRD: AM-Softmax);
-  under ``--recipe paper`` a method and its baseline in one run must train alike, else the run is refused;
+* ``baseline`` — the registered method it extends (JRD: AM-Softmax); under ``--recipe paper`` a method and
+  its baseline in one run must train alike, else the run is refused;
+* ``own_hparams`` — what an extension adds: its own hyperparameters, the main one (the weight of the added
+  term: JRD's α) first; every other hyperparameter is its baseline's, declared alike
+  (:meth:`base_hparams`, checked by :func:`extension_problems`). A benchmark's ``nested`` protocol searches
+  the baseline first and then only these; ``baseline_at_zero`` says the method is its baseline when the
+  main one is 0 (JRD at α = 0 is AM-Softmax);
 * ``paper_recipe`` — the :class:`~harness.core.recipe.Recipe` its authors trained with, as data
   (:meth:`paper_recipe_for` when it differs per dataset, :meth:`declared_recipes` lists them all);
 * ``dataset_defaults(dataset)`` — hyperparameters its paper sets per dataset;
@@ -57,6 +62,8 @@ class Method(nn.Module):
     embedding_head: ClassVar[bool] = True
     lr_multiplier: ClassVar[float] = 1.0
     baseline: ClassVar[str | None] = None
+    own_hparams: ClassVar[tuple[str, ...]] = ()
+    baseline_at_zero: ClassVar[bool] = False
     paper_recipe: ClassVar[Recipe | None] = None
     trains: ClassVar[bool] = True
     backbone: ClassVar[str | None] = None
@@ -91,6 +98,16 @@ class Method(nn.Module):
         if unknown:
             raise ValueError(f"method {cls.name!r} has no hyperparameter {', '.join(sorted(unknown))}; "
                              f"valid: {', '.join(sorted(cls.hparams)) or 'none'}")
+
+    @classmethod
+    def base_hparams(cls) -> tuple[str, ...]:
+        """The hyperparameters it shares with its baseline (every one but its own); none without a baseline."""
+        return tuple(name for name in cls.hparams if name not in cls.own_hparams) if cls.baseline else ()
+
+    @classmethod
+    def main_hparam(cls) -> str | None:
+        """Its main own hyperparameter (the first of :attr:`own_hparams`), the axis of a sensitivity view."""
+        return cls.own_hparams[0] if cls.own_hparams else None
 
     @classmethod
     def settings(cls) -> dict[str, Any]:
@@ -158,6 +175,29 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
 
 def get_method_class(name: str) -> type[Method]:
     return METHODS.get(name)
+
+
+def extension_problems(cls: type[Method]) -> list[str]:
+    """What is inconsistent in a method's baseline declaration (empty when nothing): its baseline is
+    registered and is not itself; its own hyperparameters are declared, distinct and not the baseline's;
+    every other one is the baseline's, with the same default and space; a method without a baseline
+    declares no own hyperparameters."""
+    name = cls.name
+    if cls.baseline is None:
+        return [f"{name}: own_hparams {cls.own_hparams} without a baseline"] if cls.own_hparams else []
+    if cls.baseline == name or cls.baseline not in METHODS.names():
+        return [f"{name}: baseline {cls.baseline!r} is not another registered method"]
+    base = METHODS.get(cls.baseline).hparams
+    problems = [f"{name}: own hyperparameter {p!r} is not declared" for p in cls.own_hparams if p not in cls.hparams]
+    problems += [f"{name}: own hyperparameter {p!r} is also {cls.baseline}'s" for p in cls.own_hparams if p in base]
+    if not cls.own_hparams or len(set(cls.own_hparams)) != len(cls.own_hparams):
+        problems.append(f"{name}: own_hparams {cls.own_hparams} must name each added hyperparameter once")
+    problems += [f"{name}: {p!r} is neither its own nor {cls.baseline}'s" for p in cls.base_hparams() if p not in base]
+    alike = lambda a, b: (a.default, a.space, a.valid) == (b.default, b.space, b.valid)  # noqa: E731
+    problems += [f"{name}: {p!r} is {cls.baseline}'s but declared differently ({cls.hparams[p]} vs {base[p]})"
+                 for p in cls.base_hparams() if p in base and not alike(cls.hparams[p], base[p])]
+    problems += [f"{name}: {cls.baseline}'s {p!r} is missing" for p in base if p not in cls.hparams]
+    return problems
 
 
 def method_families() -> dict[str, str]:
@@ -270,5 +310,5 @@ class PMLLossMethod(Method):
 
 
 __all__ = ["Method", "PMLLossMethod", "METHODS", "register_method", "create_method", "get_method_class",
-           "method_families", "Param",
+           "method_families", "extension_problems", "Param",
            "UnknownNameError", "find_recipe", "recipe_names"]
