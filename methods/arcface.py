@@ -1,36 +1,77 @@
-"""ArcFace: additive angular margin loss (Deng, Guo, Xue & Zafeiriou, CVPR 2019).
+"""ArcFace: additive angular margin loss (Deng, Guo, Xue & Zafeiriou, CVPR 2019), as today's insightface
+code computes it.
 
     L = −log( e^{s·cos(θ_y + m)} / (e^{s·cos(θ_y + m)} + Σ_{j≠y} e^{s·cos θ_j}) ),
-    cos θ_j = ⟨x/‖x‖, W_j/‖W_j‖⟩.
+    cos θ_j = clamp(⟨x/‖x‖, W_j/‖W_j‖⟩, −1, 1).
 
-The paper's values: s = 64, m = 0.5 rad (28.6°). The ``margin`` hyperparameter is in RADIANS, as in
-the paper; pytorch-metric-learning's ``ArcFaceLoss`` (used here) takes degrees, so it is converted.
-PML differs from the paper's formula where θ_y + m would pass π: for θ_y > π − m it uses
-cos θ_y − m·sin m instead (the fallback of the authors' code, keeping the logit monotonic).
-Class weights train at the recipe's ``lr_method``; they start as in the authors' PyTorch code
-(deepinsight/insightface, ``recognition/arcface_torch/partial_fc_v2.py``:
-``torch.normal(0, 0.01, (C, d))``), N(0, 0.01²) entries, not PML's default N(0, 1).
+The paper's values: s = 64, m = 0.5 rad (28.6°); the ``margin`` hyperparameter is in radians, as in the paper.
 
-Checked against the code (``recognition/arcface_torch/losses.py``, class ``ArcFace``, lines 7-32): cos(θ_y + m)
-where cos θ_y > cos(π − m), else cos θ_y − m·sin(π − m) = cos θ_y − m·sin m (``easy_margin`` False), then ×s:
-the same as PML's ``ArcFaceLoss``. Deviation: no paper recipe; the code's training is face recognition (SGD,
-polynomial decay, partial FC), not a DML protocol, so ArcFace runs under the shared recipes only.
+Followed code: deepinsight/insightface ``recognition/arcface_torch``, commit 9097cd7b (the last change to
+``losses.py``; it fixes the ``ArcFace`` class's ``self.scale`` of 657ae30e "fixed arcface impl", which
+``forward`` read as ``self.s``). The training script builds ``CombinedMarginLoss(s, 1.0, m, 0.0)``
+(``losses.py:27-58``, the same steps as ``ArcFace.forward``, ``losses.py:74-85``) on the clamped cosines of
+``PartialFC_V2`` (``partial_fc_v2.py``: ``linear(normalize(x), normalize(W)).clamp(-1, 1)``, ``W`` of
+shape (C, d) drawn ``torch.normal(0, 0.01)``), then softmax cross-entropy (``DistCrossEntropy``). Two
+consequences of that code, both kept here:
+
+* the margin is applied under ``torch.no_grad()`` (``arccos_``, add m to the target angle, ``cos_``), so
+  the forward value is s·cos(θ_y + m) but the gradient reaches the cosines as if the margin were not there:
+  ∂L/∂cos θ_j = s·(p_j − 1[j = y]) (a straight-through margin), not the chain rule through cos(θ + m);
+* there is no fallback where θ_y + m passes π: the target logit is cos(θ_y + m) for every angle.
+
+Difference from what this module followed before (insightface 2e2e8c97 ``losses.py:4-32``, which equals
+pytorch-metric-learning's ``ArcFaceLoss``): that code differentiated through cos(θ_y + m) and, for
+θ_y > π − m, used cos θ_y − m·sin m instead. The loss is equal wherever θ_y ≤ π − m; the gradient is not
+(``tests/test_proxy_methods.py`` compares both on a fixed batch). Records of ``arcface`` written before
+this change trained with the older loss (their code fingerprint differs).
+
+Deviation: no paper recipe; the code's training is face recognition (SGD, polynomial decay, partial FC
+sampling of the classes, which at these class counts samples all of them), not a DML protocol, so ArcFace
+runs under the shared recipes only.
 """
 from __future__ import annotations
 
-import math
+from typing import Any
 
-from pytorch_metric_learning import losses
-from pytorch_metric_learning.utils.common_functions import TorchInitWrapper
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from harness.core.hparams import LogUniform, Param, Uniform
-from harness.plugins.method import PMLLossMethod, register_method
+from harness.plugins.method import Method, register_method
+from harness.plugins.models import ModelOutput
+
+
+class InsightFaceArcFaceLoss(nn.Module):
+    """Softmax cross-entropy on insightface's margin logits: s·cos(θ_y + m) for the true class, s·cos θ_j
+    otherwise, with the margin applied without gradient (see the module docstring). ``weight`` holds the
+    (C, d) class vectors, N(0, 0.01²) entries as ``PartialFC_V2`` starts them."""
+
+    def __init__(self, num_classes: int, embedding_dim: int, scale: float, margin: float):
+        super().__init__()
+        self.scale, self.margin = scale, margin
+        self.weight = nn.Parameter(torch.normal(0.0, 0.01, (num_classes, embedding_dim)))
+
+    def logits(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The (N, C) scaled logits of ``CombinedMarginLoss(s, 1, m, 0)``: the cosines, the target's angle
+        shifted by the margin under ``no_grad`` (in place on a copy, as the code does on its logits)."""
+        cosine = F.linear(F.normalize(embedding), F.normalize(self.weight)).clamp(-1, 1)
+        rows = torch.arange(len(labels), device=labels.device)
+        margin_logits = cosine.clone()
+        with torch.no_grad():
+            target = margin_logits[rows, labels].arccos_() + self.margin
+            margin_logits.arccos_()
+            margin_logits[rows, labels] = target
+            margin_logits.cos_()
+        return margin_logits * self.scale
+
+    def forward(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.logits(embedding, labels), labels)
 
 
 @register_method("arcface")
-class ArcFace(PMLLossMethod):
-    """ArcFace: additive angular margin on the true class's angle (Deng et al., CVPR 2019)."""
+class ArcFace(Method):
+    """ArcFace: additive angular margin on the true class's angle (Deng et al., CVPR 2019; insightface code)."""
 
     family = "classification"
     hparams = {
@@ -39,7 +80,9 @@ class ArcFace(PMLLossMethod):
                         valid="[0, 3.141592653589793)"),
     }
 
-    def build_loss(self):
-        return losses.ArcFaceLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,
-                                  margin=math.degrees(self.config["margin"]), scale=self.config["scale"],
-                                  weight_init_func=TorchInitWrapper(nn.init.normal_, std=0.01))
+    def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
+        super().__init__(num_classes, embedding_dim, feature_dim, **hparams)
+        self.criterion = InsightFaceArcFaceLoss(num_classes, embedding_dim, self.config["scale"], self.config["margin"])
+
+    def loss(self, outputs: ModelOutput, labels: torch.Tensor) -> torch.Tensor:
+        return self.criterion(outputs["embedding"].float(), labels)
