@@ -32,7 +32,7 @@ is the same ``jrd`` recipe:
 * ``jrd``       — the above; ``kernel`` selects Gaussian (default), Laplace, polynomial or MGF;
 * ``mrd``       — marginal ablation: Σ_l mean_{y_i≠y_j} k^l(x_i^l, x_j^l), the per-layer penalties summed;
 * ``jrd_c``     — concatenation: one kernel (K = 3) on [x⁻ ‖ x ‖ x⁺], its data-driven bandwidth from the
-  concatenation's distances (for MGF this equals ``jrd``: exp of a sum of inner products is their product);
+  concatenation's distances (for the unscaled MGF this equals ``jrd``: exp of a sum of inner products is their product);
 * ``jrd_pool``  — pooling: one kernel (K = 3) on z = (1/3) Σ_l AvgPool_d(x^l), every layer average-pooled
   along its feature axis to the common width d = min(dim X⁻, dim X, C), then averaged element-wise;
 * ``jmmd``      — joint MMD instead of JRS: the regulariser is −Σ_{I≠J} n^I n^J JMMD²(I,J) / Σ_{I≠J} n^I n^J
@@ -76,7 +76,7 @@ class JRD(AMSoftmax):
                        "α, regulariser weight; when not given 1 for gaussian/laplace, 1e-3 for polynomial/mgf",
                        valid=">= 0"),
         "kernel": Param("gaussian", Choice(KERNELS), "kernel of every layer"),
-        "sigma": Param(1.0, LogUniform(0.1, 10.0), "σ, scale multiplying every bandwidth (gaussian/laplace)",
+        "sigma": Param(1.0, LogUniform(0.1, 10.0), "σ, scale multiplying every bandwidth (gaussian/laplace/mgf)",
                        valid="> 0"),
         "mul": Param(2.0, LogUniform(1.0, 4.0), "ratio between consecutive bandwidths of a mixture", valid="> 0"),
         "bandwidths": Param(None, None, "per-kernel fixed bandwidths: None = data-driven, a number = fixed "

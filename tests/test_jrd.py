@@ -27,11 +27,14 @@ def ref_distance(kind: str, a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def ref_bandwidths(kind: str, x: torch.Tensor, num_kernels: int, mul: float, sigma: float, fixed) -> list[float]:
-    """bw_k = σ · m · mul^(k − ⌊K/2⌋), m = mean over i ≠ j of the distance (or the fixed base); or σ · σ_k²."""
+    """bw_k = σ · m · mul^(k − ⌊K/2⌋), m = mean over i ≠ j of the distance (MGF: mean over i of ‖x_i‖²), or
+    the fixed base; or σ · σ_k²."""
     if isinstance(fixed, tuple):
         return [sigma * b for b in fixed]
     n = len(x)
-    if fixed is None:
+    if fixed is None and kind == "mgf":
+        base = sum(float(x[i] @ x[i]) for i in range(n)) / n
+    elif fixed is None:
         base = sum(ref_distance(kind, x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
     else:
         base = fixed
@@ -43,14 +46,16 @@ def ref_kernel(kind: str, a: torch.Tensor, b: torch.Tensor, bandwidths: list[flo
         distance = ref_distance(kind, a, b)
         return sum(math.exp(-distance / bw) for bw in bandwidths) / len(bandwidths)
     dot = sum(float(a[d] * b[d]) for d in range(len(a)))
-    return (dot + 1.0) ** degree if kind == "polynomial" else math.exp(dot)
+    if kind == "polynomial":
+        return (dot + 1.0) ** degree
+    return sum(math.exp(dot / bw) for bw in bandwidths) / len(bandwidths)
 
 
 def ref_layer_kernels(layers, kind="gaussian", nums=(3, 3, 1), mul=2.0, sigma=1.0, fixed=(None, None, None)):
     """One function (i, j) -> k^l(x_i^l, x_j^l) per layer."""
     kernels = []
     for x, num, bw in zip(layers, nums, fixed):
-        bandwidths = ref_bandwidths(kind, x, num, mul, sigma, bw) if kind in ("gaussian", "laplace") else []
+        bandwidths = ref_bandwidths(kind, x, num, mul, sigma, bw) if kind != "polynomial" else []
         kernels.append(lambda i, j, x=x, bandwidths=bandwidths: ref_kernel(kind, x[i], x[j], bandwidths))
     return kernels
 
@@ -177,14 +182,14 @@ def test_jrd_is_the_paper_class_pair_form_normalised_by_n_pairs(batch):
     assert_close(value, ref_inter(pair_kernel, labels.tolist()))
 
 
-@pytest.mark.parametrize("kernel", ["gaussian", "laplace"])
+@pytest.mark.parametrize("kernel", ["gaussian", "laplace", "mgf"])
 def test_bandwidth_scale_and_mixture_spacing(batch, kernel):
     layers, labels = batch
     reference = ref_inter(ref_product(ref_layer_kernels(layers, kind=kernel, mul=3.0, sigma=2.5)), labels.tolist())
     assert_close(vectorised(make("jrd", kernel=kernel, mul=3.0, sigma=2.5), layers, labels), reference)
 
 
-@pytest.mark.parametrize("kernel", ["gaussian", "laplace"])
+@pytest.mark.parametrize("kernel", ["gaussian", "laplace", "mgf"])
 def test_fixed_bandwidths_base_or_explicit_components(batch, kernel):
     layers, labels = batch
     fixed = (0.7, (0.2, 1.0, 4.0), None)  # a fixed base, explicit σ_k², data-driven
@@ -358,3 +363,34 @@ def test_loss_decreases_when_training_on_fixed_data(name, loss_before_and_after_
     first, last = loss_before_and_after_training(name)
     assert math.isfinite(first) and first > 0
     assert last < 0.7 * first, f"{name}: loss {first:.4f} -> {last:.4f}"
+
+
+@pytest.mark.parametrize("norm", [10.0, 50.0])
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_every_kernel_trains_a_few_steps_with_finite_loss_at_realistic_feature_norms(kernel, norm):
+    """Post-ReLU pooled features of norm 10-50 (a ResNet/BN-Inception's global average pool on real images), 2048-d,
+    a 64-d embedding head, 8 classes × 4 samples: 5 Adam steps of the full JRD loss (its kernel's default α) stay
+    finite, and so do the parameters. The unscaled MGF exp(⟨x, x'⟩) overflowed at the first step (⟨x, x'⟩ > 88)."""
+    torch.manual_seed(0)
+    labels = torch.arange(8).repeat_interleave(4)
+    images = torch.randn(len(labels), 256) + torch.randn(8, 256)[labels]
+    features = nn.Sequential(nn.Linear(256, 2048), nn.ReLU())
+    with torch.no_grad():  # scale the layer so that the pooled features have the norm asked for
+        features[0].weight.mul_(norm / features(images).norm(dim=1).mean())
+    head = nn.Linear(2048, 64)
+    method = create_method("jrd", num_classes=8, embedding_dim=64, feature_dim=2048, kernel=kernel)
+    optimizer = torch.optim.Adam([*features.parameters(), *head.parameters(), *method.parameters()], lr=1e-3)
+    losses, norms = [], []
+    for _ in range(5):
+        pooled = features(images)
+        norms.append(pooled.norm(dim=1).mean().item())
+        outputs = ModelOutput(embedding=nn.functional.normalize(head(pooled), dim=1), pooled=pooled,
+                              feature_map=pooled[:, :, None, None])
+        loss = method.loss(outputs, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert norms[0] == pytest.approx(norm, rel=0.05) and min(norms) > 0.8 * norm
+    assert all(math.isfinite(v) for v in losses), (kernel, losses)
+    assert all(torch.isfinite(p).all() for p in [*features.parameters(), *head.parameters(), *method.parameters()])
