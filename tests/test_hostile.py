@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -161,15 +162,15 @@ def test_stale_leaderboards_go_when_the_experiments_datasets_change(tmp_path, ca
     cars = record("ms", 0, 0.7, dataset="cars")
     store.write_record(cars)
     assert main(leaderboard) == 0
-    assert f"removed the stale leaderboard {out / 'e'}.* (experiment e now has e.cars, e.cub)" in capsys.readouterr().err
-    assert boards(out) == {"e.cub", "e.cars"}
-    assert not [p for p in out.iterdir() if p.name.startswith("e.") and p.name.split(".")[1] not in ("cub", "cars")]
-    # e.cars is now both experiment e's cars board and experiment e.cars's: an ambiguity of the naming,
-    # which the stale-board sweep leaves alone (it removes only names no leaderboard has)
+    assert f"removed the stale leaderboard {out / 'e'}.* (experiment e now has e@cars, e@cub)" in capsys.readouterr().err
+    assert boards(out) == {"e@cub", "e@cars", "e.cars"}  # e's cars board and experiment e.cars's are two files
+    assert pd.read_csv(out / "e.cars.csv")["recall@1_mean"].tolist() == [0.4]
+    assert pd.read_csv(out / "e@cars.csv")["recall@1_mean"].tolist() == [0.7]
     (store.runs / "e" / cars.trial_id / "record.json").unlink()
     assert main(leaderboard) == 0
     assert boards(out) == {"e", "e.cars"} and "removed the stale leaderboard" in capsys.readouterr().err
-    assert not (out / "e.cub.csv").exists() and (out / "e.csv").exists()
+    assert not (out / "e@cub.csv").exists() and (out / "e.csv").exists()
+    assert pd.read_csv(out / "e.cars.csv")["recall@1_mean"].tolist() == [0.4]
 
 
 # ---- 11: a full disk names the file ---------------------------------------------------------------------------

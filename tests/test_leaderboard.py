@@ -3,6 +3,7 @@ significance marks, published rows, failed trials, plots and the ``leaderboard``
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -258,9 +259,32 @@ def test_an_experiment_over_several_datasets_gets_one_leaderboard_per_dataset(tm
     store.write_record(record("ms", 0, 0.5, experiment="both"))
     store.write_record(record("ms", 0, 0.6, dataset="cars", experiment="both"))
     written = write_leaderboards(store, tmp_path / "boards", formats=["csv"])
-    assert {name.split(".csv")[0] for name in written if name.endswith(".csv") and name.count(".") == 2} == \
-        {"both.cars", "both.cub"}
-    assert pd.read_csv(written["both.cars.csv"])["recall@1_mean"].tolist() == [0.6]
+    assert {name.split(".csv")[0] for name in written if name.endswith(".csv") and name.count(".") == 1} == \
+        {"both@cars", "both@cub"}
+    assert pd.read_csv(written["both@cars.csv"])["recall@1_mean"].tolist() == [0.6]
+
+
+def test_board_names_never_collide_between_experiments(tmp_path: Path) -> None:
+    """Issue 34.7: experiment ``ec`` on digits and omniglot28 beside experiment ``ec.digits`` on digits: each of
+    the three boards is its own set of files, and the site one card and one page per board."""
+    from harness.reporting.site import write_site
+    store = TrialStore(tmp_path / "results")
+    store.write_record(record("ms", 0, 0.5, dataset="digits", experiment="ec"))
+    store.write_record(record("ms", 0, 0.6, dataset="omniglot28", experiment="ec"))
+    store.write_record(record("triplet", 0, 0.7, dataset="digits", experiment="ec.digits"))
+    written = write_leaderboards(store, tmp_path / "boards", formats=["csv", "md"])
+    boards = {name.removesuffix(".env.json") for name in written if name.endswith(".env.json")}
+    assert boards == {"ec@digits", "ec@omniglot28", "ec.digits"}
+    assert pd.read_csv(written["ec@digits.csv"])[["method", "recall@1_mean"]].values.tolist() == [["ms", 0.5]]
+    assert pd.read_csv(written["ec.digits.csv"])[["method", "recall@1_mean"]].values.tolist() == [["triplet", 0.7]]
+    assert written["ec@digits.md"].read_text().startswith("## ec (digits)\n")
+    assert written["ec.digits.md"].read_text().startswith("## ec.digits (digits)\n")
+    write_site(store, tmp_path / "site")
+    index = (tmp_path / "site" / "index.html").read_text()
+    links = sorted(re.findall(r'href="([^"]+/index\.html)"', index))
+    assert links == ["ec.digits/index.html", "ec@digits/index.html", "ec@omniglot28/index.html"]
+    assert "triplet" in (tmp_path / "site" / "ec.digits" / "index.html").read_text()
+    assert "triplet" not in (tmp_path / "site" / "ec@digits" / "index.html").read_text()
 
 
 def test_published_names_map_onto_the_harness() -> None:

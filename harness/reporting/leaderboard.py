@@ -2,7 +2,7 @@
 
 A leaderboard is one experiment's records (``runs/<experiment>/``), one protocol: a default run, a
 benchmark's final trials, a comparison. Its files are named after the experiment (``<experiment>.csv``
-...; ``<experiment>.<dataset>.csv`` ... for an experiment that spans several datasets), so two
+...; ``<experiment>@<dataset>.csv`` ... for an experiment that spans several datasets, :func:`board_name`), so two
 protocols on one dataset (say, every method at its defaults, and each method at its searched best)
 never mix into one table. A group is (dataset, method, backbone, embedding dim, recipe name + hash,
 hyperparameters): trials trained under different recipes or hyperparameters never average into one
@@ -414,17 +414,30 @@ def write_leaderboard(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline
     return dict(sorted(written.items()))
 
 
+#: joins an experiment's name to a dataset's in the name of a board of an experiment that spans several datasets:
+#: a character no experiment or dataset name may hold (:mod:`harness.core.names`), so no two boards' names collide
+#: (with ``.``, experiment ``ec``'s digits board and experiment ``ec.digits``'s were one file)
+DATASET_SEPARATOR = "@"
+
+
+def board_name(experiment: str, dataset: str, several_datasets: bool) -> str:
+    """A board's file stem: the experiment's name, or ``<experiment>@<dataset>`` where the experiment holds
+    trials on several datasets."""
+    return f"{experiment}{DATASET_SEPARATOR}{dataset}" if several_datasets else experiment
+
+
 def leaderboard_title(name: str, dataset: str) -> str:
-    """A leaderboard's heading: its name, with the dataset where the name does not say it."""
-    return name if name == dataset else f"{name} ({dataset})"
+    """A board's heading from its :func:`board_name`: the experiment's name, with the dataset where the
+    name does not say it (``ec@digits`` → ``ec (digits)``)."""
+    experiment = name.split(DATASET_SEPARATOR)[0]
+    return experiment if experiment == dataset else f"{experiment} ({dataset})"
 
 
 def leaderboard_names(test: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """{(experiment, dataset): file stem} for the test-split trials in ``test``: the experiment's name, or
-    ``<experiment>.<dataset>`` where one experiment holds trials on several datasets."""
+    """{(experiment, dataset): :func:`board_name`} for the test-split trials in ``test``."""
     pairs = sorted(set(zip(test["experiment"], test["dataset"])))
     spans = Counter(e for e, _ in pairs)
-    return {(e, d): e if spans[e] == 1 else f"{e}.{d}" for e, d in pairs}
+    return {(e, d): board_name(e, d, spans[e] > 1) for e, d in pairs}
 
 
 def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, datasets: list[str] | None = None,
@@ -472,8 +485,9 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
 
 def stale_boards(out_dir: Path, experiment: str, current: set[str]) -> list[str]:
     """The names of ``experiment``'s leaderboards in ``out_dir`` that are no longer any leaderboard's
-    (not in ``current``): ``<experiment>`` once it spans several datasets, ``<experiment>.<dataset>``
-    once it no longer does, or no longer holds ``dataset``. A board is known by its ``.env.json``."""
+    (not in ``current``): ``<experiment>`` once it spans several datasets, ``<experiment>@<dataset>``
+    once it no longer does, or no longer holds ``dataset``, and ``<experiment>.<dataset>``, the name such a
+    board had before :data:`DATASET_SEPARATOR`, unless a board has it now. A board is known by its ``.env.json``."""
     stale = []
     for env_file in sorted(out_dir.glob(f"{glob.escape(experiment)}*.env.json")):
         name = env_file.name.removesuffix(".env.json")
@@ -483,7 +497,7 @@ def stale_boards(out_dir: Path, experiment: str, current: set[str]) -> list[str]
             dataset = json.loads(env_file.read_text()).get("dataset")
         except (OSError, ValueError, AttributeError):
             continue
-        if name in (experiment, f"{experiment}.{dataset}"):
+        if name in (experiment, board_name(experiment, dataset, True), f"{experiment}.{dataset}"):
             stale.append(name)
     return stale
 
