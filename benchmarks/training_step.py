@@ -27,7 +27,7 @@ import torch
 from pytorch_metric_learning.samplers import MPerClassSampler
 
 from harness.engine.train import Trainer, build_optimizer, build_train_loader, seed_everything
-from harness.engine.trial import build_model
+from harness.engine.runner import build_model
 from harness.experiment import ExperimentConfig
 from harness.plugins.data import ImageDataset, create_dataset
 from harness.plugins.transforms import build_transform

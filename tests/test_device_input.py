@@ -13,7 +13,7 @@ from PIL import Image
 from harness.core.recipe import get_recipe
 from harness.engine.train import build_train_loader, seed_everything
 from harness.core.store import TrialStore
-from harness.engine.trial import Attempt, run_trial
+from harness.engine.runner import Attempt, run_trial
 from harness.experiment import ExperimentConfig
 from harness.plugins.data import ImageDataset, Subset
 from harness.plugins.transforms import DeviceLoader, build_input

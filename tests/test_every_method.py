@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from harness.core.spec import TrialSpec
 from harness.engine.train import Trainer, seed_everything
-from harness.engine.trial import build_model
+from harness.engine.runner import build_model
 from harness.plugins.method import METHODS, find_recipe
 
 EMBEDDING_DIM = 64  # divisible by every method's attention heads

@@ -13,7 +13,7 @@ from harness.core.placement import Placement
 from harness.core.spec import TrialSpec
 from harness.core.store import TrialStore
 from harness.core.trial import Trial
-from harness.engine.trial import Attempt, run_trial
+from harness.engine.runner import Attempt, run_trial
 from harness.experiment import ExperimentConfig
 from harness.scheduling.executors import LocalExecutor
 

@@ -343,7 +343,7 @@ def test_leaderboard_command_end_to_end(store: TrialStore, tmp_path: Path, capsy
 def test_plots_render_25_groups_sorted_with_families_and_baseline(tmp_path: Path) -> None:
     """25 methods (every family, four methods no family lists), a floor far below: both figures render
     as PNG and PDF; rows are sorted by Recall@1; the long CSV read back redraws them (same baseline, size)."""
-    from harness.reporting.leaderboard import read_long_table
+    from harness.reporting.board_statistics import read_long_table
     from harness.plugins.method import method_families
     from harness.reporting.plots import _baseline_key, _ordered_groups, group_families, leaderboard_plots
 
@@ -400,7 +400,8 @@ def test_a_group_beyond_the_zoomed_axis_is_an_arrow_on_its_own_side(tmp_path: Pa
 
 def test_the_printed_table_says_how_recipes_of_one_name_differ():
     """Issue 20, item 2: the table a run prints names what differs in words, as the files do."""
-    from harness.reporting.leaderboard import aggregate, format_table, long_table
+    from harness.reporting.board_statistics import aggregate, long_table
+    from harness.reporting.board_text import format_table
     from harness.reporting.tables import recipe_labels, records_frame
 
     frame = records_frame(TrialStore(Path(__file__).resolve().parents[1] / "results").records("omniglot28"))

@@ -17,7 +17,7 @@ from torch import nn
 from harness.core.recipe import Recipe, get_recipe
 from harness.core.registry import UnknownNameError
 from harness.engine.train import Trainer, batchnorms
-from harness.engine.trial import build_model
+from harness.engine.runner import build_model
 from harness.plugins.method import METHODS, Method, create_method, register_method
 from harness.plugins.models import EmbeddingModel, ModelOutput, create_backbone
 from harness.plugins.transforms import build_transform

@@ -14,7 +14,7 @@ from harness.plugins.method import METHODS, create_method
 from harness.plugins.models import EmbeddingModel, create_backbone
 from harness.plugins.method import find_recipe
 from harness.engine.train import Trainer
-from harness.engine.trial import build_model
+from harness.engine.runner import build_model
 from methods.metrix_recipes import CODE_HPARAMS
 from harness.engine.utilization import utilization
 from methods.metrix import MixPlan, anchor_negative_plan, hardest_negatives, mixed_targets, positive_negative_plan

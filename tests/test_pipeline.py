@@ -12,7 +12,7 @@ from torch import nn
 from harness.core.recipe import get_recipe
 from harness.engine.train import Trainer, TrialFailed, label_lookup, map_labels
 from harness.core.store import TrialStore
-from harness.engine.trial import Attempt, run_trial
+from harness.engine.runner import Attempt, run_trial
 from harness.experiment import ExperimentConfig
 from harness.plugins.data import ImageDataset, Subset, create_dataset, images
 from harness.plugins.transforms import TensorPipeline, build_transform

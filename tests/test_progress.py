@@ -7,7 +7,8 @@ import pytest
 
 from harness.core.record import TrialRecord
 from harness.experiment import ExperimentConfig
-from harness.scheduling.progress import MLflowLogger, TensorBoardLogger, TrialBoard
+from harness.scheduling.progress import TrialBoard
+from harness.scheduling.tracking import MLflowLogger, TensorBoardLogger
 
 
 def trials(n: int = 2):

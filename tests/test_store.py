@@ -16,7 +16,7 @@ from harness.core.record import RecordError, TrialRecord
 from harness.core.store import TrialStore, UnsafeFileError
 from harness.core.trial import Trial
 from harness.engine.tensor_files import load_tensors
-from harness.engine.trial import Attempt, execute_trial
+from harness.engine.runner import Attempt, execute_trial
 from harness.experiment import ExperimentConfig
 
 FAST = ["--dataset", "digits", "--no-progress", "--executor", "local", "--cpus-per-trial", "1"]

@@ -27,7 +27,7 @@ def embed_folder(args: argparse.Namespace) -> int:
     from harness.engine.evaluate import embed
     from harness.engine.tensor_files import load_tensors
     from harness.engine.train import resolve_device
-    from harness.engine.trial import build_model, eval_transform
+    from harness.engine.runner import build_model, eval_transform
     from harness.plugins.data import DATASETS, ImageDataset, Subset
 
     trial = TrialFolder(args.run_dir)

@@ -18,7 +18,8 @@ from harness.core.protocol import protocol_differences
 from harness.core.store import TrialStore
 from harness.core.trial import Trial
 from harness.scheduling.executor_registry import EXECUTORS, ExecutorOptions, create_executor
-from harness.scheduling.progress import MLflowLogger, TensorBoardLogger, TrialBoard, TrialListener
+from harness.scheduling.progress import TrialBoard, TrialListener
+from harness.scheduling.tracking import MLflowLogger, TensorBoardLogger
 from harness.core.hparams import parse_assignment, parse_value
 
 if TYPE_CHECKING:

@@ -12,7 +12,9 @@ def print_leaderboard(store: TrialStore, trials: list[Trial], start: float) -> N
     import pandas as pd  # these import torch and pandas: only when a command has run trials
 
     from harness.plugins.method import method_families
-    from harness.reporting.leaderboard import aggregate, format_table, long_table, write_leaderboards
+    from harness.reporting.board_statistics import aggregate, long_table
+    from harness.reporting.board_text import format_table
+    from harness.reporting.leaderboard import write_leaderboards
     from harness.reporting.tables import recipe_labels, records_frame
 
     dataset, experiment = trials[0].spec.dataset, trials[0].placement.experiment

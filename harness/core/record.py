@@ -1,6 +1,6 @@
 """The trial record: the typed, versioned outcome of one trial, the only thing leaderboards read.
 
-A :class:`TrialRecord` is built in one place (:func:`harness.engine.trial.run_trial`, or
+A :class:`TrialRecord` is built in one place (:func:`harness.engine.runner.run_trial`, or
 :meth:`TrialRecord.failed` for a trial that raised) from its :class:`~harness.core.trial.Trial` (its
 fully resolved :class:`~harness.core.spec.TrialSpec` and its
 :class:`~harness.core.placement.Placement`); :class:`~harness.core.store.TrialStore` writes and reads

@@ -41,7 +41,7 @@ def canonical(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """What one trial computes; :func:`harness.engine.trial.run_trial` is a pure function of it (given
+    """What one trial computes; :func:`harness.engine.runner.run_trial` is a pure function of it (given
     the data and weights its placement points to).
 
     ``eval_split="test"`` trains on all training classes and evaluates on the unseen test classes;

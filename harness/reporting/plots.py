@@ -9,7 +9,7 @@ family legend sits outside the axes, and the baseline (``--baseline``) is labell
 dashed line at its mean. :func:`sensitivity_plot`: one metric against one hyperparameter.
 
 The figures are a pure function of the long table (``<leaderboard>.long.csv``), so they can be
-redrawn from a committed table without the records (``python -m harness.reporting.leaderboard``).
+redrawn from a committed table without the records (``python -m harness.reporting.redraw``).
 """
 from __future__ import annotations
 

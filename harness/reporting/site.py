@@ -2,8 +2,8 @@
 
 ``index.html`` lists the experiments; ``<experiment>/index.html`` holds its leaderboard as a sortable table
 (the measured rows beside the published ones, each with its selection protocol, as
-:func:`~harness.reporting.leaderboard.paper_table` builds them for Markdown and LaTeX), the significance
-tests of the long table (:func:`~harness.reporting.leaderboard.long_table`), the leaderboard plots, a
+:func:`~harness.reporting.board_text.paper_table` builds them for Markdown and LaTeX), the significance
+tests of the long table (:func:`~harness.reporting.board_statistics.long_table`), the leaderboard plots, a
 benchmark's manifest and report, the environment and the list of trials; ``<experiment>/<trial>.html``
 holds a trial's per-epoch curves (inline SVG) and its resolved configuration. Every page is plain HTML with
 a few lines of inline JavaScript and CSS (no network): it works opened from disk. Every text taken from a
@@ -23,12 +23,14 @@ from harness.core.metrics import metric_label, metric_sort_key, metric_spec
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore, atomic_write_binary, atomic_write_text
 from harness.reporting import plots
+from harness.reporting.board_names import leaderboard_names, leaderboard_title
 from harness.reporting.board_options import load_options
-from harness.reporting.leaderboard import (PLAIN, environment_summary, leaderboard_names, leaderboard_rows,
-                                           leaderboard_title, load_records, long_table, paper_table)
+from harness.reporting.board_statistics import environment_summary, leaderboard_rows, load_records, long_table
+from harness.reporting.board_text import paper_table
 from harness.reporting.published import ROW_KEYS, load_published, published_rows
 from harness.reporting.stats import SIGNIFICANCE
 from harness.reporting.tables import GROUP_KEYS, distinct_labels
+from harness.reporting.text_styles import PLAIN
 
 #: the style sheet of every page
 CSS = """

@@ -1,5 +1,5 @@
 """Trial records as a table: one row per trial (its group, seed, split, status and metrics), and the
-labels every leaderboard output and figure uses. Shared by :mod:`~harness.reporting.leaderboard`
+labels every leaderboard output and figure uses. Shared by the leaderboard modules
 and :mod:`~harness.reporting.plots`.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 An executor pulls trials (:class:`~harness.core.trial.Trial`: spec and placement) from an iterable as it
 has room for them (so a searcher can propose the next trial from what finished), runs each with
-:func:`harness.engine.trial.execute_trial`, writes its record through the
+:func:`harness.engine.runner.execute_trial`, writes its record through the
 :class:`~harness.core.store.TrialStore` its command built and handed it, the moment it ends, and hands it
 to ``on_record``. ``on_epoch(trial, metrics)`` sees every epoch's metrics; a true answer prunes the trial.
 With ``resume`` a trial that already has a finished record is not run again (its record is handed to
@@ -25,7 +25,7 @@ from harness.core.environment import git_commit
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore
 from harness.core.trial import Trial
-from harness.engine.trial import Attempt, execute_trial
+from harness.engine.runner import Attempt, execute_trial
 from harness.scheduling.progress import TrialBoard, TrialListener, announce
 
 #: a trial's epoch metrics; returning True prunes the trial

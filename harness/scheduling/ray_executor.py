@@ -3,7 +3,7 @@
 Trials reach Tune through a :class:`TrialFeeder` (a Tune ``Searcher`` that pulls the next
 :class:`~harness.core.trial.Trial` from the caller's iterable whenever Tune has room), so a
 harness-owned searcher proposes trials the same way for Ray as for the local executor. A Tune trial
-runs :func:`harness.engine.trial.execute_trial` on its spec and placement, reports every epoch's metrics
+runs :func:`harness.engine.runner.execute_trial` on its spec and placement, reports every epoch's metrics
 and last its record, which the driver writes at once through the store its command handed the executor.
 A worker necessarily builds its own store, for its node's view of the driver's results folder (that
 folder itself where the node sees it, else one that relays the files: :mod:`trial_files`). Its files reach the driver's results folder
@@ -28,7 +28,7 @@ from harness.core.record import TrialRecord
 from harness.core.registry import import_plugins
 from harness.core.store import TrialStore
 from harness.core.trial import Trial
-from harness.engine.trial import Attempt, execute_trial
+from harness.engine.runner import Attempt, execute_trial
 from harness.plugins.data.images import DECODED_CACHE_BYTES
 from harness.core.store import atomic_write_text
 from harness.scheduling import ray_compat, trial_files

@@ -1,0 +1,31 @@
+"""Leaderboard names: a board's file stem and heading from its experiment and dataset."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pandas as pd
+
+#: joins an experiment's name to a dataset's in the name of a board of an experiment that spans several datasets:
+#: a character no experiment or dataset name may hold (:mod:`harness.core.names`), so no two boards' names collide
+#: (with ``.``, experiment ``ec``'s digits board and experiment ``ec.digits``'s were one file)
+DATASET_SEPARATOR = "@"
+
+
+def board_name(experiment: str, dataset: str, several_datasets: bool) -> str:
+    """A board's file stem: the experiment's name, or ``<experiment>@<dataset>`` where the experiment holds
+    trials on several datasets."""
+    return f"{experiment}{DATASET_SEPARATOR}{dataset}" if several_datasets else experiment
+
+
+def leaderboard_title(name: str, dataset: str) -> str:
+    """A board's heading from its :func:`board_name`: the experiment's name, with the dataset where the
+    name does not say it (``ec@digits`` → ``ec (digits)``)."""
+    experiment = name.split(DATASET_SEPARATOR)[0]
+    return experiment if experiment == dataset else f"{experiment} ({dataset})"
+
+
+def leaderboard_names(test: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """{(experiment, dataset): :func:`board_name`} for the test-split trials in ``test``."""
+    pairs = sorted(set(zip(test["experiment"], test["dataset"])))
+    spans = Counter(e for e, _ in pairs)
+    return {(e, d): board_name(e, d, spans[e] > 1) for e, d in pairs}

@@ -1,0 +1,158 @@
+"""What a leaderboard counts and its statistics over seeds, computed from trial records alone.
+
+A group is (dataset, method, backbone, embedding dim, recipe name + hash, hyperparameters): trials
+trained under different recipes or hyperparameters never average into one row. Only test-split trials
+enter (validation-split search trials are not test results). A trial recorded twice in an experiment
+(same trial id) counts once, its newest record. Failed trials count in ``n_failed`` and nowhere else.
+Per group and metric (the long table): mean, std (ddof=1), 95% t-interval, rank (1 = best mean) and,
+against a baseline method, Welch and paired t-test p-values (:mod:`harness.reporting.stats`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from harness.core.metrics import metric_sort_key
+from harness.core.store import TrialStore
+from harness.reporting.stats import paired_power, paired_pvalue, ranks, summarize, welch_pvalue
+from harness.reporting.tables import GROUP_KEYS, full_group_label, metric_columns, records_frame
+
+STAT_COLUMNS = ["n_seeds", "n_failed", "mean", "std", "ci_low", "ci_high", "rank",
+                "baseline", "p_welch", "p_paired", "n_paired", "detectable_paired", "seeds_for_1pt"]
+
+
+def load_records(store: TrialStore, families: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """:func:`records_frame` of every record in ``store``; warnings about skipped records go to stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = records_frame(store.records(), families)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    return frame
+
+
+def leaderboard_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The trials a leaderboard counts: final trials on the test classes (never a search's or a sweep's)."""
+    return frame[(frame["eval_split"] == "test") & (frame["role"] == "final")]
+
+
+def group_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per group of test-split trials: its recipe fields, ``n_seeds`` (ok) and ``n_failed``."""
+    test = leaderboard_rows(frame)
+    ok = (test["status"] == "ok").astype(int)
+    return (test.assign(n_seeds=ok, n_failed=1 - ok)
+            .groupby(GROUP_KEYS, sort=True)
+            .agg(family=("family", "first"), recipe_fields=("recipe_fields", "first"), n_seeds=("n_seeds", "sum"),
+                 n_failed=("n_failed", "sum"))
+            .reset_index())
+
+
+def _baseline_key(group: pd.Series, baselines: pd.DataFrame) -> tuple | None:
+    """The baseline group to test ``group`` against: the baseline method's group with the same backbone,
+    dimension, recipe and hash if exactly one, else its only group on the dataset, else none."""
+    same_data = baselines[baselines["dataset"] == group["dataset"]]
+    same = same_data
+    for key in ("backbone", "embedding_dim", "recipe", "recipe_hash"):
+        same = same[same[key] == group[key]]
+    for pool in (same, same_data):
+        if len(pool) == 1:
+            return tuple(pool.iloc[0][GROUP_KEYS])
+    return None
+
+
+def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+    """One row per group × metric: GROUP_KEYS, the method's family, metric, STAT_COLUMNS, ``recipe.<field>``.
+
+    ``n_seeds`` counts the values the statistics are over; ``rank`` is per (dataset, metric).
+    With ``baseline`` (a method name), ``p_welch`` is Welch's t-test over seeds against the baseline
+    group (see :func:`_baseline_key`) and ``p_paired`` the paired t-test over the ``n_paired``
+    seeds both have; from the spread of their paired differences, ``detectable_paired`` is the smallest
+    difference those seeds detect at 80% power and ``seeds_for_1pt`` the seeds needed to detect one
+    point (0.01) (:func:`~harness.reporting.stats.paired_power`).
+    """
+    counts = group_counts(frame)
+    metrics = metric_columns(frame)
+    ok = leaderboard_rows(frame)
+    ok = ok[ok["status"] == "ok"]
+    trials = {key: part.set_index("seed") for key, part in ok.groupby(GROUP_KEYS, sort=True)}
+    per_seed: dict[tuple, dict[int, float]] = {}
+    rows = []
+    for _, group in counts.iterrows():
+        key = tuple(group[GROUP_KEYS])
+        fields = {f"recipe.{k}": v for k, v in json.loads(group["recipe_fields"]).items()}
+        for metric in metrics:
+            values = trials[key][metric].dropna() if key in trials else pd.Series(dtype=float)
+            per_seed[key + (metric,)] = {int(s): float(v) for s, v in values.items()}
+            s = summarize(values.to_numpy(dtype=float))
+            rows.append({**dict(zip(GROUP_KEYS, key)), "family": group["family"], "metric": metric, "n_seeds": s.n,
+                         "n_failed": int(group["n_failed"]), "mean": s.mean, "std": s.std,
+                         "ci_low": s.ci_low, "ci_high": s.ci_high, **fields})
+    if not rows:
+        return pd.DataFrame(columns=GROUP_KEYS + ["family", "metric"] + STAT_COLUMNS)
+    long = pd.DataFrame(rows).assign(baseline=None, p_welch=math.nan, p_paired=math.nan,
+                                     n_paired=pd.array([pd.NA] * len(rows), dtype="Int64"),
+                                     detectable_paired=math.nan, seeds_for_1pt=math.nan)
+    long["rank"] = long.groupby(["dataset", "metric"])["mean"].transform(ranks).astype("Int64")
+    baselines = counts[counts["method"] == baseline]
+    for i, row in long.iterrows():
+        base = _baseline_key(row, baselines) if baseline else None
+        if base is None or base == tuple(row[GROUP_KEYS]):
+            continue
+        mine, theirs = per_seed[tuple(row[GROUP_KEYS]) + (row["metric"],)], per_seed[base + (row["metric"],)]
+        p_paired, n_paired = paired_pvalue(mine, theirs)
+        long.loc[i, ["baseline", "p_welch", "p_paired", "n_paired", "detectable_paired", "seeds_for_1pt"]] = [
+            full_group_label(base), welch_pvalue(list(mine.values()), list(theirs.values())), p_paired, n_paired,
+            *paired_power(mine, theirs)]
+    recipe_columns = sorted(c for c in long.columns if c.startswith("recipe."))
+    return long[GROUP_KEYS + ["family", "metric"] + STAT_COLUMNS + recipe_columns]
+
+
+def read_long_table(path: str | Path) -> pd.DataFrame:
+    """A long table read back from its CSV (``<name>.long.csv``), typed as :func:`long_table` returns it,
+    so that figures and tables can be redrawn from a committed leaderboard without its records."""
+    text = {key: str for key in GROUP_KEYS if key != "embedding_dim"}
+    long = pd.read_csv(path, dtype={**text, "family": str, "metric": str, "baseline": str, "embedding_dim": int,
+                                    "rank": "Int64", "n_paired": "Int64"}, keep_default_na=False,
+                       na_values={c: [""] for c in ("baseline", "mean", "std", "ci_low", "ci_high", "rank",
+                                                     "p_welch", "p_paired", "n_paired", "detectable_paired",
+                                                     "seeds_for_1pt")})
+    missing = [c for c in GROUP_KEYS + ["metric"] + STAT_COLUMNS if c not in long.columns]
+    if missing:
+        raise ValueError(f"{path}: not a long leaderboard table (missing column(s) {', '.join(missing)})")
+    return long
+
+
+def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per group: ``n_seeds``, ``n_failed``, ``<metric>_mean``, ``<metric>_std`` (std ddof=1; NaN for one seed)."""
+    counts = group_counts(frame).drop(columns=["recipe_fields", "family"])
+    long = long_table(frame)
+    if long.empty:
+        return counts
+    stats = long.pivot(index=GROUP_KEYS, columns="metric", values=["mean", "std"])
+    stats.columns = [f"{metric}_{stat}" for stat, metric in stats.columns]
+    order = [f"{m}_{s}" for m in sorted(long["metric"].unique(), key=metric_sort_key) for s in ("mean", "std")]
+    return counts.merge(stats[order].reset_index(), on=GROUP_KEYS, how="left")
+
+
+
+def environment_summary(frame: pd.DataFrame) -> dict[str, Any]:
+    """How many of the test-split trials ran under each harness commit, device and library version."""
+    test = leaderboard_rows(frame)
+    versions: dict[str, dict[str, int]] = {}
+    for text, n in sorted(test["versions"].value_counts().items()):
+        for package, version in json.loads(text).items():
+            versions.setdefault(package, {})
+            versions[package][version] = versions[package].get(version, 0) + int(n)
+
+    def counts(column: str) -> dict[str, int]:
+        return {str(k): int(v) for k, v in sorted(test[column].value_counts().items())}
+
+    hardware = counts("hardware")
+    return {"n_trials": int(len(test)), "git_commits": counts("git_commit"), "devices": counts("device"),
+            "hardware": hardware, "mixed_hardware": len(hardware) > 1, "versions": versions}
