@@ -59,18 +59,18 @@ def asha_search(ray_session, tmp_path_factory) -> Path:
 
 
 def test_search_proposes_distinct_params_inside_the_space(asha_search):
-    study = study_of(asha_search / "searches" / "amsoftmax-digits", "amsoftmax-digits")
+    study = study_of(asha_search / "searches" / "digits.amsoftmax", "digits.amsoftmax")
     assert len(finished_trials(study)) == 6
     assert {t.state for t in study.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     params = [(t.params["scale"], t.params["margin"]) for t in study.trials]
     assert len(set(params)) == 6
     assert all(2 <= s <= 64 and 0 <= m <= 0.6 for s, m in params)
-    table = pd.read_csv(asha_search / "searches" / "amsoftmax-digits" / "trials.csv")
+    table = pd.read_csv(asha_search / "searches" / "digits.amsoftmax" / "trials.csv")
     assert len(table) == 6 and {"scale", "margin", "val_recall@1", "trial_id", "state"} <= set(table.columns)
 
 
 def test_best_is_the_highest_validation_metric_and_is_retrained_into_the_leaderboard(asha_search):
-    folder = asha_search / "searches" / "amsoftmax-digits"
+    folder = asha_search / "searches" / "digits.amsoftmax"
     best = json.loads((folder / "best.json").read_text())
     table = pd.read_csv(folder / "trials.csv")
     complete = table[table["state"] == "COMPLETE"]
@@ -126,8 +126,8 @@ def test_search_runs_on_the_local_executor_too(tmp_path):
     code = main(["search", *DIGITS, *SPACE, "--trials", "3", "--epochs", "1", "--executor", "local",
                  "--final-seeds", "1", "--results-dir", str(tmp_path)])
     assert code == 0
-    folder = tmp_path / "searches" / "amsoftmax-digits"
-    assert len(finished_trials(study_of(folder, "amsoftmax-digits"))) == 3
+    folder = tmp_path / "searches" / "digits.amsoftmax"
+    assert len(finished_trials(study_of(folder, "digits.amsoftmax"))) == 3
     searched = [json.loads(p.read_text()) for p in folder.glob("trials/*/record.json")]
     assert len(searched) == 3 and all(r["config"]["eval_split"] == "val" for r in searched)
     final = [json.loads(p.read_text()) for p in tmp_path.glob("runs/*/*/record.json")]
@@ -265,11 +265,18 @@ def test_a_resumed_search_proposes_what_the_uninterrupted_one_did(tmp_path, monk
     assert proposals(resumed, resume=True) == uninterrupted
     assert len(resumed.ran) == 8 - killed_after  # the interrupted proposal again, then the rest
     assert len({tuple(sorted(p.items())) for p in uninterrupted}) == 8
+    # the interrupted trial ran again under its own number, recorded as resumed: no FAIL, no renumbering
+    trials = study_of(tmp_path / "b" / "searches" / "s", "s").trials
+    assert [t.number for t in trials] == list(range(8)) and {t.state for t in trials} == {TrialState.COMPLETE}
+    assert {t.number: t.user_attrs.get("resumed") for t in trials if "resumed" in t.user_attrs} == {killed_after: 1}
+    table = pd.read_csv(tmp_path / "b" / "searches" / "s" / "trials.csv")
+    assert list(table["number"]) == list(range(8)) and set(table["state"]) == {"COMPLETE"}
+    assert list(table["resumed"].fillna(0)) == [1 if n == killed_after else 0 for n in range(8)]
 
 
 def test_a_truncated_study_is_refused_with_one_line_naming_it(tmp_path, capsys):
     """``search --resume`` and ``benchmark --resume`` on a truncated study.db: one line, exit 2."""
-    for folder in (tmp_path / "searches" / "amsoftmax-digits", tmp_path / "benchmarks" / "digits"):
+    for folder in (tmp_path / "searches" / "digits.amsoftmax", tmp_path / "benchmarks" / "digits"):
         folder.mkdir(parents=True)
         optuna.create_study(study_name="x", storage=f"sqlite:///{folder / 'study.db'}")
         data = (folder / "study.db").read_bytes()
@@ -281,7 +288,7 @@ def test_a_truncated_study_is_refused_with_one_line_naming_it(tmp_path, capsys):
                  "--recipe-set", "batch_size=48", *common]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2
-    for line, folder in zip(lines, ("searches/amsoftmax-digits", "benchmarks/digits")):
+    for line, folder in zip(lines, ("searches/digits.amsoftmax", "benchmarks/digits")):
         assert line.startswith(f"error: {tmp_path / folder / 'study.db'} is not a readable Optuna study (")
         assert line.endswith("restore it from a copy, or move it away to start this search afresh")
     assert not list(tmp_path.rglob("record.json"))

@@ -38,18 +38,26 @@ def local_search(tmp_path_factory) -> tuple[Path, str]:
                      "local", "--trials", "5", "--epochs", "1", "--final-seeds", "0", "--no-progress",
                      "--results-dir", str(out)])
     assert code == 0
-    return out / "searches" / "amsoftmax-digits", stdout.getvalue()
+    return out / "searches" / "digits.amsoftmax", stdout.getvalue()
 
 
 def test_a_search_prints_its_validation_metric_in_percent(local_search):
     folder, stdout = local_search
     table = pd.read_csv(folder / "trials.csv")
-    told = re.findall(rf"^search amsoftmax-digits trial \d/5: .* -> val_recall@1 ({PERCENT})$", stdout, re.M)
-    complete = table[table["state"] == "COMPLETE"]["val_recall@1"]
+    told = re.findall(rf"^search digits.amsoftmax trial (\d) \(\d of 5 done\): .* -> val_recall@1 ({PERCENT})$",
+                      stdout, re.M)
+    complete = table[table["state"] == "COMPLETE"]
     assert len(told) == len(complete) >= 3
-    assert sorted(told) == sorted(f"{100 * v:.2f} %" for v in complete)  # the fractions trials.csv holds, × 100
-    best = json.loads((folder / "best.json").read_text())["value"]
-    assert f"best of search amsoftmax-digits: val_recall@1 {100 * best:.2f} % with " in stdout
+    # numbered as trials.csv (and Optuna) number them; the fractions trials.csv holds, × 100
+    assert sorted(told) == sorted((str(n), f"{100 * v:.2f} %") for n, v in zip(complete["number"],
+                                                                                 complete["val_recall@1"]))
+    best = json.loads((folder / "best.json").read_text())
+    line = next(line for line in stdout.splitlines() if line.startswith("best of search digits.amsoftmax: "))
+    assert line.startswith(f"best of search digits.amsoftmax: val_recall@1 {100 * best['value']:.2f} % "
+                           f"(trial {best['trial_number']}) with scale=")
+    assert all(len(digits) <= 4 for digits in re.findall(r"=\d*\.(\d+)", line))  # no 17-digit floats
+    # five trials are too few for importances and a contour: not drawn, and said so
+    assert "no importances or contour plot: " in stdout and "fewer than the 10 they need" in stdout
     epochs = re.findall(r" epoch 1/1 loss \d+\.\d{4} val_recall@1 (\S+)$", stdout, re.M)
     assert epochs and all(re.fullmatch(r"\d{1,3}\.\d\d", e) for e in epochs)
 
@@ -109,13 +117,13 @@ def check_style(figures: dict[str, Figure], title: str) -> None:
 
 def test_the_search_figures_are_written_in_the_harness_style(local_search):
     folder, _ = local_search
-    assert {p.name for p in folder.glob("*.png")} == {"history.png", "importances.png", "contour.png", "scatter.png"}
-    study = optuna.load_study(study_name="amsoftmax-digits", storage=f"sqlite:///{folder / 'study.db'}")
+    assert {p.name for p in folder.glob("*.png")} == {"history.png", "scatter.png"}
+    study = optuna.load_study(study_name="digits.amsoftmax", storage=f"sqlite:///{folder / 'study.db'}")
     space = search_space("amsoftmax", [])
     rc_before = dict(matplotlib.rcParams)
-    figures = search_figures(trials_table(study, "val_recall@1"), "val_recall@1", space, "amsoftmax-digits",
+    figures = search_figures(trials_table(study, "val_recall@1"), "val_recall@1", space, "digits.amsoftmax",
                              param_importances(study, space))
-    check_style(figures, "amsoftmax-digits")
+    check_style(figures, "digits.amsoftmax")
     assert dict(matplotlib.rcParams) == rc_before  # no global style left behind
     points = figures["scatter"].axes[0].collections[0].get_offsets()
     complete = pd.read_csv(folder / "trials.csv").query("state == 'COMPLETE'")
@@ -132,6 +140,10 @@ def test_the_committed_benchmark_searches_draw_without_overprinted_ticks(method)
     figures = search_figures(trials_table(study, manifest.metric), manifest.metric, space, method,
                              param_importances(study, space))
     check_style(figures, method)
+    if len(space) >= 2:  # the figures say how many trials they rest on
+        n = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+        assert n >= 10 and f"(from {n} completed trials)" in figures["importances"].get_suptitle()
+        assert f"({n} completed trials)" in figures["contour"].get_suptitle()
     scatter = figures["scatter"]
     names = [ax.get_xlabel() for ax in scatter.axes if ax.get_visible() and ax.get_xlabel()]
     assert names == sorted(space)

@@ -35,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="re-train the best configuration with seeds 0..N-1 on the test protocol, 0 for none "
                         "(default: 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler and of every search trial (default: 0)")
-    p.add_argument("--name", help="the search's folder <results>/searches/<name> (default: <method>-<dataset>)")
+    p.add_argument("--name", help="the search's folder <results>/searches/<name> (default: <experiment>.<method>, "
+                                  "as a benchmark names its searches; the experiment defaults to the dataset)")
     p.add_argument("--resume", action="store_true",
                    help="continue the search in that folder up to --trials, then finish the final trials "
                         "(default: off)")
@@ -46,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def search(args: argparse.Namespace) -> int:
     from harness.experiment import check_objective, check_validation_split  # imports torch: only when used
-    from harness.scheduling.search import SearchPlan, run_searches, search_space  # imports Optuna: only when used
+    from harness.scheduling.search import (SearchPlan, describe_params, run_searches,  # imports Optuna: only
+                                           search_space)                               # when used
 
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1, got {args.trials}")
@@ -59,7 +61,7 @@ def search(args: argparse.Namespace) -> int:
     fixed = set(experiment.hparams.get(args.method, {})) & set(space)
     if fixed:
         raise ValueError(f"{', '.join(sorted(fixed))} both fixed with --hparam and searched with --space")
-    name = check_name("search", args.name or f"{args.method}-{experiment.dataset}")
+    name = check_name("search", args.name or f"{experiment.experiment or experiment.dataset}.{args.method}")
     check_validation_split(experiment)
     base = replace(experiment, eval_split="val", role="search", experiment=name, save_model=False).trials()[0]
     store = TrialStore(experiment.results_dir)
@@ -85,7 +87,7 @@ def search(args: argparse.Namespace) -> int:
         print(f"no search trial completed: see the reasons in {plan.outputs / 'trials.csv'}", file=sys.stderr)
         return 1
     print(f"best of search {name}: {objective} {format_metric(objective, outcome.best.value, unit=True)} "
-          f"with {outcome.best.params} "
+          f"(trial {outcome.best.number}) with {describe_params(outcome.best.params)} "
           f"({time.time() - start:.0f} s with its final trials)")
     if outcome.final:
         print_leaderboard(store, final(outcome.best.params), start)

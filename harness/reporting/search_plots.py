@@ -107,7 +107,8 @@ def history_figure(trials: pd.DataFrame, metric: str, title: str) -> Figure:
     return fig
 
 
-def importances_figure(importances: Mapping[str, float], metric: str, title: str) -> Figure:
+def importances_figure(importances: Mapping[str, float], metric: str, title: str, n_trials: int) -> Figure:
+    """Each hyperparameter's importance, estimated from ``n_trials`` completed trials (said in the title)."""
     names = sorted(importances, key=lambda n: importances[n])
     fig = Figure(figsize=(FIGSIZE[0], 1.5 + 0.35 * len(names)), layout="constrained")
     ax = fig.add_subplot()
@@ -117,7 +118,7 @@ def importances_figure(importances: Mapping[str, float], metric: str, title: str
                     va="center", fontsize="x-small", color="0.25")
     ax.set_xlim(0, 1.1 * max(max(importances.values()), 1e-9))
     ax.set_xlabel(f"fANOVA importance for {_objective(metric, unit=False)} (the importances sum to 1)")
-    fig.suptitle(f"{title}: which hyperparameters matter", fontsize="medium")
+    fig.suptitle(f"{title}: which hyperparameters matter (from {n_trials} completed trials)", fontsize="medium")
     return fig
 
 
@@ -141,7 +142,8 @@ def contour_figure(trials: pd.DataFrame, metric: str, space: Mapping[str, Distri
     fig.colorbar(filled if filled is not None else dots, ax=ax, label=_objective(metric))
     _hparam_axis(ax, x_name, space[x_name], "x")
     _hparam_axis(ax, y_name, space[y_name], "y")
-    fig.suptitle(f"{title}: {_objective(metric)} over its two most important hyperparameters", fontsize="medium")
+    fig.suptitle(f"{title}: {_objective(metric)} over its two most important hyperparameters\n"
+                 f"({len(done)} completed trials)", fontsize="medium")
     return fig
 
 
@@ -170,13 +172,14 @@ def scatter_figure(trials: pd.DataFrame, metric: str, space: Mapping[str, Distri
 def search_figures(trials: pd.DataFrame, metric: str, space: Mapping[str, Distribution], title: str,
                    importances: Mapping[str, float] | None = None) -> dict[str, Figure]:
     """The search's figures by name, those its trials allow: none before a trial completes; importances and
-    contour from two hyperparameters with their importances."""
+    contour from two hyperparameters with their importances (which the caller estimates only from enough
+    completed trials: :data:`harness.scheduling.search.MIN_TRIALS_FOR_IMPORTANCES`)."""
     if _completed(trials, metric).empty:
         return {}
     figures = {"history": history_figure(trials, metric, title)}
     if importances and len(space) >= 2:
         ranked = sorted(importances, key=lambda n: -importances[n])
-        figures["importances"] = importances_figure(importances, metric, title)
+        figures["importances"] = importances_figure(importances, metric, title, len(_completed(trials, metric)))
         figures["contour"] = contour_figure(trials, metric, space, ranked[:2], title)
     figures["scatter"] = scatter_figure(trials, metric, space, title)
     return figures

@@ -10,7 +10,9 @@ or more studies (a :class:`SearchPlan` each; a benchmark's methods interleave), 
 whenever the executor has room, reports each epoch's validation metric to the study and prunes
 through Optuna's pruner (``asha``: its successive-halving pruner), and tells the study each record as
 it arrives. The study's ``study.db`` is the single truth: a search killed part-way and resumed counts
-what the study holds, re-proposes the trials that were running, and asks only for the rest; each
+what the study holds, runs the trials that were running again under their own numbers (marked
+``resumed``, never failed: one trial number in the console, ``trials.csv``, the figures and
+optuna-dashboard), and asks only for the rest; each
 proposal is drawn by a sampler seeded from the search's seed and the proposal's index, so a resumed
 search proposes exactly what the uninterrupted one would have (with one trial at a time; with several
 at once, the history a proposal sees depends on which trials finished first). Afterwards each study's
@@ -43,8 +45,8 @@ from harness.scheduling.executors import Executor
 from harness.reporting.search_plots import search_plots
 
 STUDY_FILE = "study.db"
-#: the study's user attribute listing the trial numbers a killed search left running
-INTERRUPTED = "interrupted"
+#: a trial's user attribute: how many times a killed search left it running and a resumed one ran it again
+RESUMED = "resumed"
 
 
 def search_space(method: str, items: list[str]) -> dict[str, Distribution]:
@@ -149,7 +151,7 @@ def proposal_sampler(seed: int, index: int, planned: int) -> optuna.samplers.TPE
 
 def open_study(folder: Path, name: str, spec: dict[str, Any], resume: bool, pruner: str = "none") -> optuna.Study:
     """The search's study in ``folder/study.db``: new, or (``resume``) the one there, whose trials a killed
-    search left running are marked failed, listed as interrupted and enqueued again."""
+    search left running wait to run again (:func:`requeue_interrupted`)."""
     folder.mkdir(parents=True, exist_ok=True)
     study, exists = load_study(folder, name, resume, pruner)
     if not exists:
@@ -157,20 +159,26 @@ def open_study(folder: Path, name: str, spec: dict[str, Any], resume: bool, prun
     elif study.user_attrs.get("spec") != spec:
         raise ValueError(f"search {name!r} was started with a different setup; --resume needs the same one\n"
                          f"  stored: {study.user_attrs.get('spec')}\n  now:    {spec}")
-    stale = [t for t in study.trials if t.state == TrialState.RUNNING]
-    for t in stale:
-        study.tell(t.number, state=TrialState.FAIL)
-        study.enqueue_trial(t.params)
-    if stale:
-        study.set_user_attr(INTERRUPTED, sorted(study.user_attrs.get(INTERRUPTED, []) + [t.number for t in stale]))
+    requeue_interrupted(study, folder)
     return study
 
 
+def requeue_interrupted(study: optuna.Study, folder: Path) -> None:
+    """Put each trial a killed search left running back to waiting, under its own number and with the
+    parameters it had drawn (Optuna's ``ask`` hands a waiting trial out before a new one, and a parameter
+    already suggested keeps its value), and count the resumption in its ``resumed`` attribute: the
+    interrupted trial is neither failed nor renumbered."""
+    storage = optuna.storages.get_storage(study_storage(folder))
+    study_id = storage.get_study_id_from_name(study.study_name)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_state_values(trial_id, TrialState.WAITING)
+        storage.set_trial_user_attr(trial_id, RESUMED, int(t.user_attrs.get(RESUMED, 0)) + 1)
+
+
 def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The trials that count towards the planned number: completed, pruned, or failed by themselves."""
-    interrupted = set(study.user_attrs.get(INTERRUPTED, []))
-    return [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-            or (t.state == TrialState.FAIL and t.number not in interrupted)]
+    """The trials that count towards the planned number: completed, pruned or failed."""
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
 
 
 def trials_table(study: optuna.Study, metric: str):
@@ -180,10 +188,16 @@ def trials_table(study: optuna.Study, metric: str):
                         c.removeprefix("params_").removeprefix("user_attrs_"))
 
 
+#: the fewest completed trials that hyperparameter importances (and the contour over the two most
+#: important hyperparameters) are estimated from: fANOVA's forest over fewer points ranks noise
+MIN_TRIALS_FOR_IMPORTANCES = 10
+
+
 def param_importances(study: optuna.Study, space: dict[str, Distribution]) -> dict[str, float] | None:
     """Optuna's fANOVA importance of each searched hyperparameter for the objective (None with fewer than two
-    hyperparameters, or before Optuna can estimate them)."""
-    if len(space) < 2:
+    hyperparameters, fewer than :data:`MIN_TRIALS_FOR_IMPORTANCES` completed trials, or before Optuna can
+    estimate them)."""
+    if len(space) < 2 or len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < MIN_TRIALS_FOR_IMPORTANCES:
         return None
     try:
         with warnings.catch_warnings():
@@ -246,10 +260,13 @@ def write_outputs(study: optuna.Study, plan: SearchPlan) -> SearchOutcome:
     folder.mkdir(parents=True, exist_ok=True)
     table = trials_table(study, metric)
     atomic_write_text(folder / "trials.csv", table.to_csv(index=False))
-    files = [folder / "trials.csv", *search_plots(table, metric, plan.space, folder, plan.name,
-                                                  param_importances(study, plan.space))]
+    importances = param_importances(study, plan.space)
+    files = [folder / "trials.csv", *search_plots(table, metric, plan.space, folder, plan.name, importances)]
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None
                 and math.isfinite(t.value)]
+    if importances is None and len(plan.space) >= 2:
+        print(f"search {plan.name}: no importances or contour plot: {len(complete)} completed trial(s), fewer than "
+              f"the {MIN_TRIALS_FOR_IMPORTANCES} they need", flush=True)
     if not complete:
         return SearchOutcome(study=study, best=None, hparams={}, files=files)
     best = max(complete, key=lambda t: t.value)
@@ -268,9 +285,9 @@ class ProposalStream:
     """The executor's side of one study: a lazy stream of trials asked from it, and the callbacks that
     report epochs to it (for pruning) and tell it each outcome.
 
-    Each proposal is drawn by :func:`proposal_sampler` with its index among the study's proposals (the
-    trials a killed search left running not counted: they are proposed again, enqueued, and drawn anew
-    at their own index if the kill came before their parameters were).
+    Each proposal is drawn by :func:`proposal_sampler` with its index among the study's proposals (a
+    trial a killed search left running waits under its own number and keeps its parameters; one killed
+    before they were drawn draws them at its own index).
     With ``base.folds`` = K each proposal is K trials, one per fold of a class-disjoint cross-validation
     over the training classes; the study is told the mean of the K validation scores once all K
     records are in (failed if any fold failed; trials are not pruned then).
@@ -295,9 +312,7 @@ class ProposalStream:
         return [trial.with_spec(fold=k) for k in range(folds)] if folds else [trial]
 
     def ask(self) -> optuna.Trial:
-        interrupted = set(self.study.user_attrs.get(INTERRUPTED, []))
-        index = sum(t.number not in interrupted and t.state != TrialState.WAITING
-                    for t in self.study.get_trials(deepcopy=False))
+        index = sum(t.state != TrialState.WAITING for t in self.study.get_trials(deepcopy=False))
         self.study.sampler = proposal_sampler(self.plan.seed, index, self.plan.planned)
         return self.study.ask(self.distributions)
 
@@ -375,10 +390,14 @@ def until(deadline: float | None, trials: Iterable[Trial]) -> Iterator[Trial]:
 
 def describe_outcome(trial: optuna.trial.FrozenTrial, metric: str) -> str:
     """``scale=12.5 margin=0.2 -> val_recall@1 81.25 %`` (or the state and reason of a trial that did not complete)."""
-    params = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
     outcome = (f"{metric} {format_metric(metric, trial.value, unit=True)}" if trial.state == TrialState.COMPLETE
                else f"{trial.state.name.lower()} {trial.user_attrs.get('error', '')}".rstrip())
-    return f"{params} -> {outcome}"
+    return f"{describe_params(trial.params)} -> {outcome}"
+
+
+def describe_params(params: dict[str, Any]) -> str:
+    """``scale=12.5 margin=0.2``: floats to four significant digits, as the live table prints them."""
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def open_streams(plans: list[SearchPlan], store: TrialStore, resume: bool) -> dict[str, ProposalStream]:
@@ -392,7 +411,7 @@ def open_streams(plans: list[SearchPlan], store: TrialStore, resume: bool) -> di
               f"(study {study_storage(plan.folder)})", flush=True)
 
         def tell(trial: optuna.trial.FrozenTrial, plan: SearchPlan = plan, study: optuna.Study = study) -> None:
-            print(f"search {plan.name} trial {len(finished_trials(study))}/{plan.planned}: "
+            print(f"search {plan.name} trial {trial.number} ({len(finished_trials(study))} of {plan.planned} done): "
                   f"{describe_outcome(trial, plan.metric)}", flush=True)
 
         streams[plan.base.placement.experiment] = ProposalStream(study, plan, store, plan.planned - done, on_tell=tell)
