@@ -163,9 +163,13 @@ def test_a_killed_search_resumes_to_the_planned_count_without_repeating(ray_sess
     finished = finished_trials(after)
     assert len(finished) == planned and all(t.state == TrialState.COMPLETE for t in finished)
     assert {t.number: t.params for t in finished if t.number in done_before} == done_before
-    ran = [t for t in after.trials if t.number >= len(before)]
+    ran = [t for t in after.trials if t.number not in done_before]
     assert len(ran) == planned - len(done_before)  # nothing finished ran again
-    assert [t.params for t in ran][:len(running)] == running  # the killed trial was proposed again
+    assert [t.params for t in ran][:len(running)] == running  # the killed trial ran again with its parameters
+    # ... under its own number, recorded as resumed: no FAIL trial, no renumbering
+    assert [t.number for t in after.trials] == list(range(planned))
+    assert {t.number for t in after.trials if t.user_attrs.get("resumed") == 1} == {
+        t.number for t in before if t.state == TrialState.RUNNING}
     params = [tuple(sorted(t.params.items())) for t in finished]
     assert len(set(params)) == planned
     assert main([*args, "--resume"]) == 0  # complete: nothing more runs
