@@ -149,9 +149,10 @@ def test_every_default_and_declared_space_is_valid(method):
 
 def test_param_types_and_intervals():
     alpha = Param(2.0, LogUniform(0.1, 20.0), valid="> 0")
-    assert alpha.problem(2) is None and alpha.problem(float("inf")) is None
+    assert alpha.problem(2) is None and alpha.problem(1e300) is None
     assert alpha.problem(True) == "expected float, got True"
-    assert alpha.problem(float("nan")) == "must be > 0, got nan"
+    assert alpha.problem(float("inf")) == "must be a finite number, got inf"  # issue 34: fails in the trial
+    assert alpha.problem(float("nan")) == "must be a finite number, got nan"
     count = Param(3, IntUniform(1, 8), valid=">= 1")
     assert count.problem(2.0) == "expected int, got 2.0" and count.problem(0) == "must be >= 1, got 0"
     assert Param("a", Choice(("a", "b"))).problem("c") == "must be one of 'a', 'b', got 'c'"

@@ -142,7 +142,7 @@ class Param:
         return self.valid
 
     def problem(self, value: Any) -> str | None:
-        """Why ``value`` is not a valid setting (wrong type, out of range), or None when it is."""
+        """Why ``value`` is not a valid setting (wrong type, not finite, out of range), or None when it is."""
         kinds = self.kinds
         if tuple in kinds and isinstance(value, (tuple, list)):
             element = Param(None, valid=self.valid, kind=tuple(k for k in kinds if k is not tuple))
@@ -151,6 +151,8 @@ class Param:
             names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds if k is not int or
                                 float not in kinds)
             return f"expected {names}, got {value!r}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"must be a finite number, got {value!r}"
         valid = self.valid_values
         if isinstance(valid, Choice) and not valid.contains(value):
             return f"must be one of {', '.join(map(repr, valid.options))}, got {value!r}"

@@ -1,0 +1,77 @@
+"""Issue 34's bad inputs: a configuration file that would eat the machine (an alias bomb), a key given twice,
+a file that is not UTF-8, a non-finite value, a plugin that raises at import, an address nothing answers on,
+a dataset whose classes hold one image each. Each gets one line on stderr and exit 2 before any folder exists."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from test_inputs import refused  # exit 2, one line, no results folder
+
+DIGITS = ["--dataset", "digits", "--no-progress", "--executor", "local", "--epochs", "1"]
+
+
+def alias_bomb(levels: int = 10, width: int = 9) -> str:
+    """A YAML file of a few hundred bytes that expands to ``width ** levels`` values under ``method_hparams``."""
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for level in range(1, levels):
+        lines.append(f"l{level}: &l{level} {{" + ", ".join(f"a{i}: *l{level - 1}" for i in range(width)) + "}")
+    body = "\n".join("    " + line for line in lines)
+    return f"methods: [ms]\ndataset: digits\nrecipe_overrides:\n  method_hparams:\n{body}\n"
+
+
+def test_an_alias_bomb_is_refused_at_once(tmp_path, capsys):
+    config = tmp_path / "bomb.yaml"
+    config.write_text(alias_bomb())
+    assert len(config.read_bytes()) < 2000
+    err = refused(["run", "--config", str(config), *DIGITS], tmp_path, capsys)
+    assert f"{config}, line" in err and "expands to more than 100,000 values" in err
+
+
+def test_a_deeply_nested_or_recursive_config_is_refused(tmp_path, capsys):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("methods: [ms]\nhparams: " + "[" * 60 + "]" * 60 + "\n")
+    assert "nested deeper than 50 levels" in refused(["run", "--config", str(deep), *DIGITS], tmp_path, capsys)
+    recursive = tmp_path / "recursive.yaml"
+    recursive.write_text("methods: [ms]\nhparams: &a {ms: *a}\n")
+    assert "a recursive alias" in refused(["run", "--config", str(recursive), *DIGITS], tmp_path, capsys)
+
+
+def test_aliases_within_the_limits_still_work(tmp_path):
+    from harness.core.settings_file import read_mapping
+
+    config = tmp_path / "shared.yaml"
+    config.write_text("common: &common {alpha: 2.0, beta: 40.0}\nms: *common\nother: {<<: *common, alpha: 1.0}\n")
+    assert read_mapping(config, "test") == {"common": {"alpha": 2.0, "beta": 40.0}, "ms": {"alpha": 2.0, "beta": 40.0},
+                                            "other": {"alpha": 1.0, "beta": 40.0}}
+
+
+def test_a_key_given_twice_is_refused(tmp_path, capsys):
+    config = tmp_path / "twice.yaml"
+    config.write_text("methods: [ms]\nrecipe_overrides: {epochs: 1}\nseeds: [0]\nrecipe_overrides: {epochs: 5}\n")
+    err = refused(["run", "--config", str(config), *DIGITS], tmp_path, capsys)
+    assert f"{config}, line 4: key 'recipe_overrides' given twice in one mapping (first on line 2)" in err
+
+
+def test_a_config_that_is_not_utf8_is_named(tmp_path, capsys):
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes("methods: [ms]\nexperiment: caf\xe9\n".encode("latin-1"))
+    err = refused(["run", "--config", str(config), *DIGITS], tmp_path, capsys)
+    assert f"{config}: not UTF-8 text (byte 0xe9 at offset 29)" in err
+
+
+@pytest.mark.parametrize("argv, config, message", [
+    (["--hparam", "ms.alpha=1e999"], None, "hyperparameter ms.alpha: must be a finite number, got inf"),
+    (["--recipe-set", "lr_head=1e999"], None, "recipe field lr_head: must be a finite number, got inf"),
+    ([], "methods: [ms]\nhparams: {ms: {alpha: .inf}}\n", "hyperparameter ms.alpha: must be a finite number, got inf"),
+    ([], "methods: [ms]\nhparams: {ms: {beta: .nan}}\n", "hyperparameter ms.beta: must be a finite number, got nan"),
+])
+def test_a_non_finite_value_is_refused_up_front(argv, config, message, tmp_path, capsys):
+    if config:
+        path = tmp_path / "c.yaml"
+        path.write_text(config)
+        argv = [*argv, "--config", str(path)]
+    else:
+        argv = [*argv, "--methods", "ms"]
+    assert message in refused(["run", *argv, *DIGITS], tmp_path, capsys)
