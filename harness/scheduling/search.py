@@ -304,6 +304,7 @@ class ProposalStream:
         self.budget = budget
         self.on_tell = on_tell
         self.live: dict[str, list[optuna.Trial]] = {}  # trial id -> the proposals waiting for its record
+        self.numbers: dict[str, int] = {}  # trial id -> the study's number of the proposal it was yielded for
         self.scores: dict[int, dict[int, TrialRecord]] = {}  # proposal number -> its folds' records
 
     def trials_of(self, params: dict[str, Any]) -> list[Trial]:
@@ -332,6 +333,7 @@ class ProposalStream:
                 if finished is not None and finished.ok:  # proposed before and trained: its record answers
                     self.on_record(finished)
                     continue
+                self.numbers[trial.trial_id] = proposal.number
                 yield trial
 
     def on_epoch(self, trial: Trial, metrics: dict[str, Any]) -> bool:
@@ -365,6 +367,24 @@ class ProposalStream:
             proposal.set_user_attr("error", reason)
         del self.scores[proposal.number]
         self.on_tell(self.study.tell(proposal, value, state=state))
+
+
+@dataclass(frozen=True)
+class SearchTrials:
+    """The trials of one or more studies' streams as an executor runs them, each numbered as its study
+    numbers its proposal (:class:`~harness.scheduling.progress.NumberedTrials`: the live table shows the
+    numbers the console, ``trials.csv``, the figures and optuna-dashboard show)."""
+
+    trials: Iterable[Trial]
+    streams: dict[str, ProposalStream]
+
+    def __iter__(self) -> Iterator[Trial]:
+        return iter(self.trials)
+
+    def number_of(self, trial: Trial) -> str | None:
+        stream = self.streams.get(trial.placement.experiment)
+        number = stream.numbers.get(trial.trial_id) if stream is not None else None
+        return None if number is None else str(number)
 
 
 def round_robin(streams: Iterable[Iterable[Trial]]) -> Iterator[Trial]:
@@ -430,7 +450,7 @@ def run_searches(executor: Executor, store: TrialStore, plans: list[SearchPlan],
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     streams = open_streams(plans, store, resume)
     if any(stream.budget > 0 for stream in streams.values()):
-        executor.run(until(deadline, round_robin(streams.values())), resume=resume,
+        executor.run(SearchTrials(until(deadline, round_robin(streams.values())), streams), resume=resume,
                      on_epoch=lambda trial, metrics: streams[trial.placement.experiment].on_epoch(trial, metrics),
                      on_record=lambda record: streams[record.placement.experiment].on_record(record))
     outcomes = [write_outputs(stream.study, stream.plan) for stream in streams.values()]
