@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -127,6 +127,17 @@ class ExperimentConfig(TrainingSetup):
         recipe = get_method_class(method).paper_recipe_for(self.dataset) if name == "paper" else None
         return (recipe or find_recipe(spec.default_recipe if name == "paper" else name)).override(**self.recipe_overrides)
 
+    def hparams_for(self, method: str) -> dict[str, Any]:
+        """Every hyperparameter ``method`` trains with in this experiment: the one resolution step
+        (:meth:`Method.resolve_hparams`) of the values given for it, its recipe's and the dataset's."""
+        return get_method_class(method).resolve_hparams(self.hparams.get(method, {}), self.dataset,
+                                                        self.recipe_for(method))
+
+    def with_hparams(self, method: str, values: dict[str, Any]) -> "ExperimentConfig":
+        """This experiment with ``values`` given for ``method`` besides those given already (a search's
+        proposal, a sweep's grid point, a search's best values for its finals): resolved afresh by its trials."""
+        return replace(self, hparams={**self.hparams, method: {**self.hparams.get(method, {}), **values}})
+
     def validate(self) -> None:
         """Fail at once, before any trial, on what a trial would fail on: unknown names (method, dataset,
         backbone, recipe, hyperparameter), a value of the wrong type or out of range (hyperparameters,
@@ -141,8 +152,7 @@ class ExperimentConfig(TrainingSetup):
         for method in self.methods:
             cls = get_method_class(method)
             check_backbone_name(cls.backbone or self.backbone or spec.default_backbone)
-            cls.check_hparam_names(self.hparams.get(method, {}))
-            for name, value in {**cls.dataset_defaults(self.dataset), **self.hparams.get(method, {})}.items():
+            for name, value in self.hparams_for(method).items():
                 cls.hparams[name].check(f"hyperparameter {method}.{name}", value)
         if (self.recipe or spec.default_recipe) == "paper":
             check_paper_baselines(self.methods, self.recipe_for)
@@ -208,7 +218,7 @@ class ExperimentConfig(TrainingSetup):
                     method=method, dataset=self.dataset, seed=seed, recipe=recipe.to_dict(),
                     backbone=cls.backbone or self.backbone or spec.default_backbone,
                     embedding_dim=self.embedding_dim if cls.embedding_head else 0,
-                    hparams=resolved_hparams(cls, self.dataset, recipe, self.hparams.get(method, {})),
+                    hparams=self.hparams_for(method),
                     method_settings=cls.settings(),
                     pretrained_sha256=None if cls.backbone or not self.pretrained else file_sha256(self.pretrained),
                     val_fraction=self.val_fraction, eval_split=self.eval_split, role=self.role, code=code_fingerprint(cls),
@@ -236,15 +246,6 @@ def check_paper_baselines(methods: list[str], recipe_for: Callable[[str], Recipe
             raise ValueError(f"--recipe paper trains {method} and its baseline {baseline} differently ({shown}"
                              f"{', ...' if len(differ) > 4 else ''}); give both one recipe, e.g. --recipe "
                              f"{recipe_for(method).name}")
-
-
-def resolved_hparams(cls: type[Method], dataset: str, recipe: Recipe, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Every hyperparameter of ``cls`` through :meth:`Method.resolve_hparams` (the one resolution step):
-    the paper's value for ``dataset``, the recipe's value for this method (its authors' code), then the
-    user's override win, in that order, over the defaults that depend on other values and the declared ones."""
-    from_recipe = recipe.method_hparams.get(cls.name, {})
-    cls.check_hparam_names(from_recipe)
-    return cls.resolve_hparams({**cls.dataset_defaults(dataset), **from_recipe, **overrides})
 
 
 @functools.lru_cache(maxsize=None)

@@ -101,11 +101,13 @@ def test_the_proposal_stream_tells_optuna_complete_failed_or_pruned(tmp_path):
     from harness.experiment import ExperimentConfig
     from harness.scheduling.search import ProposalStream, SearchPlan
 
-    base = ExperimentConfig(methods=["amsoftmax"], dataset="digits", results_dir=str(tmp_path), eval_split="val",
-                            role="search", experiment="s").trials()[0]
+    searching = ExperimentConfig(methods=["amsoftmax"], dataset="digits", results_dir=str(tmp_path), eval_split="val",
+                                 role="search", experiment="s")
+    base = searching.trials()[0]
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
-    plan = SearchPlan(name="s", folder=tmp_path, outputs=tmp_path, base=base, space=search_space("amsoftmax", []),
-                      metric="val_recall@1", planned=3, seed=0)
+    plan = SearchPlan(name="s", folder=tmp_path, outputs=tmp_path,
+                      propose=lambda params: searching.with_hparams("amsoftmax", params).trials()[0],
+                      space=search_space("amsoftmax", []), metric="val_recall@1", planned=3, seed=0)
     stream = ProposalStream(study, plan, TrialStore(tmp_path), budget=3)
     configs = list(stream)
     assert len(configs) == 3 and len({c.trial_id for c in configs}) == 3
@@ -234,10 +236,11 @@ def proposals(executor: ScoringExecutor, resume: bool = False) -> list[dict]:
     from harness.scheduling.search import SearchPlan, run_searches
 
     store = executor.store
-    base = ExperimentConfig(methods=["amsoftmax"], dataset="digits", results_dir=str(store.root), eval_split="val",
-                            role="search", experiment="s", val_fraction=0.4).trials()[0]
+    searching = ExperimentConfig(methods=["amsoftmax"], dataset="digits", results_dir=str(store.root),
+                                 eval_split="val", role="search", experiment="s", val_fraction=0.4)
     folder = store.search_dir("s")
-    plan = SearchPlan(name="s", folder=folder, outputs=folder, base=base, metric="val_recall@1", planned=8, seed=3,
+    plan = SearchPlan(name="s", folder=folder, outputs=folder, metric="val_recall@1", planned=8, seed=3,
+                      propose=lambda params: searching.with_hparams("amsoftmax", params).trials()[0],
                       space=search_space("amsoftmax", ["scale=loguniform(2,64)", "margin"]))
     run_searches(executor, store, [plan], resume=resume)
     return [t.params for t in finished_trials(study_of(folder, "s"))]

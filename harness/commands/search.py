@@ -4,17 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
-from typing import Any
 
 from harness.commands.options import (add_executor_options, add_experiment_options, add_metric_option,
                                       add_scheduler_option, check_protocol, experiment_from_args, make_executor,
-                                      pruner_of, validation_objective, with_fault)
+                                      pruner_of, validation_objective)
 from harness.commands.printing import print_leaderboard
 from harness.core.metrics import format_metric
 from harness.core.names import check_name
 from harness.core.store import TrialStore
-from harness.core.trial import Trial
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,8 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def search(args: argparse.Namespace) -> int:
     from harness.experiment import check_objective, check_validation_split  # imports torch: only when used
-    from harness.scheduling.search import (SearchPlan, describe_params, run_searches,  # imports Optuna: only
-                                           search_space)                               # when used
+    from harness.scheduling.search import (describe_params, experiment_search, run_searches,  # imports Optuna:
+                                           search_space)                                     # only when used
 
     if args.trials < 1:
         raise ValueError(f"--trials must be at least 1, got {args.trials}")
@@ -63,20 +60,12 @@ def search(args: argparse.Namespace) -> int:
         raise ValueError(f"{', '.join(sorted(fixed))} both fixed with --hparam and searched with --space")
     name = check_name("search", args.name or f"{experiment.experiment or experiment.dataset}.{args.method}")
     check_validation_split(experiment)
-    base = replace(experiment, eval_split="val", role="search", experiment=name, save_model=False).trials()[0]
     store = TrialStore(experiment.results_dir)
     if args.final_seeds:  # its final trials join the experiment: under the experiment's protocol
         check_protocol(store, experiment.trials())
-
-    def final(params: dict[str, Any]) -> list[Trial]:
-        if not args.final_seeds:
-            return []
-        hparams = {**experiment.hparams, args.method: {**experiment.hparams.get(args.method, {}), **params}}
-        return replace(experiment, seeds=list(range(args.final_seeds)), hparams=hparams).trials()
-
-    plan = SearchPlan(name=name, folder=store.search_dir(name), outputs=store.search_dir(name),
-                      base=with_fault([base], args)[0], space=space, metric=objective, planned=args.trials,
-                      seed=args.seed, pruner=pruner_of(args.scheduler), final=final)
+    plan = experiment_search(experiment, name=name, folder=store.search_dir(name), space=space, metric=objective,
+                             planned=args.trials, seed=args.seed, pruner=pruner_of(args.scheduler),
+                             final_seeds=args.final_seeds, fail_at_epoch=args.fail_at_epoch)
     store.check_writable()
     start = time.time()
     with make_executor(args, store) as executor:
@@ -90,5 +79,5 @@ def search(args: argparse.Namespace) -> int:
           f"(trial {outcome.best.number}) with {describe_params(outcome.best.params)} "
           f"({time.time() - start:.0f} s with its final trials)")
     if outcome.final:
-        print_leaderboard(store, final(outcome.best.params), start)
+        print_leaderboard(store, plan.final(outcome.best.params), start)
     return 0

@@ -54,9 +54,7 @@ def sweep(args: argparse.Namespace) -> int:
     experiment = replace(experiment, eval_split=split, role="sweep")
     if split == "val":
         check_validation_split(experiment)
-    fixed = experiment.hparams.get(args.method, {})
-    trials = [t for value in values for t in replace(
-        experiment, hparams={**experiment.hparams, args.method: {**fixed, name: value}}).trials()]
+    trials = [t for value in values for t in experiment.with_hparams(args.method, {name: value}).trials()]
     trials = with_fault(trials, args)
     store = TrialStore(experiment.results_dir)
     to_run = keep_finished(trials, store, args)

@@ -37,8 +37,8 @@ def now() -> str:
 class TrialRecord:
     """Everything a trial produced: its spec and placement, metrics, per-epoch history, timing, environment.
 
-    ``hparams_changed`` lists the hyperparameters that differ from the method's declared defaults
-    (for row labels); ``spec.hparams`` has them all. ``wall_time_s`` sums every attempt of the
+    ``hparams_changed`` lists the hyperparameters that differ from the defaults the method resolves on the
+    trial's dataset and recipe (``Method.changed_hparams``; for row labels); ``spec.hparams`` has them all. ``wall_time_s`` sums every attempt of the
     trial; ``resumed_at_epoch`` is the epoch its last attempt continued from (None: ran through).
     ``nodes`` names the Ray node (``node_id``, ``host``) of each of its attempts, in order (empty
     when it ran in the driver's process).

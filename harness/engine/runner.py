@@ -221,11 +221,10 @@ def run_trial(spec: TrialSpec, placement: Placement, store: TrialStore, attempt:
         store.save_model(trial, tensor_bytes(model.state_dict()))
         store.save_embeddings(trial, **embeddings)
     n_params = sum(p.numel() for p in list(model.parameters()) + list(method.parameters()) if p.requires_grad)
-    defaults = {name: p.default for name, p in cls.hparams.items()}
     return TrialRecord(
         trial_id=spec.trial_id, status="ok", spec=spec, placement=placement, metrics=metrics, history=history,
         wall_time_s=elapsed_before + time.time() - start, resumed_at_epoch=resumed_at, nodes=nodes, n_trainable_params=n_params,
-        hparams_changed={k: v for k, v in method.config.items() if k not in defaults or v != defaults[k]},
+        hparams_changed=cls.changed_hparams(method.config, spec.dataset, recipe),
         evaluation={"knn": f"{resolve_backend('auto', device)} candidates, near-ties re-scored exactly (float64)",
                     "kmeans": kmeans_implementation(device)},
         loading=pipeline.describe(placement.num_workers),

@@ -30,6 +30,7 @@ passing networks) live in it and get their own optimizer group.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.metadata
 import sys
@@ -117,13 +118,31 @@ class Method(nn.Module):
                 "embedding_head": cls.embedding_head, "sampler": cls.sampler, "taps": list(cls.taps)}
 
     @classmethod
-    def resolve_hparams(cls, given: dict[str, Any]) -> dict[str, Any]:
-        """Every hyperparameter of this method: ``given`` (names checked), then the defaults that depend on
-        other values (:meth:`derived_defaults`), then the declared defaults. The one resolution step that
-        both an experiment's trials and :func:`create_method` go through, so they never disagree."""
+    def resolve_hparams(cls, given: dict[str, Any], dataset: str | None = None,
+                        recipe: Recipe | None = None) -> dict[str, Any]:
+        """Every hyperparameter of this method: the one resolution step that runs, searches, sweeps, finals,
+        a record's :meth:`changed_hparams` and :func:`create_method` all go through, so they never disagree.
+
+        In order of precedence: ``given`` (the user's values, a search's proposal), the ``recipe``'s values
+        for this method (``Recipe.method_hparams``: its authors' code), the paper's values for ``dataset``
+        (:meth:`dataset_defaults`), then the defaults that depend on other values (:meth:`derived_defaults`,
+        computed from all of the above), then the declared defaults. Names are checked (``ValueError``)."""
+        from_recipe = recipe.method_hparams.get(cls.name, {}) if recipe is not None else {}
+        cls.check_hparam_names(from_recipe)
         cls.check_hparam_names(given)
+        chosen = {**(cls.dataset_defaults(dataset) if dataset is not None else {}), **from_recipe, **given}
         declared = {name: p.default for name, p in cls.hparams.items()}
-        return {**declared, **cls.derived_defaults({**declared, **given}, set(given)), **given}
+        return {**declared, **cls.derived_defaults({**declared, **chosen}, set(chosen)), **chosen}
+
+    @classmethod
+    def changed_hparams(cls, values: dict[str, Any], dataset: str | None = None,
+                        recipe: Recipe | None = None) -> dict[str, Any]:
+        """The hyperparameters of resolved ``values`` that differ from the default :meth:`resolve_hparams`
+        gives them on ``dataset`` under ``recipe`` with the others as they are (a record's
+        ``hparams_changed``, its row label): JRD's ``kernel=polynomial`` is a change, the α it implies is not."""
+        return {name: value for name, value in values.items()
+                if name not in cls.hparams or value != cls.resolve_hparams(
+                    {k: v for k, v in values.items() if k != name and k in cls.hparams}, dataset, recipe)[name]}
 
     @classmethod
     def derived_defaults(cls, values: dict[str, Any], given: set[str]) -> dict[str, Any]:
@@ -258,9 +277,11 @@ def _source_files(module_name: str) -> dict[str, Path]:
     return files
 
 
+@functools.lru_cache(maxsize=None)
 def _distribution(module_name: str) -> str | None:
     """``name==version`` of the installed distribution that ships the module's top-level package, if any
-    other than the harness's own."""
+    other than the harness's own; looked up once per process (reading every installed distribution's file
+    list takes seconds, and every trial an experiment builds asks)."""
     top = module_name.split(".")[0]
     for dist in importlib.metadata.packages_distributions().get(top, []):
         if dist != "dmlbench":

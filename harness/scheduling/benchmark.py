@@ -189,7 +189,7 @@ class Benchmark:
         for method in m.methods:
             experiment = m.experiment(method, str(self.store.root))
             experiment.trials()  # validates names, hyperparameters, recipe, dataset folder
-            self.base_trial(method)  # and the search trials' batches on the validation split
+            self.search_trial(method, {})  # and the search trials' batches on the validation split
             fixed = set(m.hparams.get(method, {})) & set(m.spaces[method])
             if fixed:
                 raise ValueError(f"{method}: {', '.join(sorted(fixed))} both fixed and searched")
@@ -198,29 +198,32 @@ class Benchmark:
             check_validation_split(first)
         self.store.check_writable()
 
-    def base_trial(self, method: str) -> Trial:
+    def search_trial(self, method: str, params: dict[str, Any]) -> Trial:
+        """The search trial of ``method`` at the searched ``params`` (resolved afresh: a default that depends
+        on a searched value follows it), with the manifest's seed and, with folds, on fold 0."""
         m = self.manifest
         experiment = m.experiment(method, str(self.store.root), eval_split="val", role="search",
                                   experiment=search_name(m, method), save_model=False, device=self.device,
-                                  num_workers=self.num_workers)
-        trial = experiment.trials()[0]
-        return trial.with_spec(seed=m.seed, folds=m.folds, fold=0 if m.folds else None)
+                                  num_workers=self.num_workers, seeds=[m.seed])
+        trial = experiment.with_hparams(method, params).trials()[0]
+        return trial.with_spec(folds=m.folds, fold=0 if m.folds else None)
 
     def plan(self, method: str) -> SearchPlan:
         """The search of one method: its study in the benchmark's ``study.db``, its outputs in
         ``methods/<method>/``, and its final trials."""
         m = self.manifest
         return SearchPlan(name=method, folder=self.folder, outputs=self.folder / "methods" / method,
-                          base=self.base_trial(method), space=m.space(method), metric=m.metric,
+                          propose=lambda params: self.search_trial(method, params), space=m.space(method),
+                          metric=m.metric,
                           planned=m.trials_per_method, seed=m.seed, pruner=m.pruner,
                           final=lambda params: self.final_trials(method, params))
 
     def final_trials(self, method: str, params: dict[str, Any]) -> list[Trial]:
         """The final seeds of ``method`` at its searched ``params``, evaluated on the test classes."""
         m = self.manifest
-        hparams = {method: {**m.hparams.get(method, {}), **params}}
-        return m.experiment(method, str(self.store.root), seeds=list(range(m.final_seeds)), hparams=hparams,
-                            experiment=m.name, device=self.device, num_workers=self.num_workers).trials()
+        experiment = m.experiment(method, str(self.store.root), seeds=list(range(m.final_seeds)), experiment=m.name,
+                                  device=self.device, num_workers=self.num_workers)
+        return experiment.with_hparams(method, params).trials()
 
     def run(self, executor: Executor, resume: bool) -> tuple[PhaseOutcome, list[TrialRecord]]:
         """Phases 1 and 2 in one executor (the shared search driver): every method's search, interleaved,

@@ -21,11 +21,12 @@ ordinary test-split trials: leaderboard records), in the same executor.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -40,6 +41,7 @@ from harness.core.metrics import base_metric, format_metric
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore, atomic_write_text
 from harness.core.trial import Trial
+from harness.experiment import ExperimentConfig
 from harness.plugins.method import get_method_class
 from harness.scheduling.executors import Executor
 from harness.reporting.search_plots import search_plots
@@ -209,21 +211,28 @@ def param_importances(study: optuna.Study, space: dict[str, Distribution]) -> di
 
 @dataclass(frozen=True)
 class SearchPlan:
-    """One study of a search: its name and folder (``study.db``), where its outputs go, the trial it
-    varies (``base``: a search trial, ``role="search"``, ``eval_split="val"``), the space, the
-    validation objective (``val_<metric>``), the number of proposals, the sampler's seed, the pruner,
-    and ``final``: the test trials that re-train a best configuration (from its searched parameters)."""
+    """One study of a search: its name and folder (``study.db``), where its outputs go, ``propose``: the
+    search trial at some searched values (``role="search"``, ``eval_split="val"``; built through the
+    experiment's one resolution step, :meth:`~harness.experiment.ExperimentConfig.hparams_for`, so that a
+    default that depends on a searched value is filled anew), the space, the validation objective
+    (``val_<metric>``), the number of proposals, the sampler's seed, the pruner, and ``final``: the test
+    trials that re-train a best configuration (from its searched parameters)."""
 
     name: str
     folder: Path
     outputs: Path
-    base: Trial
+    propose: Callable[[dict[str, Any]], Trial]
     space: dict[str, Distribution]
     metric: str
     planned: int
     seed: int
     pruner: str = "none"
     final: Callable[[dict[str, Any]], list[Trial]] = field(default=lambda params: [])
+
+    @functools.cached_property
+    def base(self) -> Trial:
+        """The search trial with nothing searched given (its id identifies the search's setup)."""
+        return self.propose({})
 
     def __post_init__(self) -> None:
         if self.base.spec.role != "search" or self.base.spec.eval_split != "val":
@@ -236,6 +245,28 @@ class SearchPlan:
         return {"method": self.base.spec.method, "dataset": self.base.spec.dataset, "metric": self.metric,
                 "space": describe_space(self.space), "base_trial": self.base.trial_id, "seed": self.seed,
                 "pruner": self.pruner}
+
+
+def experiment_search(experiment: ExperimentConfig, *, name: str, folder: Path, space: dict[str, Distribution],
+                      metric: str, planned: int, seed: int, pruner: str = "none", final_seeds: int = 0,
+                      fail_at_epoch: int | None = None) -> SearchPlan:
+    """The search of the one method of ``experiment``, studied in ``folder``: each proposal is the experiment's
+    trial on the validation classes (``role="search"``, in experiment ``name``, seed ``seed``) with the
+    proposed values given, each final one of seeds ``0..final_seeds-1`` on the test classes with the best values
+    given, both resolved by the experiment (:meth:`~harness.experiment.ExperimentConfig.hparams_for`) as a
+    ``run`` with those values would be. ``fail_at_epoch`` injects the test-only fault into the proposals."""
+    (method,) = experiment.methods
+    searching = replace(experiment, eval_split="val", role="search", experiment=name, save_model=False, seeds=[seed])
+
+    def propose(params: dict[str, Any]) -> Trial:
+        trial = searching.with_hparams(method, params).trials()[0]
+        return trial if fail_at_epoch is None else trial.with_placement(fail_at_epoch=fail_at_epoch)
+
+    def final(params: dict[str, Any]) -> list[Trial]:
+        return replace(experiment.with_hparams(method, params), seeds=list(range(final_seeds))).trials() if final_seeds else []
+
+    return SearchPlan(name=name, folder=folder, outputs=folder, propose=propose, space=space, metric=metric,
+                      planned=planned, seed=seed, pruner=pruner, final=final)
 
 
 @dataclass
@@ -270,7 +301,7 @@ def write_outputs(study: optuna.Study, plan: SearchPlan) -> SearchOutcome:
     if not complete:
         return SearchOutcome(study=study, best=None, hparams={}, files=files)
     best = max(complete, key=lambda t: t.value)
-    hparams = {**base.hparams, **best.params}
+    hparams = plan.propose(best.params).spec.hparams
     atomic_write_text(folder / "best.json", json.dumps({
         "metric": metric, "value": best.value, "trial_number": best.number,
         "trial_id": best.user_attrs.get("trial_id"), "params": best.params, "hparams": hparams,
@@ -308,7 +339,7 @@ class ProposalStream:
         self.scores: dict[int, dict[int, TrialRecord]] = {}  # proposal number -> its folds' records
 
     def trials_of(self, params: dict[str, Any]) -> list[Trial]:
-        trial = self.base.with_spec(hparams={**self.base.spec.hparams, **params})
+        trial = self.plan.propose(params)
         folds = trial.spec.folds
         return [trial.with_spec(fold=k) for k in range(folds)] if folds else [trial]
 
