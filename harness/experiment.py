@@ -73,12 +73,12 @@ class TrainingSetup:
 
     data_root: str | None = None
     backbone: str | None = None
-    embedding_dim: int = 512
+    embedding_dim: int = TrialSpec.embedding_dim
     pretrained: str | None = None
     recipe: str | None = None
     recipe_overrides: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
-    val_fraction: float = 0.2
+    val_fraction: float = TrialSpec.val_fraction
 
     def training_setup(self) -> dict[str, Any]:
         """These fields by name, their containers copied (to build the other kind of config from)."""
@@ -96,10 +96,10 @@ class ExperimentConfig(TrainingSetup):
     eval_split: str = "test"
     role: str = "final"
     experiment: str | None = None
-    results_dir: str = "results"
-    device: str = "auto"
-    num_workers: int = 0
-    save_model: bool = True
+    results_dir: str = Placement.results_dir
+    device: str = Placement.device
+    num_workers: int = Placement.num_workers
+    save_model: bool = Placement.save_model
     extra_metrics: list[str] = field(default_factory=list)
 
     @classmethod
@@ -119,13 +119,23 @@ class ExperimentConfig(TrainingSetup):
         """The keys a YAML ``--config`` may hold: every field but :data:`INTERNAL_FIELDS`."""
         return [f.name for f in fields(cls) if f.name not in INTERNAL_FIELDS]
 
+    @property
+    def recipe_name(self) -> str:
+        """The recipe asked for: ``recipe``, else the dataset's default (``paper``: each method's own)."""
+        return self.recipe or DATASETS.get(self.dataset).default_recipe
+
     def recipe_for(self, method: str) -> Recipe:
-        """The recipe ``method`` trains with: its paper's (``recipe="paper"``), or the named one, with the
-        overrides applied (checked by :func:`check_recipe` in :meth:`validate`)."""
-        spec = DATASETS.get(self.dataset)
-        name = self.recipe or spec.default_recipe
-        recipe = get_method_class(method).paper_recipe_for(self.dataset) if name == "paper" else None
-        return (recipe or find_recipe(spec.default_recipe if name == "paper" else name)).override(**self.recipe_overrides)
+        """The recipe ``method`` trains with: its paper's (``recipe="paper"``, else the dataset's default
+        where its paper ships none), or the named one, with the overrides applied (checked by
+        :func:`check_recipe` in :meth:`validate`)."""
+        default = DATASETS.get(self.dataset).default_recipe
+        paper = get_method_class(method).paper_recipe_for(self.dataset) if self.recipe_name == "paper" else None
+        name = default if self.recipe_name == "paper" else self.recipe_name
+        return (paper or find_recipe(name)).override(**self.recipe_overrides)
+
+    def backbone_for(self, method: str) -> str:
+        """The backbone ``method`` trains: the one it forces (``pixels``), else ``backbone``, else the dataset's default."""
+        return get_method_class(method).backbone or self.backbone or DATASETS.get(self.dataset).default_backbone
 
     def hparams_for(self, method: str) -> dict[str, Any]:
         """Every hyperparameter ``method`` trains with in this experiment: the one resolution step
@@ -144,17 +154,17 @@ class ExperimentConfig(TrainingSetup):
         recipe fields, seeds, sizes, fractions, device, weights file), a recipe that cannot train a method
         (:func:`check_recipe`), or a malformed dataset folder (read once per process, :func:`training_classes`)."""
         self.check_fields()
-        spec = DATASETS.get(self.dataset)
+        DATASETS.get(self.dataset)  # an unknown dataset is named first
         Recipe.check_overrides(self.recipe_overrides)
         unknown_methods = set(self.hparams) - set(self.methods)
         if unknown_methods:
             raise ValueError(f"hyperparameters given for method(s) not in this run: {', '.join(sorted(unknown_methods))}")
         for method in self.methods:
             cls = get_method_class(method)
-            check_backbone_name(cls.backbone or self.backbone or spec.default_backbone)
+            check_backbone_name(self.backbone_for(method))
             for name, value in self.hparams_for(method).items():
                 cls.hparams[name].check(f"hyperparameter {method}.{name}", value)
-        if (self.recipe or spec.default_recipe) == "paper":
+        if self.recipe_name == "paper":
             check_paper_baselines(self.methods, self.recipe_for)
         classes = training_classes(self.dataset, self.data_root, self.val_fraction)[self.eval_split]
         for method in self.methods:
@@ -201,7 +211,6 @@ class ExperimentConfig(TrainingSetup):
     def trials(self) -> list[Trial]:
         """One trial per (method, seed), in that order."""
         self.validate()
-        spec = DATASETS.get(self.dataset)
         experiment = self.experiment or self.dataset
         out = []
         for method in self.methods:
@@ -216,7 +225,7 @@ class ExperimentConfig(TrainingSetup):
             for seed in self.seeds:
                 out.append(Trial(TrialSpec(
                     method=method, dataset=self.dataset, seed=seed, recipe=recipe.to_dict(),
-                    backbone=cls.backbone or self.backbone or spec.default_backbone,
+                    backbone=self.backbone_for(method),
                     embedding_dim=self.embedding_dim if cls.embedding_head else 0,
                     hparams=self.hparams_for(method),
                     method_settings=cls.settings(),

@@ -89,7 +89,8 @@ def benchmark(args: argparse.Namespace) -> int:
 
     manifest = manifest_from_args(args)
     store = TrialStore(locations.results_dir(args.results_dir))
-    run = Benchmark(manifest, store, device=args.device or "auto", num_workers=args.num_workers or 0)
+    placement = {k: v for k, v in (("device", args.device), ("num_workers", args.num_workers)) if v is not None}
+    run = Benchmark(manifest, store, **placement)
     run.check()
     run.write_manifest(args.resume)
     print(f"benchmark {manifest.name}: manifest {run.folder / MANIFEST_FILE}", flush=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from harness.commands.locations import results_dir
 from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric, split_metric
 from harness.core.protocol import protocol_differences
+from harness.core.spec import TrialSpec
 from harness.core.store import TrialStore
 from harness.core.trial import Trial
 from harness.scheduling.executor_registry import EXECUTORS, ExecutorOptions, create_executor
@@ -60,7 +61,7 @@ def add_experiment_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", help="folder holding the dataset in its original layout (default: none; "
                                             "the packaged datasets need none)")
     parser.add_argument("--backbone", help="timm model name (default: the dataset's default backbone)")
-    parser.add_argument("--embedding-dim", type=int, help="embedding size (default: 512)")
+    parser.add_argument("--embedding-dim", type=int, help=f"embedding size (default: {TrialSpec.embedding_dim})")
     parser.add_argument("--pretrained", help="local weights file for the backbone, never downloaded "
                                              "(default: none: random initialisation)")
     parser.add_argument("--recipe", help="training recipe name, or 'paper' for each method's own "
@@ -73,7 +74,7 @@ def add_experiment_options(parser: argparse.ArgumentParser) -> None:
                         help="override a method hyperparameter, e.g. --hparam jrd.alpha=0.1 "
                              "(repeatable; default: the method's declared defaults)")
     parser.add_argument("--val-fraction", type=float,
-                        help="share of training classes held out for validation (default: 0.2)")
+                        help=f"share of training classes held out for validation (default: {TrialSpec.val_fraction:g})")
     parser.add_argument("--experiment", help="name of the results folder results/runs/<experiment> "
                                              "(default: the dataset name)")
     parser.add_argument("--results-dir", help="results root (default: $DMLBENCH_RESULTS, else "

@@ -114,13 +114,13 @@ def atomic_save_array(path: str | Path, array: np.ndarray) -> None:
 
 
 class TrialStore:
-    """The trials, searches, sweeps and leaderboards under one results folder (``results/`` by default).
+    """The trials, searches, sweeps and leaderboards under one results folder (the command's ``--results-dir``).
 
     A command builds its store once and hands it down (executors, the search driver, a benchmark,
     :func:`~harness.engine.runner.run_trial` all write through the store they are given); only a Ray
     worker builds its own, for its node's view of the folder (:mod:`harness.scheduling.trial_files`)."""
 
-    def __init__(self, root: str | Path = "results"):
+    def __init__(self, root: str | Path):
         self.root = Path(root)
 
     # ---- layout ---------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 import harness
 from harness.core.hparams import Choice, Distribution, IntUniform, LogUniform, Uniform, parse_distribution
 from harness.core.names import check_name
+from harness.core.placement import Placement
 from harness.core.settings_file import check_fields, read_mapping
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore, atomic_write_text
@@ -154,7 +155,8 @@ class PhaseOutcome:
 class Benchmark:
     """Runs a manifest's three phases on one executor; every phase resumes from what the store holds."""
 
-    def __init__(self, manifest: BenchmarkManifest, store: TrialStore, device: str = "auto", num_workers: int = 0):
+    def __init__(self, manifest: BenchmarkManifest, store: TrialStore, device: str = Placement.device,
+                 num_workers: int = Placement.num_workers):
         self.manifest = manifest
         self.store = store
         self.folder = store.benchmark_dir(manifest.name)

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from harness.core.registry import Registry
+from harness.core.spec import TrialSpec
 
 
 class DatasetFormatError(FileNotFoundError, ValueError):
@@ -167,7 +168,7 @@ def _load(name: str, root: Path | None, root_mtime_ns: int) -> LoadedDataset:
     return DATASETS.get(name).load(root)
 
 
-def create_dataset(name: str, root: str | Path | None = None, val_fraction: float = 0.2, *,
+def create_dataset(name: str, root: str | Path | None = None, val_fraction: float = TrialSpec.val_fraction, *,
                    fold: int | None = None, folds: int = 0, withhold_test: bool = False) -> DatasetSplits:
     """Load a registered dataset from ``root`` and return its class-disjoint splits.
 
