@@ -3,6 +3,7 @@ a file that is not UTF-8, a non-finite value, a plugin that raises at import, an
 a dataset whose classes hold one image each. Each gets one line on stderr and exit 2 before any folder exists."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,23 @@ def test_a_non_finite_value_is_refused_up_front(argv, config, message, tmp_path,
     else:
         argv = [*argv, "--methods", "ms"]
     assert message in refused(["run", *argv, *DIGITS], tmp_path, capsys)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("x = 1\nraise RuntimeError('plugin is broken')\n", "importing it raised RuntimeError: plugin is broken ({file}, line 2)"),
+    ("def f(:\n", "importing it raised SyntaxError: invalid syntax ({file}, line 1)"),
+])
+def test_a_plugin_that_raises_at_import_is_one_line(source, message, tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    (tmp_path / "broken_plugin.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main(["--plugins", "broken_plugin", "run", "--methods", "ms", *DIGITS,
+                     "--results-dir", str(tmp_path / "results")]) == 2
+    finally:
+        sys.modules.pop("broken_plugin", None)
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "--plugins broken_plugin: " + message.format(file=tmp_path / "broken_plugin.py") in err
+    assert not (tmp_path / "results").exists()

@@ -6,6 +6,7 @@ by decorator; lookups of unknown names fail at once with the list of valid ones.
 from __future__ import annotations
 
 import importlib
+import traceback
 from importlib.metadata import entry_points
 from typing import Callable, Generic, Iterator, TypeVar
 
@@ -84,10 +85,18 @@ class Registry(Generic[T]):
 
 def import_plugins(modules: list[str] | tuple[str, ...]) -> None:
     """Import third-party modules whose import registers methods, datasets or backbones; a module that
-    cannot be imported raises ``ImportError`` naming it in one line."""
+    cannot be imported, or raises while it is imported, raises ``ImportError`` naming it (and the file and
+    line that raised) in one line."""
     for module in modules:
         try:
             importlib.import_module(module)
         except ImportError as error:
             raise ImportError(f"--plugins {module}: cannot import it ({error}); is it installed or on "
                               "PYTHONPATH?") from None
+        except Exception as error:  # a plugin's own bug: one line, not its traceback
+            if isinstance(error, SyntaxError):
+                text, where = error.msg, (error.filename, error.lineno)
+            else:
+                text, where = str(error), tuple(traceback.extract_tb(error.__traceback__)[-1])[:2]
+            raise ImportError(f"--plugins {module}: importing it raised {type(error).__name__}: {text} "
+                              f"({where[0]}, line {where[1]})") from None
