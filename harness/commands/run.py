@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     store = TrialStore(experiment.results_dir)
     check_protocol(store, trials)
     to_run = keep_finished(trials, store, args)
-    store.check_writable()
+    store.check_writable(to_run)
     start = time.time()
     records = []
     if to_run:

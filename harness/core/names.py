@@ -4,7 +4,8 @@ One rule, checked where a name enters (the command line, a YAML file, a plugin's
 record read back): letters, digits, ``.``, ``_``, ``-`` and ``+``, starting with a letter or digit
 (so never ``.``, ``..``, a hidden name or an option-like ``-x``), no separator, at most
 :data:`MAX_NAME_LENGTH` characters. Such a name cannot leave the folder it is joined to;
-:func:`inside` is the store's second line of defence where it builds paths.
+:func:`inside` is the store's second line of defence where it builds paths, and also refuses a path that a
+symbolic link inside the results folder would lead out of it.
 """
 from __future__ import annotations
 
@@ -31,9 +32,21 @@ def check_name(kind: str, name: object) -> str:
 
 
 def inside(root: Path, path: Path) -> Path:
-    """``path`` if, with ``..`` and ``.`` resolved (lexically: a symlinked subfolder is allowed), it lies
-    inside ``root``; else ``ValueError`` (a name that escaped its check)."""
+    """``path`` if it lies inside ``root``, with ``..`` and ``.`` resolved and every symbolic link on the way
+    followed: a results folder is a closed space, so a link inside it that leads out of it (``runs/digits``
+    -> ``/elsewhere``) is refused (``ValueError`` naming the link) rather than written through. A link that
+    stays inside the folder, or a results folder that is itself a link, is followed."""
     base = os.path.abspath(root)
     if os.path.commonpath([base, os.path.abspath(path)]) != base:
         raise ValueError(f"{path} lies outside the results folder {root}")
-    return path
+    real_base = os.path.realpath(base)
+    if os.path.commonpath([real_base, os.path.realpath(path)]) == real_base:
+        return path
+    current = Path(base)
+    for part in Path(os.path.relpath(os.path.abspath(path), base)).parts:
+        current = current / part
+        if current.is_symlink() and os.path.commonpath([real_base, os.path.realpath(current)]) != real_base:
+            raise ValueError(f"{current} is a symbolic link to {os.path.realpath(current)}, outside the results "
+                             f"folder {root}: nothing is written through it (a results folder is a closed space); "
+                             "remove the link, or give that folder as --results-dir")
+    raise ValueError(f"{path} lies outside the results folder {root}")

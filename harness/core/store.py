@@ -16,6 +16,10 @@
     <root>/tensorboard/         TensorBoard event files (``--tensorboard``)
     <root>/ray/                 Ray Tune's scratch state (default storage)
 
+A results folder is a closed space: a symbolic link inside it may lead elsewhere inside it, but a path
+through one that leads out of it is refused, naming the link, before anything is written
+(:meth:`TrialStore.check_writable`, :func:`harness.core.names.inside`).
+
 Every file is written through a temporary file in the same folder and an atomic rename, with the
 permissions the umask gives (0644 under the usual 022), never 0600. Checkpoints and weights hold
 tensors and plain types only and are loaded with ``torch.load(weights_only=True)``: nothing in a
@@ -34,7 +38,7 @@ import tempfile
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -42,6 +46,8 @@ from harness.core.names import inside
 from harness.core.record import RecordError, TrialRecord
 from harness.core.trial import Trial
 
+#: the folders of a results folder (each checked by :meth:`TrialStore.check_writable`)
+LAYOUT = ("runs", "searches", "sweeps", "benchmarks", "leaderboards", "tensorboard", "ray")
 RECORD_FILE = "record.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
@@ -126,10 +132,11 @@ class TrialStore:
     # ---- layout ---------------------------------------------------------------------------------
     @property
     def runs(self) -> Path:
-        return self.root / "runs"
+        return self._under("runs")
 
     def _under(self, *parts: str) -> Path:
-        """``root/parts...``, refused (``ValueError``) if a part leads out of the results folder."""
+        """``root/parts...``, refused (``ValueError``) if a part, or a symbolic link on the way, leads out of
+        the results folder (:func:`~harness.core.names.inside`)."""
         return inside(self.root, self.root.joinpath(*parts))
 
     def experiment_dir(self, experiment: str) -> Path:
@@ -146,15 +153,15 @@ class TrialStore:
 
     @property
     def leaderboard_dir(self) -> Path:
-        return self.root / "leaderboards"
+        return self._under("leaderboards")
 
     @property
     def tensorboard_dir(self) -> Path:
-        return self.root / "tensorboard"
+        return self._under("tensorboard")
 
     @property
     def tune_dir(self) -> Path:
-        return self.root / "ray"
+        return self._under("ray")
 
     def trial_dir(self, trial: Trial) -> Path:
         if trial.spec.role == "search":
@@ -164,8 +171,14 @@ class TrialStore:
     def record_path(self, trial: Trial) -> Path:
         return self.trial_dir(trial) / RECORD_FILE
 
-    def check_writable(self) -> None:
-        """Raise ``PermissionError`` naming the folder unless files can be created in it (before any trial)."""
+    def check_writable(self, trials: Iterable[Trial] = ()) -> None:
+        """Before any trial: raise ``ValueError`` naming the link if one of the layout's folders or the folder
+        of one of ``trials`` is a symbolic link that leads out of the results folder, and
+        ``PermissionError`` naming the folder unless files can be created in it."""
+        for folder in LAYOUT:
+            self._under(folder)
+        for trial in trials:
+            self.trial_dir(trial)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(dir=self.root, prefix=".write-check.")
