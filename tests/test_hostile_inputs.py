@@ -96,3 +96,63 @@ def test_a_plugin_that_raises_at_import_is_one_line(source, message, tmp_path, m
     assert len(err.strip().splitlines()) == 1, err
     assert "--plugins broken_plugin: " + message.format(file=tmp_path / "broken_plugin.py") in err
     assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture
+def plain_http_server():
+    """The port of a plain HTTP server on this machine (something answers there, not a Ray cluster)."""
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # the server's log is not the command's stderr
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+RAY_RUN = ["run", "--methods", "ms", "--dataset", "digits", "--epochs", "1", "--no-progress"]
+
+
+def test_an_address_where_no_ray_answers_is_refused_at_once(tmp_path, capsys, plain_http_server, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    err = refused([*RAY_RUN, "--address", "127.0.0.1:1"], tmp_path, capsys)
+    assert "--address 127.0.0.1:1: no Ray cluster answers there (Connection refused)" in err
+    err = refused([*RAY_RUN, "--address", f"127.0.0.1:{plain_http_server}"], tmp_path, capsys)
+    assert f"--address 127.0.0.1:{plain_http_server}: something answers there, but not a Ray cluster" in err
+
+
+def test_a_garbage_ray_address_in_the_environment_is_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "garbage")
+    assert "RAY_ADDRESS=garbage: not a Ray address" in refused(RAY_RUN, tmp_path, capsys)
+
+
+def test_a_grpc_server_passes_the_address_check():
+    """A server that answers the HTTP/2 preface with a SETTINGS frame, as a Ray head's GCS does (checked
+    against a real one: its first frame is ``00 00 18 04 ...``)."""
+    import socket
+    import threading
+
+    from harness.scheduling.cluster_address import check_ray_address
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(24)
+            connection.sendall(bytes([0, 0, 6, 0x04, 0, 0, 0, 0, 0, 0, 4, 0, 0x40, 0, 0]))
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    check_ray_address(f"127.0.0.1:{port}", f"--address 127.0.0.1:{port}")
+    thread.join()
+    listener.close()
+    with pytest.raises(ValueError, match="ray://:5: not a Ray address"):
+        check_ray_address("ray://:5", "ray://:5")

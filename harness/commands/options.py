@@ -18,6 +18,7 @@ from harness.core.protocol import protocol_differences
 from harness.core.spec import TrialSpec
 from harness.core.store import TrialStore
 from harness.core.trial import Trial
+from harness.scheduling.cluster_address import check_ray_address
 from harness.scheduling.executor_registry import EXECUTORS, ExecutorOptions, create_executor
 from harness.scheduling.progress import TrialBoard, TrialListener
 from harness.scheduling.tracking import MLflowLogger, TensorBoardLogger
@@ -278,15 +279,22 @@ def cuda_device_count() -> int:
 
 
 def check_executor_options(args: argparse.Namespace) -> None:
-    """Refuse, before any folder is made or Ray starts, an ``--max-concurrent`` below 1 and (trials on Ray on
-    this machine) a trial that needs more CPUs or GPUs than the machine has."""
+    """Refuse, before any folder is made or Ray starts, an ``--max-concurrent`` below 1, an ``--address`` (or
+    ``RAY_ADDRESS``) where no Ray cluster answers, and (trials on Ray on this machine) a trial that needs more
+    CPUs or GPUs than the machine has."""
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ValueError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
+    if args.executor == "ray" and args.address:
+        from_environment = args.address == os.environ.get(RAY_ADDRESS_ENV)
+        check_ray_address(args.address, f"{RAY_ADDRESS_ENV}={args.address}" if from_environment
+                          else f"--address {args.address}")
     if args.executor == "ray" and runs_here(args):
         from harness.scheduling.executors import trial_resources  # imports torch: only when a command runs
 
         trial_resources(float(os.cpu_count() or 1), float(cuda_device_count()), args.cpus_per_trial,
                         args.gpus_per_trial)
+
+
 def check_protocol(store: TrialStore, trials: list[Trial]) -> None:
     """Refuse (``ValueError``, one line) trials that would join an experiment whose finished leaderboard
     trials ran under another protocol (:mod:`harness.core.protocol`): an experiment is one protocol."""
