@@ -105,7 +105,7 @@ def test_regeneration_is_byte_identical(store: TrialStore, tmp_path: Path) -> No
     first = write_leaderboards(store, tmp_path / "one", baseline="ms")
     second = write_leaderboards(store, tmp_path / "two", baseline="ms")
     again = write_leaderboards(store, tmp_path / "one", baseline="ms")
-    names = {"cub.csv", "cub.long.csv", "cub.wide.csv", "cub.md", "cub.tex", "cub.env.json",
+    names = {"cub.csv", "cub.long.csv", "cub.wide.csv", "cub.md", "cub.tex", "cub.column.tex", "cub.env.json",
              "cub.recall_at_k.png", "cub.recall_at_1.png", "cub.recall_at_k.pdf", "cub.recall_at_1.pdf"}
     assert set(first) == set(second) == set(again) == names
     for name in names:
@@ -333,7 +333,7 @@ def test_leaderboard_command_end_to_end(store: TrialStore, tmp_path: Path, capsy
     assert main(["leaderboard", "--results-dir", results, "--dataset", "cub", "--baseline", "ms",
                  "--format", "csv,md,tex", "--out-dir", str(tmp_path / "cub_only")]) == 0
     assert sorted(p.name for p in (tmp_path / "cub_only").iterdir()) == \
-        ["cub.csv", "cub.env.json", "cub.long.csv", "cub.md", "cub.tex", "cub.wide.csv"]
+        ["cub.column.tex", "cub.csv", "cub.env.json", "cub.long.csv", "cub.md", "cub.tex", "cub.wide.csv"]
     assert "†" in (tmp_path / "cub_only" / "cub.md").read_text()
     assert main(["leaderboard", "--results-dir", results, "--baseline", "nosuch"]) == 2
     assert main(["leaderboard", "--results-dir", results, "--format", "svg"]) == 2

@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", type=comma_list,
                    help=f"comma-separated outputs among {','.join(FORMATS)} (default: the experiment's stored "
                         "formats, else all); <name>.env.json is always written")
+    p.add_argument("--column-metrics", type=comma_list, metavar="M1,M2",
+                   help="the metrics of the one-column LaTeX table <name>.column.tex, the first ranking its rows "
+                        "(default: the experiment's stored choice, else recall@1,map@r)")
     p.add_argument("--published", help="CSV of published reference rows (default: the stored choice, else the "
                                        "packaged copy)")
     p.add_argument("--no-published", action="store_true", help="show no published reference rows (default: off)")
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         store = TrialStore(root)
         written.update({f"{root}/{name}": path for name, path in write_leaderboards(
             store, out_dir=args.out_dir, datasets=args.dataset, baseline=baseline, formats=args.format or STORED,
-            published_csv=published, experiments=args.experiment, families=method_families()).items()})
+            published_csv=published, experiments=args.experiment, families=method_families(),
+            column_metrics=args.column_metrics or STORED).items()})
     if not written:
         wanted = "".join(f" {kind} {', '.join(names)}" for kind, names in
                          (("in", args.experiment), ("on", args.dataset)) if names)

@@ -1,10 +1,11 @@
-"""A leaderboard's own options (baseline, formats, published rows), stored with its experiment.
+"""A leaderboard's own options (baseline, formats, published rows, the one-column table's metrics), stored
+with its experiment.
 
 ``runs/<experiment>/leaderboard.json`` remembers how the experiment's leaderboard was made, so that a plain
 ``python -m harness leaderboard`` rewrites it the same way (byte for byte), and a ``run`` that adds trials
 to the experiment keeps its significance marks. Options given explicitly (``--baseline``, ``--format``,
-``--published``/``--no-published``, a benchmark's manifest) are used and stored; the others come from the
-file, else the defaults.
+``--published``/``--no-published``, ``--column-metrics``, a benchmark's manifest) are used and stored; the
+others come from the file, else the defaults.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.core.store import TrialStore, atomic_write_text
+from harness.reporting.board_text import COLUMN_METRICS
 from harness.reporting.published import PUBLISHED_CSV
 
 FORMATS = ("csv", "md", "tex", "png", "pdf")
@@ -34,11 +36,13 @@ STORED = Stored.STORED
 @dataclass(frozen=True)
 class BoardOptions:
     """``baseline``: the method every group is tested against (None: no tests); ``formats``: the files written
-    besides ``.env.json``; ``published``: :data:`PACKAGED`, a CSV path, or None (no published rows)."""
+    besides ``.env.json``; ``published``: :data:`PACKAGED`, a CSV path, or None (no published rows);
+    ``column_metrics``: the metrics of the one-column table (``<name>.column.tex``), the first ranking its rows."""
 
     baseline: str | None = None
     formats: tuple[str, ...] = FORMATS
     published: str | None = PACKAGED
+    column_metrics: tuple[str, ...] = COLUMN_METRICS
 
     def __post_init__(self) -> None:
         if self.baseline is not None and not isinstance(self.baseline, str):
@@ -48,6 +52,9 @@ class BoardOptions:
         unknown = sorted(set(self.formats) - set(FORMATS))
         if unknown:
             raise ValueError(f"unknown format(s) {', '.join(unknown)}; valid: {', '.join(FORMATS)}")
+        if (not isinstance(self.column_metrics, tuple) or not self.column_metrics
+                or not all(isinstance(m, str) for m in self.column_metrics)):
+            raise ValueError(f"column_metrics must be a non-empty list of metric names, got {self.column_metrics!r}")
         if self.published is not None and not isinstance(self.published, str):
             raise ValueError(f"published must be {PACKAGED!r}, a CSV path or null, got {self.published!r}")
 
@@ -59,7 +66,8 @@ class BoardOptions:
 
     def given(self, **options: Any) -> "BoardOptions":
         """These options with the ones given (not :data:`STORED`) replaced."""
-        chosen = {k: tuple(v) if k == "formats" else v for k, v in options.items() if v is not STORED}
+        chosen = {k: tuple(v) if k in ("formats", "column_metrics") else v for k, v in options.items()
+                  if v is not STORED}
         return replace(self, **chosen)
 
 
@@ -84,8 +92,9 @@ def load_options(store: TrialStore, experiment: str) -> BoardOptions:
         data = json.loads(path.read_text())
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-        if isinstance(data.get("formats"), list):
-            data["formats"] = tuple(data["formats"])
+        for key in ("formats", "column_metrics"):
+            if isinstance(data.get(key), list):
+                data[key] = tuple(data[key])
         return BoardOptions(**data)
     except (OSError, ValueError, TypeError) as error:
         raise ValueError(f"{path}: not a leaderboard options file ({error})") from None
@@ -94,6 +103,7 @@ def load_options(store: TrialStore, experiment: str) -> BoardOptions:
 def remember_options(store: TrialStore, experiment: str, options: BoardOptions) -> None:
     """Store ``options`` with ``experiment`` (the file is rewritten only when they change)."""
     path = options_path(store, experiment)
-    text = json.dumps({**asdict(options), "formats": list(options.formats)}, indent=2, sort_keys=True) + "\n"
+    text = json.dumps({**asdict(options), "formats": list(options.formats),
+                       "column_metrics": list(options.column_metrics)}, indent=2, sort_keys=True) + "\n"
     if not path.is_file() or path.read_text() != text:
         atomic_write_text(path, text)

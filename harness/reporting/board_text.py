@@ -1,15 +1,16 @@
 """A leaderboard's long table as text: the wide table, the paper table (measured then published rows) in
-Markdown and LaTeX with caption and notes, and the plain table a run prints."""
+Markdown and LaTeX with caption and notes, the one-column LaTeX table of a two-column paper, and the plain
+table a run prints."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
 
 from harness.core.metrics import metric_label, metric_sort_key
 from harness.reporting.stats import SIGNIFICANCE
-from harness.reporting.tables import GROUP_KEYS, distinct_labels, group_label, recipe_labels
+from harness.reporting.tables import GROUP_KEYS, distinct_labels, group_label, recipe_labels, recipe_words
 from harness.reporting.text_styles import LATEX, MARKDOWN, PLAIN, Style, latex_escape, mean_std_text
 
 #: how a measured row was selected: the model after the last epoch, scored once on the test classes
@@ -170,6 +171,67 @@ def render_latex(name: str, title: str, long: pd.DataFrame, refs: pd.DataFrame, 
              rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(table.columns) + r" \\", r"\midrule",
              *body, r"\bottomrule", r"\end{tabular}}", "", r"\smallskip\raggedright",
              r" \\ ".join(_notes(name, env, baseline, paper, LATEX)), r"\end{table*}"]
+    return "\n".join(lines) + "\n"
+
+
+#: the metrics of a one-column table unless the board's options name others; the first ranks the rows
+COLUMN_METRICS = ("recall@1", "map@r")
+#: LaTeX in a one-column table: the "± std" at the size of the mean (8 pt under \footnotesize), never smaller
+COLUMN_LATEX = replace(LATEX, spread=lambda s: rf"$\,\pm\,${s}")
+
+
+def render_column_latex(name: str, title: str, long: pd.DataFrame, baseline: str | None = None,
+                        metrics: tuple[str, ...] = COLUMN_METRICS) -> str:
+    """Leaderboard ``name``'s measured rows as a one-column ``table`` for a two-column paper: ``metrics`` (the
+    first ranks the rows, best first), each row its method (with what sets its hyperparameters or recipe apart,
+    in words), the recipe every row shares in the caption, at most two lines of notes (the rest is in
+    ``<name>.md`` and ``<name>.csv``). It is ``\footnotesize`` (8 pt in a 10 pt article) and never scaled:
+    a ``tabularx`` of ``\columnwidth`` whose method column wraps; a row identical over its seeds (a method that
+    does not train) shows its mean without ``± 0.00``. ``ValueError`` if the board lacks one of ``metrics``.
+    """
+    present = set(long["metric"])
+    missing = [m for m in metrics if m not in present]
+    if missing:
+        raise ValueError(f"leaderboard {name} has no {', '.join(missing)} for its one-column table; "
+                         f"valid: {', '.join(sorted(present, key=metric_sort_key))}")
+    keys = list(long.groupby(GROUP_KEYS, sort=True).groups)
+    labels = distinct_labels(keys, with_setup=False)
+    shared, words = recipe_words(long)
+    usual = max(sorted(set(words.values())), key=list(words.values()).count) if words else ""
+    by_group = {key: group.set_index("metric") for key, group in long.groupby(GROUP_KEYS, sort=True)}
+    main = metrics[0]
+    ranked = sorted(keys, key=lambda k: (-by_group[k].loc[main, "mean"] if pd.notna(by_group[k].loc[main, "mean"])
+                                         else float("inf"), labels[k]))
+    rows = []
+    for key in ranked:
+        label = labels[key] + (f" ({words[key]})" if words.get(key, usual) != usual else "")
+        cells = []
+        for metric in metrics:
+            row = by_group[key].loc[metric].copy()
+            if row["std"] == 0:  # deterministic: every seed gave the same value
+                row["std"] = float("nan")
+            row.name = metric
+            cells.append(_cell(row, COLUMN_LATEX))
+        rows.append(" & ".join([COLUMN_LATEX.escape(label), *cells]) + r" \\")
+    seeds = sorted({int(g["n_seeds"].max()) for g in by_group.values()})
+    recipe = ", ".join(part for part in (shared, usual) if part)
+    caption = (f"{latex_escape(title)}: {', '.join(metric_label(m) for m in metrics)} on the test classes, "
+               f"mean{COLUMN_LATEX.pm}std over {seeds[0] if len(seeds) == 1 else 'up to ' + str(seeds[-1])} seeds "
+               rf"(\%), ranked by {metric_label(main)}; recipe {latex_escape(recipe)}; selection: {MEASURED_SELECTION}.")
+    notes = ["Bold: best."]
+    if baseline:
+        notes.append(f"{LATEX.welch}/{LATEX.paired}: {LATEX.math(f'p<{SIGNIFICANCE:g}')} against "
+                     f"{latex_escape(baseline)} (Welch/paired t-test).")
+    notes.append(f"Details: {latex_escape(name)}.md, .csv.")
+    align = r">{\raggedright\arraybackslash}X" + "r" * len(metrics)
+    lines = [f"% {latex_escape(title)}: one-column leaderboard from the trial records (python -m harness "
+             r"leaderboard); needs \usepackage{booktabs,tabularx}",
+             r"\begin{table}[t]", r"\centering", r"\footnotesize", r"\setlength{\tabcolsep}{3pt}",
+             rf"\caption{{{caption}}}", rf"\label{{tab:leaderboard-{name}-column}}",
+             rf"\begin{{tabularx}}{{\columnwidth}}{{{align}}}", r"\toprule",
+             " & ".join(["Method", *(metric_label(m) for m in metrics)]) + r" \\", r"\midrule",
+             *rows, r"\bottomrule", r"\end{tabularx}", "",
+             r"\smallskip\raggedright " + " ".join(notes), r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 

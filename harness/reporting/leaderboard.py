@@ -26,7 +26,8 @@ from harness.reporting.board_options import (FORMATS, STORED, Stored, load_optio
                                              remember_options)
 from harness.reporting.board_statistics import (aggregate, environment_summary, leaderboard_rows, load_records,
                                                 long_table)
-from harness.reporting.board_text import render_latex, render_markdown, wide_table
+from harness.reporting.board_text import (COLUMN_METRICS, render_column_latex, render_latex, render_markdown,
+                                          wide_table)
 from harness.reporting.published import ROW_KEYS, load_published, published_rows
 from harness.reporting.stale_boards import remove_stale_boards
 
@@ -39,7 +40,7 @@ def _csv(frame: pd.DataFrame) -> str:
 
 def write_leaderboard(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline: str | None = None,
                   formats: Iterable[str] = FORMATS, published: pd.DataFrame | None = None,
-                  name: str | None = None) -> dict[str, Path]:
+                  name: str | None = None, column_metrics: tuple[str, ...] = COLUMN_METRICS) -> dict[str, Path]:
     """Write one leaderboard of ``dataset``'s records in ``frame`` as ``<name>.*`` (default: the dataset's
     name; see :func:`write_leaderboards`); return {file name: path}."""
 
@@ -57,6 +58,7 @@ def write_leaderboard(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline
         texts[".md"] = render_markdown(name, title, long, refs, env, baseline)
     if "tex" in formats:
         texts[".tex"] = render_latex(name, title, long, refs, env, baseline)
+        texts[".column.tex"] = render_column_latex(name, title, long, baseline, column_metrics)
     written = {}
     for suffix, text in sorted(texts.items()):
         path = out_dir / f"{name}{suffix}"
@@ -72,19 +74,22 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
                        baseline: str | None | Stored = STORED, formats: Iterable[str] | Stored = STORED,
                        published_csv: str | Path | None | Stored = STORED,
                        experiments: list[str] | None = None,
-                       families: Mapping[str, str] | None = None) -> dict[str, Path]:
+                       families: Mapping[str, str] | None = None,
+                       column_metrics: Iterable[str] | Stored = STORED) -> dict[str, Path]:
     """Recompute every experiment's leaderboard under ``out_dir`` (default ``<results>/leaderboards``).
 
     Per experiment with test-split records (only ``experiments`` if given, only those on ``datasets`` if
     given), named as :func:`leaderboard_names` says: ``<name>.csv`` (per-group
     ``<metric>_mean``/``_std``, ``n_seeds``, ``n_failed``), ``.long.csv``, ``.wide.csv`` (csv), ``.md``,
-    ``.tex``, ``.recall_at_k`` and ``.recall_at_1`` figures (png, pdf), and always ``.env.json``.
-    ``baseline``, ``formats`` and ``published_csv`` (None: no published rows) not given are the experiment's
+    ``.tex`` and ``.column.tex`` (tex: the one-column table of ``column_metrics``), ``.recall_at_k`` and
+    ``.recall_at_1`` figures (png, pdf), and always ``.env.json``. ``baseline``, ``formats``, ``published_csv``
+    (None: no published rows) and ``column_metrics`` not given are the experiment's
     stored options (:mod:`harness.reporting.board_options`); given ones are stored with it. A record that
     carries no method family (written before records did) takes its method's from ``families`` (the commands
     pass every registered method's). Returns {file name: path} of the files written.
     """
-    given = {"baseline": baseline, "formats": formats, "published": published_option(published_csv)}
+    given = {"baseline": baseline, "formats": formats, "published": published_option(published_csv),
+             "column_metrics": column_metrics}
     out_dir = Path(out_dir) if out_dir else store.leaderboard_dir
     frame = load_records(store, families)
     test = leaderboard_rows(frame)
@@ -102,7 +107,7 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
         part = frame[(frame["experiment"] == experiment) & (frame["dataset"] == dataset)]
         board = options[experiment]
         written.update(write_leaderboard(part, dataset, out_dir, board.baseline, board.formats, published[experiment],
-                                         name=name))
+                                         name=name, column_metrics=board.column_metrics))
     for experiment in sorted({experiment for experiment, _ in chosen}):
         remove_stale_boards(out_dir, experiment, leaderboard_names(test))
     if any(value is not STORED for value in given.values()):

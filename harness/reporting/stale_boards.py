@@ -11,7 +11,7 @@ from harness.reporting import plots
 from harness.reporting.board_names import board_name
 
 #: the files of leaderboard ``<name>``: ``<name><suffix>``
-BOARD_SUFFIXES = (".env.json", ".csv", ".long.csv", ".wide.csv", ".md", ".tex",
+BOARD_SUFFIXES = (".env.json", ".csv", ".long.csv", ".wide.csv", ".md", ".tex", ".column.tex",
                   *(f".{figure}.{fmt}" for figure in plots.FIGURES for fmt in plots.PLOT_FORMATS))
 
 

@@ -116,6 +116,36 @@ def recipe_labels(long: pd.DataFrame) -> dict[tuple[str, str], str]:
     return labels
 
 
+#: a recipe field in words, where it has a shorter name than its own (the rest read ``<field> <value>``)
+RECIPE_WORDS = {"epochs": "{} epochs", "batch_size": "batch {}", "optimizer": "{}", "image_size": "{} px",
+                "lr_backbone": "lr {}", "augmentation": "augmentation: {}", "pooling": "{} pooling"}
+
+
+def _recipe_field_words(field: str, value: Any) -> str:
+    if field == "epochs" and _value_text(value) == "0":
+        return "no training"
+    return RECIPE_WORDS.get(field, field.replace("_", " ") + " {}").format(_value_text(value))
+
+
+def recipe_words(long: pd.DataFrame) -> tuple[str, dict[tuple, str]]:
+    """A board's recipes in words for a reader, not a hash: what every group's recipe shares (its name,
+    epochs, batch size, optimizer: ``cpu: 12 epochs, batch 64, adamw``) and, per group key, what sets its
+    recipe apart where the groups' recipes differ (``no training``, ``2 epochs``; empty where they agree)."""
+    fields = [c.removeprefix("recipe.") for c in sorted(long.columns) if c.startswith("recipe.")]
+    groups = long.drop_duplicates(GROUP_KEYS)
+    differ = [f for f in fields if groups[f"recipe.{f}"].map(_value_text).nunique() > 1]
+    names = groups["recipe"].nunique() > 1
+    shared_fields = [f for f in ("epochs", "batch_size", "optimizer") if f in fields and f not in differ]
+    first = groups.iloc[0] if len(groups) else None
+    shared = "" if first is None else (
+        ("" if names else f"{first['recipe']}: ")
+        + ", ".join(_recipe_field_words(f, first[f"recipe.{f}"]) for f in shared_fields)).strip(": ")
+    per_group = {tuple(row[k] for k in GROUP_KEYS): ", ".join(
+        ([str(row["recipe"])] if names else []) + [_recipe_field_words(f, row[f"recipe.{f}"]) for f in differ])
+        for _, row in groups.iterrows()}
+    return shared, per_group
+
+
 def distinct_labels(keys: list[tuple], with_setup: bool = True) -> dict[tuple, str]:
     """A label per group key: the method alone where that tells the groups apart, else with its
     hyperparameters (:func:`group_label`), else (``with_setup``) with backbone and recipe too."""
