@@ -13,7 +13,7 @@ import functools
 import hashlib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -28,6 +28,7 @@ from harness.core.trial import Trial
 from harness.core.hparams import Param
 from harness.core.metrics import EVALUATION_METRICS, optional_metric_names, split_metric
 from harness.core.names import check_name
+from harness.core.protocol import check_one_recipe
 from harness.core.recipe import Recipe
 from harness.core.settings_file import check_fields, merge, read_mapping
 
@@ -88,7 +89,9 @@ class TrainingSetup:
 @dataclass
 class ExperimentConfig(TrainingSetup):
     """What ``python -m harness run`` asks for: methods × seeds on one dataset under one recipe
-    (:class:`TrainingSetup` holds the recipe, backbone, hyperparameter and data-root fields)."""
+    (:class:`TrainingSetup` holds the recipe, backbone, hyperparameter and data-root fields).
+    ``incomparable_rows`` (``--incomparable-rows``) lets ``recipe="paper"`` train methods whose paper recipes
+    differ, and the run join an experiment whose other methods trained differently; its boards say so."""
 
     methods: list[str]
     dataset: str = "omniglot28"
@@ -101,6 +104,7 @@ class ExperimentConfig(TrainingSetup):
     num_workers: int = Placement.num_workers
     save_model: bool = Placement.save_model
     extra_metrics: list[str] = field(default_factory=list)
+    incomparable_rows: bool = False
 
     @classmethod
     def from_yaml(cls, path: str | Path, defaults: dict[str, Any] | None = None,
@@ -165,7 +169,8 @@ class ExperimentConfig(TrainingSetup):
             for name, value in self.hparams_for(method).items():
                 cls.hparams[name].check(f"hyperparameter {method}.{name}", value)
         if self.recipe_name == "paper":
-            check_paper_baselines(self.methods, self.recipe_for)
+            check_one_recipe({m: self.recipe_for(m).to_dict() for m in self.methods if get_method_class(m).trains},
+                             self.incomparable_rows)
         classes = training_classes(self.dataset, self.data_root, self.val_fraction)[self.eval_split]
         for method in self.methods:
             check_recipe(get_method_class(method), self.recipe_for(method), classes)
@@ -191,6 +196,8 @@ class ExperimentConfig(TrainingSetup):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         if not all(isinstance(v, dict) for v in self.hparams.values()):
             raise ValueError(f"hparams must map each method to a mapping of hyperparameters, got {self.hparams!r}")
+        if not isinstance(self.incomparable_rows, bool):
+            raise ValueError(f"incomparable_rows must be true or false, got {self.incomparable_rows!r}")
         if self.experiment is not None:
             check_name("experiment", self.experiment)
         check_device(self.device, available=False)
@@ -235,29 +242,6 @@ class ExperimentConfig(TrainingSetup):
         return out
 
 
-#: recipe fields that may differ between a method and its baseline (their hyperparameters are the methods')
-_NOT_TRAINING = ("name", "method_hparams")
-
-
-def check_paper_baselines(methods: list[str], recipe_for: Callable[[str], Recipe]) -> None:
-    """Under ``--recipe paper``, refuse a run holding a method and its declared baseline (``Method.baseline``)
-    whose paper recipes train differently (optimiser, pooling, ...): the comparison would confound the
-    method with its training. Raises ``ValueError`` naming the pair and the fields that differ."""
-    for method in methods:
-        baseline = get_method_class(method).baseline
-        if baseline not in methods:
-            continue
-        ours, theirs = recipe_for(method).to_dict(), recipe_for(baseline).to_dict()
-        differ = sorted((k for k in set(ours) | set(theirs) if k not in _NOT_TRAINING and ours.get(k) != theirs.get(k)),
-                        key=lambda k: (k not in ("optimizer", "pooling"), k))
-        if differ:
-            shown = ", ".join(f"{k} {ours.get(k)!r} vs {theirs.get(k)!r}" for k in differ[:4])
-            raise ValueError(f"--recipe paper trains {method} and its baseline {baseline} differently ({shown}"
-                             f"{', ...' if len(differ) > 4 else ''}); give both one recipe, e.g. --recipe "
-                             f"{recipe_for(method).name}")
-
-
-@functools.lru_cache(maxsize=None)
 def file_sha256(path: str) -> str:
     """The sha256 of a weights file (a trial's identity holds it rather than the path)."""
     digest = hashlib.sha256()

@@ -8,7 +8,8 @@ import torch
 
 from harness.core.recipe import Recipe, get_recipe
 from harness.engine.train import Trainer
-from harness.experiment import ExperimentConfig, check_paper_baselines
+from harness.core.protocol import check_one_recipe
+from harness.experiment import ExperimentConfig
 from harness.plugins.method import METHODS, create_method, get_method_class
 from harness.plugins.models import EmbeddingModel, create_backbone
 
@@ -82,20 +83,21 @@ def test_every_method_and_its_baseline_train_alike_under_paper_or_the_run_is_ref
     config = paper([method, baseline])
     ours, theirs = config.recipe_for(method), config.recipe_for(baseline)
     if training(ours) == training(theirs):
-        check_paper_baselines(config.methods, config.recipe_for)
+        config.validate()
         return
     assert (ours.optimizer, ours.pooling) != (theirs.optimizer, theirs.pooling) or training(ours) != training(theirs)
-    with pytest.raises(ValueError, match=f"trains {method} and its baseline {baseline} differently"):
+    with pytest.raises(ValueError, match=f"--recipe paper would train {method} .*, {baseline} .*under recipes that differ"):
         config.validate()
 
 
 def test_the_pairs_that_still_differ_are_refused_naming_the_fields():
-    with pytest.raises(ValueError, match=r"nir and its baseline proxyanchor differently \(.*optimizer 'adam' vs 'adamw'"):
-        check_paper_baselines(["nir", "proxyanchor"], paper(["nir", "proxyanchor"]).recipe_for)
-    with pytest.raises(ValueError, match="metrix_proxyanchor and its baseline proxyanchor"):
+    with pytest.raises(ValueError, match=r"nir \(nir\), proxyanchor \(proxyanchor\) under recipes that differ in .*optimizer"):
+        check_one_recipe({m: paper(["nir"]).recipe_for(m).to_dict() for m in ("nir", "proxyanchor")}, False)
+    with pytest.raises(ValueError, match="metrix_proxyanchor .*, proxyanchor .*under recipes that differ"):
         paper(["metrix_proxyanchor", "proxyanchor"]).validate()
-    # one shared recipe trains them alike: not refused
+    # one shared recipe trains them alike: not refused; --incomparable-rows runs them anyway
     ExperimentConfig(methods=["nir", "proxyanchor"], recipe="nir").validate()
+    ExperimentConfig(methods=["nir", "proxyanchor"], recipe="paper", incomparable_rows=True).validate()
 
 
 def test_jrd_learning_rate_follows_the_codes_schedule_to_the_epoch():

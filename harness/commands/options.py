@@ -7,10 +7,12 @@ Building the parser imports nothing heavy (``python -m harness --help`` stays fa
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import os
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from harness.commands.locations import results_dir
 from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric, split_metric
@@ -67,6 +69,11 @@ def add_experiment_options(parser: argparse.ArgumentParser) -> None:
                                              "(default: none: random initialisation)")
     parser.add_argument("--recipe", help="training recipe name, or 'paper' for each method's own "
                                          "(default: the dataset's default recipe)")
+    parser.add_argument("--incomparable-rows", action="store_true",
+                        help="with --recipe paper, train methods whose paper recipes differ anyway (and join an "
+                             "experiment whose other methods trained differently): every board, table and plot of "
+                             "the experiment then says its rows are NOT comparable, naming the fields (default: off: "
+                             "refused)")
     parser.add_argument("--recipe-set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a recipe field, e.g. --recipe-set batch_size=32 "
                              "(repeatable; default: none)")
@@ -231,6 +238,7 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
         "backbone": args.backbone, "embedding_dim": args.embedding_dim, "pretrained": args.pretrained,
         "recipe": args.recipe, "val_fraction": args.val_fraction, "experiment": args.experiment,
         "device": args.device, "num_workers": args.num_workers,
+        "incomparable_rows": args.incomparable_rows or None,
         **extra,
     }
     if recipe_overrides:
@@ -295,21 +303,51 @@ def check_executor_options(args: argparse.Namespace) -> None:
                         args.gpus_per_trial)
 
 
-def check_protocol(store: TrialStore, trials: list[Trial]) -> None:
-    """Refuse (``ValueError``, one line) trials that would join an experiment whose finished leaderboard
-    trials ran under another protocol (:mod:`harness.core.protocol`): an experiment is one protocol."""
-    experiments = {t.placement.experiment for t in trials if t.spec.role == "final" and t.spec.eval_split == "test"}
-    held = [r.trial for e in sorted(experiments) for _, r in store.records(e)
-            if r.spec.role == "final" and r.spec.eval_split == "test"]
+def check_protocol(store: TrialStore, trials: list[Trial], incomparable_rows: bool = False) -> None:
+    """Refuse (``ValueError``, one line), before any folder exists, trials that would join an experiment whose
+    trials (its records, and the claims of the runs into it under way) ran under another protocol
+    (:mod:`harness.core.protocol`): an experiment is one protocol. ``incomparable_rows`` lets different
+    methods train differently (their boards say so); one method's trials always share a protocol."""
+    for experiment, mine in _final_trials(trials).items():
+        _refuse_another_protocol(store, experiment, mine, store.held_specs(experiment), incomparable_rows)
+
+
+@contextmanager
+def claimed_protocol(store: TrialStore, trials: list[Trial], incomparable_rows: bool = False) -> Iterator[None]:
+    """Run the body holding the protocol of every experiment ``trials`` join: per experiment, the check of
+    :func:`check_protocol` (which a command calls first, before any folder exists) and a claim of the protocol
+    in one atomic step (:meth:`~harness.core.store.TrialStore.protocol_claim`), so that of two runs at once
+    under different protocols the second is refused; the claims go when the body ends."""
+    with ExitStack() as claims:
+        for experiment, mine in _final_trials(trials).items():
+            claims.enter_context(store.protocol_claim(
+                experiment, [t.spec for t in mine],
+                functools.partial(_refuse_another_protocol, store, experiment, mine, incomparable_rows=incomparable_rows)))
+        yield
+
+
+def _final_trials(trials: list[Trial]) -> dict[str, list[Trial]]:
+    """The trials that enter their experiment's boards (final, test split), by experiment."""
+    out: dict[str, list[Trial]] = {}
     for trial in trials:
-        experiment = trial.placement.experiment
+        if trial.spec.role == "final" and trial.spec.eval_split == "test":
+            out.setdefault(trial.placement.experiment, []).append(trial)
+    return dict(sorted(out.items()))
+
+
+def _refuse_another_protocol(store: TrialStore, experiment: str, trials: list[Trial], held: list[TrialSpec],
+                             incomparable_rows: bool) -> None:
+    for trial in trials:
         for old in held:
-            differ = protocol_differences(trial.spec, old.spec) if old.placement.experiment == experiment else []
+            if incomparable_rows and old.method != trial.spec.method:
+                continue
+            differ = protocol_differences(trial.spec, old)
             if differ:
+                also = "" if old.method == trial.spec.method else ", or --incomparable-rows to add its rows anyway"
                 raise ValueError(
-                    f"experiment {experiment} in {store.runs} holds {old.spec.method} trials run under another "
+                    f"experiment {experiment} in {store.runs} holds {old.method} trials run under another "
                     f"protocol than this run's {trial.spec.method}: {', '.join(differ)}; give this run its own "
-                    f"--experiment (e.g. --experiment {experiment}-{differ[0].split(' ')[0].replace('=', '')[:24]})")
+                    f"--experiment (e.g. --experiment {experiment}-{differ[0].split(' ')[0].replace('=', '')[:24]}){also}")
 
 
 def add_rerun_options(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ import argparse
 import sys
 import time
 
-from harness.commands.options import (add_executor_options, add_experiment_options, check_protocol, comma_list,
+from harness.commands.options import (add_executor_options, add_experiment_options, check_protocol, claimed_protocol, comma_list,
                                       experiment_from_args, int_list, keep_finished, make_executor, with_fault,
                                       add_rerun_options)
 from harness.commands.printing import print_leaderboard
@@ -33,14 +33,15 @@ def run(args: argparse.Namespace) -> int:
                                       seeds=args.seeds or ([0] if defaults else None))
     trials = with_fault(experiment.trials(), args)
     store = TrialStore(experiment.results_dir)
-    check_protocol(store, trials)
+    check_protocol(store, trials, experiment.incomparable_rows)
     to_run = keep_finished(trials, store, args)
     store.check_writable(to_run)
     start = time.time()
     records = []
-    if to_run:
-        with make_executor(args, store) as executor:
-            records = executor.run(to_run, resume=args.resume)
+    with claimed_protocol(store, to_run, experiment.incomparable_rows):
+        if to_run:
+            with make_executor(args, store) as executor:
+                records = executor.run(to_run, resume=args.resume)
     print_leaderboard(store, trials, start)
     failed = [r for r in records if not r.ok]
     if failed:

@@ -6,8 +6,8 @@ import sys
 import time
 
 from harness.commands.options import (add_executor_options, add_experiment_options, add_metric_option,
-                                      add_scheduler_option, check_protocol, experiment_from_args, make_executor,
-                                      pruner_of, validation_objective)
+                                      add_scheduler_option, check_protocol, claimed_protocol, experiment_from_args,
+                                      make_executor, pruner_of, validation_objective)
 from harness.commands.printing import print_leaderboard
 from harness.core.metrics import format_metric
 from harness.core.names import check_name
@@ -61,14 +61,14 @@ def search(args: argparse.Namespace) -> int:
     name = check_name("search", args.name or f"{experiment.experiment or experiment.dataset}.{args.method}")
     check_validation_split(experiment)
     store = TrialStore(experiment.results_dir)
-    if args.final_seeds:  # its final trials join the experiment: under the experiment's protocol
-        check_protocol(store, experiment.trials())
+    joining = experiment.trials() if args.final_seeds else []  # its final trials join the experiment's protocol
+    check_protocol(store, joining, experiment.incomparable_rows)
     plan = experiment_search(experiment, name=name, folder=store.search_dir(name), space=space, metric=objective,
                              planned=args.trials, seed=args.seed, pruner=pruner_of(args.scheduler),
                              final_seeds=args.final_seeds, fail_at_epoch=args.fail_at_epoch)
     store.check_writable()
     start = time.time()
-    with make_executor(args, store) as executor:
+    with claimed_protocol(store, joining, experiment.incomparable_rows), make_executor(args, store) as executor:
         (outcome,) = run_searches(executor, store, [plan], resume=args.resume)
     for path in outcome.files:
         print(f"search output: {path}")

@@ -3,6 +3,7 @@
 ::
 
     <root>/runs/<experiment>/<trial_id>/        a trial (role final or sweep)
+    <root>/runs/<experiment>/.claims/           while runs are under way: one file per run, the trials it claimed
     <root>/searches/<search>/trials/<trial_id>/ a search's trial (role search; experiment = search name)
         record.json      the TrialRecord (written by the driver the moment the trial ends)
         checkpoint.pt    the last epoch's training state (while the trial runs; deleted when it ends)
@@ -32,11 +33,16 @@ and its record by the driver; the record's ``nodes`` name the Ray nodes its atte
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
+import sys
 import tempfile
+import uuid
 import warnings
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -44,11 +50,13 @@ import numpy as np
 
 from harness.core.names import inside
 from harness.core.record import RecordError, TrialRecord
+from harness.core.spec import TrialSpec
 from harness.core.trial import Trial
 
 #: the folders of a results folder (each checked by :meth:`TrialStore.check_writable`)
 LAYOUT = ("runs", "searches", "sweeps", "benchmarks", "leaderboards", "tensorboard", "ray")
 RECORD_FILE = "record.json"
+CLAIMS_FOLDER = ".claims"
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
 EMBEDDINGS_FILE = "embeddings.npz"
@@ -102,6 +110,17 @@ def _naming(error: OSError, path: Path) -> OSError:
     if error.errno is None or error.filename is not None:
         return error
     return type(error)(error.errno, error.strerror, str(path))
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -234,6 +253,66 @@ class TrialStore:
                 yield self.read_record_file(path)
             except RecordError as error:
                 warnings.warn(f"skipping trial record {error}", stacklevel=2)
+
+    # ---- an experiment's protocol, claimed by the runs under way ----------------------------------
+    @contextmanager
+    def protocol_lock(self, experiment: str) -> Iterator[None]:
+        """Hold the experiment's exclusive protocol lock (``flock`` on its folder, made if missing: released by
+        the kernel if the process dies); says so on stderr, once, while another run holds it."""
+        folder = self.experiment_dir(experiment)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"waiting for another run into experiment {experiment} to claim its protocol (lock on {folder})",
+                      file=sys.stderr, flush=True)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    @contextmanager
+    def protocol_claim(self, experiment: str, specs: list[TrialSpec],
+                       check: Callable[[list[TrialSpec]], None]) -> Iterator[None]:
+        """Check and claim an experiment's protocol in one step: under :meth:`protocol_lock`, call ``check`` with
+        the specs the experiment already holds (:meth:`held_specs`: its records' and the other runs' claims),
+        which raises to refuse, then write this run's claim (``specs``, ``runs/<experiment>/.claims/``); the
+        claim goes when the context exits, by which time the run's records hold what it claimed. Two runs at
+        once into one experiment are so checked one after the other, the second against the first's claim."""
+        claims = self.experiment_dir(experiment) / CLAIMS_FOLDER
+        path = claims / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+        with self.protocol_lock(experiment):
+            check(self.held_specs(experiment))
+            atomic_write_text(path, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                                "specs": [s.to_dict() for s in specs]}, sort_keys=True) + "\n")
+        try:
+            yield
+        finally:
+            with self.protocol_lock(experiment):
+                path.unlink(missing_ok=True)
+                if not any(claims.iterdir()):
+                    claims.rmdir()
+
+    def held_specs(self, experiment: str) -> list[TrialSpec]:
+        """The specs an experiment's protocol is held by: its readable records (final, test split: the trials of
+        its boards) and the claims of the runs into it that are under way (a claim of a process of this host
+        that no longer exists is stale: ignored and removed)."""
+        held = [r.spec for _, r in self.records(experiment) if r.spec.role == "final" and r.spec.eval_split == "test"]
+        for path in sorted((self.experiment_dir(experiment) / CLAIMS_FOLDER).glob("*.json")):
+            try:
+                claim = json.loads(path.read_text())
+                specs = [TrialSpec(**s) for s in claim["specs"]]
+                stale = claim["host"] == socket.gethostname() and not _process_exists(int(claim["pid"]))
+            except (OSError, ValueError, KeyError, TypeError) as error:
+                warnings.warn(f"ignoring unreadable protocol claim {path}: {error}", stacklevel=2)
+                continue
+            if stale:
+                path.unlink(missing_ok=True)
+            else:
+                held += specs
+        return held
 
     # ---- checkpoints, weights, embeddings -------------------------------------------------------
     def checkpoint_path(self, trial: Trial) -> Path:

@@ -1,9 +1,13 @@
-"""Leaderboard names: a board's file stem and heading from its experiment and dataset."""
+"""Leaderboard names: a board's file stem and heading from its experiment and dataset (and, where its methods
+trained differently, the words that say its rows are not comparable)."""
 from __future__ import annotations
 
 from collections import Counter
 
 import pandas as pd
+
+from harness.core.protocol import board_differences
+from harness.core.store import TrialStore
 
 #: joins an experiment's name to a dataset's in the name of a board of an experiment that spans several datasets:
 #: a character no experiment or dataset name may hold (:mod:`harness.core.names`), so no two boards' names collide
@@ -17,11 +21,20 @@ def board_name(experiment: str, dataset: str, several_datasets: bool) -> str:
     return f"{experiment}{DATASET_SEPARATOR}{dataset}" if several_datasets else experiment
 
 
-def leaderboard_title(name: str, dataset: str) -> str:
+def leaderboard_title(name: str, dataset: str, not_comparable: str = "") -> str:
     """A board's heading from its :func:`board_name`: the experiment's name, with the dataset where the
-    name does not say it (``ec@digits`` → ``ec (digits)``)."""
+    name does not say it (``ec@digits`` → ``ec (digits)``), then ``not_comparable``'s words where its methods
+    trained differently (:func:`board_warning`)."""
     experiment = name.split(DATASET_SEPARATOR)[0]
-    return experiment if experiment == dataset else f"{experiment} ({dataset})"
+    title = experiment if experiment == dataset else f"{experiment} ({dataset})"
+    return f"{title}: {not_comparable}" if not_comparable else title
+
+
+def board_warning(store: TrialStore, experiment: str, dataset: str) -> str:
+    """What every board, table and plot of ``experiment`` on ``dataset`` says when its methods trained
+    differently (``--incomparable-rows``, :func:`harness.core.protocol.board_differences`); ``""`` if not."""
+    return board_differences(r.spec for _, r in store.records(experiment)
+                             if r.spec.dataset == dataset and r.spec.role == "final" and r.spec.eval_split == "test")
 
 
 def leaderboard_names(test: pd.DataFrame) -> dict[tuple[str, str], str]:

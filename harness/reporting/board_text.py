@@ -116,6 +116,11 @@ def _notes(name: str, env: dict[str, Any], baseline: str | None, paper: PaperTab
                      "which favours the published figure over a last-epoch one; as quoted = another paper's "
                      "figure quoted in the cited table, selected as that paper did.")
         notes += [f"[{i}] {style.escape(c)}" for i, c in enumerate(paper.citations, 1)]
+    if env.get("not_comparable"):
+        warning = env["not_comparable"]
+        notes.append(f"{style.escape(warning[:1].upper() + warning[1:])}; the experiment was run with "
+                     "--incomparable-rows, so part of a difference between rows may be their training's, not their "
+                     "methods'.")
     hardware = env.get("hardware", {})
     notes.append(f"Environment (from the trial records; versions in {style.escape(name)}.env.json): "
                  f"harness commit(s) {style.escape(', '.join(env['git_commits']))}; "

@@ -21,7 +21,7 @@ import pandas as pd
 
 from harness.core.store import TrialStore, atomic_write_text
 from harness.reporting import plots
-from harness.reporting.board_names import leaderboard_names, leaderboard_title
+from harness.reporting.board_names import board_warning, leaderboard_names, leaderboard_title
 from harness.reporting.board_options import (FORMATS, STORED, Stored, load_options, published_option,
                                              remember_options)
 from harness.reporting.board_statistics import (aggregate, environment_summary, leaderboard_rows, load_records,
@@ -40,20 +40,24 @@ def _csv(frame: pd.DataFrame) -> str:
 
 def write_leaderboard(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline: str | None = None,
                   formats: Iterable[str] = FORMATS, published: pd.DataFrame | None = None,
-                  name: str | None = None, column_metrics: tuple[str, ...] = COLUMN_METRICS) -> dict[str, Path]:
+                  name: str | None = None, column_metrics: tuple[str, ...] = COLUMN_METRICS,
+                  not_comparable: str = "") -> dict[str, Path]:
     """Write one leaderboard of ``dataset``'s records in ``frame`` as ``<name>.*`` (default: the dataset's
-    name; see :func:`write_leaderboards`); return {file name: path}."""
+    name; see :func:`write_leaderboards`), every file saying ``not_comparable``
+    (:func:`~harness.reporting.board_names.board_warning`) where given; return {file name: path}."""
 
     formats = set(formats)
     name = name or dataset
-    title = leaderboard_title(name, dataset)
+    title = leaderboard_title(name, dataset, not_comparable)
     long = long_table(frame, baseline)
-    env = {"dataset": dataset, **environment_summary(frame)}
+    env = {"dataset": dataset, **environment_summary(frame), **({"not_comparable": not_comparable} if not_comparable else {})}
     refs = (published_rows(published, dataset, list(long["metric"].unique())) if published is not None
             else pd.DataFrame(columns=ROW_KEYS))
     texts = {".env.json": json.dumps(env, indent=2, sort_keys=True) + "\n"}
     if "csv" in formats:
-        texts.update({".csv": _csv(aggregate(frame)), ".long.csv": _csv(long), ".wide.csv": _csv(wide_table(long))})
+        tables = {".csv": aggregate(frame), ".long.csv": long, ".wide.csv": wide_table(long)}
+        texts.update({suffix: _csv(table.assign(not_comparable=not_comparable) if not_comparable else table)
+                      for suffix, table in tables.items()})
     if "md" in formats:
         texts[".md"] = render_markdown(name, title, long, refs, env, baseline)
     if "tex" in formats:
@@ -107,7 +111,8 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
         part = frame[(frame["experiment"] == experiment) & (frame["dataset"] == dataset)]
         board = options[experiment]
         written.update(write_leaderboard(part, dataset, out_dir, board.baseline, board.formats, published[experiment],
-                                         name=name, column_metrics=board.column_metrics))
+                                         name=name, column_metrics=board.column_metrics,
+                                         not_comparable=board_warning(store, experiment, dataset)))
     for experiment in sorted({experiment for experiment, _ in chosen}):
         remove_stale_boards(out_dir, experiment, leaderboard_names(test))
     if any(value is not STORED for value in given.values()):

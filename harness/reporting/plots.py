@@ -14,6 +14,7 @@ redrawn from a committed table without the records (``python -m harness.reportin
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -182,6 +183,11 @@ def _baseline_key(long: pd.DataFrame, keys: list[tuple]) -> tuple | None:
     return found[0] if len(found) == 1 else None
 
 
+def _suptitle(fig: Figure, text: str) -> None:
+    """A figure's title, wrapped to the figure's width (a board's title may name what its rows do not share)."""
+    fig.suptitle(textwrap.fill(text, width=max(40, int(fig.get_figwidth() * 12))), fontsize="medium")
+
+
 def recall_at_1_plot(long: pd.DataFrame, title: str, path: str | Path,
                      formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
     """Recall@1 (%) per group of one leaderboard's long table (titled ``title``): mean and 95% t-interval,
@@ -199,7 +205,7 @@ def recall_at_1_plot(long: pd.DataFrame, title: str, path: str | Path,
         ax.annotate("—" if math.isnan(mean) else f"{mean:.1f}", (1.01, i), xycoords=("axes fraction", "data"),
                     va="center", fontsize="x-small", color="0.25")
     ax.set_xlabel("Recall@1 (%), mean and 95% t-interval over seeds")
-    fig.suptitle(f"{title}: Recall@1 on the test classes", fontsize="medium")
+    _suptitle(fig, f"{title}: Recall@1 on the test classes")
     _family_legend(fig, keys, baseline, families)
     return save(fig, path, formats)
 
@@ -218,8 +224,7 @@ def recall_at_k_plot(long: pd.DataFrame, title: str, path: str | Path,
         ax.set_title(f"R@{k}", fontsize="small")
         ax.tick_params(axis="x", labelsize="x-small")
     _row_labels(axes[0], keys, labels, baseline)
-    fig.suptitle(f"{title}: Recall@K (%) on the test classes, mean and 95% t-interval over seeds; "
-                 f"rows by Recall@1", fontsize="medium")
+    _suptitle(fig, f"{title}: Recall@K (%) on the test classes, mean and 95% t-interval over seeds; rows by Recall@1")
     _family_legend(fig, keys, baseline, families)
     return save(fig, path, formats)
 

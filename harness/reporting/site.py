@@ -24,7 +24,7 @@ from harness.core.metrics import metric_label, metric_sort_key
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore, atomic_write_text
 from harness.reporting import html, plots
-from harness.reporting.board_names import leaderboard_names, leaderboard_title
+from harness.reporting.board_names import board_warning, leaderboard_names, leaderboard_title
 from harness.reporting.board_options import load_options
 from harness.reporting.board_statistics import environment_summary, leaderboard_rows, load_records, long_table
 from harness.reporting.board_text import paper_table
@@ -110,7 +110,7 @@ def _experiment_page(store: TrialStore, experiment: str, dataset: str, name: str
             else pd.DataFrame(columns=ROW_KEYS))
     paper = paper_table(long, refs, PLAIN)
     classes = ["measured"] * paper.n_measured + ["published"] * (len(paper.table) - paper.n_measured)
-    title = leaderboard_title(name, dataset)
+    title = leaderboard_title(name, dataset, board_warning(store, experiment, dataset))
     figures = plots.leaderboard_plots(long, name, out, ["png"], title=title)
     trials = pd.DataFrame([{
         "Trial": r.trial_id, "href": f"{r.trial_id}.html", "Method": r.spec.method, "Seed": r.spec.seed,
@@ -176,7 +176,9 @@ def write_site(store: TrialStore, out: str | Path, families: Mapping[str, str] |
         kind = "benchmark" if (store.benchmark_dir(experiment) / "manifest.yaml").is_file() else "experiment"
         cards.append(f'<div class="card"><h3><a href="{escape(name)}/index.html">{escape(name)}</a></h3>'
                      f'<div class="muted">{kind} on {escape(dataset)}: {part["method"].nunique()} methods, '
-                     f"{len(records)} trials</div><div>{lead}</div></div>")
+                     f"{len(records)} trials</div><div>{lead}</div>"
+                     + (f'<div class="muted">{escape(warning)}</div>' if (warning := board_warning(store, experiment, dataset))
+                        else "") + "</div>")
     def trial_writer(section: str) -> TrialLink:
         def write(record: TrialRecord, subfolder: str, crumb: str) -> str:
             path = out / section / subfolder / f"{record.trial_id}.html"
