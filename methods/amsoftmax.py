@@ -20,10 +20,6 @@ from __future__ import annotations
 
 import math
 
-from pytorch_metric_learning import losses
-from pytorch_metric_learning.utils.common_functions import TorchInitWrapper
-from torch import nn
-
 from harness.core.hparams import LogUniform, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
 from harness.core.recipe import Recipe
@@ -54,6 +50,10 @@ class AMSoftmax(PMLLossMethod):
     paper_recipe = JRD_CODE_RECIPE
 
     def build_loss(self):
+        from pytorch_metric_learning import losses
+        from pytorch_metric_learning.utils.common_functions import TorchInitWrapper
+        from torch import nn
+
         return losses.CosFaceLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,
                                   margin=self.config["margin"], scale=self.config["scale"],
                                   weight_init_func=TorchInitWrapper(nn.init.kaiming_uniform_, a=math.sqrt(5)))

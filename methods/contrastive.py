@@ -12,8 +12,6 @@ m⁻ = 0.5), the recipe of the paper that compares against it, so ``--recipe pap
 """
 from __future__ import annotations
 
-from pytorch_metric_learning import losses
-
 from harness.core.hparams import Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
 from methods.metrix_recipes import METRIX_RECIPE
@@ -32,4 +30,6 @@ class Contrastive(PMLLossMethod):
     paper_recipe = METRIX_RECIPE
 
     def build_loss(self):
+        from pytorch_metric_learning import losses
+
         return losses.ContrastiveLoss(pos_margin=self.config["pos_margin"], neg_margin=self.config["neg_margin"])

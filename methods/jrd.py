@@ -49,16 +49,18 @@ are not checked against the paper's tables.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.core.hparams import Choice, IntUniform, LogUniform, Param
 from harness.plugins.method import register_method
-from harness.plugins.models import ModelOutput
 from methods.amsoftmax import JRD_CODE_RECIPE, AMSoftmax
 from methods.jrd_kernels import (KERNELS, KernelSpec, inter_class_similarity, intra_class_distance, joint_kernel,
                                  joint_mmd, marginal_kernel, pool_representations)
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.plugins.models import ModelOutput
 
 #: The paper's regulariser weight per kernel (its kernel table: α = 1 for Gaussian and Laplace,
 #: α = 1e-3 for the unnormalised polynomial and MGF kernels); used when ``alpha`` is not given.
@@ -130,6 +132,8 @@ class JRD(AMSoftmax):
     def regulariser(self, outputs: ModelOutput, labels: torch.Tensor) -> torch.Tensor:
         """The regulariser (without α) of one batch, in float32 with autocast off: in bf16 the
         ‖a‖² + ‖b‖² − 2⟨a, b⟩ distances of the unnormalised X⁻ would be mostly rounding error."""
+        import torch
+
         with torch.autocast(device_type=labels.device.type, enabled=False):
             return self.reduce(self.combined_kernel(self.representations(outputs)), labels)
 
@@ -155,6 +159,8 @@ class JRDConcat(JRD):
     kernel_nums = (3,)
 
     def combined_kernel(self, layers: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        import torch
+
         return self.kernels[0](torch.cat(layers, dim=1))
 
 

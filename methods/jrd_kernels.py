@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:
+    import torch
 
 KERNELS: tuple[str, ...] = ("gaussian", "laplace", "polynomial", "mgf")
 
@@ -50,6 +50,8 @@ def pairwise_squared_distances(x: torch.Tensor) -> torch.Tensor:
     The expansion is the JRD code's ``euclidean_dist``; the code does not clamp (rounding can make
     it slightly negative) nor zero the diagonal, which changes nothing it uses.
     """
+    import torch
+
     sq_norms = x.pow(2).sum(dim=1)
     distances = (sq_norms[:, None] + sq_norms[None, :] - 2.0 * (x @ x.T)).clamp_min(0.0)
     return distances.masked_fill(torch.eye(len(x), dtype=torch.bool, device=x.device), 0.0)
@@ -57,6 +59,8 @@ def pairwise_squared_distances(x: torch.Tensor) -> torch.Tensor:
 
 def pairwise_l1_distances(x: torch.Tensor) -> torch.Tensor:
     """D_ij = ‖x_i − x_j‖₁ (the Laplace kernel's distance)."""
+    import torch
+
     return torch.cdist(x, x, p=1.0)
 
 
@@ -71,6 +75,8 @@ def data_driven_base(distances: torch.Tensor) -> torch.Tensor:
     As the code's ``torch.sum(L2_distance.data) / (n**2-n)``; clamped at the dtype's smallest positive
     number so that a batch of one sample, or of identical samples, gives finite kernels.
     """
+    import torch
+
     n = distances.shape[0]
     base = distances.detach().sum() / max(n * n - n, 1)
     return base.clamp_min(torch.finfo(distances.dtype).tiny)
@@ -81,12 +87,16 @@ def mixture_bandwidths(base: torch.Tensor, num_kernels: int, mul: float) -> torc
 
     The code's ``bandwidth /= kernel_mul ** (kernel_num // 2)`` then ``bandwidth * kernel_mul**i``.
     """
+    import torch
+
     exponents = torch.arange(num_kernels, dtype=base.dtype, device=base.device) - num_kernels // 2
     return base * mul ** exponents
 
 
 def distance_kernel(distances: torch.Tensor, bandwidths: torch.Tensor) -> torch.Tensor:
     """k = (1/K) Σ_k exp(−D / bw_k): Gaussian for squared L2 distances, Laplace for L1 distances."""
+    import torch
+
     return torch.exp(-distances[None] / bandwidths[:, None, None]).mean(dim=0)
 
 
@@ -98,6 +108,8 @@ def polynomial_kernel(gram_matrix: torch.Tensor, degree: int) -> torch.Tensor:
 def mean_squared_norm(gram_matrix: torch.Tensor) -> torch.Tensor:
     """m = (1/N) Σ_i ‖x_i‖², the mean of the Gram matrix's diagonal, detached (the MGF kernel's data-driven
     scale, as :func:`data_driven_base` is the distance kernels'); clamped as that one is."""
+    import torch
+
     return gram_matrix.detach().diagonal().mean().clamp_min(torch.finfo(gram_matrix.dtype).tiny)
 
 
@@ -109,6 +121,8 @@ def mgf_kernel(gram_matrix: torch.Tensor, bandwidths: torch.Tensor) -> torch.Ten
     is ⟨x, x'⟩ / m ≤ ‖x‖‖x'‖ / m, of order 1 for every feature scale; unscaled, exp overflows float32 once
     ⟨x, x'⟩ > 88, which pooled CNN features (‖x‖ of 10 to 50) pass at once.
     """
+    import torch
+
     return torch.exp(gram_matrix[None] / bandwidths[:, None, None]).mean(dim=0)
 
 
@@ -152,6 +166,8 @@ class KernelSpec:
 
     def bandwidths(self, statistic: torch.Tensor) -> torch.Tensor:
         """The K bandwidths for this batch's pairwise ``statistic`` (distances; the Gram matrix for MGF)."""
+        import torch
+
         if isinstance(self.bandwidth, tuple):
             return self.scale * torch.tensor(self.bandwidth, dtype=statistic.dtype, device=statistic.device)
         if self.bandwidth is None:
@@ -175,17 +191,24 @@ def joint_kernel(kernels: Sequence[torch.Tensor]) -> torch.Tensor:
 
     The code's ``joint_kernels = joint_kernels * kernels`` over the layers.
     """
+    import torch
+
     return functools.reduce(torch.mul, kernels)
 
 
 def marginal_kernel(kernels: Sequence[torch.Tensor]) -> torch.Tensor:
     """K_ij = Σ_l k^l(x_i^l, x_j^l): the layers' marginal similarities summed (MRD)."""
+    import torch
+
     return torch.stack(list(kernels)).sum(dim=0)
 
 
 def pool_representations(layers: Sequence[torch.Tensor]) -> torch.Tensor:
     """z = (1/L) Σ_l AvgPool_d(x^l): each layer average-pooled along its feature axis to the common
     width d = min_l dim(x^l) (``adaptive_avg_pool1d``), then averaged element-wise over the layers."""
+    import torch
+    import torch.nn.functional as F
+
     width = min(x.shape[1] for x in layers)
     pooled = [F.adaptive_avg_pool1d(x[:, None, :], width)[:, 0] for x in layers]
     return torch.stack(pooled).mean(dim=0)
@@ -193,6 +216,8 @@ def pool_representations(layers: Sequence[torch.Tensor]) -> torch.Tensor:
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` where ``mask`` holds; 0 (with zero gradients) where it holds nowhere."""
+    import torch
+
     return torch.where(mask, values, 0.0).sum() / mask.sum().clamp_min(1)
 
 
@@ -203,6 +228,8 @@ def different_class_pairs(labels: torch.Tensor) -> torch.Tensor:
 
 def same_class_pairs(labels: torch.Tensor) -> torch.Tensor:
     """M_ij = [y_i = y_j and i ≠ j]."""
+    import torch
+
     eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
     return (labels[:, None] == labels[None, :]) & ~eye
 
@@ -237,6 +264,9 @@ def joint_mmd(kernel: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     the biased (V-statistic) estimate, diagonal included, as in the DAN/JAN MMD code the JRD code's
     kernel comes from; weighted by n^I n^J as L_JRS is. 0 for a batch with a single class.
     """
+    import torch
+    import torch.nn.functional as F
+
     classes = F.one_hot(torch.unique(labels, return_inverse=True)[1]).to(kernel.dtype)
     counts = classes.sum(dim=0)
     pair_counts = counts[:, None] * counts[None, :]

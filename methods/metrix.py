@@ -84,20 +84,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import torch
-import torch.nn.functional as F
-from pytorch_metric_learning import losses
-from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.core.hparams import Choice, LogUniform, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
-from harness.plugins.models import ModelOutput
 from methods.contrastive import Contrastive
 from methods.metrix_recipes import METRIX_MS_RECIPE, METRIX_PROXY_ANCHOR_RECIPE, METRIX_RECIPE
 from methods.ms import MultiSimilarity
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from harness.plugins.models import ModelOutput
 
 MIX_AT = ("input", "feature", "embed")
 
@@ -120,6 +119,8 @@ def mixed_targets(anchor_labels: torch.Tensor, first_labels: torch.Tensor, secon
 
 def hardest_negatives(neg_mask: torch.Tensor, similarity: torch.Tensor, k: int) -> torch.Tensor:
     """``neg_mask`` restricted to each row's k negatives of highest similarity (k = 0: all)."""
+    import torch
+
     if k == 0 or k >= neg_mask.shape[1]:
         return neg_mask
     top = similarity.masked_fill(~neg_mask, -math.inf).topk(k, dim=1).indices
@@ -137,6 +138,8 @@ def positive_negative_plan(pos_mask: torch.Tensor, neg_mask: torch.Tensor) -> Mi
 
 def anchor_negative_plan(pos_mask: torch.Tensor, neg_mask: torch.Tensor) -> MixPlan | None:
     """v = mix(a, n) for every anchor a without a positive and negative n of a; None when there is none."""
+    import torch
+
     first, second = (neg_mask & ~pos_mask.any(1, keepdim=True)).nonzero(as_tuple=True)
     if not len(first):
         return None
@@ -146,6 +149,8 @@ def anchor_negative_plan(pos_mask: torch.Tensor, neg_mask: torch.Tensor) -> MixP
 
 def _log1p_weighted_sum_exp(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Row-wise log(1 + Σ_k w_k e^{z_k}) for weights w ≥ 0, computed as a log-sum-exp."""
+    import torch
+
     terms = torch.where(weights > 0, logits + weights.log(), -math.inf)
     return torch.logsumexp(torch.cat([torch.zeros_like(terms[:, :1]), terms], dim=1), dim=1)
 
@@ -158,6 +163,8 @@ def _avg_nonzero(terms: torch.Tensor) -> torch.Tensor:
 def soft_contrastive(distance: torch.Tensor, targets: torch.Tensor, relation: torch.Tensor,
                      pos_margin: float, neg_margin: float) -> torch.Tensor:
     """avg t·[d − m⁺]₊ + avg (1 − t)·[m⁻ − d]₊ over the related (anchor, example) pairs."""
+    import torch.nn.functional as F
+
     pos = targets * F.relu(distance - pos_margin)
     neg = (1 - targets) * F.relu(neg_margin - distance)
     return _avg_nonzero(pos[relation]) + _avg_nonzero(neg[relation])
@@ -212,6 +219,9 @@ class Metrix(PMLLossMethod):
 
     def pair_masks(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, B) masks of the base loss's positive and negative pairs (the miner's, or all pairs)."""
+        import torch
+        from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
+
         a1, p, a2, n = self.miner(embedding, labels) if self.miner is not None else lmu.get_all_pairs_indices(labels)
         pos = torch.zeros(len(labels), len(labels), dtype=torch.bool, device=labels.device)
         neg = torch.zeros_like(pos)
@@ -221,6 +231,8 @@ class Metrix(PMLLossMethod):
 
     def mixing_plan(self, embedding: torch.Tensor, labels: torch.Tensor) -> MixPlan | None:
         """Positive–negative or anchor–negative mixing, drawn at random among the kinds the batch has."""
+        import torch
+
         pos, neg = self.pair_masks(embedding, labels)
         neg = hardest_negatives(neg, embedding @ embedding.T, self.hard_negatives)
         plans = [plan for plan in (positive_negative_plan(pos, neg), anchor_negative_plan(pos, neg))
@@ -243,6 +255,8 @@ class Metrix(PMLLossMethod):
         The mixing is one float32 product (M, B) × (B, ·): its backward, unlike that of gathering
         x[first] with repeated indices, sums in a fixed order (bitwise reproducible on CPU).
         """
+        import torch
+
         weights = torch.zeros(len(plan.first), len(images), device=images.device)
         rows = torch.arange(len(plan.first), device=images.device)
         weights[rows, plan.first] = lam
@@ -262,6 +276,9 @@ class Metrix(PMLLossMethod):
     def mixed_loss(self, embedding: torch.Tensor, labels: torch.Tensor, mixed: torch.Tensor, plan: MixPlan,
                    lam: float) -> torch.Tensor:
         """ℓ_mixed from clean and mixed embeddings (normalised here, in float32 with autocast off)."""
+        import torch
+        import torch.nn.functional as F
+
         with torch.autocast(device_type=labels.device.type, enabled=False):
             anchors, anchor_labels = self.anchors(F.normalize(embedding.float(), dim=-1), labels)
             targets = mixed_targets(anchor_labels, labels[plan.first], labels[plan.second], lam)
@@ -269,6 +286,9 @@ class Metrix(PMLLossMethod):
 
     def training_loss(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """ℓ_clean + w · ℓ_mixed, λ ~ Beta(α, α) drawn once for the batch."""
+        import torch
+        import torch.nn.functional as F
+
         outputs = model(images)
         clean = self.loss(outputs, labels)
         embedding = outputs["embedding"]
@@ -292,6 +312,8 @@ class MetrixContrastive(Metrix, Contrastive):
     baseline = "contrastive"
 
     def soft_loss(self, anchors, mixed, targets, relation):
+        import torch
+
         return soft_contrastive(torch.cdist(anchors, mixed), targets, relation,
                                 self.config["pos_margin"], self.config["neg_margin"])
 
@@ -324,11 +346,15 @@ class MetrixProxyAnchor(Metrix):
     baseline = "proxyanchor"
 
     def build_loss(self) -> nn.Module:
+        from pytorch_metric_learning import losses
+
         return losses.ProxyAnchorLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,
                                       margin=self.config["margin"], alpha=self.config["alpha"])
 
     def mixing_plan(self, embedding: torch.Tensor, labels: torch.Tensor) -> MixPlan | None:
         """v = mix(x_i, x_j) for pairs of different classes (j among i's hardest negatives); every proxy sees all."""
+        import torch
+
         neg = hardest_negatives(labels[:, None] != labels[None], embedding @ embedding.T, self.hard_negatives)
         first, second = neg.nonzero(as_tuple=True)
         if not len(first):
@@ -337,6 +363,9 @@ class MetrixProxyAnchor(Metrix):
 
     def anchors(self, embedding: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The normalised proxies and their classes 0..C−1."""
+        import torch
+        import torch.nn.functional as F
+
         proxies = self.criterion.proxies
         return F.normalize(proxies.float(), dim=-1), torch.arange(len(proxies), device=labels.device)
 

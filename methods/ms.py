@@ -14,8 +14,6 @@ against MS, so ``--recipe paper`` trains ``ms`` and ``metrix_ms`` alike. The MS 
 """
 from __future__ import annotations
 
-from pytorch_metric_learning import losses, miners
-
 from harness.core.hparams import LogUniform, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
 from methods.metrix_recipes import METRIX_MS_RECIPE
@@ -36,7 +34,11 @@ class MultiSimilarity(PMLLossMethod):
     paper_recipe = METRIX_MS_RECIPE
 
     def build_loss(self):
+        from pytorch_metric_learning import losses
+
         return losses.MultiSimilarityLoss(alpha=self.config["alpha"], beta=self.config["beta"], base=self.config["base"])
 
     def build_miner(self):
+        from pytorch_metric_learning import miners
+
         return miners.MultiSimilarityMiner(epsilon=self.config["epsilon"])

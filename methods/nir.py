@@ -78,20 +78,20 @@ with both, ``--recipe nir`` trains both alike.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import FrEIA.framework as Ff
-import FrEIA.modules as Fm
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from harness.core.hparams import Choice, LogUniform, Param
 from harness.plugins.method import register_method
-from harness.plugins.models import ModelOutput
 from harness.core.recipe import Recipe
 from methods.proxyanchor import ProxyAnchor
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from harness.plugins.models import ModelOutput
 
 NIR_RECIPE = Recipe(
     # The code's CUB/Cars runs (nir_benchmark_runs.sh, parameters.py, main.py): ResNet-50 with frozen
@@ -113,12 +113,16 @@ W_ALIGN: dict[str, float] = {"cub": 0.0075, "cars": 0.01, "sop": 0.3}
 
 def init_proxies(proxies: torch.Tensor) -> None:
     """The code's proxy initialisation, ``torch.randn(C, d) / 8``, in place."""
+    import torch
+
     with torch.no_grad():
         proxies.normal_(0.0, 1.0 / 8)
 
 
 def masked_log1p_sum_exp(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     """log(1 + Σ_{mask} e^{logits}) along ``dim``, 0 where the mask is empty (the code's ``masked_logsumexp``)."""
+    import torch
+
     masked = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
     zeros = torch.zeros_like(masked.narrow(dim, 0, 1))
     return torch.logsumexp(torch.cat([masked, zeros], dim=dim), dim=dim).masked_fill(~mask.any(dim), 0)
@@ -127,6 +131,9 @@ def masked_log1p_sum_exp(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> 
 def code_proxy_anchor(embedding: torch.Tensor, proxies: torch.Tensor, labels: torch.Tensor, alpha: float,
                       margin: float) -> torch.Tensor:
     """The code's Proxy-Anchor (``Criterion.panc``): positive term averaged over the batch's samples."""
+    import torch
+    import torch.nn.functional as F
+
     x, p = F.normalize(embedding, dim=-1), F.normalize(proxies, dim=-1)
     same = labels[:, None] == labels[None]                                     # (B, B): x_j of p_{y_i}'s class
     positive = masked_log1p_sum_exp(-alpha * (x @ p[labels].T - margin), same, dim=0)
@@ -137,6 +144,8 @@ def code_proxy_anchor(embedding: torch.Tensor, proxies: torch.Tensor, labels: to
 
 def subnet(dims_in: int, dims_out: int, width: int, depth: int) -> nn.Sequential:
     """The coupling subnet: ``depth`` linear layers of ``width`` units with ReLUs between them."""
+    from torch import nn
+
     layers: list[nn.Module] = [nn.Linear(dims_in, width)]
     for _ in range(depth - 2):
         layers += [nn.ReLU(), nn.Linear(width, width)]
@@ -148,6 +157,9 @@ def conditional_flow(dim: int, blocks: int = 5, width: int = 128, depth: int = 8
     """``blocks`` × (fixed random permutation, GLOW affine coupling) on ``dim``-d inputs, every coupling
     conditioned on one ``dim``-d condition (index 0). numpy's global RNG, which ``PermuteRandom``
     reseeds, is left as it was."""
+    import FrEIA.framework as Ff
+    import FrEIA.modules as Fm
+
     state = np.random.get_state()
     flow = Ff.SequenceINN(dim)
     for k in range(blocks):
@@ -208,6 +220,9 @@ class NIR(ProxyAnchor):
 
     def nll(self, embedding: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Per-sample ½‖z‖² − log|det J| of the normalised embeddings given their classes' normalised proxies."""
+        import torch
+        import torch.nn.functional as F
+
         proxies = self.criterion.proxies
         with torch.autocast(embedding.device.type, enabled=False):
             psi = F.normalize(embedding.to(proxies.dtype), dim=-1)

@@ -22,10 +22,6 @@ from __future__ import annotations
 
 import math
 
-from pytorch_metric_learning import losses
-from pytorch_metric_learning.utils.common_functions import TorchInitWrapper
-from torch import nn
-
 from harness.core.hparams import LogUniform, Param
 from harness.plugins.method import PMLLossMethod, register_method
 
@@ -40,6 +36,10 @@ class NormSoftmax(PMLLossMethod):
     }
 
     def build_loss(self):
+        from pytorch_metric_learning import losses
+        from pytorch_metric_learning.utils.common_functions import TorchInitWrapper
+        from torch import nn
+
         bound = 1 / math.sqrt(self.embedding_dim)
         return losses.NormalizedSoftmaxLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,
                                             temperature=self.config["temperature"],

@@ -5,9 +5,12 @@ method like any other so that it appears as a leaderboard row computed by the sa
 """
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from harness.plugins.method import Method, register_method
+
+if TYPE_CHECKING:
+    import torch
 
 
 @register_method("pixels")

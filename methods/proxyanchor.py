@@ -15,8 +15,6 @@ on the (C, d) matrix, N(0, 2/C) entries.
 """
 from __future__ import annotations
 
-from pytorch_metric_learning import losses
-
 from harness.core.hparams import LogUniform, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
 from harness.core.recipe import Recipe
@@ -55,5 +53,7 @@ class ProxyAnchor(PMLLossMethod):
     paper_recipe = PROXY_ANCHOR_RECIPE
 
     def build_loss(self):
+        from pytorch_metric_learning import losses
+
         return losses.ProxyAnchorLoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,
                                       margin=self.config["margin"], alpha=self.config["alpha"])

@@ -18,10 +18,6 @@ Proxy-Anchor-CVPR2020, ``losses.Proxy_NCA``) gets them from the PML of its time
 """
 from __future__ import annotations
 
-from pytorch_metric_learning import losses
-from pytorch_metric_learning.utils.common_functions import TorchInitWrapper
-from torch import nn
-
 from harness.core.hparams import LogUniform, Param
 from harness.plugins.method import PMLLossMethod, register_method
 
@@ -37,6 +33,10 @@ class ProxyNCA(PMLLossMethod):
     }
 
     def build_loss(self):
+        from pytorch_metric_learning import losses
+        from pytorch_metric_learning.utils.common_functions import TorchInitWrapper
+        from torch import nn
+
         return losses.ProxyNCALoss(num_classes=self.num_classes, embedding_size=self.embedding_dim,
                                    softmax_scale=self.config["scale"],
                                    weight_init_func=TorchInitWrapper(nn.init.normal_))

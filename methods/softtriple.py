@@ -26,8 +26,6 @@ normalisation; its Adam also decays the centres (as here: every group takes the 
 """
 from __future__ import annotations
 
-from pytorch_metric_learning import losses, regularizers
-
 from harness.core.hparams import IntUniform, LogUniform, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
 from harness.core.recipe import Recipe
@@ -55,6 +53,8 @@ class SoftTriple(PMLLossMethod):
     paper_recipe = SOFTTRIPLE_RECIPE
 
     def build_loss(self):
+        from pytorch_metric_learning import losses, regularizers
+
         k, tau = self.config["centers_per_class"], self.config["tau"]
         regularizer = (regularizers.SparseCentersRegularizer(num_classes=self.num_classes, centers_per_class=k)
                        if tau > 0 and k > 1 else None)

@@ -8,8 +8,6 @@ FaceNet uses margin α = 0.2. Built on pytorch-metric-learning's ``TripletMargin
 """
 from __future__ import annotations
 
-from pytorch_metric_learning import losses, miners
-
 from harness.core.hparams import Choice, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
 
@@ -26,7 +24,11 @@ class Triplet(PMLLossMethod):
     sampler = "m_per_class"
 
     def build_loss(self):
+        from pytorch_metric_learning import losses
+
         return losses.TripletMarginLoss(margin=self.config["margin"])
 
     def build_miner(self):
+        from pytorch_metric_learning import miners
+
         return miners.TripletMarginMiner(margin=self.config["margin"], type_of_triplets=self.config["mining"])

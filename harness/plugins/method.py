@@ -24,32 +24,40 @@ A method declares everything that distinguishes it, so the engine never branches
   filled by :meth:`Method.resolve_hparams`, the one step both trials and :func:`create_method` resolve through;
 * ``trains`` / ``backbone`` — a method that does not train (``pixels``) and the backbone it forces.
 
-A method is an ``nn.Module``: its trainable parameters (proxies, class weights, flows, message
-passing networks) live in it and get their own optimizer group.
+A method's class is a declaration that imports no torch: the registry, validation, ``list`` and ``config``
+read these attributes without it (so a typo is answered in well under a second), and a method module
+imports torch, pytorch-metric-learning and its own networks inside the functions that train. An instance
+is an ``nn.Module`` (:func:`module_class` adds ``nn.Module`` under the declaration when the first one is
+built): its trainable parameters (proxies, class weights, flows, message passing networks) live in it
+and get their own optimizer group.
 """
 from __future__ import annotations
 
 import ast
 import functools
 import hashlib
+import importlib.machinery
 import importlib.metadata
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
-
-import torch
-from torch import nn
 
 from harness.core.hparams import Param
 from harness.core.recipe import RECIPES, Recipe
 from harness.core.registry import Registry, UnknownNameError
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
     from harness.plugins.models import ModelOutput
 
 
-class Method(nn.Module):
-    """Base class of a DML method. Subclasses implement :meth:`loss` (and maybe :meth:`training_loss`)."""
+class Method:
+    """Base class of a DML method. Subclasses implement :meth:`loss` (and maybe :meth:`training_loss`).
+
+    Building one (``create_method(name, ...)`` or ``cls(...)``) returns an instance of
+    :func:`module_class` ``(cls)``: ``cls`` with ``nn.Module`` under it, so ``isinstance(m, cls)`` holds."""
 
     name: ClassVar[str] = ""
     #: the method's family in the leaderboard figures' colours: pair, proxy, classification, JRD variants,
@@ -69,8 +77,11 @@ class Method(nn.Module):
     trains: ClassVar[bool] = True
     backbone: ClassVar[str | None] = None
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Method:
+        return object.__new__(module_class(cls))
+
     def __init__(self, num_classes: int, embedding_dim: int, feature_dim: int, **hparams: Any):
-        super().__init__()
+        super().__init__()  # nn.Module's, next in the instance's class order (module_class)
         self.num_classes = num_classes
         self.embedding_dim = embedding_dim
         self.feature_dim = feature_dim
@@ -174,6 +185,19 @@ class Method(nn.Module):
         return (cls.__doc__ or cls.name).strip().splitlines()[0]
 
 
+@functools.cache
+def module_class(cls: type[Method]) -> type:
+    """``cls`` as an ``nn.Module``: a subclass of ``cls`` and ``nn.Module`` (in that order, so the method's own
+    attributes win), made once per method when its first instance is built; the one place a declaration
+    meets torch."""
+    from torch import nn
+
+    if issubclass(cls, nn.Module):
+        return cls
+    return type(cls.__name__, (cls, nn.Module), {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                                                 "__doc__": cls.__doc__})
+
+
 #: Built-in methods register through this package's own ``harness.methods`` entry point (the ``methods``
 #: package), third-party ones through theirs or ``--plugins``: nothing registers as a side effect of
 #: importing the harness.
@@ -260,6 +284,23 @@ def _module_imports(path: Path, package: str) -> set[str]:
     return {n for n in names if n == top or n.startswith(top + ".")}
 
 
+def _module_spec(name: str) -> importlib.machinery.ModuleSpec | None:
+    """Where module ``name`` lives, found without importing it (a method imports its torch code, such as
+    :mod:`methods.intra_batch_network`, only when it trains, and its fingerprint must not depend on whether it
+    has); None for a name that is no module (a class imported from one)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return getattr(module, "__spec__", None)
+    parent, _, _ = name.rpartition(".")
+    search = None
+    if parent:
+        parent_spec = _module_spec(parent)
+        if parent_spec is None or parent_spec.submodule_search_locations is None:
+            return None
+        search = list(parent_spec.submodule_search_locations)
+    return importlib.machinery.PathFinder.find_spec(name, search)
+
+
 def _source_files(module_name: str) -> dict[str, Path]:
     """The module's source file and those of the modules of its own top-level package that it imports,
     transitively (``methods.jrd`` -> ``methods.jrd_kernels``, ``methods.amsoftmax``)."""
@@ -267,9 +308,9 @@ def _source_files(module_name: str) -> dict[str, Path]:
     todo = [module_name]
     while todo:
         name = todo.pop()
-        module = sys.modules.get(name)
-        path = Path(getattr(module, "__file__", "") or "")
-        if name in files or module is None or path.suffix != ".py" or not path.is_file():
+        spec = _module_spec(name)
+        path = Path(spec.origin if spec is not None and spec.origin else "")
+        if name in files or path.suffix != ".py" or not path.is_file():
             continue
         files[name] = path
         package = name if path.name == "__init__.py" else name.rpartition(".")[0] or name
