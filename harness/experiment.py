@@ -15,12 +15,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import harness.engine  # noqa: F401  (registers the engine's optional metrics, which validate() checks names against)
 from harness.plugins.data import DATASETS, create_dataset
 from harness.plugins.method import Method, code_fingerprint, find_recipe, get_method_class
-from harness.plugins.models import check_backbone_name
+from harness.plugins.backbone_names import check_backbone_name
 from harness.plugins.optimizers import OPTIMIZERS
 from harness.core.placement import Placement
 from harness.core.spec import TrialSpec
@@ -41,6 +39,8 @@ def check_device(device: str, available: bool = True) -> None:
     """Raise ``ValueError`` unless ``device`` is ``auto`` or a torch device (and, with ``available``, one here)."""
     if device == "auto":
         return
+    import torch  # here: validating a run that names no device imports no torch (issue 33)
+
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):

@@ -17,10 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def list_registry(args: argparse.Namespace) -> int:
     import harness.engine  # noqa: F401  (registers the optional metrics; it and the plugins import torch)
-    from harness.plugins.backbones import EXAMPLE_BACKBONES
+    from harness.plugins.backbone_names import EXAMPLE_BACKBONES, backbone_names
     from harness.plugins.data import DATASETS
     from harness.plugins.method import METHODS, find_recipe, recipe_names
-    from harness.plugins.models import backbone_names
     from harness.plugins.optimizers import OPTIMIZERS
 
     print("methods:")

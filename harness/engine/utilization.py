@@ -8,10 +8,14 @@ test classes lie from the regions the training samples occupy (lower = better ut
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from harness.core.metrics import EvaluationInputs, register_metric
+
+if TYPE_CHECKING:
+    import torch
 
 
 def utilization(query_emb: torch.Tensor | np.ndarray, train_emb: torch.Tensor | np.ndarray,

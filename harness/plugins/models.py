@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.plugins.backbones import EXAMPLE_BACKBONES  # importing registers bninception, small_cnn, pixels
+from harness.plugins import backbones  # noqa: F401  (importing registers bninception, small_cnn, pixels with timm)
+from harness.plugins.backbone_names import check_backbone_name
 from harness.core.registry import UnknownNameError
 from harness.core.store import CorruptFileError
 
@@ -67,18 +68,6 @@ def init_head(head: nn.Linear, kind: str) -> None:
         nn.init.zeros_(head.bias)
     elif kind != "default":
         raise ValueError(f"unknown head_init {kind!r}; valid: default, kaiming_normal_fan_out")
-
-
-def backbone_names() -> list[str]:
-    """Every backbone timm can build here (its own models plus ours)."""
-    return timm.list_models()
-
-
-def check_backbone_name(name: str) -> None:
-    """Raise :class:`UnknownNameError` (with examples) unless timm can build ``name``."""
-    if name not in timm.list_models():
-        raise UnknownNameError(f"unknown backbone {name!r}; e.g. {', '.join(EXAMPLE_BACKBONES)} "
-                               f"or any of timm's {len(timm.list_models())} models (python -m harness list)")
 
 
 def create_backbone(name: str, in_chans: int = 3, pretrained: str | None = None) -> nn.Module:

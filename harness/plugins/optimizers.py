@@ -8,14 +8,16 @@ where recipes are resolved (:mod:`harness.experiment`), before any trial starts.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from harness.core.recipe import Recipe
 from harness.core.registry import Registry
 
-OptimizerFactory = Callable[[list[dict[str, Any]], Recipe], torch.optim.Optimizer]
+if TYPE_CHECKING:
+    import torch
+
+#: the registry's names are checked before any trial, without torch: each factory imports it when it builds
+OptimizerFactory = Callable[[list[dict[str, Any]], Recipe], "torch.optim.Optimizer"]
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer", entry_point_group="harness.optimizers")
 
 
@@ -31,14 +33,20 @@ def create_optimizer(groups: list[dict[str, Any]], recipe: Recipe) -> torch.opti
 
 @register_optimizer("adam")
 def adam(groups: list[dict[str, Any]], recipe: Recipe) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.Adam(groups, eps=recipe.adam_eps)
 
 
 @register_optimizer("adamw")
 def adamw(groups: list[dict[str, Any]], recipe: Recipe) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.AdamW(groups, eps=recipe.adam_eps)
 
 
 @register_optimizer("radam")
 def radam(groups: list[dict[str, Any]], recipe: Recipe) -> torch.optim.Optimizer:
+    import torch
+
     return torch.optim.RAdam(groups, eps=recipe.adam_eps)

@@ -8,10 +8,5 @@ Importing this package registers, for ``timm.create_model(name, ...)``:
 * ``small_cnn`` — a 4-block conv-BN-ReLU-maxpool CNN (256-d) for 8-32 px images on CPU;
 * ``pixels`` — the identity backbone (raw-pixel baseline).
 """
+from harness.plugins.backbone_names import EXAMPLE_BACKBONES, PAPER_BACKBONES  # noqa: F401  (named without torch)
 from harness.plugins.backbones import bninception, pixels, small_cnn  # noqa: F401  (register with timm)
-
-#: The timm names this package registers.
-PAPER_BACKBONES: tuple[str, ...] = ("bninception", "small_cnn", "pixels")
-
-#: Backbones named in help texts and ``python -m harness list``: ours plus the usual timm ones.
-EXAMPLE_BACKBONES: tuple[str, ...] = PAPER_BACKBONES + ("resnet50", "vit_small_patch16_224")

@@ -15,8 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy.io import loadmat
-from scipy.io.matlab import MatReadError
 
 from harness.plugins.data.base import DatasetFormatError, LoadedDataset, register_dataset, require_file
 from harness.plugins.data.common import absolute_paths, split_at_class
@@ -30,6 +28,9 @@ FIELDS = ("relative_im_path", "class")
 @register_dataset("cars", recall_ks=(1, 2, 4, 8), layout=LAYOUT)
 def load_cars(root: Path) -> LoadedDataset:
     """Stanford Cars196: 196 classes, 16,185 images; classes 1-98 train, 99-196 test."""
+    from scipy.io import loadmat  # here: the registry's declarations load without SciPy (issue 33)
+    from scipy.io.matlab import MatReadError
+
     mat_path = require_file(root / "cars_annos.mat", LAYOUT)
     try:
         annotations = loadmat(mat_path, squeeze_me=True).get("annotations")

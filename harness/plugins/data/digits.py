@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_digits as sklearn_digits
 
 from harness.plugins.data.base import LoadedDataset, register_dataset
 from harness.plugins.data.common import split_at_class
@@ -28,6 +27,8 @@ LAST_TRAIN_CLASS = 4
 )
 def load_digits(root: Path | None = None) -> LoadedDataset:
     """scikit-learn digits (8x8, bundled): digits 0-4 train, 5-9 test."""
+    from sklearn.datasets import load_digits as sklearn_digits  # here: the registry loads without scikit-learn
+
     bunch = sklearn_digits()
     images = np.round(bunch.images * (255 / 16)).astype(np.uint8)
     return split_at_class(images, bunch.target.astype(np.int64), LAST_TRAIN_CLASS, "sklearn digits")
