@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
@@ -139,3 +140,63 @@ def test_leaderboard_in_a_fresh_process_writes_the_board_run_wrote(tmp_path):
     subprocess.run([sys.executable, "-m", "harness", "leaderboard", "--results-dir", str(tmp_path)], cwd=REPO,
                    check=True, capture_output=True, timeout=300)
     assert (tmp_path / "leaderboards" / "digits.md").read_text() == written
+
+
+#: what the commands that do not train, and every input error, must not import (issue 33: an answer in under a
+#: second without torch, timm or Ray); Optuna (a fifth of a second) is allowed where a search is planned
+TRAINING_LIBRARIES = ("torch", "torchvision", "timm", "ray", "pytorch_metric_learning", "faiss", "sklearn", "FrEIA")
+
+#: a plugin loss as a user writes one: pytorch-metric-learning's circle loss, imported where the loss is built
+CIRCLE_PLUGIN = '''
+from harness.core.hparams import LogUniform, Param, Uniform
+from harness.plugins.method import PMLLossMethod, register_method
+
+
+@register_method("circle")
+class Circle(PMLLossMethod):
+    """Circle loss (Sun et al., CVPR 2020)."""
+
+    family = "pair"
+    sampler = "m_per_class"
+    hparams = {"m": Param(0.4, Uniform(0.0, 1.0), "relaxation margin", valid="[0, 1]"),
+               "gamma": Param(80.0, LogUniform(1.0, 512.0), "scale", valid="> 0")}
+
+    def build_loss(self):
+        from pytorch_metric_learning import losses
+
+        return losses.CircleLoss(m=self.config["m"], gamma=self.config["gamma"])
+'''
+
+
+@pytest.mark.parametrize("args, error", [
+    (["list"], None),
+    (["config", "--show"], None),
+    (["run", "--methods", "circel"], "unknown method 'circel'"),
+    (["run", "--plugins", "my_circle", "--methods", "circel"], "valid methods: amsoftmax, arcface, circle,"),
+    (["run", "--plugins", "my_circle", "--methods", "circle", "--hparam", "circle.m=2"],
+     "hyperparameter circle.m: must be in [0, 1], got 2"),
+    (["run", "--methods", "ms", "--hparam", "ms.zzz=2"], "method 'ms' has no hyperparameter zzz"),
+    (["run", "--methods", "ms", "--dataset", "omniglot29"], "unknown dataset 'omniglot29'"),
+    (["run", "--methods", "ms", "--backbone", "resnet5"], "unknown backbone 'resnet5'"),
+    (["run", "--methods", "ms", "--recipe", "cpuu"], "unknown recipe 'cpuu'"),
+    (["search", "--method", "circel"], "unknown method 'circel'"),
+    (["search", "--method", "ms", "--space", "ms.zzz"], "zzz"),
+    (["sweep", "--method", "ms", "--param", "zzz=1,2"], "method 'ms' has no hyperparameter zzz"),
+    (["sweep", "--method", "ms", "--param", "alpha=1,-1"], "must be > 0, got -1"),
+    (["benchmark", "--methods", "ms,circel"], "unknown method 'circel'"),
+], ids=lambda value: " ".join(value) if isinstance(value, list) else "")
+def test_what_does_not_train_imports_no_training_library(tmp_path, args, error):
+    """``list``, ``config --show`` and every input error of the training commands answer from the registries'
+    declarations: no torch, timm, Ray, scikit-learn or pytorch-metric-learning is imported (each costs seconds).
+    ``list`` and a backbone typo read timm's names from the cache that the first look-up under this timm version
+    writes (here the test's own cache folder), so they run twice and the second run is checked."""
+    (tmp_path / "my_circle.py").write_text(CIRCLE_PLUGIN)
+    env = {**os.environ, "DMLBENCH_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    for _ in range(2 if "--backbone" in args or args == ["list"] else 1):
+        out = subprocess.run([sys.executable, "-c", PROBE, json.dumps(args), json.dumps(TRAINING_LIBRARIES)],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"code": 0 if error is None else 2, "heavy": []}, out.stderr
+    if error is not None:
+        assert error in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr

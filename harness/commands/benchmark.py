@@ -82,9 +82,7 @@ def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
 
 
 def benchmark(args: argparse.Namespace) -> int:
-    from harness.plugins.method import method_families  # these import torch, Optuna and pandas: only when it runs
-    from harness.reporting.benchmark_report import write_report
-    from harness.reporting.leaderboard import write_leaderboards
+    from harness.plugins.method import method_families
     from harness.scheduling.benchmark import MANIFEST_FILE, Benchmark
 
     manifest = manifest_from_args(args)
@@ -92,6 +90,8 @@ def benchmark(args: argparse.Namespace) -> int:
     placement = {k: v for k, v in (("device", args.device), ("num_workers", args.num_workers)) if v is not None}
     run = Benchmark(manifest, store, **placement)
     run.check()
+    from harness.reporting.benchmark_report import write_report  # pandas, SciPy, matplotlib: once the input is
+    from harness.reporting.leaderboard import write_leaderboards  # checked (a typo is answered without them)
     run.write_manifest(args.resume)
     print(f"benchmark {manifest.name}: manifest {run.folder / MANIFEST_FILE}", flush=True)
     start = time.time()

@@ -296,8 +296,9 @@ def check_executor_options(args: argparse.Namespace) -> None:
         from_environment = args.address == os.environ.get(RAY_ADDRESS_ENV)
         check_ray_address(args.address, f"{RAY_ADDRESS_ENV}={args.address}" if from_environment
                           else f"--address {args.address}")
-    if args.executor == "ray" and runs_here(args):
-        from harness.scheduling.executors import trial_resources  # imports torch: only when a command runs
+    asked = args.cpus_per_trial is not None or args.gpus_per_trial is not None  # the defaults always fit
+    if args.executor == "ray" and runs_here(args) and asked:
+        from harness.scheduling.executors import trial_resources  # imports torch: only for the flags it checks
 
         trial_resources(float(os.cpu_count() or 1), float(cuda_device_count()), args.cpus_per_trial,
                         args.gpus_per_trial)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from optuna.trial import TrialState
@@ -34,9 +34,11 @@ from harness.core.store import TrialStore, atomic_write_text
 from harness.core.trial import Trial
 from harness.experiment import (ExperimentConfig, TrainingSetup, check_folds, check_objective,
                                 check_validation_split)
-from harness.scheduling.executors import Executor
 from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric
 from harness.scheduling.search import SearchOutcome, SearchPlan, run_searches, search_space
+
+if TYPE_CHECKING:  # config --show reads the manifest's fields without torch
+    from harness.scheduling.executors import Executor
 
 MANIFEST_FILE = "manifest.yaml"
 #: the manifest as the benchmark started, which ``--resume`` compares with (``manifest.yaml`` is the user's to read,

@@ -28,11 +28,10 @@ import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
 import optuna
-import sqlalchemy.exc
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
@@ -43,8 +42,9 @@ from harness.core.store import TrialStore, atomic_write_text
 from harness.core.trial import Trial
 from harness.experiment import ExperimentConfig
 from harness.plugins.method import get_method_class
-from harness.scheduling.executors import Executor
-from harness.reporting.search_plots import search_plots
+
+if TYPE_CHECKING:  # a search's plan is checked before torch or matplotlib is imported
+    from harness.scheduling.executors import Executor
 
 STUDY_FILE = "study.db"
 #: a trial's user attribute: how many times a killed search left it running and a resumed one ran it again
@@ -126,6 +126,8 @@ def make_pruner(kind: str) -> optuna.pruners.BasePruner:
 def load_study(folder: Path, name: str, resume: bool, pruner: str) -> tuple[optuna.Study, bool]:
     """The study ``name`` in ``folder/study.db`` (created if absent) and whether it existed; a file that
     is not a readable Optuna study (truncated, corrupt) raises ``ValueError`` naming it."""
+    import sqlalchemy.exc  # here: a search's plan is checked before its storage is opened
+
     storage = study_storage(folder)
     try:
         exists = name in optuna.study.get_all_study_names(storage)
@@ -287,6 +289,8 @@ class SearchOutcome:
 
 def write_outputs(study: optuna.Study, plan: SearchPlan) -> SearchOutcome:
     """``trials.csv``, the plots and ``best.json``: the completed trial with the highest metric (if any)."""
+    from harness.reporting.search_plots import search_plots  # matplotlib: only once there is something to draw
+
     folder, base, metric = plan.outputs, plan.base.spec, plan.metric
     folder.mkdir(parents=True, exist_ok=True)
     table = trials_table(study, metric)
