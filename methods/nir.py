@@ -88,6 +88,7 @@ from harness.core.recipe import Recipe
 from methods.proxyanchor import ProxyAnchor
 
 if TYPE_CHECKING:
+    import FrEIA.framework as Ff
     import torch
     from torch import nn
 

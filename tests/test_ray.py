@@ -151,9 +151,12 @@ def test_a_locally_started_ray_listens_on_the_loopback_only():
     assert {ip for _, ip in listening} <= {"127.0.0.1", "::ffff:127.0.0.1", "::1"}, listening
 
 
-def driver(argv: list[str]) -> subprocess.Popen:
-    """``python -m harness ARGV`` starting its own Ray (no --address), in its own process group."""
+def driver(argv: list[str], pythonpath: Path | None = None) -> subprocess.Popen:
+    """``python -m harness ARGV`` starting its own Ray (no --address), in its own process group; ``pythonpath``
+    first on its module path (a ``--plugins`` module's folder)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), str(REPO), env.get("PYTHONPATH", "")])
     return subprocess.Popen([sys.executable, "-m", "harness", *argv], cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -206,10 +209,39 @@ def test_a_killed_drivers_processes_end_with_it_and_no_foreign_ray_process_is_to
         foreign.wait()
 
 
+#: a plugin method that trains as ``ms`` until the run's first checkpoint exists, then, at its next batch, writes
+#: the file ``held`` beside the results folder and waits there: the run cannot finish before the test's signal
+HELD_METHOD = """
+import time
+from pathlib import Path
+
+from harness.plugins.method import register_method
+from methods.ms import MultiSimilarity
+
+RESULTS = Path({results!r})
+
+
+@register_method("held_ms")
+class HeldMS(MultiSimilarity):
+    \"\"\"MS, held at its first batch after a checkpoint is written.\"\"\"
+
+    def loss(self, outputs, labels):
+        if any(RESULTS.glob("runs/*/*/checkpoint.pt")):
+            (RESULTS.parent / "held").write_text("holding")
+            while True:
+                time.sleep(0.1)
+        return super().loss(outputs, labels)
+"""
+
+
 def test_ctrl_c_prints_how_to_resume_not_a_traceback(tmp_path):
-    child = driver(["run", "--dataset", "digits", "--methods", "ms", "--epochs", "3", "--no-progress",
-                    "--executor", "local", "--results-dir", str(tmp_path)])
-    wait_for(lambda: any(tmp_path.glob("runs/*/*/checkpoint.pt")), child)
+    """Ctrl-C after a checkpoint, while a trial trains (held there by the plugin, so that the signal lands
+    at that point at any load), ends the command with 130 and one line naming ``--resume``."""
+    results = tmp_path / "results"
+    (tmp_path / "held_method.py").write_text(HELD_METHOD.format(results=str(results)))
+    child = driver(["run", "--plugins", "held_method", "--dataset", "digits", "--methods", "held_ms", "--epochs", "3",
+                    "--no-progress", "--executor", "local", "--results-dir", str(results)], pythonpath=tmp_path)
+    wait_for((tmp_path / "held").exists, child)
     os.killpg(child.pid, signal.SIGINT)
     _, err = child.communicate(timeout=60)
     assert child.returncode == 130 and "Traceback" not in err

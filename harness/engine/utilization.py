@@ -26,6 +26,8 @@ def utilization(query_emb: torch.Tensor | np.ndarray, train_emb: torch.Tensor | 
     embedding is found with ‖q‖² + ‖x‖² − 2⟨q, x⟩, then its squared distance is recomputed as
     ‖q − x‖² directly, free of that expansion's cancellation error.
     """
+    import torch  # here: registering the metric (``import harness.engine``) imports no torch
+
     query = torch.as_tensor(query_emb).detach().float()
     train = torch.as_tensor(train_emb).detach().float().to(query.device)
     if query.ndim != 2 or train.ndim != 2 or query.shape[1] != train.shape[1] or not len(query) or not len(train):

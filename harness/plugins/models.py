@@ -29,7 +29,6 @@ from torch import nn
 
 from harness.plugins import backbones  # noqa: F401  (importing registers bninception, small_cnn, pixels with timm)
 from harness.plugins.backbone_names import check_backbone_name
-from harness.core.registry import UnknownNameError
 from harness.core.store import CorruptFileError
 
 
