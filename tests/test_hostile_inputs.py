@@ -156,3 +156,41 @@ def test_a_grpc_server_passes_the_address_check():
     listener.close()
     with pytest.raises(ValueError, match="ray://:5: not a Ray address"):
         check_ray_address("ray://:5", "ray://:5")
+
+
+def omniglot_folder(root: Path, images_per_class: dict[str, int], suffixes: tuple[str, ...] = (".png",)) -> Path:
+    """An Omniglot layout of 4 alphabets of 3 characters (the last 2 alphabets test), each character holding
+    ``images_per_class[split]`` small drawings per suffix."""
+    from PIL import Image
+
+    for a, alphabet in enumerate(("A", "B", "C", "D")):
+        split = "train" if a < 2 else "test"
+        for c in range(3):
+            folder = root / "images_background" / alphabet / f"character{c:02d}"
+            folder.mkdir(parents=True)
+            for i in range(images_per_class[split]):
+                for suffix in suffixes:
+                    Image.new("L", (8, 8), color=(a * 60 + c * 20 + i * 7) % 256).save(folder / f"{i:02d}{suffix}",
+                                                                                      format="PNG")
+    return root
+
+
+@pytest.mark.parametrize("images, message", [
+    ({"train": 1, "test": 1}, "every one of its 6 training classes holds one image (e.g. class 0 ("),
+    ({"train": 3, "test": 1}, "6 of its 6 test classes each holds one image: it has no other image of its class "
+                              "to retrieve (e.g. class 6 ("),
+])
+def test_a_dataset_whose_classes_hold_one_image_is_refused_up_front(images, message, tmp_path, capsys):
+    root = omniglot_folder(tmp_path / "omniglot", images)
+    err = refused(["run", "--methods", "ms,pixels", "--dataset", "omniglot", "--data-root", str(root),
+                   "--executor", "local", "--epochs", "1", "--no-progress"], tmp_path, capsys)
+    assert "dataset omniglot: " + message in err
+
+
+def test_upper_case_png_files_are_read_beside_lower_case_ones(tmp_path):
+    from harness.plugins.data import create_dataset
+
+    root = omniglot_folder(tmp_path / "omniglot", {"train": 2, "test": 2}, suffixes=(".png", ".PNG"))
+    splits = create_dataset("omniglot", root, 0.0)
+    assert len(splits.query) == 6 * 2 * 2
+    assert sum(str(p).endswith(".PNG") for p in splits.query.images) == 6 * 2

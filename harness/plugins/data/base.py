@@ -161,11 +161,44 @@ class WithheldSplit:
         raise RuntimeError(f"the test classes of {self._dataset} are withheld from validation trials")
 
 
+def _example(subset: Subset, label: int) -> str:
+    """``class 7 (…/a.png)``: a class of ``subset`` named by its label and, where it has files, its first image."""
+    if isinstance(subset.images, np.ndarray):
+        return f"class {label}"
+    return f"class {label} ({subset.images[int(np.flatnonzero(subset.labels == label)[0])]})"
+
+
+def check_retrievable(name: str, loaded: LoadedDataset) -> None:
+    """Raise :class:`DatasetFormatError` unless ``loaded`` can train and be evaluated by retrieval: some
+    training class holds two images (a positive pair), and each test query has another image of its class
+    to retrieve (in the gallery, or in the test set itself where there is none); else every trial would fail,
+    with a sampler's bare assertion or a metric that is NaN (MAP@R divides by that count)."""
+    labels, counts = np.unique(loaded.train.labels, return_counts=True)
+    if len(labels) and counts.max() < 2:
+        raise DatasetFormatError(f"dataset {name}: every one of its {len(labels)} training classes holds one image "
+                                 f"(e.g. {_example(loaded.train, labels[0])}); metric learning needs classes of "
+                                 "at least 2 images (positive pairs)")
+    if loaded.gallery is None:
+        labels, counts = np.unique(loaded.query.labels, return_counts=True)
+        alone = labels[counts < 2]
+        why = "holds one image: it has no other image of its class to retrieve"
+    else:
+        alone = np.setdiff1d(loaded.query.classes, loaded.gallery.classes)
+        why = "has no image in the gallery: its queries have nothing of their class to retrieve"
+    if len(alone):
+        raise DatasetFormatError(f"dataset {name}: {len(alone)} of its {len(loaded.query.classes)} test classes "
+                                 f"{'each ' if len(alone) > 1 else ''}{why} (e.g. {_example(loaded.query, alone[0])}); "
+                                 "Recall@K and MAP@R need at least 2 images of each test class")
+
+
 @functools.lru_cache(maxsize=4)
 def _load(name: str, root: Path | None, root_mtime_ns: int) -> LoadedDataset:
     """A dataset's index, read once per process for each (dataset, folder, folder's mtime), so trials
-    that follow one another in a worker share it (and with it their decoded-image cache)."""
-    return DATASETS.get(name).load(root)
+    that follow one another in a worker share it (and with it their decoded-image cache); one that cannot
+    be trained or evaluated by retrieval raises (:func:`check_retrievable`)."""
+    loaded = DATASETS.get(name).load(root)
+    check_retrievable(name, loaded)
+    return loaded
 
 
 def create_dataset(name: str, root: str | Path | None = None, val_fraction: float = TrialSpec.val_fraction, *,

@@ -48,7 +48,7 @@ def load_omniglot(root: Path) -> LoadedDataset:
     for alphabet in alphabets:
         first_class_of_alphabet.append(n_classes)
         for character in _subfolders(alphabet):
-            drawings = [str(p) for p in list_folder(character) if p.suffix == ".png"]
+            drawings = [str(p) for p in list_folder(character) if p.suffix.lower() == ".png"]
             if not drawings:
                 raise DatasetFormatError(f"{character} holds no .png drawing (expected layout: {LAYOUT})")
             images += drawings
