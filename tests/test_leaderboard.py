@@ -14,7 +14,7 @@ from scipy import stats as sps
 from harness.cli import main
 from harness.reporting.leaderboard import write_leaderboards
 from harness.reporting.tables import records_frame
-from harness.reporting.plots import sensitivity_plot, sweep_points
+from harness.reporting.plots import sensitivity_figure, sensitivity_plot, sweep_points
 from harness.reporting.published import canonical_dataset, canonical_metric, load_published
 from harness.core.placement import Placement
 from harness.core.spec import TrialSpec
@@ -304,6 +304,20 @@ def test_sensitivity_plot_is_deterministic(tmp_path: Path) -> None:
     assert one.read_bytes() == two.read_bytes() and one.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="sigma"):
         sensitivity_plot(pairs(records), "jrd", "sigma", tmp_path / "none.png")
+
+
+def test_a_log_distributed_hyperparameter_gets_a_log_axis_zero_included() -> None:
+    """alpha = 0, 0.01, 0.1, 1, 6.6 (an ablation with 0): linear axis unless the hyperparameter is declared
+    log-uniform, then logarithmic above 0.01 and linear below it, so that 0 is drawn; all positive: a log axis."""
+    values = (0.0, 0.01, 0.1, 1.0, 6.6)
+    records = [record("jrd", seed, 0.6 + 0.01 * seed + 0.02 * alpha, hparams={"alpha": alpha})
+               for alpha in values for seed in range(2)]
+    assert sensitivity_figure(pairs(records), "jrd", "alpha").axes[0].get_xscale() == "linear"
+    ax = sensitivity_figure(pairs(records), "jrd", "alpha", log=True).axes[0]
+    assert ax.get_xscale() == "symlog" and ax.xaxis.get_transform().linthresh == 0.01
+    assert list(ax.lines[0].get_xdata()) == list(values)  # every value drawn, 0 among them
+    positive = [r for r in records if r.spec.hparams["alpha"] > 0]
+    assert sensitivity_figure(pairs(positive), "jrd", "alpha", log=True).axes[0].get_xscale() == "log"
 
 
 def test_sweep_points_include_the_default_value() -> None:

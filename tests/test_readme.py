@@ -76,6 +76,22 @@ def test_the_loss_plugin_trains_beside_a_built_in_method_as_printed(tmp_path):
     assert "cosine_margin" in done.stdout and f"{100 * plugin.metrics['recall@1']:.2f}" in done.stdout
 
 
+def test_the_pml_wrapper_trains_a_pytorch_metric_learning_loss_as_printed(tmp_path):
+    """The section's PMLLossMethod subclass wraps pytorch-metric-learning's CircleLoss: it trains beside ms
+    with the loss it builds, at the hyperparameters it declares."""
+    code, argv = plugin_and_command("### Wrap a pytorch-metric-learning loss")
+    module = argv[argv.index("--plugins") + 1]
+    (tmp_path / f"{module}.py").write_text(code)
+    assert "PMLLossMethod" in code and "build_loss" in code
+    done = run_as_printed(argv, tmp_path, tmp_path / "results")
+    records = {r.spec.method: r for _, r in TrialStore(tmp_path / "results").records()}
+    assert set(records) == {"circle", "ms"}
+    circle = records["circle"]
+    assert circle.ok and circle.spec.hparams == {"m": 0.4, "gamma": 80.0} and len(circle.history) == 1
+    assert 0.6 < circle.metrics["recall@1"] <= 1  # chance on digits' five test classes is about 20%
+    assert f"{100 * circle.metrics['recall@1']:.2f}" in done.stdout
+
+
 def test_the_dataset_plugin_reads_class_folders_as_printed(tmp_path, omniglot_root):
     code, argv = plugin_and_command("### Add your own dataset")
     module = argv[argv.index("--plugins") + 1]

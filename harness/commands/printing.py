@@ -12,7 +12,7 @@ def print_leaderboard(store: TrialStore, trials: list[Trial], start: float) -> N
     import pandas as pd  # these import torch and pandas: only when a command has run trials
 
     from harness.plugins.method import method_families
-    from harness.reporting.board_names import board_warning
+    from harness.reporting.board_names import board_warning, leaderboard_title
     from harness.reporting.board_statistics import aggregate, long_table
     from harness.reporting.board_text import format_table
     from harness.reporting.leaderboard import write_leaderboards
@@ -24,8 +24,8 @@ def print_leaderboard(store: TrialStore, trials: list[Trial], start: float) -> N
     frame = records_frame((path, r) for path, r in store.records(experiment) if r.trial_id in ids)
     board = aggregate(frame) if not frame.empty else pd.DataFrame()
     warning = board_warning(store, experiment, dataset)
-    print(f"\n{dataset}: {len(trials)} trials in {time.time() - start:.0f} s "
-          f"(test classes; mean ± std over seeds, %){': ' + warning if warning else ''}")
+    print(f"\n{leaderboard_title(experiment, dataset)}: {len(trials)} trial{'s' if len(trials) != 1 else ''} in "
+          f"{time.time() - start:.0f} s (test classes; mean ± std over seeds, %){': ' + warning if warning else ''}")
     print(format_table(board, recipes=recipe_labels(long_table(frame)) if not frame.empty else None))
     for path in written.values():
         print(f"leaderboard: {path}")

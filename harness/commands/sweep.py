@@ -8,7 +8,7 @@ from dataclasses import replace
 from harness.commands.options import (add_executor_options, add_experiment_options, add_metric_option,
                                       experiment_from_args, int_list, keep_finished, make_executor, with_fault,
                                       add_rerun_options)
-from harness.core.hparams import parse_assignment, parse_value
+from harness.core.hparams import LogUniform, parse_assignment, parse_value
 from harness.core.store import TrialStore
 
 
@@ -44,6 +44,7 @@ def parse_grid(text: str) -> tuple[str, list]:
 
 def sweep(args: argparse.Namespace) -> int:
     from harness.experiment import check_validation_split  # imports torch: only when used
+    from harness.plugins.method import get_method_class
     from harness.reporting.plots import sensitivity_plot
 
     name, values = parse_grid(args.param)  # experiment.trials() rejects an undeclared name
@@ -66,7 +67,8 @@ def sweep(args: argparse.Namespace) -> int:
             records += executor.run(to_run, resume=args.resume)
     print(f"sweep of {args.method}.{name}: {len(trials)} trials on the {split} classes in {time.time() - start:.0f} s")
     out = store.sweep_dir(trials[0].placement.experiment) / f"{args.method}.{name}{'.test' if args.on_test else ''}.png"
+    declared = get_method_class(args.method).hparams[name].space  # its axis: log where its search is log-uniform
     plotted = sensitivity_plot([(store.record_path(r.trial), r) for r in records], args.method, name, out,
-                               metric=args.metric, eval_split=split)
+                               metric=args.metric, eval_split=split, log=isinstance(declared, LogUniform))
     print(f"sensitivity plot: {plotted}")
     return 0 if all(r.ok for r in records) else 1

@@ -267,12 +267,20 @@ def sweep_points(records: Iterable[Any], method: str, param: str, metric: str = 
 
 
 def sensitivity_plot(records: Iterable[Any], method: str, param: str, path: str | Path,
-                     metric: str = "recall@1", eval_split: str = "test") -> Path:
+                     metric: str = "recall@1", eval_split: str = "test", log: bool = False) -> Path:
+    """Write :func:`sensitivity_figure` to ``path`` (PNG) and a PDF beside it; return ``path``."""
+    return save(sensitivity_figure(records, method, param, metric, eval_split, log), path)[0]
+
+
+def sensitivity_figure(records: Iterable[Any], method: str, param: str, metric: str = "recall@1",
+                       eval_split: str = "test", log: bool = False) -> Figure:
     """``metric`` (in percent where declared so) against hyperparameter ``param`` of ``method``, mean ± std over seeds, one line per dataset.
 
     Pass the records of one sweep (one recipe, backbone and dimension); every value it ran is plotted
-    (:func:`sweep_points`); the x axis is logarithmic when the values are positive and span two decades
-    or more. Writes ``path`` (PNG) and a PDF beside it; returns ``path``.
+    (:func:`sweep_points`); the x axis is logarithmic where ``param`` is log-distributed (``log``: its
+    declared search distribution is log-uniform) or its values are positive and span two decades or more;
+    a log axis that must show 0 (an ablation: α = 0, 0.01, 0.1, 1) is linear from 0 to the smallest
+    positive value and logarithmic above it.
     """
     points = sweep_points(records, method, param, metric, eval_split)
     fig = Figure(figsize=FIGSIZE, layout="constrained")
@@ -282,12 +290,15 @@ def sensitivity_plot(records: Iterable[Any], method: str, param: str, path: str 
         ax.errorbar(part["x"], scale * part["mean"], yerr=scale * part["std"].fillna(0.0),
                     marker="o", capsize=3, label=str(dataset))
     xs = points["x"]
-    if (xs > 0).all() and xs.max() >= 100 * xs.min():
+    positive = xs[xs > 0]
+    if (xs > 0).all() and (log or xs.max() >= 100 * xs.min()):
         ax.set_xscale("log")
+    elif log and (xs >= 0).all() and len(positive):
+        ax.set_xscale("symlog", linthresh=float(positive.min()), linscale=0.5)
     ax.set_xlabel(param)
     ax.set_ylabel(metric_label(metric) + (" (%)" if metric_scale(metric) == 100 else ""))
     ax.set_title(f"{method}: {metric_label(metric)} against {param}, mean ± std over seeds ({eval_split})",
                  fontsize="medium")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize="small", frameon=False)
-    return save(fig, path)[0]
+    return fig
 
