@@ -91,7 +91,9 @@ class ExperimentConfig(TrainingSetup):
     """What ``python -m harness run`` asks for: methods × seeds on one dataset under one recipe
     (:class:`TrainingSetup` holds the recipe, backbone, hyperparameter and data-root fields).
     ``incomparable_rows`` (``--incomparable-rows``) lets ``recipe="paper"`` train methods whose paper recipes
-    differ, and the run join an experiment whose other methods trained differently; its boards say so."""
+    differ, and the run join an experiment whose other methods trained differently; its boards say so.
+    ``from_scratch`` (``--from-scratch``) lets ``recipe="paper"`` train without the pretrained weights a paper
+    recipe pins, under that recipe renamed ``<name>-from-scratch``."""
 
     methods: list[str]
     dataset: str = "omniglot28"
@@ -105,6 +107,7 @@ class ExperimentConfig(TrainingSetup):
     save_model: bool = Placement.save_model
     extra_metrics: list[str] = field(default_factory=list)
     incomparable_rows: bool = False
+    from_scratch: bool = False
 
     @classmethod
     def from_yaml(cls, path: str | Path, defaults: dict[str, Any] | None = None,
@@ -135,11 +138,17 @@ class ExperimentConfig(TrainingSetup):
         default = DATASETS.get(self.dataset).default_recipe
         paper = get_method_class(method).paper_recipe_for(self.dataset) if self.recipe_name == "paper" else None
         name = default if self.recipe_name == "paper" else self.recipe_name
-        return (paper or find_recipe(name)).override(**self.recipe_overrides)
+        recipe = (paper or find_recipe(name)).override(**self.recipe_overrides)
+        if self.from_scratch and recipe.pretrained_weights:
+            recipe = recipe.override(name=f"{recipe.name}-from-scratch",
+                                     pretrained_weights=f"none, from scratch (the paper's: {recipe.pretrained_weights})")
+        return recipe
 
     def backbone_for(self, method: str) -> str:
-        """The backbone ``method`` trains: the one it forces (``pixels``), else ``backbone``, else the dataset's default."""
-        return get_method_class(method).backbone or self.backbone or DATASETS.get(self.dataset).default_backbone
+        """The backbone ``method`` trains: the one it forces (``pixels``), else ``backbone``, else the one its recipe
+        pins (a paper's), else the dataset's default."""
+        return (get_method_class(method).backbone or self.backbone or self.recipe_for(method).backbone
+                or DATASETS.get(self.dataset).default_backbone)
 
     def hparams_for(self, method: str) -> dict[str, Any]:
         """Every hyperparameter ``method`` trains with in this experiment: the one resolution step
@@ -171,9 +180,26 @@ class ExperimentConfig(TrainingSetup):
         if self.recipe_name == "paper":
             check_one_recipe({m: self.recipe_for(m).to_dict() for m in self.methods if get_method_class(m).trains},
                              self.incomparable_rows)
+            self.check_paper_weights()
         classes = training_classes(self.dataset, self.data_root, self.val_fraction)[self.eval_split]
         for method in self.methods:
             check_recipe(get_method_class(method), self.recipe_for(method), classes)
+
+    def check_paper_weights(self) -> None:
+        """Under ``--recipe paper``, refuse (``ValueError``, one line naming what is missing) a method whose paper
+        recipe pins a backbone other than ``--backbone``, or pretrained weights not given with ``--pretrained``
+        (unless ``--from-scratch``, whose recipes say so: :meth:`recipe_for`)."""
+        for method in self.methods:
+            recipe = self.recipe_for(method)
+            if not get_method_class(method).trains or get_method_class(method).backbone:
+                continue
+            if recipe.backbone and self.backbone and self.backbone != recipe.backbone:
+                raise ValueError(f"--recipe paper trains {method} on {recipe.backbone}, as its paper did; --backbone "
+                                 f"{self.backbone} is another: give another --recipe to train it on {self.backbone}")
+            if recipe.pretrained_weights and not self.pretrained and not self.from_scratch:
+                raise ValueError(f"--recipe paper: {method}'s paper fine-tunes {recipe.backbone or 'its backbone'} from "
+                                 f"{recipe.pretrained_weights}; give that file with --pretrained PATH, or --from-scratch "
+                                 f"to train from random initialisation (its rows' recipe then says so)")
 
     def check_fields(self) -> None:
         """Raise ``ValueError`` on a field of the wrong type or out of range (a YAML config is not type-checked)."""
@@ -196,8 +222,11 @@ class ExperimentConfig(TrainingSetup):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         if not all(isinstance(v, dict) for v in self.hparams.values()):
             raise ValueError(f"hparams must map each method to a mapping of hyperparameters, got {self.hparams!r}")
-        if not isinstance(self.incomparable_rows, bool):
-            raise ValueError(f"incomparable_rows must be true or false, got {self.incomparable_rows!r}")
+        for name in ("incomparable_rows", "from_scratch"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.from_scratch and self.pretrained:
+            raise ValueError("--from-scratch trains from random initialisation; --pretrained gives weights: give one")
         if self.experiment is not None:
             check_name("experiment", self.experiment)
         check_device(self.device, available=False)

@@ -23,6 +23,7 @@ import math
 from harness.core.hparams import LogUniform, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
 from harness.core.recipe import Recipe
+from methods.paper_weights import BN_INCEPTION_IMAGENET
 
 JRD_CODE_RECIPE = Recipe(
     # The JRD code's training (YangLin122/JRD at 7c41828: args.py:25-49, train.py:64-70, 86-87, 113-117,
@@ -31,10 +32,15 @@ JRD_CODE_RECIPE = Recipe(
     # weights, 50 epochs, ×0.1 at the start of 0-based epochs 19 and 39 (``adjust_learning_rate`` runs
     # before each epoch and decays when (epoch + 1) % 20 == 0: 19, 20 and 11 epochs at 1, 0.1, 0.01),
     # BatchNorm statistics frozen, RandomResizedCrop(224) + flip / Resize(256) + CenterCrop(224),
-    # GAP (``avg``), fp32 throughout as in the code (amp off).
+    # GAP (``avg``), fp32 throughout as in the code (amp off). ImageNet-pretrained BN-Inception (``net.py``:
+    # Cadene's ``bninception``, ``bn_inception-52deb4733.pth``). The last partial batch of each epoch is kept
+    # (``batch.py:134-139``: a DataLoader without ``drop_last``; CUB's 5,864 training images make 59 steps
+    # an epoch, 58 of 100 and one of 64). Deviation: the code feeds BGR images scaled to 0-255 minus a
+    # per-channel mean (``batch.py:104-123``), here the backbone's own normalisation.
     name="jrd", epochs=50, batch_size=100, sampler="random", image_size=224, resize_size=256,
     augmentation="rrc_flip", optimizer="adam", lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2,
     weight_decay=1e-4, adam_eps=0.01, lr_milestones=(19, 39), lr_decay_gamma=0.1, freeze_bn=True, amp=False,
+    backbone="bninception", pretrained_weights=BN_INCEPTION_IMAGENET, drop_last=False,
 )
 
 

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from harness.core.hparams import Choice, IntUniform, LogUniform, Param, Uniform
 from harness.plugins.method import Method, register_method
 from harness.core.recipe import Recipe
+from methods.paper_weights import RESNET50_IMAGENET
 
 if TYPE_CHECKING:
     import torch
@@ -72,7 +73,7 @@ CODE_RECIPES = {_name: Recipe(
         name=_name, epochs=70, batch_size=_classes * _samples, sampler="m_per_class", samples_per_class=_samples,
         image_size=227, resize_size=256, augmentation="rrc_flip_erase", pooling="max", optimizer="radam",
         lr_backbone=_lr, lr_head=_lr, lr_method=_lr, weight_decay=_wd, lr_milestones=(30,), lr_decay_gamma=0.1,
-        freeze_bn=False, amp=False,
+        freeze_bn=False, amp=False, backbone="resnet50", pretrained_weights=RESNET50_IMAGENET,
     ) for _name, (_classes, _samples, _lr, _wd) in _CODE_TRAINING.items()}
 
 

@@ -4,6 +4,7 @@ comparing against it, so ``--recipe paper`` trains each pair alike. See :mod:`me
 from __future__ import annotations
 
 from harness.core.recipe import Recipe
+from methods.paper_weights import RESNET50_IMAGENET
 
 #: The authors' hyperparameters for baseline and Metrix alike (billpsomas/metrix ``main.py``), per base loss.
 CODE_HPARAMS: dict[str, dict[str, float]] = {
@@ -31,7 +32,7 @@ def metrix_recipe(name: str, epochs: int, lr_decay_gamma: float) -> Recipe:
         augmentation="rrc_flip", pooling="avgmax", head_init="kaiming_normal_fan_out", optimizer="adam",
         lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2, weight_decay=1e-4, lr_decay_epochs=10,
         lr_decay_gamma=lr_decay_gamma, freeze_bn=True, freeze_bn_affine=False, warmup_epochs=5,
-        grad_clip_value=10.0, amp=False,
+        grad_clip_value=10.0, amp=False, backbone="resnet50", pretrained_weights=RESNET50_IMAGENET,
         method_hparams={m: dict(CODE_HPARAMS[base]) for base in CODE_HPARAMS for m in (base, f"metrix_{base}")},
     )
 

@@ -85,6 +85,7 @@ import numpy as np
 from harness.core.hparams import Choice, LogUniform, Param
 from harness.plugins.method import register_method
 from harness.core.recipe import Recipe
+from methods.paper_weights import RESNET50_IMAGENET
 from methods.proxyanchor import ProxyAnchor
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ NIR_RECIPE = Recipe(
     name="nir", epochs=100, batch_size=90, sampler="m_per_class", samples_per_class=2, image_size=224,
     resize_size=256, augmentation="rrc_flip", optimizer="adam", lr_backbone=1e-5, lr_head=1e-5, lr_method=4e-2,
     weight_decay=4e-4, lr_decay_epochs=100, lr_decay_gamma=0.1, freeze_bn=True, warmup_epochs=1, amp=False,
+    backbone="resnet50", pretrained_weights=RESNET50_IMAGENET,
 )
 
 #: ``w_align`` (weight of the proxy term in the code form) per dataset: the code's for CUB, Cars and SOP

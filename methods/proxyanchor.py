@@ -18,6 +18,7 @@ from __future__ import annotations
 from harness.core.hparams import LogUniform, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
 from harness.core.recipe import Recipe
+from methods.paper_weights import BN_INCEPTION_IMAGENET
 
 PROXY_ANCHOR_RECIPE = Recipe(
     # The authors' CUB command (tjddus9597/Proxy-Anchor-CVPR2020, README and code/train.py,
@@ -38,6 +39,7 @@ PROXY_ANCHOR_RECIPE = Recipe(
     augmentation="rrc_flip", pooling="avgmax", head_init="kaiming_normal_fan_out", optimizer="adamw",
     lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2, weight_decay=1e-4, lr_decay_epochs=10, lr_decay_gamma=0.5,
     freeze_bn=True, freeze_bn_affine=False, warmup_epochs=1, grad_clip_value=10.0, amp=False,
+    backbone="bninception", pretrained_weights=BN_INCEPTION_IMAGENET,  # code/net/bn_inception.py, ImageNet
 )
 
 

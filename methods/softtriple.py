@@ -29,12 +29,14 @@ from __future__ import annotations
 from harness.core.hparams import IntUniform, LogUniform, Param, Uniform
 from harness.plugins.method import PMLLossMethod, register_method
 from harness.core.recipe import Recipe
+from methods.paper_weights import BN_INCEPTION_IMAGENET
 
 SOFTTRIPLE_RECIPE = Recipe(
     # idstcv/SoftTriple train.py and README (see the module docstring for file:line).
     name="softtriple", epochs=50, batch_size=32, sampler="random", image_size=224, resize_size=256,
     augmentation="rrc_flip", pooling="avg", optimizer="adam", lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2,
     weight_decay=1e-4, adam_eps=0.01, lr_milestones=(19, 39), lr_decay_gamma=0.1, freeze_bn=True, amp=False,
+    backbone="bninception", pretrained_weights=BN_INCEPTION_IMAGENET,  # net/bninception.py, ImageNet
 )
 
 

@@ -1,7 +1,8 @@
-"""One recipe per comparison, checked per experiment (issue 30.4), and an experiment that stays one protocol under
-concurrency (issue 34.6): paper runs whose recipes differ are refused naming the fields, unless
-``--incomparable-rows`` (then every board says so); the check holds across runs into one experiment and
-between two runs at once (an atomic check-and-claim under the experiment's lock)."""
+"""One recipe per comparison, checked per experiment (issue 30.4), paper runs pinned (issue 30.6), and an experiment
+that stays one protocol under concurrency (issue 34.6): paper runs whose recipes differ are refused naming the
+fields, unless ``--incomparable-rows`` (then every board says so); the check holds across runs into one
+experiment and between two runs at once (an atomic check-and-claim under the experiment's lock); a paper
+recipe names its backbone and weights, and JRD's keeps each epoch's last partial batch as its code does."""
 from __future__ import annotations
 
 import json
@@ -10,14 +11,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
+from torch.utils.data import TensorDataset
 
 from harness.cli import main
 from harness.commands.options import check_protocol
 from harness.core.record import TrialRecord
 from harness.core.store import CLAIMS_FOLDER, TrialStore
+from harness.core.recipe import get_recipe
+from harness.engine.train import build_train_loader
 from harness.experiment import ExperimentConfig
+from harness.plugins.method import METHODS, get_method_class
+from harness.plugins.models import check_backbone_name
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["run", "--dataset", "digits", "--epochs", "1", "--executor", "local", "--no-progress"]
@@ -44,7 +52,8 @@ def test_a_paper_comparison_under_six_recipes_is_refused_naming_the_fields(tmp_p
 
 
 def test_methods_of_one_paper_recipe_are_not_refused():
-    ExperimentConfig(methods=["jrd", "amsoftmax"], recipe="paper", dataset="digits").validate()  # both: jrd's code
+    ExperimentConfig(methods=["jrd", "amsoftmax"], recipe="paper", dataset="digits",
+                     from_scratch=True).validate()  # both: jrd's code
 
 
 def record_of(config: ExperimentConfig) -> TrialRecord:
@@ -60,11 +69,12 @@ def test_nir_then_proxyanchor_in_two_runs_into_one_experiment_is_refused(tmp_pat
     """The refusal of a method with its baseline under different recipes cannot be bypassed by two runs: the
     second run is compared with the experiment's records whatever its recipe is called."""
     results = tmp_path / "r"
-    nir = ExperimentConfig(methods=["nir"], recipe="paper", dataset="omniglot28", results_dir=str(results))
+    nir = ExperimentConfig(methods=["nir"], recipe="paper", dataset="omniglot28", results_dir=str(results),
+                           from_scratch=True)
     TrialStore(results).write_record(record_of(nir))
     before = sorted(results.rglob("*"))
     assert main(["run", "--recipe", "paper", "--methods", "proxyanchor", "--dataset", "omniglot28", "--executor",
-                 "local", "--results-dir", str(results)]) == 2
+                 "local", "--from-scratch", "--results-dir", str(results)]) == 2
     err = one_line(capsys)
     assert "experiment omniglot28" in err and "holds nir trials run under another protocol than this run's proxyanchor" in err
     assert "optimizer=adamw (not adam)" in err and "--incomparable-rows" in err
@@ -144,3 +154,58 @@ def test_two_runs_at_once_into_one_experiment_leave_one_protocol(tmp_path):
     assert held == {int(winner)}
     assert not (store.experiment_dir("digits") / CLAIMS_FOLDER).exists()
     assert main([*argv, "--epochs", winner, "--seeds", "2"]) == 0  # the experiment is still usable
+
+
+# ---- paper runs pinned (issue 30.6) ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", sorted(m for m in METHODS.names() if METHODS.get(m).paper_recipe is not None))
+def test_every_paper_recipe_names_its_backbone_and_weights(method):
+    for recipe in get_method_class(method).declared_recipes():
+        check_backbone_name(recipe.backbone)
+        assert recipe.backbone in ("bninception", "resnet50") and "ImageNet" in recipe.pretrained_weights
+
+
+def test_a_paper_run_without_its_papers_weights_is_refused_naming_them(tmp_path, capsys):
+    results = tmp_path / "r"
+    base = ["run", "--recipe", "paper", "--dataset", "cub", "--methods", "jrd", "--data-root", str(tmp_path / "cub"),
+            "--results-dir", str(results)]
+    assert main(base) == 2
+    err = one_line(capsys)
+    assert "jrd's paper fine-tunes bninception from ImageNet-1k BN-Inception, Cadene pretrainedmodels " \
+           "bn_inception-52deb4733.pth; give that file with --pretrained PATH, or --from-scratch" in err
+    assert main([*base, "--backbone", "resnet50"]) == 2
+    assert "--recipe paper trains jrd on bninception, as its paper did; --backbone resnet50" in one_line(capsys)
+    weights = tmp_path / "bn_inception-52deb4733.pth"
+    weights.write_bytes(b"weights")
+    assert main([*base, "--from-scratch", "--pretrained", str(weights)]) == 2
+    assert "give one" in one_line(capsys) and not results.exists()
+
+
+def test_a_paper_run_trains_the_papers_backbone_and_says_when_it_starts_from_scratch(tmp_path):
+    weights = tmp_path / "bn_inception-52deb4733.pth"
+    weights.write_bytes(b"weights")
+    pinned = ExperimentConfig(methods=["jrd", "amsoftmax"], recipe="paper", pretrained=str(weights)).trials()
+    assert {(t.spec.backbone, t.spec.recipe["name"]) for t in pinned} == {("bninception", "jrd")}
+    assert all(t.spec.pretrained_sha256 for t in pinned)
+    scratch = ExperimentConfig(methods=["jrd", "amsoftmax"], recipe="paper", from_scratch=True).trials()
+    assert {(t.spec.backbone, t.spec.recipe["name"], t.spec.pretrained_sha256) for t in scratch} == \
+        {("bninception", "jrd-from-scratch", None)}
+    assert scratch[0].spec.recipe["pretrained_weights"].startswith("none, from scratch (the paper's: ImageNet-1k")
+    assert scratch[0].trial_id != pinned[0].trial_id
+    # a shared recipe pins nothing: its trial ids are those of before the fields existed
+    assert "backbone" not in get_recipe("cpu").to_dict() and "drop_last" not in get_recipe("cpu").to_dict()
+
+
+@pytest.mark.parametrize("recipe, steps, images", [(get_method_class("jrd").paper_recipe, 59, 5864),
+                                                    (get_recipe("default"), 58, 5800)])
+def test_jrd_keeps_each_epochs_last_partial_batch_as_its_code_does(recipe, steps, images):
+    """JRD's batch.py:134-139 (a DataLoader without drop_last): CUB's 5,864 training images in batches of 100 are
+    59 steps an epoch, the last of 64; the shared recipes drop it (58 steps, 5,800 images)."""
+    labels = np.repeat(np.arange(100), 59)[:5864]
+    dataset = TensorDataset(torch.arange(5864), torch.as_tensor(labels))
+    loader = build_train_loader(dataset, labels, recipe.override(batch_size=100), "random",
+                                torch.Generator().manual_seed(0))
+    sizes = [len(batch[0]) for batch in loader]
+    assert (len(sizes), sum(sizes)) == (steps, images)
+    seen = torch.cat([batch[0] for batch in loader])
+    assert len(set(seen.tolist())) == images  # each image at most once an epoch

@@ -69,6 +69,10 @@ def add_experiment_options(parser: argparse.ArgumentParser) -> None:
                                              "(default: none: random initialisation)")
     parser.add_argument("--recipe", help="training recipe name, or 'paper' for each method's own "
                                          "(default: the dataset's default recipe)")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="with --recipe paper, train methods whose paper fine-tunes pretrained weights from random "
+                             "initialisation instead; their rows' recipe is then <name>-from-scratch (default: off: "
+                             "refused without --pretrained)")
     parser.add_argument("--incomparable-rows", action="store_true",
                         help="with --recipe paper, train methods whose paper recipes differ anyway (and join an "
                              "experiment whose other methods trained differently): every board, table and plot of "
@@ -238,7 +242,7 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
         "backbone": args.backbone, "embedding_dim": args.embedding_dim, "pretrained": args.pretrained,
         "recipe": args.recipe, "val_fraction": args.val_fraction, "experiment": args.experiment,
         "device": args.device, "num_workers": args.num_workers,
-        "incomparable_rows": args.incomparable_rows or None,
+        "incomparable_rows": args.incomparable_rows or None, "from_scratch": args.from_scratch or None,
         **extra,
     }
     if recipe_overrides:

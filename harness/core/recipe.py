@@ -54,6 +54,12 @@ class Recipe:
     (``torchvision.io.decode_jpeg`` on CUDA, the same ``transforms.v2`` steps; on a machine without
     CUDA it falls back to ``torchvision``, and the trial record says so);
     ``torch_compile`` compiles the model with ``torch.compile`` (any device; off by default).
+    ``backbone`` and ``pretrained_weights`` pin what a paper recipe's authors trained: the backbone's registered
+    name and the initial weights in words (empty: not pinned, the run's ``--backbone`` or the dataset's default,
+    and ``--pretrained``); under ``--recipe paper`` a pinned recipe runs only with those weights given
+    (``--pretrained``) or with ``--from-scratch``, which renames the recipe ``<name>-from-scratch`` so every row
+    says so. ``drop_last`` drops each epoch's last partial batch of a plainly shuffled loader (m-per-class
+    batches are always whole); ``False`` keeps it, as the JRD code's ``DataLoader`` does.
     ``method_hparams`` maps a method name to the hyperparameters its authors used with this recipe
     (e.g. the Metrix code's MS values for ``ms`` and ``metrix_ms`` alike); they apply above a method's
     defaults and below the user's ``--hparam``.
@@ -86,6 +92,9 @@ class Recipe:
     eval_batch_size: int = 256
     decoder: str = "pil"
     torch_compile: bool = False
+    backbone: str = ""
+    pretrained_weights: str = ""
+    drop_last: bool = True
     method_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -144,12 +153,13 @@ class Recipe:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields by name; ``lr_milestones`` only when set, so a recipe without milestones keeps the
-        dict, hash and trial ids it had before the field existed."""
+        """The fields by name; those of :data:`LATER_FIELDS` only away from their defaults, so a recipe that
+        leaves them keeps the dict, hash and trial ids it had before they existed."""
         data = asdict(self)
-        if not data["lr_milestones"]:
-            del data["lr_milestones"]
-        else:
+        for name in LATER_FIELDS:
+            if data[name] == FIELD_RULES[name].default:
+                del data[name]
+        if "lr_milestones" in data:
             data["lr_milestones"] = list(data["lr_milestones"])
         return data
 
@@ -176,6 +186,8 @@ FIELD_RULES: dict[str, Param] = {
     f.name: Param(f.default, kind=_KINDS.get(f.name),
                   valid=Choice(_CHOICES[f.name]) if f.name in _CHOICES else _RANGES.get(f.name))
     for f in fields(Recipe) if f.name != "name"}
+#: fields added after records were first written: a recipe's dict holds them only away from their defaults
+LATER_FIELDS = ("lr_milestones", "backbone", "pretrained_weights", "drop_last")
 #: ``epochs`` as a user sets it
 USER_EPOCHS = Param(Recipe.epochs, valid=">= 1")
 

@@ -55,7 +55,8 @@ def resolve_device(device: str) -> torch.device:
 def build_train_loader(dataset: Dataset, labels: np.ndarray, recipe: Recipe, method_sampler: str,
                        generator: torch.Generator, num_workers: int = 0,
                        device: torch.device | None = None) -> DataLoader:
-    """Batches by plain shuffling, or m-per-class (pytorch-metric-learning's MPerClassSampler).
+    """Batches by plain shuffling (the last partial batch of an epoch dropped or kept as the recipe's
+    ``drop_last`` says), or m-per-class (pytorch-metric-learning's MPerClassSampler, whole batches).
 
     The dataset's decoded cache (:class:`~harness.plugins.data.ImageDataset`) is filled first, on the
     trial's threads (m-per-class epochs do not visit every image; loader workers fork sharing it).
@@ -68,7 +69,7 @@ def build_train_loader(dataset: Dataset, labels: np.ndarray, recipe: Recipe, met
     cuda = device is not None and device.type == "cuda"
     if hasattr(dataset, "preload"):
         dataset.preload(threads=max(num_workers, torch.get_num_threads()))
-    options = dict(num_workers=num_workers, generator=generator, pin_memory=cuda, drop_last=True,
+    options = dict(num_workers=num_workers, generator=generator, pin_memory=cuda,
                    collate_fn=getattr(dataset, "collate_fn", None))
     if num_workers:
         options.update(persistent_workers=cuda, prefetch_factor=PREFETCH_BATCHES if cuda else 2)
@@ -78,9 +79,10 @@ def build_train_loader(dataset: Dataset, labels: np.ndarray, recipe: Recipe, met
         # MPerClassSampler draws from numpy/python RNGs, which seed_everything has seeded; it asserts that
         # the split has the classes a batch needs (Recipe.check_batches refused any other recipe before the trial)
         sampler = MPerClassSampler(labels, m=m, batch_size=batch, length_before_new_iter=len(labels))
-        return DataLoader(dataset, batch_size=batch, sampler=sampler, **options)
+        return DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True, **options)
     batch = min(recipe.batch_size, len(labels))
-    return DataLoader(dataset, batch_size=batch, sampler=RandomSampler(dataset, generator=generator), **options)
+    return DataLoader(dataset, batch_size=batch, sampler=RandomSampler(dataset, generator=generator),
+                      drop_last=recipe.drop_last, **options)
 
 
 def label_lookup(label_map: dict[int, int]) -> torch.Tensor:
