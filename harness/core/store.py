@@ -82,9 +82,10 @@ def _umask() -> int:
     return current
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
-    """Write ``path`` through a temporary file and an atomic rename; an ``OSError`` without a file name
-    (a full disk, a read-only folder) is raised again naming ``path``."""
+def _write_temporary(path: Path, write: Callable[[Any], None], mode: str) -> Path:
+    """``write(f)`` into a new temporary file beside ``path``, flushed to disk with the umask's permissions;
+    its path. An ``OSError`` without a file name (a full disk, a read-only folder) is raised again naming
+    ``path``, the temporary file removed."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -96,13 +97,51 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
         raise _naming(error, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str) -> None:
+    """Write ``path`` through a temporary file and an atomic rename (errors as :func:`_write_temporary`'s)."""
+    tmp = _write_temporary(path, write, mode)
+    try:
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise _naming(error, path) from None
+
+
+class AtomicFiles:
+    """Files that land together (a leaderboard's CSV, Markdown, LaTeX and figures): inside the ``with`` block
+    each is written to a temporary file beside its target; when the block ends without an error they are all
+    renamed into place, and when it raises (a full disk at the fourth file) none is and every temporary file
+    is removed, so the files written before stay as they were, consistent with one another."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+
+    def write_text(self, path: str | Path, text: str) -> None:
+        self._pending.append((_write_temporary(Path(path), lambda f: f.write(text), "w"), Path(path)))
+
+    def write_binary(self, path: str | Path, write: Callable[[Any], None]) -> None:
+        self._pending.append((_write_temporary(Path(path), write, "wb"), Path(path)))
+
+    def __enter__(self) -> "AtomicFiles":
+        return self
+
+    def __exit__(self, kind: type | None, *_: Any) -> None:
+        if kind is None:
+            for tmp, path in self._pending:
+                os.replace(tmp, path)
+        else:
+            for tmp, _path in self._pending:
+                tmp.unlink(missing_ok=True)
+        self._pending = []
 
 
 def _naming(error: OSError, path: Path) -> OSError:

@@ -19,7 +19,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from harness.core.store import TrialStore, atomic_write_text
+from harness.core.store import AtomicFiles, TrialStore
 from harness.reporting import plots
 from harness.reporting.board_names import board_warning, leaderboard_names, leaderboard_title
 from harness.reporting.board_options import (FORMATS, STORED, Stored, load_options, published_option,
@@ -64,13 +64,15 @@ def write_leaderboard(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline
         texts[".tex"] = render_latex(name, title, long, refs, env, baseline)
         texts[".column.tex"] = render_column_latex(name, title, long, baseline, column_metrics)
     written = {}
-    for suffix, text in sorted(texts.items()):
-        path = out_dir / f"{name}{suffix}"
-        atomic_write_text(path, text)
-        written[path.name] = path
     figures = [f for f in plots.PLOT_FORMATS if f in formats]
-    if figures:
-        written.update({p.name: p for p in plots.leaderboard_plots(long, name, out_dir, figures, title=title)})
+    with AtomicFiles() as files:  # all of the board's files, or (a full disk) none: never a mix of old and new
+        for suffix, text in sorted(texts.items()):
+            path = out_dir / f"{name}{suffix}"
+            files.write_text(path, text)
+            written[path.name] = path
+        if figures:
+            written.update({p.name: p for p in plots.leaderboard_plots(long, name, out_dir, figures, title=title,
+                                                                       write=files.write_binary)})
     return dict(sorted(written.items()))
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from harness.core.store import atomic_write_binary
 from harness.reporting.tables import (GROUP_KEYS, distinct_labels, full_group_label, recall_ks,
                                       records_frame)
 from harness.reporting.stats import summarize
+
+#: how a figure's file is written: ``write(path, fill)``, ``fill`` writing the bytes into a binary file object
+WriteBinary = Callable[[Path, Callable[[Any], None]], None]
 
 FIGSIZE = (6.4, 4.0)
 DPI = 120
@@ -56,16 +59,18 @@ def group_families(long: pd.DataFrame) -> dict[tuple, str]:
     return {tuple(row[GROUP_KEYS]): row["family"] for _, row in long.drop_duplicates(GROUP_KEYS).iterrows()}
 
 
-def save(fig: Figure, path: str | Path, formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
-    """Write ``fig`` as ``path`` with each of ``formats`` as suffix (atomically), without creation metadata,
-    so equal figures give equal bytes; return the paths written."""
+def save(fig: Figure, path: str | Path, formats: Sequence[str] = PLOT_FORMATS,
+         write: WriteBinary = atomic_write_binary) -> list[Path]:
+    """Write ``fig`` as ``path`` with each of ``formats`` as suffix (atomically, through ``write``: e.g. an
+    :class:`~harness.core.store.AtomicFiles`'s, to land with other files), without creation metadata, so
+    equal figures give equal bytes; return the paths written."""
     path = Path(path)
     FigureCanvasAgg(fig)
     written = []
     for fmt in formats:
         target = path.with_suffix(f".{fmt}")
         metadata = {"Software": None} if fmt == "png" else {"Creator": None, "Producer": None, "CreationDate": None}
-        atomic_write_binary(target, lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata))
+        write(target, lambda f: fig.savefig(f, format=fmt, dpi=DPI, metadata=metadata))
         written.append(target)
     return written
 
@@ -189,7 +194,7 @@ def _suptitle(fig: Figure, text: str) -> None:
 
 
 def recall_at_1_plot(long: pd.DataFrame, title: str, path: str | Path,
-                     formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
+                     formats: Sequence[str] = PLOT_FORMATS, write: WriteBinary = atomic_write_binary) -> list[Path]:
     """Recall@1 (%) per group of one leaderboard's long table (titled ``title``): mean and 95% t-interval,
     sorted by mean."""
     labels = _labels(long)
@@ -207,11 +212,11 @@ def recall_at_1_plot(long: pd.DataFrame, title: str, path: str | Path,
     ax.set_xlabel("Recall@1 (%), mean and 95% t-interval over seeds")
     _suptitle(fig, f"{title}: Recall@1 on the test classes")
     _family_legend(fig, keys, baseline, families)
-    return save(fig, path, formats)
+    return save(fig, path, formats, write)
 
 
 def recall_at_k_plot(long: pd.DataFrame, title: str, path: str | Path,
-                     formats: Sequence[str] = PLOT_FORMATS) -> list[Path]:
+                     formats: Sequence[str] = PLOT_FORMATS, write: WriteBinary = atomic_write_binary) -> list[Path]:
     """Recall@K (%) per group, one panel per K (each zoomed to its data), rows sorted by Recall@1 (else the first K)."""
     ks = recall_ks(long["metric"].unique())
     labels = _labels(long)
@@ -226,21 +231,22 @@ def recall_at_k_plot(long: pd.DataFrame, title: str, path: str | Path,
     _row_labels(axes[0], keys, labels, baseline)
     _suptitle(fig, f"{title}: Recall@K (%) on the test classes, mean and 95% t-interval over seeds; rows by Recall@1")
     _family_legend(fig, keys, baseline, families)
-    return save(fig, path, formats)
+    return save(fig, path, formats, write)
 
 
 def leaderboard_plots(long: pd.DataFrame, name: str, out_dir: str | Path,
-                      formats: Sequence[str] = PLOT_FORMATS, title: str | None = None) -> list[Path]:
+                      formats: Sequence[str] = PLOT_FORMATS, title: str | None = None,
+                      write: WriteBinary = atomic_write_binary) -> list[Path]:
     """The figures of one leaderboard's long table beside its CSVs as ``<name>.<figure>.<format>`` (those
-    its metrics allow), in ``formats``, titled ``title`` (default ``name``)."""
+    its metrics allow), in ``formats``, titled ``title`` (default ``name``), each file written by ``write``."""
     out_dir, title = Path(out_dir), title or name
     metrics = set(long["metric"])
     written = []
     at_k, at_1 = FIGURES
     if recall_ks(metrics):
-        written += recall_at_k_plot(long, title, out_dir / f"{name}.{at_k}.png", formats)
+        written += recall_at_k_plot(long, title, out_dir / f"{name}.{at_k}.png", formats, write)
     if "recall@1" in metrics:
-        written += recall_at_1_plot(long, title, out_dir / f"{name}.{at_1}.png", formats)
+        written += recall_at_1_plot(long, title, out_dir / f"{name}.{at_1}.png", formats, write)
     return written
 
 
