@@ -47,18 +47,18 @@ def test_every_method_gets_the_same_budget_on_validation_classes(bench):
     assert counts == {"ms": 2, "amsoftmax": 2}
     searched = records(bench, "searches/*/trials/*/record.json")
     assert len(searched) == 4
-    assert all((r["config"]["eval_split"], r["config"]["role"]) == ("val", "search") for r in searched)
+    assert all((r["spec"]["eval_split"], r["spec"]["role"]) == ("val", "search") for r in searched)
 
 
 def test_final_seeds_run_on_test_only_after_the_search(bench):
     searched = records(bench, "searches/*/trials/*/record.json")
     final = records(bench, "runs/digits/*/record.json")
-    assert sorted((r["config"]["method"], r["config"]["seed"]) for r in final) == [
+    assert sorted((r["spec"]["method"], r["spec"]["seed"]) for r in final) == [
         ("amsoftmax", 0), ("amsoftmax", 1), ("ms", 0), ("ms", 1)]
-    assert all((r["config"]["eval_split"], r["config"]["role"]) == ("test", "final") for r in final)
+    assert all((r["spec"]["eval_split"], r["spec"]["role"]) == ("test", "final") for r in final)
     assert min(r["finished_at"] for r in final) >= max(r["finished_at"] for r in searched)
     best = json.loads((bench / "benchmarks/digits/methods/ms/best.json").read_text())
-    assert all(r["config"]["hparams"] == best["hparams"] for r in final if r["config"]["method"] == "ms")
+    assert all(r["spec"]["hparams"] == best["hparams"] for r in final if r["spec"]["method"] == "ms")
 
 
 def test_the_report_and_the_manifest(bench, capsys):
@@ -143,10 +143,10 @@ def test_folds_give_each_search_trial_the_mean_of_its_fold_scores(tmp_path):
     assert main([*args, "--methods", "amsoftmax", "--baseline", "amsoftmax", "--folds", "2",
                  "--recipe-set", "batch_size=32", "--results-dir", str(tmp_path)]) == 0
     fold_records = records(tmp_path, "searches/*/trials/*/record.json")
-    assert sorted(r["config"]["fold"] for r in fold_records) == [0, 0, 1, 1]
+    assert sorted(r["spec"]["fold"] for r in fold_records) == [0, 0, 1, 1]
     by_params: dict[str, dict[int, float]] = {}
     for r in fold_records:
-        by_params.setdefault(json.dumps(r["config"]["hparams"], sort_keys=True), {})[r["config"]["fold"]] = \
+        by_params.setdefault(json.dumps(r["spec"]["hparams"], sort_keys=True), {})[r["spec"]["fold"]] = \
             r["metrics"]["recall@1"]
     study = studies(tmp_path)["amsoftmax"]
     assert len(study.trials) == 2

@@ -32,10 +32,10 @@ def test_run_writes_one_record_per_trial_with_full_story(digits_run):
     for rec in recs.values():
         assert rec["status"] == "ok"
         assert set(rec["metrics"]) >= {"recall@1", "recall@2", "recall@4", "recall@8", "map@r", "r_precision", "nmi"}
-        assert rec["config"]["dataset"] == "digits" and rec["recipe"]["name"] == "digits"
+        assert rec["spec"]["dataset"] == "digits" and rec["recipe"]["name"] == "digits"
         assert rec["environment"]["versions"]["torch"] and rec["wall_time_s"] > 0
         assert all(0.0 <= v <= 1.0 for v in rec["metrics"].values())
-    am = [r for r in recs.values() if r["config"]["method"] == "amsoftmax"]
+    am = [r for r in recs.values() if r["spec"]["method"] == "amsoftmax"]
     assert all(r["n_trainable_params"] > 0 and len(r["history"]) == 1 for r in am)
 
 
@@ -44,7 +44,7 @@ def test_leaderboard_mean_std_match_the_records(digits_run):
     recs = records(digits_run).values()
     for method in ("pixels", "amsoftmax", "ms"):
         row = board[board["method"] == method].iloc[0]
-        values = np.array([r["metrics"]["recall@1"] for r in recs if r["config"]["method"] == method])
+        values = np.array([r["metrics"]["recall@1"] for r in recs if r["spec"]["method"] == method])
         assert row["n_seeds"] == 2
         assert row["recall@1_mean"] == pytest.approx(values.mean(), abs=1e-6)
         assert row["recall@1_std"] == pytest.approx(values.std(ddof=1), abs=1e-6)
@@ -68,7 +68,7 @@ def test_resume_skips_finished_trials(digits_run, capsys):
 def test_embed_reuses_a_trained_trial(digits_run, tmp_path):
     from PIL import Image
 
-    trial = next(r for r in records(digits_run).values() if r["config"]["method"] == "amsoftmax")
+    trial = next(r for r in records(digits_run).values() if r["spec"]["method"] == "amsoftmax")
     folder = tmp_path / "imgs"
     (folder / "sub").mkdir(parents=True)
     for i, name in enumerate(["b.png", "a.png", "sub/c.png"]):
@@ -87,7 +87,7 @@ def test_nan_loss_fails_that_trial_and_the_others_go_on(tmp_path):
     code = main(["run", "--methods", "amsoftmax,pixels", "--hparam", "amsoftmax.scale=1e999",
                  "--results-dir", str(tmp_path), *DIGITS, *FAST])
     assert code == 1  # after its summary, run says that a trial failed
-    recs = {r["config"]["method"]: r for r in records(tmp_path).values()}
+    recs = {r["spec"]["method"]: r for r in records(tmp_path).values()}
     assert recs["amsoftmax"]["status"] == "failed" and "non-finite loss" in recs["amsoftmax"]["error"]
     assert recs["pixels"]["status"] == "ok"
     board = pd.read_csv(tmp_path / "leaderboards" / "digits.csv")
@@ -130,7 +130,7 @@ def test_utilization_is_an_optional_registered_metric_shown_as_is(tmp_path, caps
     assert main(["run", "--methods", "pixels", "--extra-metrics", "utilization", "--results-dir", str(tmp_path),
                  *DIGITS, *FAST]) == 0
     (rec,) = records(tmp_path).values()
-    assert rec["config"]["extra_metrics"] == ["utilization"]
+    assert rec["placement"]["extra_metrics"] == ["utilization"]
     assert 0.0 < rec["metrics"]["utilization"] < 4.0  # squared distance between unit vectors
     row = pd.read_csv(tmp_path / "leaderboards" / "digits.csv").iloc[0]
     board = (tmp_path / "leaderboards" / "digits.md").read_text()
@@ -145,6 +145,6 @@ def test_a_config_file_sets_methods_and_seeds_unless_flags_do(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("methods: [pixels]\ndataset: digits\nseeds: [3]\n")
     assert main(["run", "--config", str(config), "--results-dir", str(tmp_path / "a"), *FAST]) == 0
-    assert [(r["config"]["method"], r["config"]["seed"]) for r in records(tmp_path / "a").values()] == [("pixels", 3)]
+    assert [(r["spec"]["method"], r["spec"]["seed"]) for r in records(tmp_path / "a").values()] == [("pixels", 3)]
     assert main(["run", "--config", str(config), "--seeds", "4", "--results-dir", str(tmp_path / "b"), *FAST]) == 0
-    assert [r["config"]["seed"] for r in records(tmp_path / "b").values()] == [4]
+    assert [r["spec"]["seed"] for r in records(tmp_path / "b").values()] == [4]

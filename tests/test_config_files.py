@@ -35,7 +35,7 @@ def test_the_record_shows_the_merged_settings(tmp_path):
     assert main([*RUN, "--config", str(path), "--epochs", "1", "--hparam", "ms.alpha=1.5", "--recipe-set",
                  "lr_head=0.002", "--results-dir", str(out)]) == 0
     (record,) = [json.loads(p.read_text()) for p in out.glob("runs/*/*/record.json")]
-    recipe, hparams = record["config"]["recipe"], record["config"]["hparams"]
+    recipe, hparams = record["spec"]["recipe"], record["spec"]["hparams"]
     assert (recipe["batch_size"], recipe["epochs"], recipe["lr_head"]) == (48, 1, 0.002)
     assert (hparams["alpha"], hparams["beta"]) == (1.5, 40.0)
 

@@ -37,10 +37,10 @@ def record(method: str, seed: int, r1: float, dataset: str = "cub", experiment: 
                        metrics={"recall@1": r1, "map@r": r1 / 3}, environment={"device": "cpu"})
 
 
-def write_raw(store: TrialStore, rec: TrialRecord, **config_changes) -> Path:
-    """Write ``rec`` as JSON with ``config_changes`` made behind the record's back (a crafted file)."""
+def write_raw(store: TrialStore, rec: TrialRecord, **placement_changes) -> Path:
+    """Write ``rec`` as JSON with ``placement_changes`` made behind the record's back (a crafted file)."""
     data = rec.to_dict()
-    data["config"].update(config_changes)
+    data["placement"].update(placement_changes)
     path = store.runs / rec.placement.experiment / rec.trial_id / "record.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))

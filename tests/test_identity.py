@@ -3,6 +3,7 @@ placement field does), every committed record keeps its id through the split, an
 once and handed down (executors and ``run_trial`` write through it, never a store rebuilt from a path)."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import fields, replace
 from pathlib import Path
@@ -10,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from harness.core.placement import Placement
+from harness.core.record import RecordError, TrialRecord
 from harness.core.spec import TrialSpec
 from harness.core.store import TrialStore
 from harness.core.trial import Trial
-from harness.engine.runner import Attempt, run_trial
+from harness.engine.runner import Attempt, execute_trial, run_trial
 from harness.experiment import ExperimentConfig
 from harness.scheduling.executors import LocalExecutor
 
@@ -58,17 +60,65 @@ def test_an_experiment_placed_elsewhere_gives_the_same_ids():
 
 @pytest.mark.parametrize("path", sorted(RESULTS.rglob("record.json")), ids=lambda p: str(p.relative_to(RESULTS)))
 def test_every_committed_record_keeps_its_id_and_its_layout(path):
-    """Each committed record re-read and re-hashed through its spec alone has the id it was written under (its
-    folder's name); the spec and placement written back give its ``config`` as stored (fields it predates
-    take their defaults; ``utilization`` is the optional metric it named)."""
+    """Each committed record read through the one record reader and re-hashed through its spec alone has the
+    id it was written under (its folder's name); written back, its ``spec`` and ``placement`` sections hold
+    every field of its flat version-2 ``config`` as stored, each in the section its dataclass declares (fields
+    it predates take their defaults; ``utilization`` is the optional metric it named), and it reads back equal."""
     data = json.loads(path.read_text())
-    trial = Trial.from_dict(data["config"])
-    assert trial.spec.trial_id == data["trial_id"] == path.parent.name
-    written = trial.to_dict()
-    stored = {k: v for k, v in data["config"].items() if k != "utilization"}
-    assert {k: written[k] for k in stored} == stored
-    assert set(written) - set(stored) <= {"code", "method_family", "extra_metrics", "image_cache_bytes"}
-    assert TrialStore.read_record_file(path).trial == trial
+    record = TrialStore.read_record_file(path)
+    assert record.spec.trial_id == record.trial_id == data["trial_id"] == path.parent.name
+    written = record.to_dict()
+    assert written["version"] == 3 and set(written["spec"]) == {f.name for f in fields(TrialSpec)}
+    assert set(written["placement"]) == {f.name for f in fields(Placement)}
+    stored = data["config"] if "config" in data else {**data["spec"], **data["placement"]}
+    stored = {k: v for k, v in stored.items() if k != "utilization"}
+    sections = {**written["spec"], **written["placement"]}
+    assert {k: sections[k] for k in stored} == stored
+    assert set(sections) - set(stored) <= {"code", "method_family", "extra_metrics", "image_cache_bytes"}
+    assert TrialRecord.from_dict(json.loads(json.dumps(written, default=str))) == record
+
+
+def test_a_record_keeps_what_is_hashed_apart_from_the_planned_and_the_actual_placement(tmp_path):
+    """Issue 32 item 5: the JSON's ``spec`` section is what the id hashes; ``placement`` is the trial as the
+    command planned it (device ``auto``) and ``actual_placement`` what the attempt ran under (the device
+    resolved, a worker's loader workers and image cache), neither rewriting the other."""
+    trial = ExperimentConfig(methods=["pixels"], dataset="digits", seeds=[0], results_dir=str(tmp_path),
+                             recipe_overrides={"epochs": 1}).trials()[0]
+    assert trial.placement.device == "auto" and trial.placement.num_workers == 0
+    worker = replace(trial.placement, device="cpu", num_workers=1, image_cache_bytes=1 << 20)
+    store = TrialStore(tmp_path)
+    record = execute_trial(trial.spec, trial.placement, store, Attempt(progress=False, placement=worker))
+    assert record.ok and record.placement == trial.placement and record.actual_placement == worker
+    assert record.loading["loader_workers"] == 1  # it did run with the worker's loader processes
+    store.write_record(record)
+    data = json.loads(store.record_path(trial).read_text())
+    assert data["version"] == 3 and "config" not in data
+    assert hashlib.sha1(json.dumps(TrialSpec(**data["spec"]).identity(), sort_keys=True).encode()).hexdigest()[:10] \
+        == record.trial_id.rsplit("-", 1)[1]
+    assert (data["placement"]["device"], data["placement"]["num_workers"], data["placement"]["image_cache_bytes"]) \
+        == ("auto", 0, None)
+    assert (data["actual_placement"]["device"], data["actual_placement"]["num_workers"],
+            data["actual_placement"]["image_cache_bytes"]) == ("cpu", 1, 1 << 20)
+    assert TrialStore.read_record_file(store.record_path(trial)) == record
+    planned_only = execute_trial(trial.spec, trial.placement, store, Attempt(progress=False))
+    assert planned_only.actual_placement == replace(trial.placement, device="cpu")  # "auto" resolved, nothing else
+
+
+def test_old_and_new_records_are_read_by_one_reader_and_a_bad_section_is_named():
+    spec, placement = SPEC, Placement(experiment="e", device="cuda:1")
+    new = TrialRecord(trial_id=spec.trial_id, status="ok", spec=spec, placement=placement, metrics={"recall@1": 0.5})
+    data = new.to_dict()
+    old = {k: v for k, v in data.items() if k not in ("spec", "placement", "actual_placement")}
+    old.update(version=2, config={**data["spec"], **data["placement"], "utilization": True})
+    del old["config"]["extra_metrics"]
+    assert TrialRecord.from_dict(old) == replace(new, placement=replace(placement, extra_metrics=["utilization"]))
+    assert TrialRecord.from_dict(data) == new
+    for broken, message in [({**data, "spec": {**data["spec"], "colour": 1}}, "unknown spec field"),
+                            ({**data, "placement": {**data["placement"], "colour": 1}}, "unknown placement field"),
+                            ({k: v for k, v in data.items() if k != "placement"}, "missing placement"),
+                            ({**old, "config": [1]}, "config is"), ({**data, "version": 4}, "reads versions 2, 3")]:
+        with pytest.raises(RecordError, match=message):
+            TrialRecord.from_dict(broken)
 
 
 def test_committed_records_are_all_found():

@@ -77,7 +77,7 @@ def test_ray_and_local_executors_give_identical_metrics(tmp_path):
 def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path, capsys):
     code = main(["run", "--methods", "amsoftmax,pixels", "--fail-at-epoch", "1", "--results-dir", str(tmp_path), *FAST])
     assert code == 1  # after its summary
-    by_method = {r["config"]["method"]: r for r in records(tmp_path).values()}
+    by_method = {r["spec"]["method"]: r for r in records(tmp_path).values()}
     assert by_method["pixels"]["status"] == "ok" and by_method["pixels"]["metrics"]["recall@1"] > 0
     assert by_method["amsoftmax"]["status"] == "failed"
     assert "injected failure at epoch 1" in by_method["amsoftmax"]["error"]
@@ -278,9 +278,8 @@ def test_concurrent_trials_share_a_quarter_of_their_node_for_decoded_images(tmp_
     trial = Trial(TrialSpec(method="ms", dataset="digits", seed=0, recipe={}, backbone="small_cnn"), Placement())
     placed = WorkerSetup(cwd=str(tmp_path), results_dir=str(tmp_path), sys_path=(), plugins=(), cpus=1, gpus=0.25,
                          max_concurrent=None, resume=False).place(trial)
-    assert placed.placement.image_cache_bytes == gib                       # 4 GiB of the node, over 4 trials
+    assert placed.image_cache_bytes == gib                       # 4 GiB of the node, over 4 trials
     assert images.DECODED_CACHES.budget == images.DECODED_CACHE_BYTES  # the process-wide default untouched
-    assert placed.trial_id == trial.trial_id                     # placement, not identity
 
 
 def test_one_command_gives_the_same_metrics_with_either_executor_by_default(tmp_path, ray_session):
@@ -294,4 +293,6 @@ def test_one_command_gives_the_same_metrics_with_either_executor_by_default(tmp_
         assert main([*args, "--executor", executor, "--results-dir", str(tmp_path / executor)]) == 0
         [(_, record)] = list(TrialStore(tmp_path / executor).records())
         metrics[executor] = (record.metrics, record.environment["hardware"]["threads"])
+        # the record keeps the planned placement and, apart, the one its worker ran it under (issue 32 item 5)
+        assert (record.placement.device, record.actual_placement.device) == ("auto", "cpu"), executor
     assert metrics["local"] == metrics["ray"] and metrics["local"][1] == 1

@@ -78,13 +78,13 @@ def test_best_is_the_highest_validation_metric_and_is_retrained_into_the_leaderb
     # the search trials' own records agree: the best trial's final validation Recall@1
     search_records = [json.loads(p.read_text()) for p in folder.glob("trials/*/record.json")]
     assert len(search_records) == 6
-    assert all(r["config"]["eval_split"] == "val" and r["config"]["role"] == "search" for r in search_records)
+    assert all(r["spec"]["eval_split"] == "val" and r["spec"]["role"] == "search" for r in search_records)
     best_record = next(r for r in search_records if r["trial_id"] == best["trial_id"])
     assert best_record["metrics"]["recall@1"] == best["value"]
     assert max(r["metrics"]["recall@1"] for r in search_records if r["status"] == "ok") == best["value"]
     final = [json.loads(p.read_text()) for p in (asha_search / "runs" / "digits").glob("*/record.json")]
-    assert sorted(r["config"]["seed"] for r in final) == [0, 1]
-    assert all(r["config"]["eval_split"] == "test" and r["config"]["hparams"] == best["hparams"] for r in final)
+    assert sorted(r["spec"]["seed"] for r in final) == [0, 1]
+    assert all(r["spec"]["eval_split"] == "test" and r["spec"]["hparams"] == best["hparams"] for r in final)
     board = pd.read_csv(asha_search / "leaderboards" / "digits.csv")
     assert board["n_seeds"].tolist() == [2] and json.loads(board["hparams"][0]) == best["params"]
     assert (folder / "history.png").exists() and (folder / "scatter.png").exists()
@@ -131,9 +131,9 @@ def test_search_runs_on_the_local_executor_too(tmp_path):
     folder = tmp_path / "searches" / "digits.amsoftmax"
     assert len(finished_trials(study_of(folder, "digits.amsoftmax"))) == 3
     searched = [json.loads(p.read_text()) for p in folder.glob("trials/*/record.json")]
-    assert len(searched) == 3 and all(r["config"]["eval_split"] == "val" for r in searched)
+    assert len(searched) == 3 and all(r["spec"]["eval_split"] == "val" for r in searched)
     final = [json.loads(p.read_text()) for p in tmp_path.glob("runs/*/*/record.json")]
-    assert [(r["config"]["eval_split"], r["config"]["role"]) for r in final] == [("test", "final")]
+    assert [(r["spec"]["eval_split"], r["spec"]["role"]) for r in final] == [("test", "final")]
 
 
 def test_a_search_on_a_one_class_validation_split_is_refused(tmp_path, capsys):
@@ -184,15 +184,15 @@ def test_sweep_runs_the_grid_on_validation_classes_and_never_makes_a_leaderboard
                  "--results-dir", str(tmp_path)])
     assert code == 0
     recs = [json.loads(p.read_text()) for p in tmp_path.glob("runs/digits/*/record.json")]
-    assert sorted((r["config"]["hparams"]["margin"], r["config"]["seed"]) for r in recs) == [(0, 0), (0.2, 0)]
-    assert all((r["config"]["eval_split"], r["config"]["role"]) == ("val", "sweep") for r in recs)
+    assert sorted((r["spec"]["hparams"]["margin"], r["spec"]["seed"]) for r in recs) == [(0, 0), (0.2, 0)]
+    assert all((r["spec"]["eval_split"], r["spec"]["role"]) == ("val", "sweep") for r in recs)
     assert (tmp_path / "sweeps" / "digits" / "amsoftmax.margin.png").stat().st_size > 0
     # a test-split sweep is explicit, marked as a sweep, and still kept out of the leaderboard
     assert main(["sweep", "--method", "amsoftmax", "--param", "margin=0.2", "--seeds", "0", "--epochs", "1",
                  "--dataset", "digits", "--on-test", "--executor", "local", "--no-progress",
                  "--results-dir", str(tmp_path)]) == 0
     recs = [json.loads(p.read_text()) for p in tmp_path.glob("runs/digits/*/record.json")]
-    assert sum(r["config"]["eval_split"] == "test" and r["config"]["role"] == "sweep" for r in recs) == 1
+    assert sum(r["spec"]["eval_split"] == "test" and r["spec"]["role"] == "sweep" for r in recs) == 1
     assert main(["leaderboard", "--results-dir", str(tmp_path)]) == 1  # no leaderboard rows
 
 

@@ -4,10 +4,21 @@ A :class:`TrialRecord` is built in one place (:func:`harness.engine.runner.run_t
 :meth:`TrialRecord.failed` for a trial that raised) from its :class:`~harness.core.trial.Trial` (its
 fully resolved :class:`~harness.core.spec.TrialSpec` and its
 :class:`~harness.core.placement.Placement`); :class:`~harness.core.store.TrialStore` writes and reads
-it as JSON, the pair as one flat ``config`` mapping (the layout records have always had).
-:meth:`TrialRecord.from_dict` validates what it reads: a record of another version, with a
-missing field, a ``null``, non-numeric or non-finite (NaN, infinite) metric is refused with the reason, so a
-leaderboard never averages fewer seeds than it counts.
+it as JSON (version 3), whose sections show what the id hashes and what it does not::
+
+    {"version": 3, "trial_id": ..., "status": ...,
+     "spec": {...},               # hashed: the id is the hash of this section alone
+     "placement": {...},          # not hashed: where and how the command planned to run it
+     "actual_placement": {...},   # not hashed: what it ran under (device resolved, a Ray worker's loader
+                                  # workers and image cache); null where unknown (before version 3, or a
+                                  # trial that failed before an attempt started)
+     "recipe": {"name": ..., "hash": ...}, "metrics": {...}, "history": [...], ...}
+
+:meth:`TrialRecord.from_dict` is the one reader of every version: a version-2 record (the pair as one flat
+``config`` mapping) is split into the same sections by field name, so every record on disk keeps its id.
+It validates what it reads: a record of another version, with a missing field, a ``null``, non-numeric or
+non-finite (NaN, infinite) metric is refused with the reason, so a leaderboard never averages fewer seeds
+than it counts.
 """
 from __future__ import annotations
 
@@ -18,10 +29,12 @@ from typing import Any
 
 from harness.core.placement import Placement
 from harness.core.spec import TrialSpec
-from harness.core.trial import Trial
+from harness.core.trial import Trial, build
 
-#: bumped whenever a field changes meaning; readers refuse other versions
-RECORD_VERSION = 2
+#: the layout records are written in; bumped whenever a field changes meaning
+RECORD_VERSION = 3
+#: the layouts :meth:`TrialRecord.from_dict` reads: 2 (spec and placement flat in one ``config``) and 3
+READ_VERSIONS = (2, RECORD_VERSION)
 STATUSES = ("ok", "failed", "pruned")
 
 
@@ -46,12 +59,17 @@ class TrialRecord:
     where they ran); ``loading`` how the training images were read (decoder, loader workers, where
     they were normalised); ``gpu`` the trial's GPU utilisation and memory, sampled through NVML while it
     ran (``{"available": False, "reason": ...}`` where it had none or NVML could not be read).
+    ``placement`` is where the command planned the trial (what ``--resume`` and ``reproduce`` place it by
+    again); ``actual_placement`` what it ran under (its device resolved, e.g. ``auto`` to ``cuda:0``; a Ray
+    worker's loader workers and share of its node's memory for decoded images), None where not known.
+    ``version`` is the layout the record is written in (a record read is held, and written back, in today's).
     """
 
     trial_id: str
     status: str
     spec: TrialSpec
     placement: Placement
+    actual_placement: Placement | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     wall_time_s: float = 0.0
@@ -101,40 +119,57 @@ class TrialRecord:
     @classmethod
     def failed(cls, trial: Trial, error: BaseException | str, *, wall_time_s: float = 0.0,
                traceback: str | None = None, environment: dict[str, Any] | None = None,
-               harness_version: str = "") -> "TrialRecord":
+               harness_version: str = "", actual_placement: Placement | None = None) -> "TrialRecord":
         """The record of a trial that raised: its spec and placement, the reason, and no metrics."""
         reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
         return cls(trial_id=trial.trial_id, status="failed", spec=trial.spec, placement=trial.placement,
-                   wall_time_s=wall_time_s,
+                   actual_placement=actual_placement, wall_time_s=wall_time_s,
                    environment=environment or {}, harness_version=harness_version, error=reason or "failed",
                    traceback=traceback)
 
     def to_dict(self) -> dict[str, Any]:
-        """The record's JSON: the spec and placement as one flat ``config`` (:meth:`Trial.to_dict`)."""
-        data = {k: v for k, v in asdict(self).items() if k not in ("spec", "placement")}
-        data["config"] = self.trial.to_dict()
+        """The record's JSON (the module's docstring shows its sections)."""
+        data = asdict(self)  # spec, placement and actual_placement as their own sections
         data["recipe"] = {"name": self.recipe_name, "hash": self.recipe_hash}  # for readers of the raw JSON
         return data
 
     @classmethod
     def from_dict(cls, data: Any) -> "TrialRecord":
-        """Validate and build; raises :class:`RecordError` naming what is wrong."""
+        """Validate and build from any of :data:`READ_VERSIONS`; raises :class:`RecordError` naming what is wrong."""
         if not isinstance(data, dict):
             raise RecordError(f"a record is a JSON object, got {type(data).__name__}")
-        if data.get("version") != RECORD_VERSION:
-            raise RecordError(f"record version {data.get('version')!r}, this harness reads version {RECORD_VERSION}")
-        known = {f.name for f in fields(cls)}
-        missing = sorted(k for k in ("trial_id", "status", "config", "metrics") if k not in data)
+        if data.get("version") not in READ_VERSIONS:
+            raise RecordError(f"record version {data.get('version')!r}, this harness reads versions "
+                              f"{', '.join(map(str, READ_VERSIONS))}")
+        sections = ("config",) if data["version"] == 2 else ("spec", "placement")
+        missing = sorted(k for k in ("trial_id", "status", *sections, "metrics") if k not in data)
         if missing:
             raise RecordError(f"missing {', '.join(missing)}")
         if not isinstance(data["metrics"], dict):
             raise RecordError(f"metrics is {data['metrics']!r}, not a mapping")
         try:
-            trial = Trial.from_dict(data["config"])
+            trial = Trial.from_dict(sections_of_config(data["config"]) if data["version"] == 2 else data)
+            actual = data.get("actual_placement")
+            actual = build(Placement, actual, "actual_placement") if isinstance(actual, dict) else None
         except (TypeError, ValueError) as error:
-            raise RecordError(f"config: {error}") from None
-        values = {k: v for k, v in data.items() if k in known and k not in ("spec", "placement")}
+            raise RecordError(str(error)) from None
+        known = {f.name for f in fields(cls)} - {"spec", "placement", "actual_placement", "version"}
+        values = {k: v for k, v in data.items() if k in known}
         try:
-            return cls(spec=trial.spec, placement=trial.placement, **values)
+            return cls(spec=trial.spec, placement=trial.placement, actual_placement=actual, **values)
         except TypeError as error:
             raise RecordError(str(error)) from None
+
+
+def sections_of_config(config: Any) -> dict[str, dict[str, Any]]:
+    """A version-2 record's flat ``config`` as the ``spec`` and ``placement`` sections of today's layout, each
+    field in the section whose dataclass declares it (``utilization``, written before metrics were a registry,
+    as the optional metric it named); ``ValueError`` if it is no mapping."""
+    if not isinstance(config, dict):
+        raise ValueError(f"config is {config!r}, not a mapping")
+    config = dict(config)
+    if "utilization" in config:
+        config["extra_metrics"] = ["utilization"] if config.pop("utilization") else []
+    spec_fields = {f.name for f in fields(TrialSpec)}
+    return {"spec": {k: v for k, v in config.items() if k in spec_fields},
+            "placement": {k: v for k, v in config.items() if k not in spec_fields}}

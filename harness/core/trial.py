@@ -1,20 +1,16 @@
 """A trial to run: what it computes (its :class:`~harness.core.spec.TrialSpec`, hashed into its id) and
 where (its :class:`~harness.core.placement.Placement`, not hashed), as one value that executors pass along.
 
-A record stores the pair as one flat ``config`` mapping (every spec field beside every placement field),
-the layout records have always had: :meth:`Trial.to_dict` writes it and :meth:`Trial.from_dict` splits
-it again, so every record on disk keeps its id and its bytes.
+As data (a record's sections, a Ray Tune trial's config) the two stay apart: ``{"spec": ..., "placement":
+...}`` (:meth:`Trial.to_dict`, :meth:`Trial.from_dict`), so what the id hashes is what ``spec`` holds.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.core.placement import Placement
 from harness.core.spec import TrialSpec
-
-_SPEC_FIELDS = tuple(f.name for f in fields(TrialSpec))
-_PLACEMENT_FIELDS = tuple(f.name for f in fields(Placement))
 
 
 @dataclass(frozen=True)
@@ -38,19 +34,25 @@ class Trial:
         return replace(self, placement=replace(self.placement, **changes))
 
     def to_dict(self) -> dict[str, Any]:
-        """The flat mapping a record stores as its ``config``."""
-        return {**self.spec.to_dict(), **self.placement.to_dict()}
+        """``{"spec": <the spec's fields>, "placement": <the placement's fields>}``."""
+        return {"spec": self.spec.to_dict(), "placement": self.placement.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Trial":
-        """The trial of a record's flat ``config``; ``ValueError`` naming unknown fields. Fields a record
-        predates take their defaults (a record written before metrics were a registry holds
-        ``utilization``, read as that optional metric)."""
-        data = dict(data)
-        if "utilization" in data:
-            data["extra_metrics"] = ["utilization"] if data.pop("utilization") else []
-        unknown = set(data) - set(_SPEC_FIELDS) - set(_PLACEMENT_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown trial config field(s) {', '.join(sorted(unknown))}")
-        return cls(spec=TrialSpec(**{k: v for k, v in data.items() if k in _SPEC_FIELDS}),
-                   placement=Placement(**{k: v for k, v in data.items() if k in _PLACEMENT_FIELDS}))
+        """The trial of :meth:`to_dict`'s mapping; ``ValueError`` naming a missing section or unknown fields."""
+        missing = [section for section in ("spec", "placement") if not isinstance(data.get(section), dict)]
+        if missing:
+            raise ValueError(f"no {' or '.join(missing)} section")
+        return cls(spec=build(TrialSpec, data["spec"], "spec"), placement=build(Placement, data["placement"], "placement"))
+
+
+T = TypeVar("T", TrialSpec, Placement)
+
+
+def build(kind: type[T], values: dict[str, Any], section: str) -> T:
+    """A spec or placement from a section's fields; ``ValueError`` naming the fields ``kind`` does not have
+    (fields it has and the section lacks take their defaults)."""
+    unknown = set(values) - {f.name for f in fields(kind)}
+    if unknown:
+        raise ValueError(f"unknown {section} field(s) {', '.join(sorted(unknown))}")
+    return kind(**values)

@@ -63,7 +63,9 @@ class Attempt:
     continues from the epoch checkpoint in the store, if any; ``progress`` shows a bar per epoch;
     ``node`` names the Ray node it runs on (the record lists the nodes of every attempt); ``threads``
     sets torch's intra-op threads (the trial's CPU share); ``gpu`` samples its GPU
-    (:func:`execute_trial` starts one).
+    (:func:`execute_trial` starts one); ``placement`` is where this attempt runs when that differs from the
+    planned placement (a Ray worker's device, loader workers and share of its node's memory), None: as planned.
+    The record keeps both: the planned placement and the one it ran under (:func:`actual_placement`).
     """
 
     on_epoch: EpochCallback | None = None
@@ -72,6 +74,17 @@ class Attempt:
     node: dict[str, str] | None = None
     threads: int | None = None
     gpu: GpuSampler | None = None
+    placement: Placement | None = None
+
+
+def actual_placement(placement: Placement, attempt: Attempt) -> Placement:
+    """The placement an attempt runs under: the attempt's own, else the planned ``placement``, with its device
+    resolved (``auto`` becomes ``cpu`` or ``cuda:<index>``)."""
+    placed = attempt.placement or placement
+    device = resolve_device(placed.device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return replace(placed, device=str(device))
 
 
 def build_model(spec: TrialSpec, channels: int, pretrained: str | None = None) -> tuple[EmbeddingModel, type[Method]]:
@@ -169,9 +182,10 @@ def run_trial(spec: TrialSpec, placement: Placement, store: TrialStore, attempt:
     errors propagate; :func:`execute_trial` turns them into a failed or pruned record.
     """
     trial, gpu = Trial(spec, placement), attempt.gpu
+    planned, placement = placement, actual_placement(placement, attempt)  # from here on, where it runs
     start = time.time()
     generator = seed_everything(spec.seed)
-    device = resolve_device(placement.device)
+    device = torch.device(placement.device)
     recipe = spec.recipe_obj
     splits = create_dataset(spec.dataset, placement.data_root, spec.val_fraction, fold=spec.fold,
                             folds=spec.folds, withhold_test=spec.eval_split == "val")
@@ -222,7 +236,8 @@ def run_trial(spec: TrialSpec, placement: Placement, store: TrialStore, attempt:
         store.save_embeddings(trial, **embeddings)
     n_params = sum(p.numel() for p in list(model.parameters()) + list(method.parameters()) if p.requires_grad)
     return TrialRecord(
-        trial_id=spec.trial_id, status="ok", spec=spec, placement=placement, metrics=metrics, history=history,
+        trial_id=spec.trial_id, status="ok", spec=spec, placement=planned, actual_placement=placement,
+        metrics=metrics, history=history,
         wall_time_s=elapsed_before + time.time() - start, resumed_at_epoch=resumed_at, nodes=nodes, n_trainable_params=n_params,
         hparams_changed=cls.changed_hparams(method.config, spec.dataset, recipe),
         evaluation={"knn": f"{resolve_backend('auto', device)} candidates, near-ties re-scored exactly (float64)",
@@ -243,16 +258,18 @@ def execute_trial(spec: TrialSpec, placement: Placement, store: TrialStore, atte
         torch.set_num_threads(attempt.threads)
     trial = Trial(spec, placement)
     start = time.time()
-    gpu = GpuSampler(resolve_device(placement.device)).start()
+    actual = actual_placement(placement, attempt)
+    gpu = GpuSampler(torch.device(actual.device)).start()
     try:
-        record = run_trial(spec, placement, store, replace(attempt, gpu=gpu))
+        record = run_trial(spec, placement, store, replace(attempt, gpu=gpu, placement=actual))
     except TrialPruned as pruned:
         record = TrialRecord(trial_id=spec.trial_id, status="pruned", spec=spec, placement=placement,
-                             error=str(pruned), wall_time_s=time.time() - start,
+                             actual_placement=actual, error=str(pruned), wall_time_s=time.time() - start,
                              environment=environment_fingerprint(None), harness_version=harness.__version__)
     except Exception as error:  # noqa: BLE001: any failure becomes the trial's recorded reason
         return TrialRecord.failed(trial, error, wall_time_s=time.time() - start, traceback=traceback.format_exc(),
-                                  environment=environment_fingerprint(None), harness_version=harness.__version__)
+                                  environment=environment_fingerprint(None), harness_version=harness.__version__,
+                                  actual_placement=actual)
     finally:
         gpu.stop()
     store.delete_checkpoint(trial)

@@ -20,6 +20,7 @@ def points(value: object, metric: str) -> str:
 def trial_page(record: TrialRecord, crumbs: str, home: str) -> str:
     """The page of ``record``, under the breadcrumb HTML ``crumbs``; ``home`` is the site's index."""
     spec = record.spec
+    sections = {k: v for k, v in record.to_dict().items() if k in ("spec", "placement", "actual_placement")}
     metrics = {metric_label(m): points(v, m) for m, v in sorted(record.metrics.items(),
                                                                 key=lambda kv: metric_sort_key(kv[0]))}
     split = "validation classes" if spec.eval_split == "val" else f"{spec.eval_split} classes"
@@ -32,6 +33,8 @@ def trial_page(record: TrialRecord, crumbs: str, home: str) -> str:
             + f"<h2>Metrics ({escape(split)}, %)</h2>" + html.definitions(metrics)
             + "<h2>Per-epoch curves</h2>" + html.curves_svg(record.history)
             + "<h2>Resolved configuration</h2>"
-            + f"<pre>{escape(json.dumps(record.trial.to_dict(), indent=2, sort_keys=True, default=str))}</pre>"
+            + '<p class="muted">spec: what the trial computes, hashed into its id; placement: where it was planned '
+              "to run, and actual_placement: where it ran (neither hashed)</p>"
+            + f"<pre>{escape(json.dumps(sections, indent=2, sort_keys=True, default=str))}</pre>"
             + "<h2>Environment</h2>" + html.definitions(record.environment))
     return html.page(record.trial_id, body, home)

@@ -15,6 +15,8 @@ Ray-version-specific calls go through :mod:`harness.scheduling.ray_compat`.
 """
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import json
 import math
 import os
@@ -24,6 +26,7 @@ from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
 
 from harness.core.metrics import split_metric
+from harness.core.placement import Placement
 from harness.core.record import TrialRecord
 from harness.core.registry import import_plugins
 from harness.core.store import TrialStore
@@ -85,8 +88,12 @@ def record_of(result: dict[str, Any] | None) -> TrialRecord | None:
 
 @dataclass(frozen=True)
 class WorkerSetup:
-    """What a trial needs from the driver besides its spec and placement: where to run, what to import, its
-    resources, and where its files go (the driver's results folder, its token and keeper: :mod:`trial_files`)."""
+    """What a trial needs from the driver besides its spec and placement: the driver's folder (``cwd``, which
+    relative paths of a placement are relative to) and import path, the plugins, its resources, and where its
+    files go (the driver's results folder, absolute, its token and keeper: :mod:`trial_files`).
+
+    Tune reuses a worker's process for many trials, so nothing here changes that process for the trials
+    after it: no ``os.chdir``, no ``sys.path`` entry (:meth:`apply`, :meth:`place`)."""
 
     cwd: str
     results_dir: str
@@ -100,24 +107,48 @@ class WorkerSetup:
     keeper: Any = None
 
     def apply(self) -> None:
-        """Prepare this worker process: the driver's folder and import path, the plugins."""
-        if os.path.isdir(self.cwd):  # the driver's folder: relative --data-root and --results-dir resolve as there
-            os.chdir(self.cwd)
-        sys.path.extend(p for p in self.sys_path if p not in sys.path)
-        import_plugins(self.plugins)
+        """Import the driver's plugins in this worker: each from this process's import path, else from the
+        driver's (``sys_path``, :func:`import_from`), ``sys.path`` itself unchanged."""
+        for module in self.plugins:
+            top = module.partition(".")[0]
+            if top not in sys.modules and importlib.util.find_spec(top) is None:
+                import_from(top, self.sys_path)
+        import_plugins(self.plugins)  # what is left (submodules), and the one-line error for a missing one
 
-    def place(self, trial: Trial) -> Trial:
-        """The trial as it runs here: on the CPU when it holds no GPU; a GPU trial that sets no
-        data-loading workers gets one per CPU it holds beside the main one; its decoded images keep its
-        share of its node's memory (:func:`decoded_cache_share`), a placement field, not a process-wide limit."""
+    def path(self, path: str | None) -> str | None:
+        """A placement's path as the driver meant it: a relative one is relative to the driver's folder."""
+        return path if path is None or os.path.isabs(path) else os.path.join(self.cwd, path)
+
+    def place(self, trial: Trial) -> Placement:
+        """Where the trial runs here (its record keeps it beside the planned placement): its data and weights
+        where the driver's relative paths point (:meth:`path`); on the CPU when it holds no GPU; a GPU trial
+        that sets no data-loading workers gets one per CPU it holds beside the main one; its decoded images
+        keep its share of its node's memory (:func:`decoded_cache_share`), a placement field, not a
+        process-wide limit."""
         node_cpus, node_gpus, node_memory = ray_compat.node_capacity()
         placement = replace(trial.placement, image_cache_bytes=decoded_cache_share(
-            node_memory, trials_per_node(node_cpus, node_gpus, self.cpus, self.gpus, self.max_concurrent)))
+            node_memory, trials_per_node(node_cpus, node_gpus, self.cpus, self.gpus, self.max_concurrent)),
+            data_root=self.path(trial.placement.data_root), pretrained=self.path(trial.placement.pretrained))
         if not self.gpus and placement.device == "auto":
             placement = replace(placement, device="cpu")
         if self.gpus and placement.num_workers == 0:
             placement = replace(placement, num_workers=max(0, int(self.cpus) - 1))
-        return replace(trial, placement=placement)
+        return placement
+
+
+def import_from(name: str, folders: Sequence[str]) -> None:
+    """Import the top-level module ``name`` from ``folders`` (another process's import path) where it lies
+    there, without adding them to ``sys.path``: the module (a package finds its submodules through its own
+    ``__path__``) joins ``sys.modules``; nothing happens where it is not found."""
+    spec = importlib.machinery.PathFinder.find_spec(name, list(folders))
+    if spec is None or spec.loader is None:
+        return
+    sys.modules[name] = module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
 
 
 def tune_trial(config: dict[str, Any], setup: WorkerSetup) -> None:
@@ -125,14 +156,15 @@ def tune_trial(config: dict[str, Any], setup: WorkerSetup) -> None:
     died) or, with ``resume``, any attempt continues from the trial's epoch checkpoint; a first
     attempt without ``resume`` starts afresh."""
     setup.apply()
-    trial = setup.place(trial_of(config))
-    store = trial_files.store_for(setup.results_dir, setup.token, setup.keeper)  # this node's view of it
+    trial = trial_of(config)
     restarted = ray_compat.call(setup.keeper.attempt, trial.trial_id) > 0
-    if not (restarted or setup.resume):
-        store.delete_checkpoint(trial)
-    record = execute_trial(trial.spec, trial.placement, store, Attempt(
-        on_epoch=lambda metrics, checkpoint: ray_compat.report(metrics), resume=restarted or setup.resume,
-        progress=False, threads=max(1, int(setup.cpus)), node=ray_compat.this_node()))
+    with trial_files.store_for(setup.results_dir, setup.token, setup.keeper) as store:  # this node's view of it
+        if not (restarted or setup.resume):
+            store.delete_checkpoint(trial)
+        record = execute_trial(trial.spec, trial.placement, store, Attempt(
+            on_epoch=lambda metrics, checkpoint: ray_compat.report(metrics), resume=restarted or setup.resume,
+            progress=False, threads=max(1, int(setup.cpus)), node=ray_compat.this_node(),
+            placement=setup.place(trial)))
     ray_compat.report({split_metric(trial.spec.eval_split, k): v for k, v in record.metrics.items()}
                       | {RECORD_KEY: json.dumps(record.to_dict(), default=str)})
 
@@ -302,9 +334,9 @@ class RayExecutor:
         token = self.store.root / trial_files.visibility_token(run_name)
         atomic_write_text(token, run_name)
         keeper = ray_compat.driver_actor(trial_files.ResultsKeeper, str(self.store.root.resolve()))
-        setup = WorkerSetup(cwd=os.getcwd(), results_dir=str(self.store.root), sys_path=tuple(p for p in sys.path if p),
-                            plugins=self.plugins, cpus=cpu, gpus=gpu, max_concurrent=self.max_concurrent, resume=resume,
-                            token=token.name, keeper=keeper)
+        setup = WorkerSetup(cwd=os.getcwd(), results_dir=str(self.store.root.resolve()),
+                            sys_path=tuple(p for p in sys.path if p), plugins=self.plugins, cpus=cpu, gpus=gpu,
+                            max_concurrent=self.max_concurrent, resume=resume, token=token.name, keeper=keeper)
         try:
             ray_compat.fit(tune_trial, {"cpu": cpu, "gpu": gpu}, name=run_name, storage=storage,
                            trainable_kwargs={"setup": setup}, search_alg=feeder, stopper=pruner, num_samples=-1,

@@ -11,9 +11,10 @@ trial's attempts in this run: a restarted attempt continues from the trial's las
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from harness.core.store import Loaded, TrialStore, atomic_write_binary
 from harness.core.trial import Trial
@@ -51,10 +52,11 @@ class ResultsKeeper:
 
 class RelayedStore(TrialStore):
     """A worker's :class:`TrialStore` for a results folder it cannot see: files are written into a
-    node-local scratch folder (same layout), sent to the driver's :class:`ResultsKeeper`, then removed."""
+    node-local ``scratch`` folder (same layout), sent to the driver's :class:`ResultsKeeper`, then removed
+    (:func:`store_for` removes the folder itself when the trial ends)."""
 
-    def __init__(self, keeper: Any):
-        super().__init__(tempfile.mkdtemp(prefix="harness-relay-"))
+    def __init__(self, keeper: Any, scratch: str | Path):
+        super().__init__(scratch)
         self.keeper = keeper
 
     def _send(self, path: Path) -> Path:
@@ -91,10 +93,14 @@ def visibility_token(run_name: str) -> str:
     return f".driver-{run_name}"
 
 
-def store_for(results_dir: str, token: str, keeper: Any) -> TrialStore:
-    """The store a trial uses on this node: the driver's results folder itself where the driver's token
-    is visible, else a :class:`RelayedStore` to the driver's keeper (a worker's process cannot share the
+@contextlib.contextmanager
+def store_for(results_dir: str, token: str, keeper: Any) -> Iterator[TrialStore]:
+    """The store a trial uses on this node, for as long as the trial runs: the driver's results folder
+    itself where the driver's token is visible, else a :class:`RelayedStore` to the driver's keeper, whose
+    scratch folder is removed when the trial ends, however it ends (a worker's process cannot share the
     driver's store object, so it builds this one, once per trial)."""
     if (Path(results_dir) / token).is_file():
-        return TrialStore(results_dir)
-    return RelayedStore(keeper)
+        yield TrialStore(results_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="harness-relay-") as scratch:
+        yield RelayedStore(keeper, scratch)
