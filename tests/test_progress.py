@@ -1,4 +1,4 @@
-"""The live view of running trials and the TensorBoard logs, fed the events executors send."""
+"""The live view of running trials, fed the events executors send (the trackers: ``test_tracking.py``)."""
 from __future__ import annotations
 
 import io
@@ -8,7 +8,6 @@ import pytest
 from harness.core.record import TrialRecord
 from harness.experiment import ExperimentConfig
 from harness.scheduling.progress import TrialBoard
-from harness.scheduling.tracking import MLflowLogger, TensorBoardLogger
 
 
 def trials(n: int = 2):
@@ -59,30 +58,6 @@ def test_on_a_terminal_a_live_table_of_every_trial():
     board.close()
 
 
-def test_tensorboard_logs_every_epoch_and_the_final_metrics(tmp_path):
-    pytest.importorskip("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    play(TensorBoardLogger(tmp_path))
-    a, *_ = trials()
-    events = EventAccumulator(str(tmp_path / a.placement.experiment / a.trial_id))
-    events.Reload()
-    # real metrics only (Ray's pid or timestamp never reach a listener: see the next test), and the final ones
-    # once more under hparam/ for the HPARAMS tab (PyTorch's add_hparams)
-    assert sorted(events.Tags()["scalars"]) == ["hparam/test/recall@1", "test/recall@1", "train/loss", "val/recall@1"]
-    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, 0.5), (2, 0.25)]
-    # the HPARAMS tab: the trial's hyperparameters beside its final metrics
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    content = events.PluginTagToContent("hparams")
-    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
-    params = dict(session.session_start_info.hparams)
-    assert params["method"].string_value == "ms" and params["seed"].number_value == 0
-    assert params["hparam.alpha"].number_value == pytest.approx(a.spec.hparams["alpha"])
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
-    assert [m.name.tag for m in experiment.experiment.metric_infos] == ["hparam/test/recall@1"]
-
-
 def test_ray_results_reach_the_listeners_without_tunes_own_fields():
     pytest.importorskip("ray")
     from harness.scheduling.ray_compat import trial_metrics
@@ -90,24 +65,6 @@ def test_ray_results_reach_the_listeners_without_tunes_own_fields():
     result = {"epoch": 2, "loss": 0.25, "val_recall@1": 0.8, "pid": 4242, "timestamp": 1.7e9, "training_iteration": 2,
               "time_this_iter_s": 1.5, "time_total_s": 3.0, "done": False, "hostname": "node", "config": {}}
     assert trial_metrics(result) == {"epoch": 2, "loss": 0.25, "val_recall@1": 0.8}
-
-
-def test_mlflow_logs_a_run_per_trial_with_its_parameters_and_metrics(tmp_path):
-    pytest.importorskip("mlflow")
-    from mlflow.tracking import MlflowClient
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    play(MLflowLogger(uri))
-    a, b = trials()[0], trials()[-1]
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(a.placement.experiment)
-    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
-    assert set(runs) == {a.trial_id, b.trial_id}
-    run = runs[a.trial_id]
-    assert run.data.params["method"] == "ms" and float(run.data.params["hparam.alpha"]) == a.spec.hparams["alpha"]
-    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")] == [(1, 0.5), (2, 0.25)]
-    assert run.data.metrics["test/recall_at_1"] == 0.9 and run.data.metrics["val/recall_at_1"] == 0.8 and run.info.status == "FINISHED"
-    assert runs[b.trial_id].info.status == "FAILED" and runs[b.trial_id].data.tags["status"] == "failed"
 
 
 def test_the_live_table_tells_trials_apart_and_counts_down():

@@ -80,12 +80,18 @@ for _spec in (MetricSpec("recall@K", "R@K", 0), MetricSpec("map@r", "MAP@R", 1),
 EVALUATION_METRICS = ("map@r", "r_precision", "nmi")
 
 
-def metric_spec(name: str) -> MetricSpec:
-    """The declaration of ``name`` (``recall@4`` is ``recall@K``'s); an undeclared metric gets a default
-    one: last, under its own name, in percent."""
+def declared_metric(name: str) -> MetricSpec | None:
+    """The declaration of ``name`` (``recall@4`` is ``recall@K``'s), None for a name no metric declares (a
+    training statistic such as ``loss``, or a metric of a plugin not loaded in this process)."""
     if re.fullmatch(r"recall@\d+", name):
         return METRICS.get("recall@K")
-    return METRICS.get(name) if name in METRICS else MetricSpec(name, name, OPTIONAL_RANK + 1)
+    return METRICS.get(name) if name in METRICS else None
+
+
+def metric_spec(name: str) -> MetricSpec:
+    """The declaration of ``name`` (:func:`declared_metric`); an undeclared metric gets a default one: last,
+    under its own name, in percent."""
+    return declared_metric(name) or MetricSpec(name, name, OPTIONAL_RANK + 1)
 
 
 def metric_sort_key(name: str) -> tuple:
