@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from harness.core.recipe import get_recipe
+from harness.core.recipe import RECIPES
 from harness.plugins.data import ImageDataset, Subset
 from harness.plugins.transforms import build_transform
 
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    recipe = get_recipe("default")
+    recipe = RECIPES.get("default")
     with tempfile.TemporaryDirectory(prefix="dmlbench-decode-") as folder:
         subset = Subset(write_jpegs(Path(folder), args.images), np.zeros(args.images, dtype=np.int64))
         datasets = {decoder: ImageDataset(subset, build_transform(recipe.override(decoder=decoder), 3, None, train=True),

@@ -39,14 +39,14 @@ import torch
 def training_throughput(args: argparse.Namespace, device: torch.device) -> None:
     from decode import write_jpegs  # benchmarks/decode.py, beside this script
 
-    from harness.core.recipe import get_recipe
+    from harness.core.recipe import RECIPES
     from harness.engine.train import Trainer, build_train_loader, seed_everything
     from harness.plugins.data import ImageDataset, Subset
     from harness.plugins.method import get_method_class
     from harness.plugins.models import EmbeddingModel, create_backbone
     from harness.plugins.transforms import DeviceLoader, build_input
 
-    recipe = get_recipe("default").override(batch_size=args.batch, sampler="m_per_class", samples_per_class=4)
+    recipe = RECIPES.get("default").override(batch_size=args.batch, sampler="m_per_class", samples_per_class=4)
     classes = args.batch // 4 * 2
     cls = get_method_class("ms")
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.core.recipe import get_recipe
+from harness.core.recipe import RECIPES
 from harness.engine.train import build_train_loader, seed_everything
 from harness.core.store import TrialStore
 from harness.engine.runner import Attempt, run_trial
@@ -57,7 +57,7 @@ def test_the_device_path_gives_the_images_of_the_host_path(subset: Subset, decod
     """uint8 to the device and normalised there (pil, torchvision), or decoded, cropped and flipped
     there (nvjpeg): the images the loader workers make on the CPU, within float rounding; the crops
     and flips draw from torch's generator in the same order."""
-    recipe = get_recipe("default").override(decoder=decoder, image_size=48, resize_size=56)
+    recipe = RECIPES.get("default").override(decoder=decoder, image_size=48, resize_size=56)
     reference_recipe = recipe.override(decoder="torchvision" if decoder == "nvjpeg" else decoder)
     for seed in (0, 1):
         host = images_of(build_input(reference_recipe, 3, CAFFE_CFG, train, CPU, split=False), subset, seed)
@@ -72,7 +72,7 @@ def test_the_device_path_gives_the_images_of_the_host_path(subset: Subset, decod
 
 def test_nvjpeg_loads_encoded_files_through_the_train_loader(subset: Subset) -> None:
     """The loader workers read the files, collate them as lists, and the device pipeline makes the batch."""
-    recipe = get_recipe("default").override(decoder="nvjpeg", image_size=32, batch_size=4, samples_per_class=2)
+    recipe = RECIPES.get("default").override(decoder="nvjpeg", image_size=32, batch_size=4, samples_per_class=2)
     pipeline = build_input(recipe, 3, None, True, CPU, split=True)
     dataset = ImageDataset(subset, pipeline.host, channels=3, decoder=pipeline.decoder)
     assert dataset[0][0].dim() == 1 and dataset[0][0][:2].tolist() == [0xFF, 0xD8]   # the file's bytes
@@ -83,7 +83,7 @@ def test_nvjpeg_loads_encoded_files_through_the_train_loader(subset: Subset) -> 
 
 
 def test_nvjpeg_without_cuda_falls_back_to_torchvision_and_says_so() -> None:
-    recipe = get_recipe("digits").override(decoder="nvjpeg")
+    recipe = RECIPES.get("digits").override(decoder="nvjpeg")
     with pytest.warns(RuntimeWarning, match="nvjpeg asked for, no CUDA device"):
         pipeline = build_input(recipe, 1, None, True, CPU)
     assert pipeline.decoder == "torchvision" and pipeline.batch is None

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from harness.core.recipe import Recipe, get_recipe
+from harness.core.recipe import RECIPES, Recipe
 from harness.core.registry import UnknownNameError
 from harness.engine.train import Trainer, batchnorms
 from harness.engine.runner import build_model
@@ -71,8 +71,9 @@ def test_register_method_rejects_non_methods_and_duplicates():
 def test_proxy_methods_have_trainable_parameters_in_their_own_group():
     am = create_method("amsoftmax", num_classes=7, embedding_dim=16, feature_dim=32)
     st = create_method("softtriple", num_classes=7, embedding_dim=16, feature_dim=32)
-    assert am.has_trainable_parameters and st.has_trainable_parameters
-    assert not create_method("ms", num_classes=7, embedding_dim=16, feature_dim=32).has_trainable_parameters
+    assert any(p.requires_grad for p in am.parameters()) and any(p.requires_grad for p in st.parameters())
+    ms = create_method("ms", num_classes=7, embedding_dim=16, feature_dim=32)
+    assert not any(p.requires_grad for p in ms.parameters())
     (group,) = am.param_groups(Recipe("t", lr_method=0.01, weight_decay=0.0))
     assert group["lr"] == pytest.approx(0.01) and sum(p.numel() for p in group["params"]) == 7 * 16
 
@@ -118,7 +119,7 @@ def one_epoch(recipe: Recipe) -> tuple[EmbeddingModel, EmbeddingModel]:
 
 @pytest.mark.parametrize("freeze_affine", [False, True])
 def test_freeze_bn_affine_keeps_gamma_and_beta_after_warmup(freeze_affine):
-    recipe = get_recipe("cpu").override(freeze_bn=True, freeze_bn_affine=freeze_affine, optimizer="adam",
+    recipe = RECIPES.get("cpu").override(freeze_bn=True, freeze_bn_affine=freeze_affine, optimizer="adam",
                                         weight_decay=0.0)
     before, after = one_epoch(recipe)
     bn_before, bn_after = batchnorms(before.backbone), batchnorms(after.backbone)
@@ -133,7 +134,7 @@ def test_freeze_bn_affine_keeps_gamma_and_beta_after_warmup(freeze_affine):
 def test_gradient_value_clipping_bounds_every_entry():
     model = tiny_bn_model()
     method = create_method("contrastive", num_classes=2, embedding_dim=8, feature_dim=model.feature_dim)
-    recipe = get_recipe("cpu").override(grad_clip_value=1e-4)
+    recipe = RECIPES.get("cpu").override(grad_clip_value=1e-4)
     trainer = Trainer(model, method, recipe, torch.device("cpu"))
     seen = []
     trainer.optimizer.register_step_pre_hook(lambda *_: seen.append(
@@ -146,7 +147,7 @@ def test_gradient_value_clipping_bounds_every_entry():
 
 @pytest.mark.parametrize("pooling", ["avg", "max", "avgmax"])
 def test_pooling_and_head_init_come_from_the_recipe(pooling):
-    recipe = get_recipe("cpu").override(pooling=pooling, head_init="kaiming_normal_fan_out")
+    recipe = RECIPES.get("cpu").override(pooling=pooling, head_init="kaiming_normal_fan_out")
     config = SimpleNamespace(method="ms", backbone="small_cnn", pretrained=None, embedding_dim=64, recipe_obj=recipe,
                              method_settings=METHODS.get("ms").settings())
     torch.manual_seed(0)
@@ -162,7 +163,7 @@ def test_pooling_and_head_init_come_from_the_recipe(pooling):
 
 
 def test_random_erasing_augmentation():
-    recipe = get_recipe("default").override(image_size=227, resize_size=256, augmentation="rrc_flip_erase")
+    recipe = RECIPES.get("default").override(image_size=227, resize_size=256, augmentation="rrc_flip_erase")
     train = build_transform(recipe, 3, None, train=True)
     assert [type(t).__name__ for t in train.transforms][-1] == "RandomErasing"
     erase = train.transforms[-1]

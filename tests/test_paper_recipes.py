@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.core.recipe import Recipe, get_recipe
+from harness.core.recipe import RECIPES, Recipe
 from harness.engine.train import Trainer
 from harness.core.protocol import check_one_recipe
 from harness.experiment import ExperimentConfig
@@ -115,7 +115,7 @@ def test_softtriple_learning_rate_follows_the_codes_schedule():
 
 
 def test_a_step_schedule_still_decays_after_its_step_and_keeps_its_hash():
-    cpu = get_recipe("cpu")
+    cpu = RECIPES.get("cpu")
     rates = trained_learning_rates(cpu)
     assert rates[7] == pytest.approx(1e-3) and rates[8] == pytest.approx(1e-4)
     assert "lr_milestones" not in cpu.to_dict() and cpu.hash == "8632e8cd"  # the committed records' hash
@@ -125,7 +125,7 @@ def test_a_step_schedule_still_decays_after_its_step_and_keeps_its_hash():
 
 
 def test_intra_batch_trains_every_parameter_at_the_backbones_rate_under_a_shared_recipe():
-    cpu = get_recipe("cpu")
+    cpu = RECIPES.get("cpu")
     method = create_method("intra_batch", num_classes=5, embedding_dim=16, feature_dim=32)
     (group,) = method.param_groups(cpu)
     assert group["lr"] == cpu.lr_backbone == 1e-3
@@ -133,7 +133,7 @@ def test_intra_batch_trains_every_parameter_at_the_backbones_rate_under_a_shared
 
 
 def test_nir_flow_trains_at_the_codes_rate_relative_to_the_backbone_under_a_shared_recipe():
-    cpu = get_recipe("cpu")
+    cpu = RECIPES.get("cpu")
     method = create_method("nir", num_classes=5, embedding_dim=16, feature_dim=32)
     groups = {g["name"]: g["lr"] for g in method.param_groups(cpu)}
     assert groups == {"proxies": pytest.approx(cpu.lr_method), "flow": pytest.approx(50 * cpu.lr_backbone)}

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from harness.core.recipe import get_recipe
+from harness.core.recipe import RECIPES
 from harness.engine.train import Trainer, TrialFailed, label_lookup, map_labels
 from harness.core.store import TrialStore
 from harness.engine.runner import Attempt, run_trial
@@ -29,8 +29,8 @@ def omniglot_sample(n: int = 24) -> Subset:
 @needs_omniglot
 @pytest.mark.parametrize("augmentation", ["none", "flip", "rrc_flip"])
 def test_cached_items_equal_uncached(augmentation: str) -> None:
-    images.clear_decoded_cache()
-    recipe = get_recipe("cpu").override(augmentation=augmentation)
+    images.DECODED_CACHES.clear()
+    recipe = RECIPES.get("cpu").override(augmentation=augmentation)
     transform = build_transform(recipe, 1, None, train=True)
     subset = omniglot_sample()
     cached, uncached = (ImageDataset(subset, transform, channels=1, cache_bytes=b) for b in (None, 0))
@@ -51,14 +51,14 @@ def test_cached_items_equal_uncached(augmentation: str) -> None:
 
 
 def test_cache_bounded_by_budget() -> None:
-    images.clear_decoded_cache()
+    images.DECODED_CACHES.clear()
     subset = Subset(np.zeros((10, 8, 8), dtype=np.uint8), np.arange(10))
-    transform = build_transform(get_recipe("digits"), 1, None, train=False)  # Resize(16): 16x16 float tensors
+    transform = build_transform(RECIPES.get("digits"), 1, None, train=False)  # Resize(16): 16x16 float tensors
     assert ImageDataset(subset, transform, channels=1, cache_bytes=10 * 16 * 16 * 4)._decoded_cache(0) is not None
-    images.clear_decoded_cache()
+    images.DECODED_CACHES.clear()
     small = ImageDataset(subset, transform, channels=1, cache_bytes=10 * 16 * 16)  # only the uint8 images fit
     assert small._decoded_cache(0) is not None and small.prepare_steps and small.augment is not None
-    images.clear_decoded_cache()
+    images.DECODED_CACHES.clear()
     assert ImageDataset(subset, transform, channels=1, cache_bytes=100)._decoded_cache(0) is None
 
 
@@ -66,7 +66,7 @@ def test_trial_metrics_identical_with_and_without_cache(tmp_path: Path, monkeypa
     trial = ExperimentConfig(methods=["ms"], dataset="digits", seeds=[0], recipe_overrides={"epochs": 1},
                              device="cpu", save_model=False, results_dir=str(tmp_path)).trials()[0]
     store, attempt = TrialStore(tmp_path), Attempt(progress=False)
-    images.clear_decoded_cache()
+    images.DECODED_CACHES.clear()
     cached = run_trial(trial.spec, trial.placement, store, attempt)
     monkeypatch.setattr(images, "DECODED_CACHES", images._CacheRegistry(images.DECODED_CACHE_BYTES))
     images.limit_decoded_cache(0)  # this process keeps no decoded image
@@ -78,7 +78,7 @@ def test_trial_metrics_identical_with_and_without_cache(tmp_path: Path, monkeypa
 
 def test_a_process_budget_bounds_later_datasets_and_drops_the_oldest_caches(monkeypatch) -> None:
     monkeypatch.setattr(images, "DECODED_CACHES", images._CacheRegistry(images.DECODED_CACHE_BYTES))
-    transform = build_transform(get_recipe("digits"), 1, None, train=False)  # 16x16 float tensors: 1 KiB each
+    transform = build_transform(RECIPES.get("digits"), 1, None, train=False)  # 16x16 float tensors: 1 KiB each
     first, second = (ImageDataset(Subset(np.full((10, 8, 8), v, dtype=np.uint8), np.arange(10)), transform,
                                   channels=1) for v in (0, 1))
     first.preload()
@@ -105,7 +105,7 @@ def test_label_lookup_equals_dict() -> None:
 
 @needs_omniglot
 def test_torchvision_decoder_reads_pil_pixels() -> None:
-    recipe = get_recipe("cpu").override(decoder="torchvision", image_size=105, resize_size=105)
+    recipe = RECIPES.get("cpu").override(decoder="torchvision", image_size=105, resize_size=105)
     transform = build_transform(recipe, 1, None, train=False)
     assert isinstance(transform, TensorPipeline)
     subset = omniglot_sample(4)
@@ -138,7 +138,7 @@ def test_non_finite_loss_names_its_step() -> None:
 
     model = EmbeddingModel(create_backbone("small_cnn", in_chans=1), embedding_dim=8)
     method = _ConstantLoss(bad_step=40)
-    trainer = Trainer(model, method, get_recipe("cpu").override(epochs=1), torch.device("cpu"))
+    trainer = Trainer(model, method, RECIPES.get("cpu").override(epochs=1), torch.device("cpu"))
     loader = [(torch.zeros(2, 1, 28, 28), torch.tensor([0, 1]))] * 50
     with pytest.raises(TrialFailed, match="epoch 1, step 40"):
         trainer.train_epoch(loader, {0: 0, 1: 1}, progress=False)

@@ -198,10 +198,6 @@ def register_recipe(recipe: Recipe) -> Recipe:
     return RECIPES.register(recipe.name)(recipe)
 
 
-def get_recipe(name: str) -> Recipe:
-    return RECIPES.get(name)
-
-
 register_recipe(Recipe(
     name="default",
     # The shared protocol for ImageNet-pretrained backbones on CUB/Cars/SOP/In-Shop (224 px crops).

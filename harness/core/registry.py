@@ -30,7 +30,6 @@ class Registry(Generic[T]):
         self.entry_point_group = entry_point_group
         self.names_are_paths = names_are_paths
         self._entries: dict[str, T] = {}
-        self._loaders: list[Callable[[], None]] = []
         self._loaded = False
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -47,17 +46,10 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def add_loader(self, loader: Callable[[], None]) -> None:
-        """Run ``loader`` (which imports modules that register entries) before the first lookup."""
-        self._loaders.append(loader)
-        self._loaded = False
-
     def _ensure_loaded(self) -> None:
         if self._loaded:
             return
         self._loaded = True
-        for loader in self._loaders:
-            loader()
         if self.entry_point_group:
             for ep in entry_points(group=self.entry_point_group):
                 ep.load()

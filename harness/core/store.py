@@ -287,6 +287,8 @@ class TrialStore:
                 warnings.warn(f"skipping trial record {error}", stacklevel=2)
 
     def search_records(self, name: str) -> Iterator[TrialRecord]:
+        """Every readable record of search ``name``'s trials (sorted by path); an unreadable one is skipped
+        with a warning naming its file."""
         for path in sorted((self.search_dir(name) / "trials").glob(f"*/{RECORD_FILE}")):
             try:
                 yield self.read_record_file(path)

@@ -224,31 +224,6 @@ def prepare(
     return q, g
 
 
-class KNN:
-    """:func:`knn` as a pytorch-metric-learning ``knn_func`` (``AccuracyCalculator(knn_func=...)``).
-
-    PML calls ``knn_func(query, k, reference, ref_includes_query)`` and expects ``k`` neighbours
-    with the self-match already removed when ``ref_includes_query``; this does so by index.
-    """
-
-    def __init__(self, metric: Metric = "cosine", backend: Backend = "auto"):
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown kNN backend {backend!r}; valid: {', '.join(BACKENDS)}")
-        self.metric = metric
-        self.backend = backend
-
-    def __call__(
-        self,
-        query: torch.Tensor,
-        k: int,
-        reference: torch.Tensor,
-        ref_includes_query: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        return knn(query, reference, k, self.metric, ref_includes_query, self.backend)
-
-
 def rows_per_chunk(num_gallery: int) -> int:
     """Query rows per score block, so that a block holds at most ``_MAX_CHUNK_ELEMENTS`` scores."""
     return max(1, _MAX_CHUNK_ELEMENTS // num_gallery)

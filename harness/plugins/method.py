@@ -176,10 +176,6 @@ class Method:
         """Every recipe this method declares (selectable by name with ``--recipe``)."""
         return (cls.paper_recipe,) if cls.paper_recipe is not None else ()
 
-    @property
-    def has_trainable_parameters(self) -> bool:
-        return any(p.requires_grad for p in self.parameters())
-
     @classmethod
     def describe(cls) -> str:
         return (cls.__doc__ or cls.name).strip().splitlines()[0]

@@ -148,11 +148,6 @@ class _CacheRegistry:
 DECODED_CACHES = _CacheRegistry(DECODED_CACHE_BYTES)
 
 
-def clear_decoded_cache() -> None:
-    """Forget every decoded image this process holds."""
-    DECODED_CACHES.clear()
-
-
 def limit_decoded_cache(nbytes: int) -> None:
     """Keep at most ``nbytes`` of decoded images in this process (all datasets together) from now on:
     the default of the datasets made later (``cache_bytes=None``); the oldest caches held beyond it
