@@ -365,9 +365,18 @@ def add_rerun_options(p: argparse.ArgumentParser) -> None:
 
 def keep_finished(trials: list[Trial], store: TrialStore, args: argparse.Namespace) -> list[Trial]:
     """The trials to run. Without ``--resume`` or ``--overwrite``, a trial that already has a finished record
-    keeps it and is named in one line instead of being run again (``--resume`` skips it silently)."""
+    keeps it and is named in one line instead of being run again (``--resume`` skips it silently). With
+    ``--overwrite``, what belonged to a record about to be replaced (its weights and embeddings, which the
+    new trial may not write: ``--no-save-model``) is removed, and one line says so."""
     if args.resume and args.overwrite:
         raise ValueError("--resume keeps finished records and --overwrite replaces them: give one")
+    if args.overwrite:
+        for trial in trials:
+            replaced = store.read_record(trial)
+            if replaced is not None:
+                removed = store.remove_outputs(trial)
+                print(f"replacing {store.record_path(trial)} ({replaced.status}, finished {replaced.finished_at})"
+                      + (f"; removed its {', '.join(p.name for p in removed)}" if removed else ""))
     if args.resume or args.overwrite:
         return trials
     kept = [t for t in trials if store.is_finished(t)]

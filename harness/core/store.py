@@ -389,6 +389,17 @@ class TrialStore:
         atomic_write_binary(path, lambda f: f.write(data))
         return path
 
+    def remove_outputs(self, trial: Trial) -> list[Path]:
+        """Delete the trial's weights and embeddings (what its record's run left beside it, before the record
+        is replaced: ``--overwrite``); the paths of those that existed."""
+        removed = []
+        for name in (MODEL_FILE, EMBEDDINGS_FILE):
+            path = self.trial_dir(trial) / name
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+        return removed
+
     def save_embeddings(self, trial: Trial, **arrays: np.ndarray) -> Path:
         path = self.trial_dir(trial) / EMBEDDINGS_FILE
         _atomic_write(path, lambda f: np.savez(f, **arrays), "wb")
