@@ -21,7 +21,7 @@ from harness.cli import main
 from harness.commands.options import check_protocol
 from harness.core.record import TrialRecord
 from harness.core.store import CLAIMS_FOLDER, TrialStore
-from harness.core.recipe import get_recipe
+from harness.core.recipe import RECIPES
 from harness.engine.train import build_train_loader
 from harness.experiment import ExperimentConfig
 from harness.plugins.method import METHODS, get_method_class
@@ -193,11 +193,11 @@ def test_a_paper_run_trains_the_papers_backbone_and_says_when_it_starts_from_scr
     assert scratch[0].spec.recipe["pretrained_weights"].startswith("none, from scratch (the paper's: ImageNet-1k")
     assert scratch[0].trial_id != pinned[0].trial_id
     # a shared recipe pins nothing: its trial ids are those of before the fields existed
-    assert "backbone" not in get_recipe("cpu").to_dict() and "drop_last" not in get_recipe("cpu").to_dict()
+    assert "backbone" not in RECIPES.get("cpu").to_dict() and "drop_last" not in RECIPES.get("cpu").to_dict()
 
 
 @pytest.mark.parametrize("recipe, steps, images", [(get_method_class("jrd").paper_recipe, 59, 5864),
-                                                    (get_recipe("default"), 58, 5800)])
+                                                    (RECIPES.get("default"), 58, 5800)])
 def test_jrd_keeps_each_epochs_last_partial_batch_as_its_code_does(recipe, steps, images):
     """JRD's batch.py:134-139 (a DataLoader without drop_last): CUB's 5,864 training images in batches of 100 are
     59 steps an epoch, the last of 64; the shared recipes drop it (58 steps, 5,800 images)."""
