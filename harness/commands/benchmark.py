@@ -44,6 +44,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_scheduler_option(p, "; not with --folds")
     p.add_argument("--baseline", help="the method every other is tested against, paired t-test with Holm's "
                                       "correction (default: none)")
+    p.add_argument("--protocol", choices=("nested", "joint"), default="nested",
+                   help="how a method that extends a baseline (jrd on amsoftmax) is searched: nested: the baseline "
+                        "first, then the extension at the baseline's chosen values over its own hyperparameters only; "
+                        "joint: its own and its base's together; the same budget either way; an extension's missing "
+                        "baseline is added (default: nested)")
+    p.add_argument("--remeasure-top", type=int, default=3,
+                   help="re-measure this many best candidates of each search before the finals (default: 3)")
+    p.add_argument("--remeasure-seeds", type=int, default=3,
+                   help="...on this many validation seeds (the search's and the next ones); the best mean is "
+                        "chosen; 1: no re-measurement (default: 3)")
+    p.add_argument("--sensitivity-points", type=int, default=5,
+                   help="values of each extension's main own hyperparameter its sensitivity view trains, on the "
+                        "re-measurement seeds (plus 0 where that is its baseline); 0: none (default: 5)")
     p.add_argument("--name", help="the benchmark's folder <results>/benchmarks/<name> (default: <dataset>)")
     p.add_argument("--space", action="append", default=[], metavar="METHOD.NAME[=DIST]",
                    help="search only these hyperparameters of METHOD, e.g. jrd.alpha=loguniform(1e-3,10) "
@@ -59,12 +72,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
-    from harness.scheduling.benchmark import BenchmarkManifest, declared_spaces  # imports torch and Optuna
+    from harness.scheduling.benchmark import (BenchmarkManifest, declared_spaces,  # imports torch and Optuna
+                                              with_baselines)
 
     if args.config:
         check_executor_options(args)
         return BenchmarkManifest.from_yaml(args.config)
-    methods = args.methods or comma_list(MISSION_METHODS)
+    methods, added = with_baselines(args.methods or comma_list(MISSION_METHODS))
+    for line in added:
+        print(line, file=sys.stderr)
     experiment = experiment_from_args(args, methods=methods, seeds=[0])
     spaces: dict[str, list[str]] = defaultdict(list)
     for item in args.space:
@@ -76,13 +92,15 @@ def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
         raise ValueError("--scheduler asha prunes single-split trials; it does not combine with --folds")
     return BenchmarkManifest(
         name=args.name or experiment.dataset, methods=methods, dataset=experiment.dataset,
-        spaces=declared_spaces(methods, spaces), trials_per_method=args.trials_per_method,
+        spaces=declared_spaces(methods, spaces, args.protocol), trials_per_method=args.trials_per_method,
         final_seeds=args.final_seeds, **experiment.training_setup(), folds=args.folds, pruner=pruner_of(args.scheduler),
-        metric=validation_objective(args.metric), seed=args.seed, baseline=args.baseline, max_hours=args.max_hours)
+        metric=validation_objective(args.metric), seed=args.seed, baseline=args.baseline, max_hours=args.max_hours,
+        protocol=args.protocol, remeasure_top=args.remeasure_top, remeasure_seeds=args.remeasure_seeds,
+        sensitivity_points=args.sensitivity_points)
 
 
 def benchmark(args: argparse.Namespace) -> int:
-    from harness.plugins.method import method_families
+    from harness.plugins.method import get_method_class, method_families
     from harness.scheduling.benchmark import MANIFEST_FILE, Benchmark
 
     manifest = manifest_from_args(args)
@@ -100,9 +118,13 @@ def benchmark(args: argparse.Namespace) -> int:
     print(f"benchmark {manifest.name}, phase 3 (report)", flush=True)
     files = write_report(run.folder / "report", name=manifest.name, dataset=manifest.dataset, records=records,
                          metric=base_metric(manifest.metric)[1], baseline=manifest.baseline,
-                         chosen=searched.best, chosen_value=searched.best_value, histories=searched.histories,
+                         chosen=searched.best, histories=searched.histories,
                          search_failures=searched.failures, objective=manifest.metric,
-                         wall_time_s=time.time() - start)
+                         wall_time_s=time.time() - start, protocol=manifest.protocol,
+                         baselines={m: b for m in manifest.methods if (b := manifest.baseline_of(m))},
+                         inherited=searched.inherited, candidates=searched.candidates,
+                         sensitivity=searched.sensitivity,
+                         sensitivity_axes={m: get_method_class(m).main_hparam() for m in searched.sensitivity})
     write_leaderboards(run.store, experiments=[manifest.name], baseline=manifest.baseline, families=method_families())
     print((run.folder / "report" / "leaderboard.md").read_text())
     for path in files:
