@@ -87,10 +87,10 @@ def test_under_nested_every_jrd_trial_carries_amsoftmaxs_chosen_margin_and_scale
     chosen = json.loads((root / "benchmarks/nest/methods/amsoftmax/chosen.json").read_text())
     base = {k: chosen["params"][k] for k in ("margin", "scale")}
     assert base != {"margin": 0.1, "scale": 20.0}  # searched, not the defaults
-    jrd = [r for r in records(root, "**/record.json") if r["config"]["method"] == "jrd"]
-    assert {r["config"]["role"] for r in jrd} == {"search", "final"} and len(jrd) > 4
+    jrd = [r for r in records(root, "**/record.json") if r["spec"]["method"] == "jrd"]
+    assert {r["spec"]["role"] for r in jrd} == {"search", "final"} and len(jrd) > 4
     for r in jrd:
-        assert {k: r["config"]["hparams"][k] for k in base} == base, r["config"]["hparams"]
+        assert {k: r["spec"]["hparams"][k] for k in base} == base, r["spec"]["hparams"]
     study = optuna.load_study(study_name="jrd", storage=f"sqlite:///{root / 'benchmarks/nest/study.db'}")
     assert all(set(t.params) == {"alpha", "sigma"} for t in study.trials) and len(study.trials) == 2
     assert json.loads((root / "benchmarks/nest/methods/jrd/chosen.json").read_text())["inherited"] == base
@@ -105,8 +105,8 @@ def test_top_candidates_are_re_measured_on_more_seeds_and_chosen_by_their_mean(n
         assert chosen["params"] == candidates[0]["params"]
         assert candidates[0]["mean"] == max(c["mean"] for c in candidates)
         assert candidates[0]["mean"] == pytest.approx(sum(candidates[0]["values"].values()) / 2)
-        final = [r for r in records(root, "runs/nest/*/record.json") if r["config"]["method"] == method]
-        assert len(final) == 2 and all(r["config"]["hparams"] == chosen["hparams"] for r in final)
+        final = [r for r in records(root, "runs/nest/*/record.json") if r["spec"]["method"] == method]
+        assert len(final) == 2 and all(r["spec"]["hparams"] == chosen["hparams"] for r in final)
 
 
 def test_the_report_states_the_protocol_candidates_sensitivity_and_the_paired_test(nested):
@@ -120,8 +120,8 @@ def test_the_report_states_the_protocol_candidates_sensitivity_and_the_paired_te
     assert "| jrd | amsoftmax | " in report and "| p (paired) | p (Holm) |" in report
     assert "### jrd: alpha" in report and "| 0 (= baseline) |" in report
     sweep = [r for r in records(root, "searches/*/trials/*/record.json")
-             if r["config"]["method"] == "jrd" and r["config"]["hparams"]["alpha"] in (0.0, 1e-3, 10.0)]
-    assert sorted((r["config"]["hparams"]["alpha"], r["config"]["seed"]) for r in sweep) == [
+             if r["spec"]["method"] == "jrd" and r["spec"]["hparams"]["alpha"] in (0.0, 1e-3, 10.0)]
+    assert sorted((r["spec"]["hparams"]["alpha"], r["spec"]["seed"]) for r in sweep) == [
         (0.0, 0), (0.0, 1), (1e-3, 0), (1e-3, 1), (10.0, 0), (10.0, 1)]
     assert (root / "benchmarks/nest/report/sensitivity_jrd.png").stat().st_size > 0
 
