@@ -10,8 +10,8 @@ it as JSON (version 3), whose sections show what the id hashes and what it does 
      "spec": {...},               # hashed: the id is the hash of this section alone
      "placement": {...},          # not hashed: where and how the command planned to run it
      "actual_placement": {...},   # not hashed: what it ran under (device resolved, a Ray worker's loader
-                                  # workers and image cache); null where unknown (before version 3, or a
-                                  # trial that failed before an attempt started)
+                                  # workers and image cache); null where unknown (before version 3, or
+                                  # a record the Ray driver writes for a trial it stopped or lost)
      "recipe": {"name": ..., "hash": ...}, "metrics": {...}, "history": [...], ...}
 
 :meth:`TrialRecord.from_dict` is the one reader of every version: a version-2 record (the pair as one flat
