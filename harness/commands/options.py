@@ -69,15 +69,6 @@ def add_experiment_options(parser: argparse.ArgumentParser) -> None:
                                              "(default: none: random initialisation)")
     parser.add_argument("--recipe", help="training recipe name, or 'paper' for each method's own "
                                          "(default: the dataset's default recipe)")
-    parser.add_argument("--from-scratch", action="store_true",
-                        help="with --recipe paper, train methods whose paper fine-tunes pretrained weights from random "
-                             "initialisation instead; their rows' recipe is then <name>-from-scratch (default: off: "
-                             "refused without --pretrained)")
-    parser.add_argument("--incomparable-rows", action="store_true",
-                        help="with --recipe paper, train methods whose paper recipes differ anyway (and join an "
-                             "experiment whose other methods trained differently): every board, table and plot of "
-                             "the experiment then says its rows are NOT comparable, naming the fields (default: off: "
-                             "refused)")
     parser.add_argument("--recipe-set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a recipe field, e.g. --recipe-set batch_size=32 "
                              "(repeatable; default: none)")
@@ -103,6 +94,20 @@ def add_experiment_options(parser: argparse.ArgumentParser) -> None:
                              "(default: none)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (default: off)")
     parser.add_argument("--fail-at-epoch", type=int, help=argparse.SUPPRESS)  # test-only fault injection
+
+
+def add_paper_options(parser: argparse.ArgumentParser) -> None:
+    """``--from-scratch`` and ``--incomparable-rows``: what a ``--recipe paper`` run of ``run``, ``search`` or
+    ``sweep`` may do that the fair protocol refuses (a benchmark is one protocol and takes neither)."""
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="with --recipe paper, train methods whose paper fine-tunes pretrained weights from random "
+                             "initialisation instead; their rows' recipe is then <name>-from-scratch (default: off: "
+                             "refused without --pretrained)")
+    parser.add_argument("--incomparable-rows", action="store_true",
+                        help="with --recipe paper, train methods whose paper recipes differ anyway (and join an "
+                             "experiment whose other methods trained differently): every board, table and plot of "
+                             "the experiment then says its rows are NOT comparable, naming the fields (default: off: "
+                             "refused)")
 
 
 def positive_float(text: str) -> float:
@@ -242,7 +247,9 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
         "backbone": args.backbone, "embedding_dim": args.embedding_dim, "pretrained": args.pretrained,
         "recipe": args.recipe, "val_fraction": args.val_fraction, "experiment": args.experiment,
         "device": args.device, "num_workers": args.num_workers,
-        "incomparable_rows": args.incomparable_rows or None, "from_scratch": args.from_scratch or None,
+        # add_paper_options' flags (benchmark, one protocol, takes neither)
+        "incomparable_rows": getattr(args, "incomparable_rows", False) or None,
+        "from_scratch": getattr(args, "from_scratch", False) or None,
         **extra,
     }
     if recipe_overrides:

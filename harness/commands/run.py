@@ -5,8 +5,8 @@ import argparse
 import sys
 import time
 
-from harness.commands.options import (add_executor_options, add_experiment_options, check_protocol, claimed_protocol, comma_list,
-                                      experiment_from_args, int_list, keep_finished, make_executor, with_fault,
+from harness.commands.options import (add_executor_options, add_experiment_options, add_paper_options, check_protocol,
+                                      claimed_protocol, comma_list, experiment_from_args, int_list, keep_finished, make_executor, with_fault,
                                       add_rerun_options)
 from harness.commands.printing import print_leaderboard
 from harness.core.store import TrialStore
@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", type=comma_list, help=f"comma-separated method names (default: {DEFAULT_METHODS})")
     p.add_argument("--seeds", type=int_list, help="comma-separated seeds (default: 0)")
     add_experiment_options(p)
+    add_paper_options(p)
     add_executor_options(p)
     add_rerun_options(p)
     p.set_defaults(func=run)

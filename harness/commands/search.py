@@ -6,7 +6,7 @@ import sys
 import time
 
 from harness.commands.options import (add_executor_options, add_experiment_options, add_metric_option,
-                                      add_scheduler_option, check_protocol, claimed_protocol, experiment_from_args,
+                                      add_paper_options, add_scheduler_option, check_protocol, claimed_protocol, experiment_from_args,
                                       make_executor, pruner_of, validation_objective)
 from harness.commands.printing import print_leaderboard
 from harness.core.metrics import format_metric
@@ -38,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="continue the search in that folder up to --trials, then finish the final trials "
                         "(default: off)")
     add_experiment_options(p)
+    add_paper_options(p)
     add_executor_options(p)
     p.set_defaults(func=search)
 

@@ -6,7 +6,7 @@ import time
 from dataclasses import replace
 
 from harness.commands.options import (add_executor_options, add_experiment_options, add_metric_option,
-                                      experiment_from_args, int_list, keep_finished, make_executor, with_fault,
+                                      add_paper_options, experiment_from_args, int_list, keep_finished, make_executor, with_fault,
                                       add_rerun_options)
 from harness.core.hparams import LogUniform, parse_assignment, parse_value
 from harness.core.store import TrialStore
@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "choose a value: such records are marked role=sweep and kept out of leaderboards) "
                         "(default: off)")
     add_experiment_options(p)
+    add_paper_options(p)
     add_executor_options(p)
     add_rerun_options(p)
     p.set_defaults(func=sweep)
