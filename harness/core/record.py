@@ -17,17 +17,25 @@ it as JSON (version 3), whose sections show what the id hashes and what it does 
 :meth:`TrialRecord.from_dict` is the one reader of every version: a version-2 record (the pair as one flat
 ``config`` mapping) is split into the same sections by field name, so every record on disk keeps its id.
 It validates what it reads: a record of another version, with a missing field, a ``null``, non-numeric or
-non-finite (NaN, infinite) metric is refused with the reason, so a leaderboard never averages fewer seeds
-than it counts.
+non-finite (NaN, infinite) metric, a field of another type than its declared one (``history: [{...}, 5]``,
+``wall_time_s: "abc"``), or metrics that do not match their checksum is refused with the reason, so a
+leaderboard never averages fewer seeds than it counts, a report never fails half-way on a field, and a
+record whose metrics were edited by hand is flagged by every command that reads it (each skips it with a
+warning naming its file). The checksum (``metrics_sha256``, :func:`metrics_checksum`, written with every
+record) is of the trial id and metrics; records written before it have none and are read as they are.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
 from harness.core.placement import Placement
+from harness.core.settings_file import matches_type, type_name
 from harness.core.spec import TrialSpec
 from harness.core.trial import Trial, build
 
@@ -40,6 +48,12 @@ STATUSES = ("ok", "failed", "pruned")
 
 class RecordError(ValueError):
     """A record that cannot be read as a :class:`TrialRecord`; the message says why."""
+
+
+def metrics_checksum(trial_id: str, metrics: dict[str, float]) -> str:
+    """The sha256 of a trial's id and metrics (as canonical JSON): what ``metrics_sha256`` holds."""
+    text = json.dumps({"trial_id": trial_id, "metrics": metrics}, sort_keys=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def now() -> str:
@@ -131,6 +145,7 @@ class TrialRecord:
         """The record's JSON (the module's docstring shows its sections)."""
         data = asdict(self)  # spec, placement and actual_placement as their own sections
         data["recipe"] = {"name": self.recipe_name, "hash": self.recipe_hash}  # for readers of the raw JSON
+        data["metrics_sha256"] = metrics_checksum(self.trial_id, self.metrics)
         return data
 
     @classmethod
@@ -155,10 +170,25 @@ class TrialRecord:
             raise RecordError(str(error)) from None
         known = {f.name for f in fields(cls)} - {"spec", "placement", "actual_placement", "version"}
         values = {k: v for k, v in data.items() if k in known}
+        hints = typing.get_type_hints(cls)
+        for name, value in values.items():
+            if name != "metrics" and not matches_type(value, hints[name]):  # metrics: checked, with reasons, below
+                raise RecordError(f"{name} is {_shown(value)}, not {type_name(hints[name])}")
         try:
-            return cls(spec=trial.spec, placement=trial.placement, actual_placement=actual, **values)
+            record = cls(spec=trial.spec, placement=trial.placement, actual_placement=actual, **values)
         except TypeError as error:
             raise RecordError(str(error)) from None
+        checksum = data.get("metrics_sha256")
+        if checksum is not None and checksum != metrics_checksum(record.trial_id, record.metrics):
+            raise RecordError("its metrics do not match their checksum (metrics_sha256): they were changed after "
+                              "the trial wrote them; restore the record, or run the trial again with --overwrite")
+        return record
+
+
+def _shown(value: Any) -> str:
+    """``value`` as a message shows it: its repr, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def sections_of_config(config: Any) -> dict[str, dict[str, Any]]:

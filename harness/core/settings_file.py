@@ -105,18 +105,18 @@ def read_mapping(path: str | Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _matches(value: Any, hint: Any) -> bool:
+def matches_type(value: Any, hint: Any) -> bool:
     """Whether ``value`` is of the type ``hint`` (``X | None``, ``list[X]``, ``dict[K, V]``, ``Any``; an
     int is a float, a bool is not a number)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
         return True
     if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in args)
+        return any(matches_type(value, arg) for arg in args)
     if origin is list:
-        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+        return isinstance(value, list) and all(matches_type(v, args[0]) for v in value)
     if origin is dict:
-        return isinstance(value, dict) and all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
+        return isinstance(value, dict) and all(matches_type(k, args[0]) and matches_type(v, args[1]) for k, v in value.items())
     if hint is type(None):
         return value is None
     if hint is float:
@@ -126,7 +126,8 @@ def _matches(value: Any, hint: Any) -> bool:
     return isinstance(value, hint)
 
 
-def _type_name(hint: Any) -> str:
+def type_name(hint: Any) -> str:
+    """A type hint as a message names it: ``float``, ``list[dict[str, float]]``, ``int | None``."""
     return str(hint).replace("typing.", "").replace("NoneType", "None") if typing.get_origin(hint) else hint.__name__
 
 
@@ -152,7 +153,7 @@ def describe_fields(cls: type, keys: Iterable[str], defaults: dict[str, Any] | N
             default = _yaml_text(f.default_factory())
         else:
             default = "required"
-        out.append((f.name, _type_name(hints[f.name]), default))
+        out.append((f.name, type_name(hints[f.name]), default))
     return out
 
 
@@ -166,8 +167,8 @@ def check_fields(path: str | Path, data: dict[str, Any], cls: type, keys: Iterab
                          f"(python -m harness config --show lists them with their types and defaults)")
     hints = typing.get_type_hints(cls)
     for key, value in data.items():
-        if not _matches(value, hints[key]):
-            raise ValueError(f"{path}: {key} must be {_type_name(hints[key])}, got {value!r}")
+        if not matches_type(value, hints[key]):
+            raise ValueError(f"{path}: {key} must be {type_name(hints[key])}, got {value!r}")
 
 
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

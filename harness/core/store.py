@@ -256,6 +256,11 @@ class TrialStore:
         """The record in ``path``; :class:`~harness.core.record.RecordError` naming the file if it is not one."""
         try:
             return TrialRecord.from_dict(json.loads(Path(path).read_text()))
+        except UnicodeDecodeError as error:
+            raise RecordError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+                              f"{error.start}), not a record") from None
+        except RecursionError:
+            raise RecordError(f"{path}: nested too deeply to be a record") from None
         except (OSError, json.JSONDecodeError, RecordError) as error:
             raise RecordError(f"{path}: {error}") from None
 
