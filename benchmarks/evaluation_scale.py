@@ -97,13 +97,15 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=5, help="images per class (SOP: ~5)")
     parser.add_argument("--recall-ks", default="1,2,4,8")
     parser.add_argument("--nmi", action="store_true", help="also time evaluation with NMI")
+    parser.add_argument("--parts", default="faiss,harness,harness+nmi",
+                        help="which parts to run (a shorter run on a busy machine: --parts harness+nmi)")
     parser.add_argument("--part", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part:
         return measure(args.part, args)
     print(f"{args.n} x {args.dim}, {args.n // args.per_class} classes, Recall@{args.recall_ks}; "
           f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at start")
-    parts = ["faiss", "harness"] + (["harness+nmi"] if args.nmi else [])
+    parts = [p for p in args.parts.split(",") if p != "harness+nmi" or args.nmi]
     runs = {}
     for part in parts:
         out = subprocess.run([sys.executable, __file__, *sys.argv[1:], "--part", part],
@@ -112,7 +114,7 @@ def main() -> None:
         print(f"{part:12s} {runs[part]['seconds']:8.1f} s   peak RSS {runs[part]['peak_rss_gb']:.2f} GB"
               f" ({runs[part]['rss_before_gb']:.2f} GB after imports and data)"
               f"   load average {os.getloadavg()[0]:.1f} after   {runs[part]['result']}")
-    for part in parts[1:]:
+    for part in (parts[1:] if "faiss" in runs else []):
         print(f"{part} / raw faiss k={max(int(k) for k in args.recall_ks.split(',')) + 1}: "
               f"time {runs[part]['seconds'] / runs['faiss']['seconds']:.2f}x, "
               f"peak RSS {runs[part]['peak_rss_gb'] / runs['faiss']['peak_rss_gb']:.2f}x")

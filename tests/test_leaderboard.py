@@ -175,11 +175,11 @@ def test_significance_marks_and_pvalues(store: TrialStore, tmp_path: Path) -> No
     assert better["n_paired"] == 3 and better["p_welch"] < 0.05 and better["p_paired"] < 0.05
     assert equal["p_welch"] == pytest.approx(1.0) and equal["p_paired"] == pytest.approx(1.0)
     assert np.isnan(base["p_welch"]) and np.isnan(base["p_paired"])
-    assert better["baseline"].startswith(f"ms [resnet50, 512-d, default:{HASH_A}]")
+    assert better["baseline"].startswith(f"ms [resnet50, 512-d, default:{HASH_A}, code not recorded]")
     wide = pd.read_csv(written["cub.wide.csv"]).set_index("Method")
     assert wide.loc["jrd", "R@1"] == "70.83 ± 1.04†‡"
     assert wide.loc["triplet", "R@1"] == "61.00 ± 1.00" and wide.loc["ms", "R@1"] == "61.00 ± 1.00"
-    assert wide.loc["ms", "Seeds"] == "3 (1 failed)"
+    assert wide.loc["ms", "Seeds"] == "3 of 4 seeds; 1 failed"
     assert list(wide.columns) == ["Backbone", "Dim", "Recipe", "Seeds", "R@1", "R@2", "R@4", "R@8",
                                   "MAP@R", "R-Precision", "NMI"]
     md, tex = written["cub.md"].read_text(), written["cub.tex"].read_text()

@@ -1,20 +1,29 @@
-"""``python -m harness evaluate RUN_DIR``: a trial's metrics recomputed from its cached embeddings, no training."""
+"""``python -m harness evaluate RUN_DIR...``: a trial's metrics recomputed from its cached embeddings, no
+training; with ``--rescore``, its record re-scored under today's evaluation (:mod:`harness.engine.rescore`)."""
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 from harness.commands.options import comma_list
 from harness.core.metrics import format_metric, metric_sort_key
-from harness.core.store import TrialFolder
+from harness.core.store import EMBEDDINGS_FILE, RECORD_FILE, TrialFolder
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="recompute a trial's metrics from its cached embeddings",
+    p = sub.add_parser("evaluate", help="recompute a trial's metrics from its cached embeddings, or re-score records",
                        description="Reads <RUN_DIR>/embeddings.npz (written by every trial that saves its model) "
                                    "and prints the metrics in percent, as the leaderboards show them (--json: the "
-                                   "fractions a record holds); nothing is retrained or rewritten.")
-    p.add_argument("run_dir", help="a trial folder: results/runs/<experiment>/<trial_id>")
+                                   "fractions a record holds); nothing is retrained or rewritten. With --rescore, "
+                                   "every trial of the given trial or experiment folders whose record was scored "
+                                   "by another evaluation (per metric family: retrieval, clustering) gets its "
+                                   "metrics recomputed from its embeddings under today's evaluation, written into "
+                                   "its record; a trial without embeddings is named (re-run it instead).")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="a trial folder: results/runs/<experiment>/<trial_id> (with --rescore also "
+                        "results/runs/<experiment>)")
     p.add_argument("--metrics", type=comma_list,
                    help="comma-separated metrics to print (default: all), e.g. recall@1,map@r")
     p.add_argument("--recall-ks", type=lambda text: [int(k) for k in comma_list(text)],
@@ -22,24 +31,67 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-nmi", action="store_true", help="skip NMI, the k-means step (default: off)")
     p.add_argument("--json", action="store_true",
                    help="print JSON with the values as a record holds them: fractions, full precision (default: off)")
+    p.add_argument("--rescore", action="store_true",
+                   help="rewrite each record scored by another evaluation with its metrics under today's, from "
+                        "its embeddings (default: off)")
     p.set_defaults(func=evaluate)
 
 
-def evaluate(args: argparse.Namespace) -> int:
-    import torch  # torch and the engine: only when it runs (``--help`` stays fast)
+def trial_folders(targets: list[str]) -> list[TrialFolder]:
+    """The trial folders ``targets`` name (a trial folder, or an experiment folder: its trials);
+    ``FileNotFoundError`` naming a target that is neither."""
+    folders = []
+    for target in targets:
+        path = Path(target)
+        if (path / RECORD_FILE).is_file():
+            folders.append(TrialFolder(path))
+        elif path.is_dir() and sorted(path.glob(f"*/{RECORD_FILE}")):
+            folders += [TrialFolder(record.parent) for record in sorted(path.glob(f"*/{RECORD_FILE}"))]
+        else:
+            raise FileNotFoundError(f"{target}: neither a trial folder nor an experiment folder with trial records")
+    return folders
 
-    from harness.engine.evaluate import evaluate_embeddings
+
+def rescore(folders: list[TrialFolder]) -> int:
+    """Re-score every record of ``folders`` not scored by today's evaluation; 1 if one could not be."""
+    from harness.engine.rescore import rescore as rescore_record, stale_families
+
+    unscored = 0
+    for folder in folders:
+        record = folder.record
+        stale = stale_families(record)
+        if not record.ok or not stale:
+            print(f"{record.trial_id}: " + (f"{record.status}, nothing to re-score" if not record.ok
+                                             else "already scored by today's evaluation"))
+            continue
+        if not (folder.path / EMBEDDINGS_FILE).is_file():
+            unscored += 1
+            print(f"{record.trial_id}: its {' and '.join(stale)} evaluation is not today's and it kept no "
+                  f"{EMBEDDINGS_FILE}: re-run it (python -m harness reproduce {folder.path})", file=sys.stderr)
+            continue
+        again = rescore_record(record, folder.embeddings())
+        folder.rewrite_record(again)
+        changes = ", ".join(f"{name} {format_metric(name, record.metrics[name])} → {format_metric(name, value)}"
+                            for name, value in sorted(again.metrics.items(), key=lambda kv: metric_sort_key(kv[0]))
+                            if name in record.metrics and value != record.metrics[name])
+        print(f"{record.trial_id}: re-scored ({' and '.join(stale)}): {changes or 'no metric changed'}")
+    return 1 if unscored else 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    folders = trial_folders(args.run_dirs)
+    if args.rescore:
+        return rescore(folders)
+    if len(folders) != 1:
+        raise ValueError(f"give one trial folder to print its metrics ({len(folders)} given); "
+                         "--rescore takes several")
+    from harness.engine.evaluate import evaluate_saved  # torch and the engine: only when it runs
     from harness.plugins.data import DATASETS
 
-    trial = TrialFolder(args.run_dir)
+    trial = folders[0]
     arrays = trial.embeddings()
     ks = args.recall_ks or list(DATASETS.get(trial.record.spec.dataset).recall_ks)
-
-    def tensor(name: str) -> torch.Tensor | None:
-        return torch.from_numpy(arrays[name]) if name in arrays else None
-
-    metrics = evaluate_embeddings(tensor("query"), tensor("query_labels"), tensor("gallery"), tensor("gallery_labels"),
-                                  recall_ks=ks, include_nmi=not args.no_nmi)
+    metrics = evaluate_saved(arrays, recall_ks=ks, include_nmi=not args.no_nmi)
     if args.metrics:
         unknown = sorted(set(args.metrics) - set(metrics))
         if unknown:

@@ -28,8 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Re-runs each finished trial from its record (its resolved config, seed and "
                                    "thread count) into a scratch folder, never over the record, and prints each "
                                    "metric's drift (reproduced - recorded, in points) with the differences in "
-                                   "hardware, library versions and harness commit. On the same hardware, threads "
-                                   "and versions the drift is zero.")
+                                   "evaluation (first: a metric scored otherwise drifts on the same embeddings), "
+                                   "hardware, library versions and harness commit. On the same evaluation, "
+                                   "hardware, threads and versions the drift is zero.")
     p.add_argument("targets", nargs="+", metavar="RECORD_OR_EXPERIMENT",
                    help="a record.json, a trial folder, an experiment folder (runs/<experiment>) or an experiment's "
                         "name (looked up under --results-dir, else your results folder and the reference results)")
@@ -160,8 +161,8 @@ def report(record: TrialRecord, again: TrialRecord) -> list[dict]:
                               "drift (points)": (100 * table["drift"]).map("{:+.4f}".format)})
         print(shown.to_string(index=False))
     differences = environment_differences(record, again)
-    print("differences: " + ("; ".join(differences) if differences else "none (same hardware, threads, versions "
-                                                                          "and commit)"))
+    print("differences: " + ("; ".join(differences) if differences else "none (same evaluation, hardware, threads, "
+                                                                          "versions and commit)"))
     return rows
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 
 from harness.commands.options import (add_executor_options, add_experiment_options, add_paper_options, check_protocol,
                                       claimed_protocol, comma_list, experiment_from_args, int_list, keep_finished, make_executor, with_fault,
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     print_leaderboard(store, trials, start)
     failed = [r for r in records if not r.ok]
     if failed:
-        print(f"{len(failed)} of {len(trials)} trial(s) failed; their reasons are in their records", file=sys.stderr)
+        statuses = ", ".join(f"{n} {status}" for status, n in sorted(Counter(r.status for r in failed).items()))
+        print(f"{len(failed)} of {len(trials)} trial(s) did not finish ({statuses}); their reasons are in their "
+              f"records", file=sys.stderr)
         return 1
     return 0

@@ -80,9 +80,19 @@ for _spec in (MetricSpec("recall@K", "R@K", 0), MetricSpec("map@r", "MAP@R", 1),
 EVALUATION_METRICS = ("map@r", "r_precision", "nmi")
 
 
+def evaluation_version(name: str) -> tuple[str, str | None]:
+    """``nmi[1a2b]`` → ``("nmi", "1a2b")``: a metric and the evaluation version a board's column of it
+    holds, where the board's records were scored by several (:mod:`harness.reporting.tables`);
+    ``("nmi", None)`` for a plain name."""
+    found = re.fullmatch(r"(.+)\[([^\[\]]+)\]", name)
+    return (found.group(1), found.group(2)) if found else (name, None)
+
+
 def declared_metric(name: str) -> MetricSpec | None:
-    """The declaration of ``name`` (``recall@4`` is ``recall@K``'s), None for a name no metric declares (a
-    training statistic such as ``loss``, or a metric of a plugin not loaded in this process)."""
+    """The declaration of ``name`` (``recall@4`` is ``recall@K``'s, ``nmi[1a2b]`` is ``nmi``'s), None for a
+    name no metric declares (a training statistic such as ``loss``, or a metric of a plugin not loaded in
+    this process)."""
+    name = evaluation_version(name)[0]
     if re.fullmatch(r"recall@\d+", name):
         return METRICS.get("recall@K")
     return METRICS.get(name) if name in METRICS else None
@@ -97,15 +107,15 @@ def metric_spec(name: str) -> MetricSpec:
 def metric_sort_key(name: str) -> tuple:
     """Columns in the literature's order: Recall@K by K, MAP@R, R-Precision, NMI, then the optional ones."""
     spec = metric_spec(name)
-    tail = name.removeprefix("recall@")
+    tail = evaluation_version(name)[0].removeprefix("recall@")
     return (spec.rank, int(tail) if tail.isdigit() else 0, name)
 
 
 def metric_label(name: str) -> str:
-    """The papers' column header: ``recall@4`` → ``R@4``, ``map@r`` → ``MAP@R``."""
-    if re.fullmatch(r"recall@\d+", name):
-        return "R@" + name.removeprefix("recall@")
-    return metric_spec(name).label
+    """The papers' column header: ``recall@4`` → ``R@4``, ``map@r`` → ``MAP@R``, ``nmi[1a2b]`` → ``NMI [1a2b]``."""
+    plain, version = evaluation_version(name)
+    label = ("R@" + plain.removeprefix("recall@")) if re.fullmatch(r"recall@\d+", plain) else metric_spec(plain).label
+    return label + (f" [{version}]" if version else "")
 
 
 def format_metric(name: str, value: float, unit: bool = False) -> str:

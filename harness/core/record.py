@@ -43,7 +43,9 @@ from harness.core.trial import Trial, build
 RECORD_VERSION = 3
 #: the layouts :meth:`TrialRecord.from_dict` reads: 2 (spec and placement flat in one ``config``) and 3
 READ_VERSIONS = (2, RECORD_VERSION)
-STATUSES = ("ok", "failed", "pruned")
+#: ``diverged``: training diverged (a non-finite loss; readers also apply the dataset's pixel floor,
+#: :mod:`harness.reporting.tables`): finished, shown as such, never averaged into a row
+STATUSES = ("ok", "diverged", "failed", "pruned")
 
 
 class RecordError(ValueError):
@@ -133,10 +135,12 @@ class TrialRecord:
     @classmethod
     def failed(cls, trial: Trial, error: BaseException | str, *, wall_time_s: float = 0.0,
                traceback: str | None = None, environment: dict[str, Any] | None = None,
-               harness_version: str = "", actual_placement: Placement | None = None) -> "TrialRecord":
-        """The record of a trial that raised: its spec and placement, the reason, and no metrics."""
+               harness_version: str = "", actual_placement: Placement | None = None,
+               status: str = "failed") -> "TrialRecord":
+        """The record of a trial that raised (``status`` failed, or diverged): its spec and placement, the
+        reason, and no metrics."""
         reason = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        return cls(trial_id=trial.trial_id, status="failed", spec=trial.spec, placement=trial.placement,
+        return cls(trial_id=trial.trial_id, status=status, spec=trial.spec, placement=trial.placement,
                    actual_placement=actual_placement, wall_time_s=wall_time_s,
                    environment=environment or {}, harness_version=harness_version, error=reason or "failed",
                    traceback=traceback)

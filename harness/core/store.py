@@ -247,9 +247,7 @@ class TrialStore:
 
     # ---- records --------------------------------------------------------------------------------
     def write_record(self, record: TrialRecord) -> Path:
-        path = self.record_path(record.trial)
-        atomic_write_text(path, json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
-        return path
+        return write_record_file(self.record_path(record.trial), record)
 
     @staticmethod
     def read_record_file(path: str | Path) -> TrialRecord:
@@ -275,8 +273,10 @@ class TrialStore:
             return None
 
     def is_finished(self, trial: Trial) -> bool:
+        """Whether ``trial`` has a record that ``--resume`` keeps: finished, or diverged (the same seed
+        diverges again)."""
         record = self.read_record(trial)
-        return record is not None and record.ok
+        return record is not None and record.status in ("ok", "diverged")
 
     def record_files(self, experiment: str | None = None) -> list[Path]:
         base = self.experiment_dir(experiment) if experiment else self.runs
@@ -411,6 +411,12 @@ class TrialStore:
         return path
 
 
+def write_record_file(path: Path, record: TrialRecord) -> Path:
+    """Write ``record`` as the JSON of ``path`` (atomically)."""
+    atomic_write_text(path, json.dumps(record.to_dict(), indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
 class TrialFolder:
     """A finished trial's folder, as ``embed`` and ``evaluate`` read it: its record, weights and embeddings."""
 
@@ -421,6 +427,13 @@ class TrialFolder:
             raise FileNotFoundError(f"{self.path / missing[0]} is missing: give a trial folder "
                                     "(results/runs/<experiment>/<trial_id>)")
         self.record = TrialStore.read_record_file(self.path / RECORD_FILE)
+
+    def rewrite_record(self, record: TrialRecord) -> Path:
+        """Replace the folder's record by ``record`` (the same trial re-scored, ``evaluate --rescore``)."""
+        if record.trial_id != self.record.trial_id:
+            raise ValueError(f"{self.path}: holds trial {self.record.trial_id}, not {record.trial_id}")
+        self.record = record
+        return write_record_file(self.path / RECORD_FILE, record)
 
     def model_path(self) -> Path:
         """The trial's weights file (load it with :func:`harness.engine.tensor_files.load_tensors`)."""

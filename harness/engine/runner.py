@@ -35,12 +35,10 @@ from harness.core.recipe import Recipe
 from harness.core.spec import TrialSpec
 from harness.core.store import TrialStore
 from harness.core.trial import Trial
-from harness.engine.evaluate import embed, evaluate_embeddings
+from harness.engine.evaluate import describe_evaluation, embed, evaluate_embeddings
 from harness.engine.gpu_usage import GpuSampler
-from harness.engine.kmeans import kmeans_implementation
-from harness.engine.knn import resolve_backend
 from harness.engine.tensor_files import load_tensors, tensor_bytes
-from harness.engine.train import Trainer, TrialFailed, build_train_loader, resolve_device, seed_everything
+from harness.engine.train import Trainer, TrialDiverged, TrialFailed, build_train_loader, resolve_device, seed_everything
 from harness.core.metrics import METRICS, EvaluationInputs, split_metric
 from harness.plugins.data import DatasetSplits, ImageDataset, Subset, create_dataset
 from harness.plugins.method import Method, get_method_class
@@ -178,7 +176,7 @@ def set_loader_state(loader: DataLoader, generator: torch.Generator, state: dict
 def run_trial(spec: TrialSpec, placement: Placement, store: TrialStore, attempt: Attempt = Attempt()) -> TrialRecord:
     """Train and evaluate one trial through ``store``; return its record (the driver writes it).
 
-    Raises :class:`TrialFailed` (non-finite loss, injected fault), :class:`TrialPruned`, and lets other
+    Raises :class:`TrialDiverged` (non-finite loss), :class:`TrialFailed` (injected fault), :class:`TrialPruned`, and lets other
     errors propagate; :func:`execute_trial` turns them into a failed or pruned record.
     """
     trial, gpu = Trial(spec, placement), attempt.gpu
@@ -240,8 +238,7 @@ def run_trial(spec: TrialSpec, placement: Placement, store: TrialStore, attempt:
         metrics=metrics, history=history,
         wall_time_s=elapsed_before + time.time() - start, resumed_at_epoch=resumed_at, nodes=nodes, n_trainable_params=n_params,
         hparams_changed=cls.changed_hparams(method.config, spec.dataset, recipe),
-        evaluation={"knn": f"{resolve_backend('auto', device)} candidates, near-ties re-scored exactly (float64)",
-                    "kmeans": kmeans_implementation(device)},
+        evaluation=describe_evaluation(device),
         loading=pipeline.describe(placement.num_workers),
         gpu=gpu.summary() if gpu else {"available": False, "reason": "not sampled"},
         environment=environment_fingerprint(device), harness_version=harness.__version__,
@@ -250,10 +247,10 @@ def run_trial(spec: TrialSpec, placement: Placement, store: TrialStore, attempt:
 
 def execute_trial(spec: TrialSpec, placement: Placement, store: TrialStore, attempt: Attempt = Attempt()) -> TrialRecord:
     """:func:`run_trial` that never raises: an error becomes a failed record with its reason and traceback,
-    a pruned trial a ``pruned`` record with its history; its GPU is sampled meanwhile
+    a pruned trial a ``pruned`` record, a diverged one (non-finite loss) a ``diverged`` record; its GPU is sampled meanwhile
     (:class:`~harness.engine.gpu_usage.GpuSampler`), torch runs on the attempt's ``threads``. A trial
-    that ends (finished, failed or pruned) loses its epoch checkpoint, except a failed one, which keeps
-    it for ``--resume``."""
+    that ends (finished, diverged, failed or pruned) loses its epoch checkpoint, except a failed one,
+    which keeps it for ``--resume``."""
     if attempt.threads:
         torch.set_num_threads(attempt.threads)
     trial = Trial(spec, placement)
@@ -266,6 +263,9 @@ def execute_trial(spec: TrialSpec, placement: Placement, store: TrialStore, atte
         record = TrialRecord(trial_id=spec.trial_id, status="pruned", spec=spec, placement=placement,
                              actual_placement=actual, error=str(pruned), wall_time_s=time.time() - start,
                              environment=environment_fingerprint(None), harness_version=harness.__version__)
+    except TrialDiverged as diverged:  # the same seed diverges again: nothing to resume
+        record = TrialRecord.failed(trial, diverged, wall_time_s=time.time() - start, status="diverged",
+                                    environment=environment_fingerprint(None), harness_version=harness.__version__)
     except Exception as error:  # noqa: BLE001: any failure becomes the trial's recorded reason
         return TrialRecord.failed(trial, error, wall_time_s=time.time() - start, traceback=traceback.format_exc(),
                                   environment=environment_fingerprint(None), harness_version=harness.__version__,

@@ -34,6 +34,10 @@ class TrialFailed(RuntimeError):
     """A trial that cannot go on (non-finite loss, injected fault); the message is the recorded reason."""
 
 
+class TrialDiverged(TrialFailed):
+    """A trial whose training diverged (a non-finite loss): recorded as ``diverged``, not ``failed``."""
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a torch Generator for the data loaders."""
     random.seed(seed)
@@ -169,7 +173,7 @@ class Trainer:
                     p.requires_grad_(False)
 
     def train_epoch(self, loader: Iterable, label_map: dict[int, int], progress: bool = True) -> dict[str, float]:
-        """One pass over ``loader``; returns mean loss and step rate. Raises TrialFailed on a non-finite loss.
+        """One pass over ``loader``; returns mean loss and step rate. Raises TrialDiverged on a non-finite loss.
 
         The losses stay on the device and are checked every ``LOSS_CHECK_EVERY`` steps and at the end
         (a GPU is not made to wait for each step); the error names the first non-finite step."""
@@ -180,7 +184,7 @@ class Trainer:
         losses: list[torch.Tensor] = []
         checked, total, start = 0, 0.0, time.perf_counter()
         bar = tqdm(loader, desc=f"{self.method.name} epoch {self.epoch + 1}/{self.recipe.epochs}",
-                   leave=False, disable=None if progress else True, dynamic_ncols=True)  # None: on a terminal only
+                   leave=False, disable=not progress, dynamic_ncols=True)
         for images, labels in bar:
             images = images.to(self.device, non_blocking=True)
             if channels_last and images.dim() == 4:
@@ -208,7 +212,7 @@ class Trainer:
                 "steps_per_s": steps / elapsed if elapsed > 0 else 0.0}
 
     def _check_losses(self, losses: list[torch.Tensor], first: int, total: float) -> float:
-        """``total`` plus ``losses[first:]``, added one by one (one synchronisation); TrialFailed names
+        """``total`` plus ``losses[first:]``, added one by one (one synchronisation); TrialDiverged names
         the first non-finite step."""
         if first >= len(losses):
             return total
@@ -216,7 +220,7 @@ class Trainer:
         finite = torch.isfinite(recent)
         if not finite.all():
             bad = int((~finite).nonzero()[0])
-            raise TrialFailed(f"non-finite loss ({recent[bad].item()}) at epoch {self.epoch + 1}, step {first + bad + 1}")
+            raise TrialDiverged(f"non-finite loss ({recent[bad].item()}) at epoch {self.epoch + 1}, step {first + bad + 1}")
         for value in recent.tolist():
             total += value
         return total

@@ -1,11 +1,14 @@
 """What a leaderboard counts and its statistics over seeds, computed from trial records alone.
 
-A group is (dataset, method, backbone, embedding dim, recipe name + hash, hyperparameters): trials
-trained under different recipes or hyperparameters never average into one row. Only test-split trials
-enter (validation-split search trials are not test results). A trial recorded twice in an experiment
-(same trial id) counts once, its newest record. Failed trials count in ``n_failed`` and nowhere else.
-Per group and metric (the long table): mean, std (ddof=1), 95% t-interval, rank (1 = best mean) and,
-against a baseline method, Welch and paired t-test p-values (:mod:`harness.reporting.stats`).
+A group is (dataset, method, backbone, embedding dim, recipe name + hash, hyperparameters, the method's
+code fingerprint): trials trained under different recipes, hyperparameters or code never average into
+one row. Only test-split trials enter (validation-split search trials are not test results). Each
+(group, seed) counts once: a newer record supersedes an older one, saying so
+(:func:`~harness.reporting.tables.records_frame`). Diverged trials count in ``n_diverged``, failed ones
+in ``n_failed``, and neither anywhere else. A metric whose trials were scored by several evaluation
+versions is one metric per version (:func:`~harness.reporting.tables.split_by_evaluation`). Per group
+and metric (the long table): mean, std (ddof=1), 95% t-interval, rank (1 = best mean) and, against a
+baseline method, Welch and paired t-test p-values (:mod:`harness.reporting.stats`).
 """
 from __future__ import annotations
 
@@ -21,9 +24,10 @@ import pandas as pd
 from harness.core.metrics import metric_sort_key
 from harness.core.store import TrialStore
 from harness.reporting.stats import paired_power, paired_pvalue, ranks, summarize, welch_pvalue
-from harness.reporting.tables import GROUP_KEYS, full_group_label, metric_columns, records_frame
+from harness.reporting.tables import (CODE_NOT_RECORDED, GROUP_KEYS, full_group_label, metric_columns, records_frame,
+                                      split_by_evaluation)
 
-STAT_COLUMNS = ["n_seeds", "n_failed", "mean", "std", "ci_low", "ci_high", "rank",
+STAT_COLUMNS = ["n_seeds", "n_diverged", "n_failed", "mean", "std", "ci_low", "ci_high", "rank",
                 "baseline", "p_welch", "p_paired", "n_paired", "detectable_paired", "seeds_for_1pt"]
 
 
@@ -43,13 +47,14 @@ def leaderboard_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def group_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per group of test-split trials: its recipe fields, ``n_seeds`` (ok) and ``n_failed``."""
+    """One row per group of test-split trials: its recipe fields, ``n_seeds`` (ok), ``n_diverged`` and
+    ``n_failed`` (failed or pruned)."""
     test = leaderboard_rows(frame)
-    ok = (test["status"] == "ok").astype(int)
-    return (test.assign(n_seeds=ok, n_failed=1 - ok)
+    ok, diverged = (test["status"] == "ok").astype(int), (test["status"] == "diverged").astype(int)
+    return (test.assign(n_seeds=ok, n_diverged=diverged, n_failed=1 - ok - diverged)
             .groupby(GROUP_KEYS, sort=True)
             .agg(family=("family", "first"), recipe_fields=("recipe_fields", "first"), n_seeds=("n_seeds", "sum"),
-                 n_failed=("n_failed", "sum"))
+                 n_diverged=("n_diverged", "sum"), n_failed=("n_failed", "sum"))
             .reset_index())
 
 
@@ -69,13 +74,15 @@ def _baseline_key(group: pd.Series, baselines: pd.DataFrame) -> tuple | None:
 def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
     """One row per group × metric: GROUP_KEYS, the method's family, metric, STAT_COLUMNS, ``recipe.<field>``.
 
-    ``n_seeds`` counts the values the statistics are over; ``rank`` is per (dataset, metric).
+    ``n_seeds`` counts the values the statistics are over; ``rank`` is per (dataset, metric). A metric
+    scored by several evaluation versions is split first (:func:`split_by_evaluation`).
     With ``baseline`` (a method name), ``p_welch`` is Welch's t-test over seeds against the baseline
     group (see :func:`_baseline_key`) and ``p_paired`` the paired t-test over the ``n_paired``
     seeds both have; from the spread of their paired differences, ``detectable_paired`` is the smallest
     difference those seeds detect at 80% power and ``seeds_for_1pt`` the seeds needed to detect one
     point (0.01) (:func:`~harness.reporting.stats.paired_power`).
     """
+    frame = split_by_evaluation(frame)[0]
     counts = group_counts(frame)
     metrics = metric_columns(frame)
     ok = leaderboard_rows(frame)
@@ -91,7 +98,7 @@ def long_table(frame: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame
             per_seed[key + (metric,)] = {int(s): float(v) for s, v in values.items()}
             s = summarize(values.to_numpy(dtype=float))
             rows.append({**dict(zip(GROUP_KEYS, key)), "family": group["family"], "metric": metric, "n_seeds": s.n,
-                         "n_failed": int(group["n_failed"]), "mean": s.mean, "std": s.std,
+                         "n_diverged": int(group["n_diverged"]), "n_failed": int(group["n_failed"]), "mean": s.mean, "std": s.std,
                          "ci_low": s.ci_low, "ci_high": s.ci_high, **fields})
     if not rows:
         return pd.DataFrame(columns=GROUP_KEYS + ["family", "metric"] + STAT_COLUMNS)
@@ -129,7 +136,7 @@ def read_long_table(path: str | Path) -> pd.DataFrame:
 
 
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per group: ``n_seeds``, ``n_failed``, ``<metric>_mean``, ``<metric>_std`` (std ddof=1; NaN for one seed)."""
+    """Per group: ``n_seeds``, ``n_diverged``, ``n_failed``, ``<metric>_mean``, ``<metric>_std`` (std ddof=1; NaN for one seed)."""
     counts = group_counts(frame).drop(columns=["recipe_fields", "family"])
     long = long_table(frame)
     if long.empty:
@@ -142,7 +149,9 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def environment_summary(frame: pd.DataFrame) -> dict[str, Any]:
-    """How many of the test-split trials ran under each harness commit, device and library version."""
+    """How many of the test-split trials ran under each harness commit, device and library version, and
+    were scored by each evaluation version per metric family (``evaluations``:
+    :func:`~harness.reporting.tables.split_by_evaluation`'s versions, in words)."""
     test = leaderboard_rows(frame)
     versions: dict[str, dict[str, int]] = {}
     for text, n in sorted(test["versions"].value_counts().items()):
@@ -155,4 +164,6 @@ def environment_summary(frame: pd.DataFrame) -> dict[str, Any]:
 
     hardware = counts("hardware")
     return {"n_trials": int(len(test)), "git_commits": counts("git_commit"), "devices": counts("device"),
-            "hardware": hardware, "mixed_hardware": len(hardware) > 1, "versions": versions}
+            "hardware": hardware, "mixed_hardware": len(hardware) > 1, "versions": versions,
+            "evaluations": split_by_evaluation(frame)[1],
+            "code_not_recorded": int((test["code"] == CODE_NOT_RECORDED).sum())}

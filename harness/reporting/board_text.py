@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 
 from harness.core.metrics import metric_label, metric_sort_key
-from harness.reporting.board_options import COLUMN_METRICS
 from harness.reporting.stats import SIGNIFICANCE
-from harness.reporting.tables import GROUP_KEYS, distinct_labels, group_label, recipe_labels, recipe_words
+from harness.reporting.tables import (CODE_NOT_RECORDED, GROUP_KEYS, distinct_labels, diverged_suffix, group_label,
+                                      recipe_labels, recipe_words, seeds_text)
 from harness.reporting.text_styles import LATEX, MARKDOWN, PLAIN, Style, latex_escape, mean_std_text
 
 #: how a measured row was selected: the model after the last epoch, scored once on the test classes
@@ -45,11 +45,12 @@ def wide_table(long: pd.DataFrame, style: Style = PLAIN, labels: dict[tuple, str
     for key, group in long.groupby(GROUP_KEYS, sort=True):
         g = dict(zip(GROUP_KEYS, key))
         by_metric = group.set_index("metric")
-        n_seeds, n_failed = int(by_metric["n_seeds"].max()), int(by_metric["n_failed"].iloc[0])
+        counts = by_metric.iloc[0]
         label = labels[key] if labels else group_label(g["method"], g["hparams"])
         row = {"Method": style.escape(label), "Backbone": style.escape(g["backbone"]),
                "Dim": str(g["embedding_dim"]), "Recipe": style.escape(recipes[(g["recipe"], g["recipe_hash"])]),
-               "Seeds": f"{n_seeds}" + (f" ({n_failed} failed)" if n_failed else "")}
+               "Seeds": seeds_text(int(by_metric["n_seeds"].max()), int(counts["n_diverged"]),
+                                   int(counts["n_failed"]))}
         row.update({metric_label(m): _cell(by_metric.loc[m], style) for m in metrics})
         rows.append(row)
     return pd.DataFrame(rows, columns=["Method", "Backbone", "Dim", "Recipe", "Seeds", *map(metric_label, metrics)])
@@ -127,10 +128,40 @@ def _notes(name: str, env: dict[str, Any], baseline: str | None, paper: PaperTab
                  f"harness commit(s) {style.escape(', '.join(env['git_commits']))}; "
                  f"device(s) {style.escape(', '.join(env['devices']))}; "
                  f"hardware {style.escape('; '.join(hardware) or 'not recorded')}.")
+    notes += _evaluation_notes(env.get("evaluations", {}), style)
+    if env.get("code_not_recorded"):
+        notes.append(f"{env['code_not_recorded']} of the {env['n_trials']} trials were recorded before records "
+                     f"held their method's code fingerprint ({CODE_NOT_RECORDED!r} in {style.escape(name)}.long.csv): "
+                     "their code cannot be shown to equal any other, so they never share a row with a trial that "
+                     "has one.")
     if env.get("mixed_hardware"):
         notes.append(f"The seeds ran on {len(hardware)} different kinds of hardware (trials per kind in "
                      f"{style.escape(name)}.env.json): the same trial can give different numbers on another "
                      f"processor or thread count, so part of a difference between rows may be the hardware's.")
+    return notes
+
+
+#: what each metric family's evaluation scores, in a board's notes
+FAMILY_METRICS = {"retrieval": "Recall@K, MAP@R and R-Precision are", "clustering": "NMI is"}
+
+
+def _evaluation_notes(evaluations: dict[str, dict[str, dict[str, Any]]], style: Style) -> list[str]:
+    """What scored each metric family (its version and implementation), and, for a family whose trials
+    were scored by several versions, why its columns are split."""
+    notes, single = [], []
+    for family, versions in sorted(evaluations.items()):
+        described = [f"{style.escape(v)}: {style.escape(info['text'])} ({info['n_trials']} trials)"
+                     for v, info in sorted(versions.items())]
+        if len(versions) == 1:
+            single.append(f"{FAMILY_METRICS[family]} scored by {family} evaluation {described[0]}")
+            continue
+        notes.append(f"{FAMILY_METRICS[family]} split by the evaluation that scored them, one column per "
+                     f"version ({'; '.join(described)}). Values scored by different evaluations are not "
+                     "comparable (another k-means or kNN gives other numbers on the same embeddings), so each "
+                     "column is ranked and tested on its own; to put every row in one column, re-score the "
+                     "trials that kept their embeddings (python -m harness evaluate --rescore) or re-run them.")
+    if single:
+        notes.insert(0, "Evaluation (from the records): " + "; ".join(single) + ".")
     return notes
 
 
@@ -180,6 +211,8 @@ def render_latex(name: str, title: str, long: pd.DataFrame, refs: pd.DataFrame, 
     return "\n".join(lines) + "\n"
 
 
+#: the metrics of a one-column table unless the board's options name others; the first ranks the rows
+COLUMN_METRICS = ("recall@1", "map@r")
 #: LaTeX in a one-column table: the "± std" at the size of the mean (8 pt under \footnotesize), never smaller
 COLUMN_LATEX = replace(LATEX, spread=lambda s: rf"$\,\pm\,${s}")
 
@@ -208,7 +241,10 @@ def render_column_latex(name: str, title: str, long: pd.DataFrame, baseline: str
                                          else float("inf"), labels[k]))
     rows = []
     for key in ranked:
-        label = labels[key] + (f" ({words[key]})" if words.get(key, usual) != usual else "")
+        first = by_group[key].iloc[0]
+        label = (labels[key] + (f" ({words[key]})" if words.get(key, usual) != usual else "")
+                 + diverged_suffix(int(by_group[key]["n_seeds"].max()), int(first["n_diverged"]),
+                                   int(first["n_failed"])))
         cells = []
         for metric in metrics:
             row = by_group[key].loc[metric].copy()
@@ -252,7 +288,7 @@ def format_table(board: pd.DataFrame, metrics: list[str] | None = None,
         recipe = (r["recipe"], r["recipe_hash"])
         row = {"method": group_label(r["method"], r["hparams"]), "backbone": r["backbone"],
                "recipe": (recipes or {}).get(recipe, f"{recipe[0]}:{recipe[1]}"),
-               "seeds": f"{r['n_seeds']}" + (f" ({r['n_failed']} failed)" if r["n_failed"] else "")}
+               "seeds": seeds_text(int(r["n_seeds"]), int(r["n_diverged"]), int(r["n_failed"]))}
         row.update({m: mean_std_text(r[f"{m}_mean"], r[f"{m}_std"], metric=m) for m in metrics})
         rows.append(row)
     return pd.DataFrame(rows).to_string(index=False)

@@ -6,8 +6,9 @@ import json
 import re
 from typing import Any
 
+from harness.core.evaluation import FAMILIES, evaluation_id, evaluation_text, metric_family
 from harness.core.record import TrialRecord
-from harness.core.metrics import metric_sort_key
+from harness.core.metrics import metric_label, metric_sort_key
 from harness.reporting.tables import hardware_label
 
 
@@ -29,11 +30,30 @@ def recorded_threads(record: TrialRecord) -> int:
     return int(found.group(1)) if found else 1
 
 
-def environment_differences(recorded: TrialRecord, reproduced: TrialRecord) -> list[str]:
-    """``["torch 2.4.0 → 2.5.1", "hardware: … → …", ...]``: what differs between the environments of two runs
-    of a trial (library versions, device, hardware, harness commit); empty when nothing does."""
-    old, new = recorded.environment, reproduced.environment
+def evaluation_differences(recorded: TrialRecord, reproduced: TrialRecord) -> list[str]:
+    """One line per metric family whose evaluation version differs between two records of a trial: the
+    metrics it moves, both versions and their implementations in words. Listed first by
+    :func:`environment_differences`: an evaluation change moves its metrics on the same embeddings, so
+    it explains their drift before hardware or versions can."""
     differences = []
+    shared = sorted(set(recorded.metrics) & set(reproduced.metrics), key=metric_sort_key)
+    for family in FAMILIES:
+        old, new = evaluation_id(recorded.evaluation, family), evaluation_id(reproduced.evaluation, family)
+        if old != new:
+            moved = ", ".join(metric_label(m) for m in shared if metric_family(m) == family) or "its metrics"
+            differences.append(f"evaluation ({family}: {moved}) {old} → {new}, "
+                               f"{evaluation_text(recorded.evaluation, family)!r} → "
+                               f"{evaluation_text(reproduced.evaluation, family)!r}: these metrics are scored "
+                               f"otherwise, so they drift even on the same embeddings")
+    return differences
+
+
+def environment_differences(recorded: TrialRecord, reproduced: TrialRecord) -> list[str]:
+    """``["evaluation (clustering: NMI) … → …", "torch 2.4.0 → 2.5.1", "hardware: … → …", ...]``: what differs
+    between two runs of a trial (the evaluation first, :func:`evaluation_differences`; then library versions,
+    device, hardware, harness commit); empty when nothing does."""
+    old, new = recorded.environment, reproduced.environment
+    differences = evaluation_differences(recorded, reproduced)
     versions_old, versions_new = old.get("versions") or {}, new.get("versions") or {}
     for package in sorted(set(versions_old) | set(versions_new)):
         if versions_old.get(package) != versions_new.get(package):

@@ -22,11 +22,11 @@ import pandas as pd
 from harness.core.store import AtomicFiles, TrialStore
 from harness.reporting import plots
 from harness.reporting.board_names import board_warning, leaderboard_names, leaderboard_title
-from harness.reporting.board_options import (COLUMN_METRICS, FORMATS, STORED, Stored, load_options, published_option,
+from harness.reporting.board_options import (FORMATS, STORED, Stored, load_options, published_option,
                                              remember_options)
 from harness.reporting.board_statistics import (aggregate, environment_summary, leaderboard_rows, load_records,
                                                 long_table)
-from harness.reporting.board_text import (render_column_latex, render_latex, render_markdown,
+from harness.reporting.board_text import (COLUMN_METRICS, render_column_latex, render_latex, render_markdown,
                                           wide_table)
 from harness.reporting.published import ROW_KEYS, load_published, published_rows
 from harness.reporting.stale_boards import remove_stale_boards
@@ -62,7 +62,8 @@ def write_leaderboard(frame: pd.DataFrame, dataset: str, out_dir: Path, baseline
         texts[".md"] = render_markdown(name, title, long, refs, env, baseline)
     if "tex" in formats:
         texts[".tex"] = render_latex(name, title, long, refs, env, baseline)
-        texts[".column.tex"] = render_column_latex(name, title, long, baseline, column_metrics)
+        if len(long):  # a board whose every trial diverged or failed has no value to rank
+            texts[".column.tex"] = render_column_latex(name, title, long, baseline, column_metrics)
     written = {}
     figures = [f for f in plots.PLOT_FORMATS if f in formats]
     with AtomicFiles() as files:  # all of the board's files, or (a full disk) none: never a mix of old and new

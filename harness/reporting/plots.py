@@ -27,7 +27,7 @@ from matplotlib.lines import Line2D
 
 from harness.core.metrics import metric_label, metric_scale
 from harness.core.store import atomic_write_binary
-from harness.reporting.tables import (GROUP_KEYS, distinct_labels, full_group_label, recall_ks,
+from harness.reporting.tables import (GROUP_KEYS, distinct_labels, diverged_suffix, full_group_label, recall_ks,
                                       records_frame)
 from harness.reporting.stats import summarize
 
@@ -76,8 +76,15 @@ def save(fig: Figure, path: str | Path, formats: Sequence[str] = PLOT_FORMATS,
 
 
 def _labels(long: pd.DataFrame) -> dict[tuple, str]:
-    """A label per group (:func:`distinct_labels`: the tables give the hyperparameters)."""
-    return distinct_labels(list(long.groupby(GROUP_KEYS, sort=True).groups))
+    """A label per group (:func:`distinct_labels`: the tables give the hyperparameters), with the seeds
+    left out of its statistics where there are any (``jrd_intra (1/3 diverged)``: a row is
+    drawn from the seeds that count, never from a diverged one)."""
+    labels = distinct_labels(list(long.groupby(GROUP_KEYS, sort=True).groups))
+    if "n_diverged" not in long:
+        return labels
+    counts = long.drop_duplicates(GROUP_KEYS).set_index(GROUP_KEYS)
+    return {key: label + diverged_suffix(*(int(counts.loc[key, c]) for c in ("n_seeds", "n_diverged", "n_failed")))
+            for key, label in labels.items()}
 
 
 def _metric_rows(long: pd.DataFrame, metric: str, keys: list[tuple]) -> pd.DataFrame:
@@ -201,7 +208,7 @@ def recall_at_1_plot(long: pd.DataFrame, title: str, path: str | Path,
     keys = _ordered_groups(long, "recall@1")
     stats = _metric_rows(long, "recall@1", keys)
     baseline = _baseline_key(long, keys)
-    fig, (ax,) = _rows_figure(len(keys), 6.4)
+    fig, (ax,) = _rows_figure(len(keys), 7.2)
     families = group_families(long)
     _dot_panel(ax, stats, keys, baseline, families)
     _row_labels(ax, keys, labels, baseline)

@@ -29,8 +29,7 @@ from harness.reporting.board_options import load_options
 from harness.reporting.board_statistics import environment_summary, leaderboard_rows, load_records, long_table
 from harness.reporting.board_text import paper_table
 from harness.reporting.published import ROW_KEYS, load_published, published_rows
-from harness.reporting.search_pages import (TrialLink, find_searches, find_sweeps, search_page, search_summary,
-                                           sweep_page)
+from harness.reporting.search_pages import TrialLink, find_searches, find_sweeps, search_page, sweep_page
 from harness.reporting.stale_boards import BOARD_SUFFIXES
 from harness.reporting.stats import SIGNIFICANCE
 from harness.reporting.tables import GROUP_KEYS, distinct_labels
@@ -113,9 +112,10 @@ def _experiment_page(store: TrialStore, experiment: str, dataset: str, name: str
     classes = ["measured"] * paper.n_measured + ["published"] * (len(paper.table) - paper.n_measured)
     title = leaderboard_title(name, dataset, board_warning(store, experiment, dataset))
     figures = plots.leaderboard_plots(long, name, out, ["png"], title=title)
+    statuses = dict(zip(part["trial_id"], part["status"]))  # as the board counts it (a seed below the floor diverged)
     trials = pd.DataFrame([{
         "Trial": r.trial_id, "href": f"{r.trial_id}.html", "Method": r.spec.method, "Seed": r.spec.seed,
-        "Status": r.status, "Recall@1": _points(r.metrics.get("recall@1", float("nan")), "recall@1"),
+        "Status": statuses.get(r.trial_id, r.status), "Recall@1": _points(r.metrics.get("recall@1", float("nan")), "recall@1"),
         "Epochs": len(r.history), "Wall time (s)": f"{r.wall_time_s:.0f}"} for r in records])
     significance = _significance(long)
     body = [f'<p class="muted"><a href="../index.html">experiments</a> / {escape(name)}</p>',
@@ -189,18 +189,16 @@ def write_site(store: TrialStore, out: str | Path, families: Mapping[str, str] |
         return write
 
     search_cards, sweep_cards = [], []
-    for kind, name, render, summary in (
-            [("search", s.name, lambda s=s: search_page(store, s, out, trial_writer("searches")), search_summary(s))
-             for s in find_searches(store)]
-            + [("sweep", e, lambda e=e: sweep_page(store, e, out, trial_writer("sweeps")), "sweep")
-               for e in find_sweeps(store)]):
+    for kind, name, render in ([("search", s.name, lambda s=s: search_page(store, s, out, trial_writer("searches")))
+                                for s in find_searches(store)]
+                               + [("sweep", e, lambda e=e: sweep_page(store, e, out, trial_writer("sweeps")))
+                                  for e in find_sweeps(store)]):
         folder = "searches" if kind == "search" else "sweeps"
         path = out / folder / f"{name}.html"
         atomic_write_text(path, render())
         pages.append(path)
         (search_cards if kind == "search" else sweep_cards).append(
-            f'<div class="card"><h3><a href="{folder}/{escape(name)}.html">{escape(name)}</a></h3>'
-            f'<div class="muted">{summary}</div></div>')
+            f'<div class="card"><h3><a href="{folder}/{escape(name)}.html">{escape(name)}</a></h3></div>')
     body = ("<h1>Experiments</h1>"
             f'<p class="muted">{escape(str(store.root))}: every experiment with test-split records.</p>'
             f'<div class="cards" id="experiments">{"".join(cards)}</div>'
