@@ -144,7 +144,8 @@ def test_two_runs_at_once_into_one_experiment_leave_one_protocol(tmp_path):
             while line and "waiting for another run into experiment digits to claim its protocol" not in line:
                 line = child.stderr.readline()
             assert line, "a run did not wait for the protocol lock"
-    outcome = {epochs: (child.wait(timeout=600), child.stderr.read()) for epochs, child in children.items()}
+    ends = {epochs: child.communicate(timeout=600) for epochs, child in children.items()}  # drains both pipes
+    outcome = {epochs: (child.returncode, ends[epochs][1]) for epochs, child in children.items()}
     assert sorted(code for code, _ in outcome.values()) == [0, 2], outcome
     (winner,) = [e for e, (code, _) in outcome.items() if code == 0]
     (loser,) = [e for e in outcome if e != winner]
