@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from harness.commands.locations import results_dir
 from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric, split_metric
-from harness.core.protocol import protocol_differences
+from harness.core.protocol import distinct, protocol_differences
 from harness.core.spec import TrialSpec
 from harness.core.store import TrialStore
 from harness.core.trial import Trial
@@ -349,6 +349,7 @@ def _final_trials(trials: list[Trial]) -> dict[str, list[Trial]]:
 
 def _refuse_another_protocol(store: TrialStore, experiment: str, trials: list[Trial], held: list[TrialSpec],
                              incomparable_rows: bool) -> None:
+    held = distinct(held)
     for trial in trials:
         for old in held:
             if incomparable_rows and old.method != trial.spec.method:

@@ -15,6 +15,7 @@ comparable (``--incomparable-rows``); every board of such an experiment says so 
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable, Mapping
 
 from harness.core.recipe import FIELD_RULES
@@ -57,9 +58,19 @@ def protocol_differences(new: TrialSpec, old: TrialSpec) -> list[str]:
             if mine.get(k) != theirs.get(k)]
 
 
+def distinct(specs: Iterable[TrialSpec]) -> list[TrialSpec]:
+    """One of ``specs`` per (method, dataset, whether it trains, protocol), in order: what a protocol check needs
+    to compare (an experiment of thousands of trials holds a handful)."""
+    seen: dict[str, TrialSpec] = {}
+    for spec in specs:
+        key = json.dumps([spec.method, spec.dataset, trains(spec), protocol(spec)], sort_keys=True)
+        seen.setdefault(key, spec)
+    return list(seen.values())
+
+
 def differing_fields(specs: Iterable[TrialSpec]) -> list[str]:
     """The protocol fields in which some two of ``specs`` that must share a protocol differ, sorted."""
-    specs = list(specs)
+    specs = distinct(specs)
     fields: set[str] = set()
     for i, new in enumerate(specs):
         for old in specs[:i]:
