@@ -388,9 +388,8 @@ class Benchmark:
         if not unique:
             return []
         print(f"benchmark {self.manifest.name}: {', '.join(dict.fromkeys(c[0] for c in configurations))}: "
-              f"{len(unique)} validation trials, {len(known)} of them already recorded (the searches' own)",
-              flush=True)
-        records = {**known, **{r.trial_id: r for r in executor.run(todo, resume=resume)}}
+              f"{len(unique)} validation trials, {len(known)} of them already recorded", flush=True)
+        records = {**known, **{r.trial_id: r for r in (executor.run(todo, resume=resume) if todo else [])}}
         metric = base_metric(self.manifest.metric)[1]
         return [seed_scores([records[t.trial_id] for t in ts if t.trial_id in records], metric) for ts in trials]
 
