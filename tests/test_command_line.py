@@ -14,7 +14,7 @@ from collections import defaultdict
 import pytest
 
 from harness.cli import build_parser, main
-from harness.commands.options import runs_here
+from harness.commands.options import executor_from_args
 from conftest import REPO
 
 #: what ``--help`` must not import: each costs a large share of a second or more to import
@@ -122,11 +122,11 @@ def test_ray_address_is_read_by_the_command_line_only(monkeypatch):
 
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.7:6379")
     args = build_parser().parse_args(["run"])
-    assert args.address == "10.0.0.7:6379" and not runs_here(args)
+    assert args.address == "10.0.0.7:6379" and not executor_from_args(args).runs_here
     assert build_parser().parse_args(["run", "--address", "auto"]).address == "auto"
     assert not ray_compat.is_address_given(None)
     monkeypatch.delenv("RAY_ADDRESS")
-    assert runs_here(build_parser().parse_args(["run"]))
+    assert executor_from_args(build_parser().parse_args(["run"])).runs_here
 
 
 def test_leaderboard_in_a_fresh_process_writes_the_board_run_wrote(tmp_path):

@@ -21,7 +21,7 @@ from harness.scheduling import ray_compat
 from harness.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["--dataset", "digits", "--epochs", "1", "--no-progress", "--cpus-per-trial", "1"]
+FAST = ["--dataset", "digits", "--epochs", "1", "--no-progress", "--cpus-per-trial", "1", "--executor", "ray"]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path, capsys):
 def test_a_killed_run_resumes_only_its_unfinished_trials(ray_session, tmp_path, capsys):
     """Kill a run as soon as its first record is on disk; ``--resume`` runs only the rest."""
     args = ["run", "--dataset", "digits", "--methods", "amsoftmax", "--seeds", "0,1,2", "--epochs", "2", "--max-concurrent", "1",
-            "--no-progress", "--cpus-per-trial", "1", "--results-dir", str(tmp_path)]
+            "--no-progress", "--cpus-per-trial", "1", "--executor", "ray", "--results-dir", str(tmp_path)]
     kill_when(args, lambda: any(tmp_path.glob("runs/*/*/record.json")), ray_session)
     before = {k: r["finished_at"] for k, r in records(tmp_path).items()}
     assert 1 <= len(before) < 3  # written the moment its trial finished, while the run went on
@@ -134,7 +134,7 @@ def test_a_trial_whose_worker_dies_restarts_from_its_last_checkpoint(tmp_path, m
     (tmp_path / "crash_plugin_ray.py").write_text(textwrap.dedent(CRASH_PLUGIN.format(root=str(tmp_path))))
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["--plugins", "crash_plugin_ray", "run", "--dataset", "digits", "--methods", "crash_once", "--epochs", "2",
-                 "--no-progress", "--cpus-per-trial", "1", "--results-dir", str(tmp_path)]) == 0
+                 "--no-progress", "--cpus-per-trial", "1", "--executor", "ray", "--results-dir", str(tmp_path)]) == 0
     (record,) = records(tmp_path).values()
     assert record["status"] == "ok" and [h["epoch"] for h in record["history"]] == [1, 2]
     pids = (tmp_path / "calls.log").read_text().split()
@@ -185,7 +185,7 @@ def test_a_killed_drivers_processes_end_with_it_and_no_foreign_ray_process_is_to
                                start_new_session=True)
     try:
         args = ["run", "--dataset", "digits", "--methods", "ms", "--epochs", "3", "--no-progress",
-                "--cpus-per-trial", "1", "--results-dir", str(tmp_path)]
+                "--cpus-per-trial", "1", "--executor", "ray", "--results-dir", str(tmp_path)]
         child = driver(args)
         wait_for(lambda: any(tmp_path.glob("runs/*/*/checkpoint.pt")), child)
         started = descendants(child.pid)

@@ -151,7 +151,7 @@ def test_a_killed_search_resumes_to_the_planned_count_without_repeating(ray_sess
     the killed one first with its proposed parameters."""
     name, planned = "killed", 5
     args = ["search", *DIGITS, *SPACE, "--trials", str(planned), "--epochs", "1", "--max-concurrent", "1",
-            "--final-seeds", "0", "--name", name, "--results-dir", str(tmp_path)]
+            "--executor", "ray", "--final-seeds", "0", "--name", name, "--results-dir", str(tmp_path)]
     folder = tmp_path / "searches" / name
     kill_when(args, lambda: (counts := state_counts(folder)).get("COMPLETE", 0) >= 2 and counts.get("RUNNING"),
               ray_session)

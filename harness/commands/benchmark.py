@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 from harness.commands import locations
 from harness.commands.options import (add_executor_options, add_experiment_options, add_metric_option,
-                                      add_scheduler_option, check_executor_options, comma_list, experiment_from_args,
-                                      make_executor, pruner_of, validation_objective)
+                                      add_scheduler_option, comma_list, executor_from_args, experiment_from_args,
+                                      pruner_of, validation_objective)
+from harness.scheduling.plan import prepare
 from harness.core.metrics import base_metric
 from harness.core.store import TrialStore
 
@@ -76,7 +77,6 @@ def manifest_from_args(args: argparse.Namespace) -> BenchmarkManifest:
                                               with_baselines)
 
     if args.config:
-        check_executor_options(args)
         return BenchmarkManifest.from_yaml(args.config)
     methods, added = with_baselines(args.methods or comma_list(MISSION_METHODS))
     for line in added:
@@ -103,18 +103,20 @@ def benchmark(args: argparse.Namespace) -> int:
     from harness.plugins.method import get_method_class, method_families
     from harness.scheduling.benchmark import MANIFEST_FILE, Benchmark
 
-    manifest = manifest_from_args(args)
+    manifest, executor = manifest_from_args(args), executor_from_args(args)
     store = TrialStore(locations.results_dir(args.results_dir))
     placement = {k: v for k, v in (("device", args.device), ("num_workers", args.num_workers)) if v is not None}
     run = Benchmark(manifest, store, **placement)
     run.check()
+    held = prepare([t for method in manifest.methods for t in run.final_trials(method, {})], store, executor)
     from harness.reporting.benchmark_report import write_report  # pandas, SciPy, matplotlib: once the input is
     from harness.reporting.leaderboard import write_leaderboards  # checked (a typo is answered without them)
     run.write_manifest(args.resume)
     print(f"benchmark {manifest.name}: manifest {run.folder / MANIFEST_FILE}", flush=True)
     start = time.time()
-    with make_executor(args, store) as executor:
-        searched, records = run.run(executor, resume=args.resume)
+    with executor.open(store, len(manifest.methods) * max(manifest.trials_per_method, manifest.final_seeds)) as opened:
+        searched, records = run.run(opened, resume=args.resume)
+    held.add(records)
     print(f"benchmark {manifest.name}, phase 3 (report)", flush=True)
     files = write_report(run.folder / "report", name=manifest.name, dataset=manifest.dataset, records=records,
                          metric=base_metric(manifest.metric)[1], baseline=manifest.baseline,
@@ -125,7 +127,8 @@ def benchmark(args: argparse.Namespace) -> int:
                          inherited=searched.inherited, candidates=searched.candidates,
                          sensitivity=searched.sensitivity,
                          sensitivity_axes={m: get_method_class(m).main_hparam() for m in searched.sensitivity})
-    write_leaderboards(run.store, experiments=[manifest.name], baseline=manifest.baseline, families=method_families())
+    write_leaderboards(run.store, experiments=[manifest.name], baseline=manifest.baseline, families=method_families(),
+                       records=held.items())
     print((run.folder / "report" / "leaderboard.md").read_text())
     for path in files:
         print(f"report: {path}")

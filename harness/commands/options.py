@@ -1,5 +1,7 @@
-"""Options shared by the subcommands that train (``run``, ``search``, ``sweep``, ``benchmark``), parsed into
-config data.
+"""The flags shared by the subcommands that train (``run``, ``search``, ``sweep``, ``benchmark``), and their
+parsing into data (an :class:`~harness.experiment.ExperimentConfig`, an
+:class:`~harness.scheduling.plan.ExecutorChoice`); what is done with them is the plan's
+(:mod:`harness.scheduling.plan`).
 
 Building the parser imports nothing heavy (``python -m harness --help`` stays fast): what needs torch
 (:mod:`harness.experiment`, the executors) is imported by the functions that use it, when a command runs.
@@ -7,28 +9,19 @@ Building the parser imports nothing heavy (``python -m harness --help`` stays fa
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib.util
 import os
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from harness.commands.locations import results_dir
-from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric, split_metric
-from harness.core.protocol import distinct, protocol_differences
-from harness.core.spec import TrialSpec
-from harness.core.store import TrialStore
-from harness.core.trial import Trial
-from harness.scheduling.cluster_address import check_ray_address
-from harness.scheduling.executor_registry import EXECUTORS, ExecutorOptions, create_executor
-from harness.scheduling.progress import TrialBoard, TrialListener
-from harness.scheduling.tracking import MLflowLogger, TensorBoardLogger
 from harness.core.hparams import parse_assignment, parse_value
+from harness.core.metrics import DEFAULT_OBJECTIVE, base_metric, split_metric
+from harness.core.spec import TrialSpec
+from harness.scheduling.executor_registry import EXECUTORS
+from harness.scheduling.plan import ExecutorChoice
 
 if TYPE_CHECKING:
     from harness.experiment import ExperimentConfig
-    from harness.scheduling.executors import Executor
 
 #: the environment variable Ray's own tools read for the cluster to join; read here, as ``--address``'s default
 RAY_ADDRESS_ENV = "RAY_ADDRESS"
@@ -119,9 +112,10 @@ def positive_float(text: str) -> float:
 
 def add_executor_options(parser: argparse.ArgumentParser) -> None:
     """Where trials run: Ray Tune (default) or in this process, and what each trial holds."""
-    parser.add_argument("--executor", choices=EXECUTORS.names(), default="ray",
+    parser.add_argument("--executor", choices=EXECUTORS.names(),
                         help="ray: Ray Tune trials on every GPU/CPU of this machine or cluster; local: one after "
-                             "another in this process; others as registered by --plugins (default: ray)")
+                             "another in this process; others as registered by --plugins (default: ray, or this "
+                             "process, saying so, where Ray would run one trial at a time)")
     parser.add_argument("--tensorboard", action="store_true",
                         help="log every trial's per-epoch metrics to <results>/tensorboard "
                              "(tensorboard --logdir results/tensorboard; needs the 'tracking' extra) "
@@ -183,29 +177,6 @@ def pruner_of(scheduler: str) -> str:
     return SCHEDULERS[scheduler]
 
 
-def make_executor(args: argparse.Namespace, store: TrialStore) -> Executor:
-    """The executor the flags ask for (a context manager: Ray starts on entry and stops on exit), writing
-    records through the command's ``store``, with a live table of its trials (plain lines when stdout is
-    not a terminal) and optional TensorBoard logs."""
-    board = TrialBoard(live=False if args.no_progress else None)
-    listeners: list[TrialListener] = [board]
-    if args.tensorboard:
-        listeners.append(TensorBoardLogger(store.tensorboard_dir))
-    if args.mlflow is not None:
-        listeners.append(MLflowLogger(args.mlflow or mlflow_store(store.root)))
-    options = ExecutorOptions(
-        store, listeners=listeners, progress=not args.no_progress, gpus_per_trial=args.gpus_per_trial,
-        cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
-        storage=args.storage, max_failures=args.max_failures, plugins=tuple(m for m in args.plugins.split(",") if m),
-        dashboard=args.dashboard)
-    return create_executor(args.executor, options)
-
-
-def mlflow_store(results_dir: str | Path) -> str:
-    """The default MLflow tracking URI: a SQLite file in the results folder."""
-    return f"sqlite:///{(Path(results_dir) / 'mlflow.db').resolve()}"
-
-
 class DashboardFlag(argparse.Action):
     """``--dashboard``: a flag checked as it is parsed, so a missing Ray dashboard is refused (``ValueError``
     with the install command: one line, exit 2) before a command creates its results folder or starts Ray."""
@@ -219,6 +190,18 @@ class DashboardFlag(argparse.Action):
             raise ValueError("--dashboard needs Ray's dashboard, which this install lacks: "
                              "pip install -e \".[dashboard]\" (brings ray[default] and optuna-dashboard)")
         setattr(namespace, self.dest, True)
+
+
+def executor_from_args(args: argparse.Namespace) -> ExecutorChoice:
+    """The executor flags as data (checked by the plan, :meth:`ExecutorChoice.check`)."""
+    from_environment = args.address is not None and args.address == os.environ.get(RAY_ADDRESS_ENV)
+    return ExecutorChoice(
+        name=args.executor, progress=not args.no_progress, tensorboard=args.tensorboard, mlflow=args.mlflow,
+        gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial, max_concurrent=args.max_concurrent,
+        address=args.address, address_given=f"{RAY_ADDRESS_ENV if from_environment else '--address'}"
+                                            f"{'=' if from_environment else ' '}{args.address}",
+        storage=args.storage, max_failures=args.max_failures, plugins=tuple(m for m in args.plugins.split(",") if m),
+        dashboard=args.dashboard, fail_at_epoch=args.fail_at_epoch)
 
 
 def parse_hparams(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -236,7 +219,7 @@ def parse_hparams(items: list[str]) -> dict[str, dict[str, Any]]:
 def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: list[int],
                          **extra: Any) -> ExperimentConfig:
     """The ExperimentConfig of the flags (on top of ``--config`` YAML when given)."""
-    from harness.experiment import ExperimentConfig, check_device  # imports torch: only when a command runs
+    from harness.experiment import ExperimentConfig
 
     recipe_overrides = dict(parse_assignment(item) for item in args.recipe_set)
     recipe_overrides = {k: parse_value(v) for k, v in recipe_overrides.items()}
@@ -261,15 +244,12 @@ def experiment_from_args(args: argparse.Namespace, methods: list[str], seeds: li
         flags["save_model"] = False
     if args.extra_metrics:
         flags["extra_metrics"] = args.extra_metrics
-    check_executor_options(args)
     if args.config:  # the file's results_dir holds unless --results-dir is given
         experiment = ExperimentConfig.from_yaml(args.config, defaults=config_file_defaults(),
                                                 results_dir=args.results_dir, **flags)
     else:
         flags["results_dir"] = results_dir(args.results_dir)
         experiment = ExperimentConfig(**{k: v for k, v in flags.items() if v is not None})
-    if runs_here(args):
-        check_device(experiment.device)
     return experiment
 
 
@@ -279,115 +259,9 @@ def config_file_defaults() -> dict[str, Any]:
     return {"results_dir": results_dir(None)}
 
 
-def with_fault(trials: list[Trial], args: argparse.Namespace) -> list[Trial]:
-    """The trials with the test-only ``--fail-at-epoch`` fault injected (a placement: the ids stay)."""
-    if args.fail_at_epoch is None:
-        return trials
-    return [t.with_placement(fail_at_epoch=args.fail_at_epoch) for t in trials]
-def runs_here(args: argparse.Namespace) -> bool:
-    """Whether the trials run on this machine (no Ray cluster joined with ``--address``, whose default is
-    ``RAY_ADDRESS``)."""
-    return not getattr(args, "address", None)
-
-
-def cuda_device_count() -> int:
-    """The CUDA devices of this machine (imports torch: only when trials run on Ray here)."""
-    import torch
-
-    return torch.cuda.device_count()
-
-
-def check_executor_options(args: argparse.Namespace) -> None:
-    """Refuse, before any folder is made or Ray starts, an ``--max-concurrent`` below 1, an ``--address`` (or
-    ``RAY_ADDRESS``) where no Ray cluster answers, and (trials on Ray on this machine) a trial that needs more
-    CPUs or GPUs than the machine has."""
-    if args.max_concurrent is not None and args.max_concurrent < 1:
-        raise ValueError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
-    if args.executor == "ray" and args.address:
-        from_environment = args.address == os.environ.get(RAY_ADDRESS_ENV)
-        check_ray_address(args.address, f"{RAY_ADDRESS_ENV}={args.address}" if from_environment
-                          else f"--address {args.address}")
-    asked = args.cpus_per_trial is not None or args.gpus_per_trial is not None  # the defaults always fit
-    if args.executor == "ray" and runs_here(args) and asked:
-        from harness.scheduling.executors import trial_resources  # imports torch: only for the flags it checks
-
-        trial_resources(float(os.cpu_count() or 1), float(cuda_device_count()), args.cpus_per_trial,
-                        args.gpus_per_trial)
-
-
-def check_protocol(store: TrialStore, trials: list[Trial], incomparable_rows: bool = False) -> None:
-    """Refuse (``ValueError``, one line), before any folder exists, trials that would join an experiment whose
-    trials (its records, and the claims of the runs into it under way) ran under another protocol
-    (:mod:`harness.core.protocol`): an experiment is one protocol. ``incomparable_rows`` lets different
-    methods train differently (their boards say so); one method's trials always share a protocol."""
-    for experiment, mine in _final_trials(trials).items():
-        _refuse_another_protocol(store, experiment, mine, store.held_specs(experiment), incomparable_rows)
-
-
-@contextmanager
-def claimed_protocol(store: TrialStore, trials: list[Trial], incomparable_rows: bool = False) -> Iterator[None]:
-    """Run the body holding the protocol of every experiment ``trials`` join: per experiment, the check of
-    :func:`check_protocol` (which a command calls first, before any folder exists) and a claim of the protocol
-    in one atomic step (:meth:`~harness.core.store.TrialStore.protocol_claim`), so that of two runs at once
-    under different protocols the second is refused; the claims go when the body ends."""
-    with ExitStack() as claims:
-        for experiment, mine in _final_trials(trials).items():
-            claims.enter_context(store.protocol_claim(
-                experiment, [t.spec for t in mine],
-                functools.partial(_refuse_another_protocol, store, experiment, mine, incomparable_rows=incomparable_rows)))
-        yield
-
-
-def _final_trials(trials: list[Trial]) -> dict[str, list[Trial]]:
-    """The trials that enter their experiment's boards (final, test split), by experiment."""
-    out: dict[str, list[Trial]] = {}
-    for trial in trials:
-        if trial.spec.role == "final" and trial.spec.eval_split == "test":
-            out.setdefault(trial.placement.experiment, []).append(trial)
-    return dict(sorted(out.items()))
-
-
-def _refuse_another_protocol(store: TrialStore, experiment: str, trials: list[Trial], held: list[TrialSpec],
-                             incomparable_rows: bool) -> None:
-    held = distinct(held)
-    for trial in trials:
-        for old in held:
-            if incomparable_rows and old.method != trial.spec.method:
-                continue
-            differ = protocol_differences(trial.spec, old)
-            if differ:
-                also = "" if old.method == trial.spec.method else ", or --incomparable-rows to add its rows anyway"
-                raise ValueError(
-                    f"experiment {experiment} in {store.runs} holds {old.method} trials run under another "
-                    f"protocol than this run's {trial.spec.method}: {', '.join(differ)}; give this run its own "
-                    f"--experiment (e.g. --experiment {experiment}-{differ[0].split(' ')[0].replace('=', '')[:24]}){also}")
-
-
 def add_rerun_options(p: argparse.ArgumentParser) -> None:
     """``--resume`` and ``--overwrite``: what becomes of trials that already have records."""
     p.add_argument("--resume", action="store_true",
                    help="skip finished trials, continue interrupted ones (default: off)")
     p.add_argument("--overwrite", action="store_true",
                    help="run trials that already have a finished record again, replacing it (default: off: keep it)")
-
-
-def keep_finished(trials: list[Trial], store: TrialStore, args: argparse.Namespace) -> list[Trial]:
-    """The trials to run. Without ``--resume`` or ``--overwrite``, a trial that already has a finished record
-    keeps it and is named in one line instead of being run again (``--resume`` skips it silently). With
-    ``--overwrite``, what belonged to a record about to be replaced (its weights and embeddings, which the
-    new trial may not write: ``--no-save-model``) is removed, and one line says so."""
-    if args.resume and args.overwrite:
-        raise ValueError("--resume keeps finished records and --overwrite replaces them: give one")
-    if args.overwrite:
-        for trial in trials:
-            replaced = store.read_record(trial)
-            if replaced is not None:
-                removed = store.remove_outputs(trial)
-                print(f"replacing {store.record_path(trial)} ({replaced.status}, finished {replaced.finished_at})"
-                      + (f"; removed its {', '.join(p.name for p in removed)}" if removed else ""))
-    if args.resume or args.overwrite:
-        return trials
-    kept = [t for t in trials if store.is_finished(t)]
-    for trial in kept:
-        print(f"kept {store.record_path(trial)}: finished already (--overwrite runs it again)")
-    return [t for t in trials if t not in kept]

@@ -6,9 +6,8 @@ import sys
 import time
 from collections import Counter
 
-from harness.commands.options import (add_executor_options, add_experiment_options, add_paper_options, check_protocol,
-                                      claimed_protocol, comma_list, experiment_from_args, int_list, keep_finished, make_executor, with_fault,
-                                      add_rerun_options)
+from harness.commands.options import (add_executor_options, add_experiment_options, add_paper_options,
+                                      add_rerun_options, comma_list, executor_from_args, experiment_from_args, int_list)
 from harness.commands.printing import print_leaderboard
 from harness.core.store import TrialStore
 
@@ -30,25 +29,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.scheduling.plan import plan_trials
+
     defaults = not args.config  # with --config, the file's methods and seeds hold unless flags say otherwise
     experiment = experiment_from_args(args, methods=args.methods or (comma_list(DEFAULT_METHODS) if defaults else None),
                                       seeds=args.seeds or ([0] if defaults else None))
-    trials = with_fault(experiment.trials(), args)
-    store = TrialStore(experiment.results_dir)
-    check_protocol(store, trials, experiment.incomparable_rows)
-    to_run = keep_finished(trials, store, args)
-    store.check_writable(to_run)
+    executor = executor_from_args(args)
     start = time.time()
-    records = []
-    with claimed_protocol(store, to_run, experiment.incomparable_rows):
-        if to_run:
-            with make_executor(args, store) as executor:
-                records = executor.run(to_run, resume=args.resume)
-    print_leaderboard(store, trials, start)
-    failed = [r for r in records if not r.ok]
+    plan = plan_trials(executor.place(experiment.trials()), TrialStore(experiment.results_dir), executor,
+                       resume=args.resume, overwrite=args.overwrite, incomparable_rows=experiment.incomparable_rows)
+    plan.run()
+    print_leaderboard(plan.held.store, plan.held.items(), plan.trials, start)
+    failed = [r for r in plan.ran if not r.ok]
     if failed:
         statuses = ", ".join(f"{n} {status}" for status, n in sorted(Counter(r.status for r in failed).items()))
-        print(f"{len(failed)} of {len(trials)} trial(s) did not finish ({statuses}); their reasons are in their "
+        print(f"{len(failed)} of {len(plan.trials)} trial(s) did not finish ({statuses}); their reasons are in their "
               f"records", file=sys.stderr)
         return 1
     return 0

@@ -6,9 +6,10 @@ import sys
 import time
 
 from harness.commands.options import (add_executor_options, add_experiment_options, add_metric_option,
-                                      add_paper_options, add_scheduler_option, check_protocol, claimed_protocol, experiment_from_args,
-                                      make_executor, pruner_of, validation_objective)
+                                      add_paper_options, add_scheduler_option, executor_from_args, experiment_from_args,
+                                      pruner_of, validation_objective)
 from harness.commands.printing import print_leaderboard
+from harness.scheduling.plan import claimed_protocol, prepare
 from harness.core.metrics import format_metric
 from harness.core.names import check_name
 from harness.core.store import TrialStore
@@ -61,16 +62,17 @@ def search(args: argparse.Namespace) -> int:
         raise ValueError(f"{', '.join(sorted(fixed))} both fixed with --hparam and searched with --space")
     name = check_name("search", args.name or f"{experiment.experiment or experiment.dataset}.{args.method}")
     check_validation_split(experiment)
-    store = TrialStore(experiment.results_dir)
+    store, executor = TrialStore(experiment.results_dir), executor_from_args(args)
     joining = experiment.trials() if args.final_seeds else []  # its final trials join the experiment's protocol
-    check_protocol(store, joining, experiment.incomparable_rows)
+    held = prepare(joining, store, executor, experiment.incomparable_rows)
     plan = experiment_search(experiment, name=name, folder=store.search_dir(name), space=space, metric=objective,
                              planned=args.trials, seed=args.seed, pruner=pruner_of(args.scheduler),
-                             final_seeds=args.final_seeds, fail_at_epoch=args.fail_at_epoch)
-    store.check_writable()
+                             final_seeds=args.final_seeds, fail_at_epoch=executor.fail_at_epoch)
     start = time.time()
-    with claimed_protocol(store, joining, experiment.incomparable_rows), make_executor(args, store) as executor:
-        (outcome,) = run_searches(executor, store, [plan], resume=args.resume)
+    with claimed_protocol(held, joining, experiment.incomparable_rows), \
+            executor.open(store, max(args.trials, args.final_seeds)) as opened:
+        (outcome,) = run_searches(opened, store, [plan], resume=args.resume)
+    held.add(outcome.final)
     for path in outcome.files:
         print(f"search output: {path}")
     if outcome.best is None:
@@ -80,5 +82,5 @@ def search(args: argparse.Namespace) -> int:
           f"(trial {outcome.best.number}) with {describe_params(outcome.best.params)} "
           f"({time.time() - start:.0f} s with its final trials)")
     if outcome.final:
-        print_leaderboard(store, plan.final(outcome.best.params), start)
+        print_leaderboard(store, held.items(), plan.final(outcome.best.params), start)
     return 0

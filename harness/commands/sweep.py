@@ -6,8 +6,8 @@ import time
 from dataclasses import replace
 
 from harness.commands.options import (add_executor_options, add_experiment_options, add_metric_option,
-                                      add_paper_options, experiment_from_args, int_list, keep_finished, make_executor, with_fault,
-                                      add_rerun_options)
+                                      add_paper_options, add_rerun_options, executor_from_args, experiment_from_args,
+                                      int_list)
 from harness.core.hparams import LogUniform, parse_assignment, parse_value
 from harness.core.store import TrialStore
 
@@ -47,6 +47,7 @@ def sweep(args: argparse.Namespace) -> int:
     from harness.experiment import check_validation_split  # imports torch: only when used
     from harness.plugins.method import get_method_class
     from harness.reporting.plots import sensitivity_plot
+    from harness.scheduling.plan import plan_trials
 
     name, values = parse_grid(args.param)  # experiment.trials() rejects an undeclared name
     experiment = experiment_from_args(args, methods=[args.method], seeds=args.seeds)
@@ -57,19 +58,16 @@ def sweep(args: argparse.Namespace) -> int:
     if split == "val":
         check_validation_split(experiment)
     trials = [t for value in values for t in experiment.with_hparams(args.method, {name: value}).trials()]
-    trials = with_fault(trials, args)
-    store = TrialStore(experiment.results_dir)
-    to_run = keep_finished(trials, store, args)
-    store.check_writable()
+    executor = executor_from_args(args)
     start = time.time()
-    records = [store.read_record(t) for t in trials if t not in to_run]  # kept: finished already
-    if to_run:
-        with make_executor(args, store) as executor:
-            records += executor.run(to_run, resume=args.resume)
+    plan = plan_trials(executor.place(trials), TrialStore(experiment.results_dir), executor, resume=args.resume,
+                       overwrite=args.overwrite, incomparable_rows=experiment.incomparable_rows)
+    records = plan.run()
+    store = plan.held.store
     print(f"sweep of {args.method}.{name}: {len(trials)} trials on the {split} classes in {time.time() - start:.0f} s")
     out = store.sweep_dir(trials[0].placement.experiment) / f"{args.method}.{name}{'.test' if args.on_test else ''}.png"
     declared = get_method_class(args.method).hparams[name].space  # its axis: log where its search is log-uniform
     plotted = sensitivity_plot([(store.record_path(r.trial), r) for r in records], args.method, name, out,
                                metric=args.metric, eval_split=split, log=isinstance(declared, LogUniform))
     print(f"sensitivity plot: {plotted}")
-    return 0 if all(r.ok for r in records) else 1
+    return 0 if len(records) == len(trials) and all(r.ok for r in records) else 1

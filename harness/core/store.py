@@ -44,7 +44,7 @@ import warnings
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 import numpy as np
 
@@ -282,10 +282,15 @@ class TrialStore:
         base = self.experiment_dir(experiment) if experiment else self.runs
         return sorted(base.glob(f"*/*/{RECORD_FILE}" if not experiment else f"*/{RECORD_FILE}"))
 
-    def records(self, experiment: str | None = None) -> Iterator[tuple[Path, TrialRecord]]:
+    def records(self, experiment: str | None = None,
+                known: Mapping[Path, TrialRecord] | None = None) -> Iterator[tuple[Path, TrialRecord]]:
         """(path, record) of every readable record under ``runs/`` (sorted by path); an unreadable,
-        partial or malformed one is skipped with a warning naming its file."""
+        partial or malformed one is skipped with a warning naming its file. A file in ``known`` (records the
+        caller read already) is not read again."""
         for path in self.record_files(experiment):
+            if known is not None and path in known:
+                yield path, known[path]
+                continue
             try:
                 yield path, self.read_record_file(path)
             except RecordError as error:
@@ -320,17 +325,18 @@ class TrialStore:
             os.close(fd)  # releases the lock
 
     @contextmanager
-    def protocol_claim(self, experiment: str, specs: list[TrialSpec],
-                       check: Callable[[list[TrialSpec]], None]) -> Iterator[None]:
+    def protocol_claim(self, experiment: str, specs: list[TrialSpec], check: Callable[[list[TrialSpec]], None],
+                       known: Mapping[Path, TrialRecord] | None = None) -> Iterator[None]:
         """Check and claim an experiment's protocol in one step: under :meth:`protocol_lock`, call ``check`` with
         the specs the experiment already holds (:meth:`held_specs`: its records' and the other runs' claims),
         which raises to refuse, then write this run's claim (``specs``, ``runs/<experiment>/.claims/``); the
         claim goes when the context exits, by which time the run's records hold what it claimed. Two runs at
-        once into one experiment are so checked one after the other, the second against the first's claim."""
+        once into one experiment are so checked one after the other, the second against the first's claim.
+        ``known``: the records the caller read already (only the files written since are read)."""
         claims = self.experiment_dir(experiment) / CLAIMS_FOLDER
         path = claims / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
         with self.protocol_lock(experiment):
-            check(self.held_specs(experiment))
+            check(self.held_specs(experiment, known))
             atomic_write_text(path, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
                                                 "specs": [s.to_dict() for s in specs]}, sort_keys=True) + "\n")
         try:
@@ -341,11 +347,12 @@ class TrialStore:
                 if not any(claims.iterdir()):
                     claims.rmdir()
 
-    def held_specs(self, experiment: str) -> list[TrialSpec]:
+    def held_specs(self, experiment: str, known: Mapping[Path, TrialRecord] | None = None) -> list[TrialSpec]:
         """The specs an experiment's protocol is held by: its readable records (final, test split: the trials of
-        its boards) and the claims of the runs into it that are under way (a claim of a process of this host
-        that no longer exists is stale: ignored and removed)."""
-        held = [r.spec for _, r in self.records(experiment) if r.spec.role == "final" and r.spec.eval_split == "test"]
+        its boards; those in ``known`` not read again) and the claims of the runs into it that are under way (a
+        claim of a process of this host that no longer exists is stale: ignored and removed)."""
+        held = [r.spec for _, r in self.records(experiment, known)
+                if r.spec.role == "final" and r.spec.eval_split == "test"]
         for path in sorted((self.experiment_dir(experiment) / CLAIMS_FOLDER).glob("*.json")):
             try:
                 claim = json.loads(path.read_text())

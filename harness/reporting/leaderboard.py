@@ -19,6 +19,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
+from harness.core.record import TrialRecord
 from harness.core.store import AtomicFiles, TrialStore
 from harness.reporting import plots
 from harness.reporting.board_names import board_warning, leaderboard_names, leaderboard_title
@@ -29,6 +30,7 @@ from harness.reporting.board_statistics import (aggregate, environment_summary, 
 from harness.reporting.board_text import (COLUMN_METRICS, render_column_latex, render_latex, render_markdown,
                                           wide_table)
 from harness.reporting.published import ROW_KEYS, load_published, published_rows
+from harness.reporting.tables import records_frame
 from harness.reporting.stale_boards import remove_stale_boards
 
 FLOAT_FORMAT = "%.6g"
@@ -82,7 +84,8 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
                        published_csv: str | Path | None | Stored = STORED,
                        experiments: list[str] | None = None,
                        families: Mapping[str, str] | None = None,
-                       column_metrics: Iterable[str] | Stored = STORED) -> dict[str, Path]:
+                       column_metrics: Iterable[str] | Stored = STORED,
+                       records: Iterable[tuple[Path, TrialRecord]] | None = None) -> dict[str, Path]:
     """Recompute every experiment's leaderboard under ``out_dir`` (default ``<results>/leaderboards``).
 
     Per experiment with test-split records (only ``experiments`` if given, only those on ``datasets`` if
@@ -93,12 +96,14 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
     (None: no published rows) and ``column_metrics`` not given are the experiment's
     stored options (:mod:`harness.reporting.board_options`); given ones are stored with it. A record that
     carries no method family (written before records did) takes its method's from ``families`` (the commands
-    pass every registered method's). Returns {file name: path} of the files written.
+    pass every registered method's). ``records``: the (path, record) pairs of ``experiments`` that the command
+    read already (default: every record in ``store``, read here). Returns {file name: path} of the files written.
     """
     given = {"baseline": baseline, "formats": formats, "published": published_option(published_csv),
              "column_metrics": column_metrics}
     out_dir = Path(out_dir) if out_dir else store.leaderboard_dir
-    frame = load_records(store, families)
+    known = dict(records) if records is not None else None
+    frame = load_records(store, families) if known is None else records_frame(known.items(), families)
     test = leaderboard_rows(frame)
     chosen = {key: name for key, name in leaderboard_names(test).items()
               if (not experiments or key[0] in experiments) and (not datasets or key[1] in datasets)}
@@ -115,7 +120,7 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
         board = options[experiment]
         written.update(write_leaderboard(part, dataset, out_dir, board.baseline, board.formats, published[experiment],
                                          name=name, column_metrics=board.column_metrics,
-                                         not_comparable=board_warning(store, experiment, dataset)))
+                                         not_comparable=board_warning(store, experiment, dataset, known)))
     for experiment in sorted({experiment for experiment, _ in chosen}):
         remove_stale_boards(out_dir, experiment, leaderboard_names(test))
     if any(value is not STORED for value in given.values()):

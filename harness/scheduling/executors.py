@@ -95,8 +95,16 @@ def trial_resources(cpus: float, gpus: float, cpus_per_trial: float | None, gpus
     return cpu, gpu
 
 
+def trials_per_node(node_cpus: float, node_gpus: float, cpus: float, gpus: float, max_concurrent: int | None) -> int:
+    """How many trials holding ``cpus`` and ``gpus`` each can run at once on a node of ``node_cpus`` and
+    ``node_gpus`` (at most ``max_concurrent``; at least 1)."""
+    fits = [n / each for n, each in ((node_cpus, cpus), (node_gpus, gpus)) if each > 0]
+    most = math.floor(min(fits) + 1e-9) if fits else 1
+    return max(1, min(most, max_concurrent) if max_concurrent else most)
+
+
 class Executor(Protocol):
-    """Runs trials; used as a context manager (``with make_executor(...) as executor``)."""
+    """Runs trials; used as a context manager (``with ExecutorChoice(...).open(store, n) as executor``)."""
 
     def __enter__(self) -> "Executor": ...
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import json
-import math
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -36,7 +35,7 @@ from harness.plugins.data.images import DECODED_CACHE_BYTES
 from harness.core.store import atomic_write_text
 from harness.scheduling import ray_compat, trial_files
 from harness.scheduling import head_watch
-from harness.scheduling.executors import OnEpoch, OnRecord, deliver, pending, trial_resources
+from harness.scheduling.executors import OnEpoch, OnRecord, deliver, pending, trial_resources, trials_per_node
 from harness.scheduling.progress import TrialBoard, TrialListener
 
 #: the key of a trial's last result that carries its record (a JSON string)
@@ -45,14 +44,6 @@ RECORD_KEY = "record"
 RUN_PREFIX = "harness-"
 #: the share of a node's memory that the decoded-image caches of its concurrent trials hold together
 NODE_MEMORY_FOR_CACHES = 0.25
-
-
-def trials_per_node(node_cpus: float, node_gpus: float, cpus: float, gpus: float, max_concurrent: int | None) -> int:
-    """How many trials holding ``cpus`` and ``gpus`` each can run at once on a node of ``node_cpus`` and
-    ``node_gpus`` (at most ``max_concurrent``; at least 1)."""
-    fits = [n / each for n, each in ((node_cpus, cpus), (node_gpus, gpus)) if each > 0]
-    most = math.floor(min(fits) + 1e-9) if fits else 1
-    return max(1, min(most, max_concurrent) if max_concurrent else most)
 
 
 def decoded_cache_share(node_memory: int, trials: int) -> int:
