@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from harness.cli import main
-from harness.commands.options import check_protocol
+from harness.scheduling.plan import HeldRecords, check_protocol
 from harness.core.record import TrialRecord
 from harness.core.store import CLAIMS_FOLDER, TrialStore
 from harness.core.recipe import RECIPES
@@ -115,13 +115,13 @@ def test_a_run_under_way_holds_the_protocol_and_a_dead_ones_claim_does_not(tmp_p
     with store.protocol_claim("digits", [t.spec for t in one], lambda held: None):
         assert len(list(claims.glob("*.json"))) == 1
         with pytest.raises(ValueError, match=r"holds triplet trials run under another protocol .*epochs=2 \(not 1\)"):
-            check_protocol(store, two)
+            check_protocol(two, HeldRecords(store, ["digits"]))
     assert not claims.exists()  # the claim goes with its run
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     claims.mkdir(parents=True)
     stale = claims / "dead.json"
     stale.write_text(json.dumps({"host": os.uname().nodename, "pid": int(dead.stdout), "specs": [one[0].spec.to_dict()]}))
-    check_protocol(store, two)  # a claim of a process that is gone holds nothing
+    check_protocol(two, HeldRecords(store, ["digits"]))  # a claim of a process that is gone holds nothing
     assert not stale.exists()
 
 

@@ -114,7 +114,7 @@ def test_a_jrd_search_over_its_kernel_trains_and_records_the_alpha_each_kernel_i
             for trial in pending(trials, self.store, resume, on_record, done):
                 handed.append(trial)
                 done.append(deliver(TrialRecord(trial_id=trial.trial_id, status="ok", spec=trial.spec,
-                                                placement=trial.placement, metrics={"recall@1": 0.5}),
+                                                placement=trial.placement, metrics={"recall@1": 0.5, "map@r": 0.25}),
                                     self.store, on_record))
             return done
 

@@ -28,7 +28,7 @@ def print_leaderboard(store: TrialStore, held: list[tuple[Path, TrialRecord]], t
     ids = {t.trial_id for t in trials}
     frame = records_frame((path, r) for path, r in held if r.trial_id in ids and r.placement.experiment == experiment)
     board = aggregate(frame) if not frame.empty else pd.DataFrame()
-    warning = board_warning(store, experiment, dataset)
+    warning = board_warning(store, experiment, dataset, dict(held))
     print(f"\n{leaderboard_title(experiment, dataset)}: {len(trials)} trial{'s' if len(trials) != 1 else ''} in "
           f"{time.time() - start:.0f} s (test classes; mean ± std over seeds, %){': ' + warning if warning else ''}")
     print(format_table(board, recipes=recipe_labels(long_table(frame)) if not frame.empty else None))

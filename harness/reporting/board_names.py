@@ -3,10 +3,13 @@ trained differently, the words that say its rows are not comparable)."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 
 from harness.core.protocol import board_differences
+from harness.core.record import TrialRecord
 from harness.core.store import TrialStore
 
 #: joins an experiment's name to a dataset's in the name of a board of an experiment that spans several datasets:
@@ -30,10 +33,12 @@ def leaderboard_title(name: str, dataset: str, not_comparable: str = "") -> str:
     return f"{title}: {not_comparable}" if not_comparable else title
 
 
-def board_warning(store: TrialStore, experiment: str, dataset: str) -> str:
+def board_warning(store: TrialStore, experiment: str, dataset: str,
+                  known: Mapping[Path, TrialRecord] | None = None) -> str:
     """What every board, table and plot of ``experiment`` on ``dataset`` says when its methods trained
-    differently (``--incomparable-rows``, :func:`harness.core.protocol.board_differences`); ``""`` if not."""
-    return board_differences(r.spec for _, r in store.records(experiment)
+    differently (``--incomparable-rows``, :func:`harness.core.protocol.board_differences`); ``""`` if not.
+    ``known``: records the caller read already (not read again)."""
+    return board_differences(r.spec for _, r in store.records(experiment, known)
                              if r.spec.dataset == dataset and r.spec.role == "final" and r.spec.eval_split == "test")
 
 
