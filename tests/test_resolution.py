@@ -65,7 +65,7 @@ def test_run_search_proposal_benchmark_and_finals_resolve_the_same_values(name, 
     import optuna
 
     from harness.core.store import TrialStore
-    from harness.scheduling.benchmark import Benchmark, BenchmarkManifest
+    from harness.scheduling.benchmark import Benchmark, BenchmarkManifest, declared_spaces
     from harness.scheduling.search import ProposalStream, experiment_search
 
     store = TrialStore(tmp_path)
@@ -74,14 +74,17 @@ def test_run_search_proposal_benchmark_and_finals_resolve_the_same_values(name, 
         run = ExperimentConfig(methods=[name], dataset=DATASET, hparams={name: {hp: value}}).trials()[0].spec.hparams
         search = experiment_search(experiment, name="s", folder=tmp_path, space={hp: Choice((value,))},
                                    metric="val_recall@1", planned=1, seed=0, final_seeds=1)
-        manifest = BenchmarkManifest(name="b", methods=[name], dataset=DATASET, spaces={name: {hp: f"choice({value})"}},
+        baseline = [b] if (b := METHODS.get(name).baseline) else []  # an extension joins with its baseline
+        manifest = BenchmarkManifest(name="b", methods=[name, *baseline], dataset=DATASET, protocol="joint",
+                                     spaces={name: {hp: f"choice({value})"}, **declared_spaces(baseline, {})},
                                      trials_per_method=1, final_seeds=1)
-        for plan in (search, Benchmark(manifest, store).plan(name)):
+        bench = Benchmark(manifest, store)
+        for plan, final in ((search, search.final), (bench.plan(name), lambda params: bench.final_trials(name, params))):
             study = optuna.create_study(direction="maximize")
             (proposed,) = list(ProposalStream(study, plan, store, budget=1))
             assert study.trials[0].params == {hp: value}
             assert proposed.spec.hparams == run, (hp, value)
-            assert [t.spec.hparams for t in plan.final(study.trials[0].params)] == [run], (hp, value)
+            assert [t.spec.hparams for t in final(study.trials[0].params)] == [run], (hp, value)
 
 
 def test_a_jrd_search_over_its_kernel_trains_and_records_the_alpha_each_kernel_implies(tmp_path, monkeypatch, capsys):
