@@ -143,8 +143,10 @@ def test_leaderboard_in_a_fresh_process_writes_the_board_run_wrote(tmp_path):
 
 
 #: what the commands that do not train, and every input error, must not import (issue 33: an answer in under a
-#: second without torch, timm or Ray); Optuna (a fifth of a second) is allowed where a search is planned
-TRAINING_LIBRARIES = ("torch", "torchvision", "timm", "ray", "pytorch_metric_learning", "faiss", "sklearn", "FrEIA")
+#: second without torch, timm or Ray, nor the reports' pandas, SciPy and matplotlib); Optuna (a fifth of a second)
+#: is allowed where a search is planned
+TRAINING_LIBRARIES = ("torch", "torchvision", "timm", "ray", "pytorch_metric_learning", "faiss", "sklearn", "FrEIA",
+                      "pandas", "matplotlib", "scipy")
 
 #: a plugin loss as a user writes one: pytorch-metric-learning's circle loss, imported where the loss is built
 CIRCLE_PLUGIN = '''

@@ -44,9 +44,8 @@ def parse_grid(text: str) -> tuple[str, list]:
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from harness.experiment import check_validation_split  # imports torch: only when used
+    from harness.experiment import check_validation_split
     from harness.plugins.method import get_method_class
-    from harness.reporting.plots import sensitivity_plot
     from harness.scheduling.plan import plan_trials
 
     name, values = parse_grid(args.param)  # experiment.trials() rejects an undeclared name
@@ -65,6 +64,7 @@ def sweep(args: argparse.Namespace) -> int:
     records = plan.run()
     store = plan.held.store
     print(f"sweep of {args.method}.{name}: {len(trials)} trials on the {split} classes in {time.time() - start:.0f} s")
+    from harness.reporting.plots import sensitivity_plot  # matplotlib, pandas, SciPy: once there is a plot to draw
     out = store.sweep_dir(trials[0].placement.experiment) / f"{args.method}.{name}{'.test' if args.on_test else ''}.png"
     declared = get_method_class(args.method).hparams[name].space  # its axis: log where its search is log-uniform
     plotted = sensitivity_plot([(store.record_path(r.trial), r) for r in records], args.method, name, out,

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from harness.core.metrics import metric_label, metric_sort_key
+from harness.reporting.board_options import COLUMN_METRICS
 from harness.reporting.stats import SIGNIFICANCE
 from harness.reporting.tables import (CODE_NOT_RECORDED, GROUP_KEYS, distinct_labels, diverged_suffix, group_label,
                                       recipe_labels, recipe_words, seeds_text)
@@ -211,8 +212,6 @@ def render_latex(name: str, title: str, long: pd.DataFrame, refs: pd.DataFrame, 
     return "\n".join(lines) + "\n"
 
 
-#: the metrics of a one-column table unless the board's options name others; the first ranks the rows
-COLUMN_METRICS = ("recall@1", "map@r")
 #: LaTeX in a one-column table: the "± std" at the size of the mean (8 pt under \footnotesize), never smaller
 COLUMN_LATEX = replace(LATEX, spread=lambda s: rf"$\,\pm\,${s}")
 

@@ -23,11 +23,11 @@ from harness.core.record import TrialRecord
 from harness.core.store import AtomicFiles, TrialStore
 from harness.reporting import plots
 from harness.reporting.board_names import board_warning, leaderboard_names, leaderboard_title
-from harness.reporting.board_options import (FORMATS, STORED, Stored, load_options, published_option,
+from harness.reporting.board_options import (COLUMN_METRICS, FORMATS, STORED, Stored, load_options, published_option,
                                              remember_options)
 from harness.reporting.board_statistics import (aggregate, environment_summary, leaderboard_rows, load_records,
                                                 long_table)
-from harness.reporting.board_text import (COLUMN_METRICS, render_column_latex, render_latex, render_markdown,
+from harness.reporting.board_text import (render_column_latex, render_latex, render_markdown,
                                           wide_table)
 from harness.reporting.published import ROW_KEYS, load_published, published_rows
 from harness.reporting.tables import records_frame
