@@ -12,6 +12,7 @@ import harness
 from harness.commands import COMMANDS
 from harness.core.environment import git_commit
 from harness.core.registry import UnknownNameError, import_plugins
+from harness.core.warning_lines import print_warnings_on_one_line
 
 PLUGINS_HELP = ("comma-separated modules to import first (third-party methods, datasets, backbones, executors, "
                 "optimizers or metrics that register themselves); before or after the subcommand (default: none)")
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    print_warnings_on_one_line()
     try:
         import_plugins(requested_plugins(argv))
         args = build_parser().parse_args(argv)

@@ -130,6 +130,7 @@ def kill_after(args: list[str], root: Path, pattern: str, count: int, timeout: f
     ("search", "searches/*/trials/*/record.json", 1),
     ("final", "runs/digits/*/record.json", 1),
 ])
+@pytest.mark.slow
 def test_a_benchmark_killed_in_any_phase_resumes_without_redoing_anything(tmp_path, phase, pattern, count):
     args = [*ARGS, "--results-dir", str(tmp_path)]
     kill_after(args, tmp_path, pattern, count)
@@ -142,6 +143,7 @@ def test_a_benchmark_killed_in_any_phase_resumes_without_redoing_anything(tmp_pa
     assert {m: len(finished_trials(s)) for m, s in studies(tmp_path).items()} == {"ms": 2, "amsoftmax": 2}
 
 
+@pytest.mark.slow
 def test_folds_give_each_search_trial_the_mean_of_its_fold_scores(tmp_path):
     args = [a for a in ARGS if a not in ("--val-fraction", "0.4")]
     assert main([*args, "--methods", "amsoftmax", "--baseline", "amsoftmax", "--folds", "2",

@@ -45,43 +45,52 @@ def test_every_script_is_tested_here():
 
 
 def test_cli_startup():
-    out = run_script("cli_startup.py", "--runs", "1")
-    assert len(re.findall(r"--help +median \d+\.\d\d s, fastest \d+\.\d\d s  \d+\.\d\dx target", out)) == 2
+    out = run_script("cli_startup.py", "--runs", "1", "--only", "help", "circel")
+    timed = r" +median \d+\.\d\d s, fastest \d+\.\d\d s, CPU \d+\.\d\d s  \d+\.\d\dx target"
+    assert len(re.findall(r"--help" + timed, out)) == 3
+    assert len(re.findall(r"circel" + timed, out)) == 4  # run, run with a --plugins loss, search, benchmark
 
 
+@pytest.mark.slow
 def test_decode():
     out = run_script("decode.py", "--images", "4", "--rounds", "1")
     assert re.search(r"decoder=torchvision +\d+\.\d images/s per worker .* \d+\.\d\dx PIL", out)
 
 
+@pytest.mark.slow
 def test_evaluation_scale():
     out = run_script("evaluation_scale.py", "--n", "1000", "--recall-ks", "1,10,100", "--nmi")
     assert re.search(r"harness / raw faiss k=101: time \d+\.\d\dx, peak RSS \d+\.\d\dx", out)
     assert re.search(r"harness\+nmi / raw faiss k=101: time \d+\.\d\dx", out)
 
 
+@pytest.mark.slow
 def test_nmi_scale():
     out = run_script("nmi_scale.py", "--sizes", "500/50")
     assert "new path: faiss-cpu" in out and re.search(r"\d+\.\d+x", out)
 
 
+@pytest.mark.slow
 def test_jrd_step_time():
     out = run_script("jrd_step_time.py", "--image-size", "32", "--batch-size", "16", "--num-classes", "4",
                      "--steps", "1", "--warmup", "0", "--regulariser-repeats", "1")
     assert re.search(r"^jrd +\d+\.\d +\d+\.\d +\d\.\d{3} +\d+\.\d\d$", out, re.MULTILINE)
 
 
+@pytest.mark.slow
 def test_training_step(small_omniglot):
     out = run_script("training_step.py", "--data-root", str(small_omniglot), "--epochs", "2")
     assert len(re.findall(r"wall +\d+\.\d\d \(\d\.\d\dx bare\)", out)) == 3
 
 
+@pytest.mark.slow
 def test_scheduling_overhead(small_omniglot):
     out = run_script("scheduling_overhead.py", "--data-root", str(small_omniglot), "--trials", "2", "--epochs", "1")
     assert re.search(r"Ray overhead per trial +-?\d+\.\d\d s", out)
     assert re.search(r"two at a time vs one at a time +\d\.\d\dx", out)
 
 
+@pytest.mark.slow
 def test_scheduling_overhead_on_a_simulated_cluster(small_omniglot):
     out = run_script("scheduling_overhead.py", "--data-root", str(small_omniglot), "--cluster-trials", "6",
                      "--nodes", "3", "--node-cpus", "1", "--epochs", "1")
@@ -95,6 +104,7 @@ def test_gpu_without_a_gpu_skips_in_one_line():
     assert run_script("gpu.py", timeout=120).strip().splitlines() == ["no GPU: skipped (benchmarks/gpu.py needs CUDA)"]
 
 
+@pytest.mark.slow
 def test_gpu_smoke_run_on_the_cpu_measures_throughput_and_evaluation():
     out = run_script("gpu.py", "--device", "cpu", "--parts", "throughput,evaluation", "--backbone", "resnet18",
                      "--batch", "8", "--steps", "2", "--images", "16", "--eval-n", "3000")

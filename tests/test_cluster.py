@@ -18,6 +18,7 @@ from ray.cluster_utils import Cluster
 
 from harness.scheduling import ray_compat
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]  # minutes; one Ray cluster at a time
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "digits", "--no-progress", "--cpus-per-trial", "1"]
 

@@ -202,3 +202,13 @@ def test_what_does_not_train_imports_no_training_library(tmp_path, args, error):
     assert result == {"code": 0 if error is None else 2, "heavy": []}, out.stderr
     if error is not None:
         assert error in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_a_warning_prints_as_one_line_without_file_or_source(tmp_path):
+    """A warning during a command (here a ``--plugins`` module's) prints as ``warning: <message> (<category>)``
+    on one line, not in Python's raw format with file, line number and source line (issue 34 item 19)."""
+    (tmp_path / "warns.py").write_text('import warnings\n\nwarnings.warn("this plugin is old;\\n  use the new one")\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "harness", "--plugins", "warns", "--version"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert out.stderr == "warning: this plugin is old; use the new one (UserWarning)\n"

@@ -34,7 +34,7 @@ def ray_session():
         ray_compat.shutdown()
 
 
-pytestmark = pytest.mark.usefixtures("ray_session")
+pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.xdist_group("ray")]  # one Ray cluster at a time
 
 
 def kill_when(argv: list[str], ready: Callable[[], bool], address: str, timeout: float = 400) -> None:
@@ -86,6 +86,7 @@ def test_a_failing_trial_is_recorded_and_the_others_finish(tmp_path, capsys):
     assert board.loc["amsoftmax", "n_failed"] == 1 and board.loc["pixels", "n_failed"] == 0
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_only_its_unfinished_trials(ray_session, tmp_path, capsys):
     """Kill a run as soon as its first record is on disk; ``--resume`` runs only the rest."""
     args = ["run", "--dataset", "digits", "--methods", "amsoftmax", "--seeds", "0,1,2", "--epochs", "2", "--max-concurrent", "1",
@@ -128,6 +129,7 @@ class CrashOnce(AMSoftmax):
 """
 
 
+@pytest.mark.slow
 def test_a_trial_whose_worker_dies_restarts_from_its_last_checkpoint(tmp_path, monkeypatch):
     """The plugin (imported by the workers from the driver's sys.path) kills its worker in epoch 2 once;
     Tune restarts the trial, which resumes at epoch 2: the second process trains one epoch, not two."""
@@ -176,6 +178,7 @@ def alive(pids: set[int]) -> set[int]:
     return {pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE}
 
 
+@pytest.mark.slow
 def test_a_killed_drivers_processes_end_with_it_and_no_foreign_ray_process_is_touched(tmp_path):
     """kill -9 of a driver that started its own Ray: every process it started (Ray's dashboard and
     runtime-env agents among them) ends within seconds; a ray::-named orphan this harness did not start

@@ -17,6 +17,8 @@ from harness.core.hparams import LogUniform, Uniform
 from harness.core.store import TrialStore
 from harness.scheduling.search import finished_trials, search_space
 
+pytestmark = pytest.mark.xdist_group("ray")  # its Ray cluster shares a worker with the other Ray tests
+
 SPACE = ["--space", "scale=loguniform(2,64)", "--space", "margin"]
 # two validation classes out of digits' five training classes, so that the validation metric varies
 DIGITS = ["--method", "amsoftmax", "--dataset", "digits", "--val-fraction", "0.4", "--no-progress",
@@ -146,6 +148,7 @@ def test_a_search_on_a_one_class_validation_split_is_refused(tmp_path, capsys):
     assert not any(tmp_path.rglob("*.db")) and not any(tmp_path.rglob("record.json"))
 
 
+@pytest.mark.slow
 def test_a_killed_search_resumes_to_the_planned_count_without_repeating(ray_session, tmp_path):
     """Kill a search once two trials are complete and a third runs; ``--resume`` runs only the rest,
     the killed one first with its proposed parameters."""

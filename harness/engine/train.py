@@ -184,7 +184,7 @@ class Trainer:
         losses: list[torch.Tensor] = []
         checked, total, start = 0, 0.0, time.perf_counter()
         bar = tqdm(loader, desc=f"{self.method.name} epoch {self.epoch + 1}/{self.recipe.epochs}",
-                   leave=False, disable=not progress, dynamic_ncols=True)
+                   leave=False, disable=None if progress else True, dynamic_ncols=True)  # None: on a terminal only
         for images, labels in bar:
             images = images.to(self.device, non_blocking=True)
             if channels_last and images.dim() == 4:

@@ -90,6 +90,9 @@ def paired_power(a: Mapping[int, float], b: Mapping[int, float], difference: flo
     with s_d = 0 (and the seeds needed where statsmodels finds no root); at least 2 seeds.
     """
     from statsmodels.stats.power import TTestPower
+    # imported here, before the filters below: its first import (inside solve_power) puts an "always" filter for
+    # ConvergenceWarning in front of them, and the warning reached the console of leaderboard and report
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     seeds = sorted(set(a) & set(b))
     d = np.array([a[s] - b[s] for s in seeds], dtype=float)
@@ -97,12 +100,12 @@ def paired_power(a: Mapping[int, float], b: Mapping[int, float], difference: flo
         return math.nan, math.nan
     sd, power = float(d.std(ddof=1)), TTestPower()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # statsmodels warns, and answers NaN, where its root finder fails
+        warnings.simplefilter("ignore", ConvergenceWarning)  # where its root finder fails (the answer is NaN)
         effect = float(power.solve_power(nobs=len(d), alpha=SIGNIFICANCE, power=POWER, alternative="two-sided"))
     if power.power(effect_size=difference / sd, nobs=2, alpha=SIGNIFICANCE, alternative="two-sided") >= POWER:
         return float(effect) * sd, 2.0  # the fewest seeds a t-test takes already suffice
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # statsmodels warns, and answers NaN, where its root finder fails
+        warnings.simplefilter("ignore", ConvergenceWarning)  # where its root finder fails (the answer is NaN)
         needed = float(power.solve_power(effect_size=difference / sd, alpha=SIGNIFICANCE, power=POWER,
                                          alternative="two-sided"))
     return float(effect) * sd, float(math.ceil(needed)) if math.isfinite(needed) else math.nan

@@ -33,6 +33,7 @@ from harness.core.trial import Trial
 from harness.engine.runner import Attempt, execute_trial
 from harness.plugins.data.images import DECODED_CACHE_BYTES
 from harness.core.store import atomic_write_text
+from harness.core.warning_lines import print_warnings_on_one_line
 from harness.scheduling import ray_compat, trial_files
 from harness.scheduling import head_watch
 from harness.scheduling.executors import OnEpoch, OnRecord, deliver, pending, trial_resources, trials_per_node
@@ -99,7 +100,8 @@ class WorkerSetup:
 
     def apply(self) -> None:
         """Import the driver's plugins in this worker: each from this process's import path, else from the
-        driver's (``sys_path``, :func:`import_from`), ``sys.path`` itself unchanged."""
+        driver's (``sys_path``, :func:`import_from`), ``sys.path`` itself unchanged; warnings print on one line."""
+        print_warnings_on_one_line()
         for module in self.plugins:
             top = module.partition(".")[0]
             if top not in sys.modules and importlib.util.find_spec(top) is None:
