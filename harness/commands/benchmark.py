@@ -104,6 +104,7 @@ def benchmark(args: argparse.Namespace) -> int:
     from harness.scheduling.benchmark import MANIFEST_FILE, Benchmark
 
     manifest, executor = manifest_from_args(args), executor_from_args(args)
+    executor.check()  # before the manifest's own checks, as its flags were parsed before it
     store = TrialStore(locations.results_dir(args.results_dir))
     placement = {k: v for k, v in (("device", args.device), ("num_workers", args.num_workers)) if v is not None}
     run = Benchmark(manifest, store, **placement)
