@@ -44,6 +44,13 @@ test run beside it): local 14.4 s (0.01 s per trial outside the trials), the sim
 (9.03 s per trial outside the trials, wall time x 6 slots: six worker starts and six trials at once on
 two cores); overhead over local 9.02 s per trial; trials per node 9 8 7 (most / fewest 1.29x).
 
+``--trials 1 --epochs 1``, 2026-12-07, on a BUSY machine (load average 11.1 at the start, 14.7 at the end: eight
+engineers' tests and trainings on the same two cores; the figures are upper bounds, not the idle machine's):
+local 21.3 s (the trial's own time 20.0 s), ray.init 11.1 s apart, Ray one at a time 53.1 s (own time 21.7 s):
+31.8 s of overhead for the one trial, 31.3 s of it the worker's start. This is why a command's default executor
+runs one trial, or trials that could only run one at a time, in its own process without starting Ray (it says so
+in one line; ``--executor ray`` forces Ray): there Ray brings no concurrency and costs its start-up and a worker's.
+
 The worker start is almost all imports a trial needs in a fresh process (``import
 harness.scheduling.ray_executor`` alone: 6.7-8.7 s here; torch 1.6-2.4 s, torchvision 1.8-2.0 s of
 which torch._dynamo 1.6-1.7 s through ``torchvision.ops`` (timm imports it), scikit-learn 1.4-1.5 s
