@@ -55,7 +55,7 @@ def test_pages_hold_the_leaderboard_tests_plots_protocol_and_trials(site: Path) 
     assert 'href="omniglot28/index.html"' in index and 'href="omniglot-cpu/index.html"' in index
     page = (site / "omniglot28" / "index.html").read_text()
     # the committed board's proxyanchor row, in percent, as results/leaderboards/omniglot28.md prints it
-    assert "83.51 ± 0.19" in page and "selection: " in page
+    assert "83.49 ± 0.79" in page and "selection: " in page
     assert (site / "omniglot28" / "omniglot28.recall_at_1.png").stat().st_size > 1000
     bench = (site / "omniglot-cpu" / "index.html").read_text()
     assert "Benchmark protocol (manifest)" in bench and "trials_per_method" in bench
@@ -213,7 +213,7 @@ def test_the_leaderboard_sorts_in_chromium_opened_from_disk(site: Path, browser:
                               ".findIndex(h => h.textContent === 'R@1')].textContent))")
     numbers = [v for v in values if v is not None]
     assert numbers == sorted(numbers, reverse=True) and after != before
-    assert after[0] == "proxyanchor" and sorted(after) == sorted(before)  # 83.51 leads the measured rows
+    assert after[0] == "proxyanchor" and sorted(after) == sorted(before)  # 83.49 leads the measured rows
     shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
     (tmp_path / "site.png").write_bytes(shot)
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 20_000
