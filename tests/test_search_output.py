@@ -56,6 +56,7 @@ def test_a_search_prints_its_validation_metric_in_percent(local_search):
     assert line.startswith(f"best of search digits.amsoftmax: val_recall@1 {100 * best['value']:.2f} % "
                            f"(trial {best['trial_number']}) with scale=")
     assert all(len(digits) <= 4 for digits in re.findall(r"=\d*\.(\d+)", line))  # no 17-digit floats
+    assert "5 trial(s) to run" in stdout  # the live table's "n of N" knows a search's planned trials
     # five trials are too few for importances and a contour: not drawn, and said so
     assert "no importances or contour plot: " in stdout and "fewer than the 10 they need" in stdout
     epochs = re.findall(r" epoch 1/1 loss \d+\.\d{4} val_recall@1 (\S+)$", stdout, re.M)

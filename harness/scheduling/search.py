@@ -412,9 +412,14 @@ class SearchTrials:
 
     trials: Iterable[Trial]
     streams: dict[str, ProposalStream]
+    planned: int  # the trials still to run when the search starts (a proposal is one trial per fold)
 
     def __iter__(self) -> Iterator[Trial]:
         return iter(self.trials)
+
+    def __len__(self) -> int:
+        """The live table's "n of N": the trials still to run (fewer run if a deadline or a record cuts in)."""
+        return self.planned
 
     def number_of(self, trial: Trial) -> str | None:
         stream = self.streams.get(trial.placement.experiment)
@@ -485,7 +490,8 @@ def run_searches(executor: Executor, store: TrialStore, plans: list[SearchPlan],
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     streams = open_streams(plans, store, resume)
     if any(stream.budget > 0 for stream in streams.values()):
-        executor.run(SearchTrials(until(deadline, round_robin(streams.values())), streams), resume=resume,
+        planned = sum(stream.budget * max(1, stream.base.spec.folds) for stream in streams.values())
+        executor.run(SearchTrials(until(deadline, round_robin(streams.values())), streams, planned), resume=resume,
                      on_epoch=lambda trial, metrics: streams[trial.placement.experiment].on_epoch(trial, metrics),
                      on_record=lambda record: streams[record.placement.experiment].on_record(record))
     outcomes = [write_outputs(stream.study, stream.plan) for stream in streams.values()]
