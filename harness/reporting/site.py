@@ -29,7 +29,8 @@ from harness.reporting.board_options import load_options
 from harness.reporting.board_statistics import environment_summary, leaderboard_rows, load_records, long_table
 from harness.reporting.board_text import paper_table
 from harness.reporting.published import ROW_KEYS, load_published, published_rows
-from harness.reporting.search_pages import TrialLink, find_searches, find_sweeps, search_page, sweep_page
+from harness.reporting.search_pages import (TrialLink, find_searches, find_sweeps, search_page, search_summary,
+                                           sweep_page)
 from harness.reporting.stale_boards import BOARD_SUFFIXES
 from harness.reporting.stats import SIGNIFICANCE
 from harness.reporting.tables import GROUP_KEYS, distinct_labels
@@ -189,16 +190,18 @@ def write_site(store: TrialStore, out: str | Path, families: Mapping[str, str] |
         return write
 
     search_cards, sweep_cards = [], []
-    for kind, name, render in ([("search", s.name, lambda s=s: search_page(store, s, out, trial_writer("searches")))
-                                for s in find_searches(store)]
-                               + [("sweep", e, lambda e=e: sweep_page(store, e, out, trial_writer("sweeps")))
-                                  for e in find_sweeps(store)]):
+    for kind, name, render, summary in (
+            [("search", s.name, lambda s=s: search_page(store, s, out, trial_writer("searches")), search_summary(s))
+             for s in find_searches(store)]
+            + [("sweep", e, lambda e=e: sweep_page(store, e, out, trial_writer("sweeps")), "sweep")
+               for e in find_sweeps(store)]):
         folder = "searches" if kind == "search" else "sweeps"
         path = out / folder / f"{name}.html"
         atomic_write_text(path, render())
         pages.append(path)
         (search_cards if kind == "search" else sweep_cards).append(
-            f'<div class="card"><h3><a href="{folder}/{escape(name)}.html">{escape(name)}</a></h3></div>')
+            f'<div class="card"><h3><a href="{folder}/{escape(name)}.html">{escape(name)}</a></h3>'
+            f'<div class="muted">{summary}</div></div>')
     body = ("<h1>Experiments</h1>"
             f'<p class="muted">{escape(str(store.root))}: every experiment with test-split records.</p>'
             f'<div class="cards" id="experiments">{"".join(cards)}</div>'
