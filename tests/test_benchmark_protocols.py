@@ -136,3 +136,20 @@ def test_the_site_states_the_protocol_in_words(nested, tmp_path):
     assert "Protocol <strong>nested</strong>: each baseline was searched first" in page
     assert "jrd trained at amsoftmax&#x27;s chosen margin=" in page or "jrd trained at amsoftmax's chosen margin=" in page
     assert "sensitivity_jrd.png" in page
+
+
+@pytest.mark.slow
+def test_under_joint_the_extension_searches_its_base_hyperparameters_too(tmp_path):
+    args = [a for a in ARGS if a not in ("--space", "jrd.alpha", "jrd.sigma")]
+    args[args.index("--remeasure-seeds") + 1], args[args.index("--sensitivity-points") + 1] = "1", "0"
+    assert main([*args, "--protocol", "joint", "--space", "jrd.alpha", "--space", "jrd.margin",
+                 "--results-dir", str(tmp_path)]) == 0
+    study = optuna.load_study(study_name="jrd", storage=f"sqlite:///{tmp_path / 'benchmarks/nest/study.db'}")
+    assert all(set(t.params) == {"alpha", "margin"} for t in study.trials) and len(study.trials) == 2
+    chosen = json.loads((tmp_path / "benchmarks/nest/methods/jrd/chosen.json").read_text())
+    assert chosen["protocol"] == "joint" and chosen["inherited"] == {}
+    assert BenchmarkManifest.from_yaml(tmp_path / "benchmarks/nest/manifest.yaml").protocol == "joint"
+    report = (tmp_path / "benchmarks/nest/report/report.md").read_text()
+    assert ("Protocol **joint**: each extension (jrd on amsoftmax) searched its own and its baseline's "
+            "hyperparameters together, with the same 2 trials as every other method.") in report
+    assert "| jrd | amsoftmax | " in report and "No sweep was run (sensitivity_points is 0)." in report

@@ -352,7 +352,8 @@ def write_report(folder: Path, *, name: str, dataset: str, records: list[TrialRe
               "Each search's best distinct candidates trained again on more validation seeds (the search's own "
               "trial answers for its seed); the best mean is chosen.", "", candidate_text, "",
               "## Sensitivity of each extension to its added term", "",
-              *(sensitivity_text or ["No extension in this benchmark.", ""]),
+              *(sensitivity_text or ["No sweep was run (sensitivity_points is 0)." if baselines
+                                     else "No extension in this benchmark.", ""]),
               "![budget](budget.png)", "", "## Critical difference", "",
               (f"{cd_summary}.\n\n![critical difference](critical_difference.png)" if cd_files
                else f"Not drawn: {cd_summary}."), ""]
