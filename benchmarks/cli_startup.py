@@ -13,14 +13,13 @@ fills the user's cache (:mod:`harness.plugins.backbone_names`); one untimed ``li
 
     python benchmarks/cli_startup.py [--runs 5] [--only NAME ...]
 
-Measured on the shared, busy 2-core CPU machine (load average 13.3 at the start and 13.2 at the end: eight
-engineers' tests; NOT idle), 2026-12-07, 3 runs, median wall / median CPU: ``--help`` 3.12 s / 0.27 s,
-``--version`` 3.01 / 0.26, ``list`` 3.66 / 0.31, ``config --show`` 4.70 / 0.39, the typos 1.84-4.55 / 0.28-0.43
-(``sweep`` 25.3 / 2.02 before its plot was imported late: 6.2 / 0.56 in one run after), ``leaderboard`` on the
-committed results 74 / 9.1 (OVER: it redraws every board); anchors ``python -c pass`` 0.33 / 0.03 and
-``import torch`` 23.3 / 2.13. Before (87555a9, one run each by hand, load 0.3-2.6): ``--version`` 0.34 s,
-``list`` 6.98 s, ``config --show`` 8.43 s, ``run --methods circel`` 6.98 s, ``run --hparam ms.zzz=2`` 10.04 s
-(each imported torch, and ``list`` and ``config`` timm).
+Measured on the shared 2-core CPU machine at load average 2.9 (at the start and 3.0 at the end: others' jobs, not
+idle), 2026-12-07, 3 runs, median wall: ``--help`` 0.18 s, ``--version`` 0.21 s, ``list`` 0.27 s, ``config --show``
+0.34 s, the ten typos 0.27-0.49 s (``sweep``'s value check the slowest), ``report --help`` 0.23 s, all within the
+target; ``leaderboard`` on the committed results 6.75 s, OVER (it redraws every board); anchors ``python -c pass``
+0.02 s, ``import torch`` 1.87 s. The same script on 87555a9 at the same load (1 run each): ``--version`` 0.26 s,
+``list`` 5.61 s, ``config --show`` 6.46 s, ``leaderboard`` 9.96 s, the typos 5.40-6.21 s (every one imported torch,
+and timm). At load 13 (3 runs): the same commands took 1.8-4.7 s of wall time but 0.26-0.43 s of CPU.
 """
 from __future__ import annotations
 
