@@ -218,7 +218,7 @@ COLUMN_LATEX = replace(LATEX, spread=lambda s: rf"$\,\pm\,${s}")
 
 def render_column_latex(name: str, title: str, long: pd.DataFrame, baseline: str | None = None,
                         metrics: tuple[str, ...] = COLUMN_METRICS) -> str:
-    """Leaderboard ``name``'s measured rows as a one-column ``table`` for a two-column paper: ``metrics`` (the
+    r"""Leaderboard ``name``'s measured rows as a one-column ``table`` for a two-column paper: ``metrics`` (the
     first ranks the rows, best first), each row its method (with what sets its hyperparameters or recipe apart,
     in words), the recipe every row shares in the caption, at most two lines of notes (the rest is in
     ``<name>.md`` and ``<name>.csv``). It is ``\footnotesize`` (8 pt in a 10 pt article) and never scaled:
