@@ -276,7 +276,7 @@ def prepare(trials: list[Trial], store: TrialStore, executor: ExecutorChoice, in
 
 def plan_trials(trials: list[Trial], store: TrialStore, executor: ExecutorChoice, *, resume: bool = False,
                 overwrite: bool = False, incomparable_rows: bool = False) -> Plan:
-    """The plan of ``trials`` (validated by the experiment that built them), :func:`prepare`\ d. A trial with a
+    """The plan of ``trials`` (validated by the experiment that built them), prepared by :func:`prepare`. A trial with a
     finished record is not run again: with ``resume`` silently, without ``overwrite`` named in one line;
     ``overwrite`` runs it again, and what belonged to the record it replaces (its weights and embeddings, which
     the new trial may not write: ``--no-save-model``) is removed, one line saying so."""
