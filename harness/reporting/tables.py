@@ -13,10 +13,12 @@ What a row of a board may hold, decided here for every reader:
   printed on stderr by the commands).
 * **Diverged seeds are not averaged in.** A trial whose training diverged is recorded ``diverged``
   (a non-finite loss stops it). Readers apply one more rule to every record, old or new
-  (:func:`mark_diverged`): a final Recall@1 below the dataset's *pixel floor*, the mean Recall@1 of
-  the raw-pixel method (family ``floor``) on the same dataset's test classes, is a collapsed run,
-  not a worse one: no trained embedding that retrieves worse than the images' own pixels has
-  learned the task. It is applied where records are read rather than in the trial because the floor
+  (:func:`mark_diverged`): a final Recall@1 below half the dataset's *pixel floor* (the mean
+  Recall@1 of the raw-pixel method, family ``floor``, on the same dataset's test classes) is a
+  collapsed run, not a worse one: it retrieves nearer to chance (about 0 with a DML test set's many
+  classes: 1.1% on omniglot's 85) than to the images' own pixels. Below the floor itself is not
+  enough: where pixels are strong (98.7% on digits) a model one epoch in is below them and has not
+  collapsed. It is applied where records are read rather than in the trial because the floor
   is one measurement per dataset (re-measuring it in every trial would cost a raw-pixel kNN, 3.5 GB
   for CUB at 224 px); without a floor row on the dataset the rule does not apply. A seed that is
   merely worse (NIR's 67.00 beside 82.35 and 81.71 on omniglot) is not flagged: a rule relative to
@@ -48,6 +50,9 @@ CODE_NOT_RECORDED = "not recorded"
 EVALUATION_COLUMNS = {family: f"evaluation.{family}" for family in FAMILIES}
 #: the family of the method whose Recall@1 is a dataset's pixel floor (:func:`mark_diverged`)
 FLOOR_FAMILY = "floor"
+#: a finished trial whose Recall@1 is below this fraction of its dataset's pixel floor has collapsed (nearer
+#: chance than the pixels: :func:`mark_diverged`)
+COLLAPSE_FRACTION = 0.5
 TRIAL_COLUMNS = ["experiment", "trial_id", *GROUP_KEYS, "family", "recipe_fields", "seed", "eval_split", "role", "status",
                  "status_reason", "finished_at", "git_commit", "device", "hardware", "versions",
                  *EVALUATION_COLUMNS.values(), "evaluation", "path"]
@@ -118,19 +123,19 @@ def pixel_floors(frame: pd.DataFrame) -> dict[str, float]:
 
 
 def mark_diverged(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every finished test trial whose Recall@1 is below its dataset's pixel floor
-    (:func:`pixel_floors`) given status ``diverged`` and the reason (see the module docstring); its
+    """``frame`` with every finished test trial whose Recall@1 is below :data:`COLLAPSE_FRACTION` of its
+    dataset's pixel floor (:func:`pixel_floors`) given status ``diverged`` and the reason (see the module docstring); its
     metrics stay in the frame, and no statistic counts them."""
     floors = pixel_floors(frame)
     if not floors:
         return frame
     floor = frame["dataset"].map(floors)
     below = ((frame["status"] == "ok") & (frame["eval_split"] == "test") & (frame["family"] != FLOOR_FAMILY)
-             & floor.notna() & (frame["recall@1"] < floor))
+             & floor.notna() & (frame["recall@1"] < COLLAPSE_FRACTION * floor))
     frame = frame.copy()
     frame.loc[below, "status"] = "diverged"
     frame.loc[below, "status_reason"] = [
-        f"Recall@1 {format_metric('recall@1', r)} below the pixel floor {format_metric('recall@1', f)} "
+        f"Recall@1 {format_metric('recall@1', r)} below half the pixel floor {format_metric('recall@1', f)} "
         f"of {d} (the raw-pixel method's mean)"
         for r, f, d in zip(frame.loc[below, "recall@1"], floor[below], frame.loc[below, "dataset"])]
     return frame
