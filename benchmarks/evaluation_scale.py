@@ -44,13 +44,12 @@ On the idle machine (load average 0.9-2.0, no other job), 2026-11-24, 60k × 512
             8-17 MB are freed and reallocated 1,000 times (MALLOC_MMAP_THRESHOLD_=1048576 kept it flat)
         after (its buffers allocated once, the same seeds bit for bit): faiss 20.7 s, 1.06 GB;
             harness 23.5 s, 1.76 GB (1.14x); with NMI 58.5 s, 1.71 GB (2.83x), NMI 0.825373.
-    2026-12-07, NMI the best of 10 k-means runs (scikit-learn's n_init=10; issue 30 item 2): NOT measured at
-    SOP's shape. The machine was shared by eight engineers (load average 10.5-12); a run of
-    `--n 60000 --recall-ks 1,10,100,1000 --nmi --parts harness+nmi` (1 thread) got about 16% of a core and
-    was stopped after 25 minutes without a figure. Expected, to be measured on an idle machine: the
-    restarts run one after another with the same buffers' sizes and keep only the best assignment (an
-    int64 n-vector, 0.5 MB at 60k), so the peak stays at one k-means' (1.71 GB above); the time of NMI
-    grows about tenfold (about 35 s of k-means above, so about 350 s, some 17x a raw search).
+    2026-12-07, NMI the best of 10 k-means runs (scikit-learn's n_init=10; issue 30 item 2), shared machine
+    (load average 2.9 at the start, 3.2 at the end, up to 5 between; not idle), harness+nmi part only:
+    --n 60000 --recall-ks 1,10,100,1000 --nmi --parts harness+nmi: 1133.9 s, peak RSS 1.74 GB (bound 2.2 GB:
+    kept; 1.71 GB with one run), NMI 0.825373 (the same as one run's: at this size the restarts change
+    nothing). 19x the 58.5 s of one run above, on a busier machine: NMI's restarts dominate an SOP-sized
+    evaluation on 2 CPU cores. (An earlier try at load 11 got 16% of a core and was stopped.)
     `--parts` runs only the parts named (a shorter run on a busy machine).
 """
 from __future__ import annotations
