@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.commands.reproduce import record_files
+from harness.scheduling.reproduction import record_files
 from harness.core.record import TrialRecord
 from harness.core.store import TrialStore
 
@@ -90,9 +90,9 @@ def test_one_line_for_each_record_that_cannot_be_rerun(finished, tmp_path, capsy
 def test_a_whole_runs_or_results_folder_is_a_target(finished):
     path, _ = finished
     results = path.parents[3]
-    assert record_files(str(results / "runs"), None) == [path]
-    assert record_files(str(results), None) == [path]
-    assert record_files(str(path.parents[1]), None) == [path]
+    assert record_files(str(results / "runs"), ()) == [path]
+    assert record_files(str(results), ()) == [path]
+    assert record_files(str(path.parents[1]), ()) == [path]
 
 
 def test_the_record_device_can_be_replaced(finished, tmp_path, capsys):

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from harness.commands.options import comma_list
 from harness.core.metrics import format_metric, metric_sort_key
-from harness.core.store import EMBEDDINGS_FILE, RECORD_FILE, TrialFolder
+from harness.core.store import EMBEDDINGS_FILE, TrialFolder
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,49 +36,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=evaluate)
 
 
-def trial_folders(targets: list[str]) -> list[TrialFolder]:
-    """The trial folders ``targets`` name (a trial folder, or an experiment folder: its trials);
-    ``FileNotFoundError`` naming a target that is neither."""
-    folders = []
-    for target in targets:
-        path = Path(target)
-        if (path / RECORD_FILE).is_file():
-            folders.append(TrialFolder(path))
-        elif path.is_dir() and sorted(path.glob(f"*/{RECORD_FILE}")):
-            folders += [TrialFolder(record.parent) for record in sorted(path.glob(f"*/{RECORD_FILE}"))]
-        else:
-            raise FileNotFoundError(f"{target}: neither a trial folder nor an experiment folder with trial records")
-    return folders
-
-
 def rescore(folders: list[TrialFolder]) -> int:
-    """Re-score every record of ``folders`` not scored by today's evaluation; 1 if one could not be."""
-    from harness.engine.rescore import rescore as rescore_record, stale_families
+    """Re-score every record of ``folders`` not scored by today's evaluation and print what each became; 1 if
+    one could not be (it kept no embeddings)."""
+    from harness.engine.rescore import rescore_folder
 
     unscored = 0
     for folder in folders:
-        record = folder.record
-        stale = stale_families(record)
-        if not record.ok or not stale:
-            print(f"{record.trial_id}: " + (f"{record.status}, nothing to re-score" if not record.ok
-                                             else "already scored by today's evaluation"))
-            continue
-        if not (folder.path / EMBEDDINGS_FILE).is_file():
+        outcome = rescore_folder(folder)
+        record = outcome.record
+        if outcome.state == "no embeddings":
             unscored += 1
-            print(f"{record.trial_id}: its {' and '.join(stale)} evaluation is not today's and it kept no "
+            print(f"{record.trial_id}: its {' and '.join(outcome.stale)} evaluation is not today's and it kept no "
                   f"{EMBEDDINGS_FILE}: re-run it (python -m harness reproduce {folder.path})", file=sys.stderr)
-            continue
-        again = rescore_record(record, folder.embeddings())
-        folder.rewrite_record(again)
-        changes = ", ".join(f"{name} {format_metric(name, record.metrics[name])} → {format_metric(name, value)}"
-                            for name, value in sorted(again.metrics.items(), key=lambda kv: metric_sort_key(kv[0]))
-                            if name in record.metrics and value != record.metrics[name])
-        print(f"{record.trial_id}: re-scored ({' and '.join(stale)}): {changes or 'no metric changed'}")
+        elif outcome.state == "rescored":
+            changes = ", ".join(f"{name} {format_metric(name, record.metrics[name])} → {format_metric(name, value)}"
+                                for name, value in sorted(outcome.again.metrics.items(),
+                                                          key=lambda kv: metric_sort_key(kv[0]))
+                                if name in record.metrics and value != record.metrics[name])
+            print(f"{record.trial_id}: re-scored ({' and '.join(outcome.stale)}): {changes or 'no metric changed'}")
+        else:
+            print(f"{record.trial_id}: " + (f"{record.status}, nothing to re-score" if outcome.state == "not finished"
+                                             else "already scored by today's evaluation"))
     return 1 if unscored else 0
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    folders = trial_folders(args.run_dirs)
+    folders = TrialFolder.found_in(args.run_dirs)
     if args.rescore:
         return rescore(folders)
     if len(folders) != 1:

@@ -435,6 +435,21 @@ class TrialFolder:
                                     "(results/runs/<experiment>/<trial_id>)")
         self.record = TrialStore.read_record_file(self.path / RECORD_FILE)
 
+    @classmethod
+    def found_in(cls, targets: list[str]) -> list[TrialFolder]:
+        """The trial folders ``targets`` name (a trial folder, or an experiment folder: its trials);
+        ``FileNotFoundError`` naming a target that is neither."""
+        folders = []
+        for target in targets:
+            path = Path(target)
+            if (path / RECORD_FILE).is_file():
+                folders.append(cls(path))
+            elif path.is_dir() and sorted(path.glob(f"*/{RECORD_FILE}")):
+                folders += [cls(record.parent) for record in sorted(path.glob(f"*/{RECORD_FILE}"))]
+            else:
+                raise FileNotFoundError(f"{target}: neither a trial folder nor an experiment folder with trial records")
+        return folders
+
     def rewrite_record(self, record: TrialRecord) -> Path:
         """Replace the folder's record by ``record`` (the same trial re-scored, ``evaluate --rescore``)."""
         if record.trial_id != self.record.trial_id:

@@ -12,12 +12,13 @@ trained model's, so a re-scored record is what the trial would record today, wit
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from harness.core.evaluation import FAMILIES, evaluation_id, metric_family
 from harness.core.record import TrialRecord, now
+from harness.core.store import EMBEDDINGS_FILE, TrialFolder
 from harness.engine.evaluate import describe_evaluation, evaluate_saved, evaluation_fingerprints
 
 
@@ -37,3 +38,32 @@ def rescore(record: TrialRecord, arrays: dict[str, np.ndarray]) -> TrialRecord:
     before = ", ".join(f"{family}={evaluation_id(record.evaluation, family)}" for family in FAMILIES)
     evaluation = {**describe_evaluation("cpu"), "rescored_from": before, "rescored_at": now()}
     return replace(record, metrics={**scores, **kept}, evaluation=evaluation)
+
+
+@dataclass(frozen=True)
+class Rescored:
+    """What :func:`rescore_folder` did with one trial folder: ``state`` is ``"not finished"`` (its record is not
+    ``ok``), ``"current"`` (scored by today's evaluation already), ``"no embeddings"`` (stale but it kept no
+    embeddings: re-run it instead) or ``"rescored"`` (``again`` is the rewritten record); ``stale`` the metric
+    families whose version was not today's."""
+
+    record: TrialRecord
+    state: str
+    stale: list[str]
+    again: TrialRecord | None = None
+
+
+def rescore_folder(folder: TrialFolder) -> Rescored:
+    """Re-score ``folder``'s record from its embeddings where its evaluation is not today's, rewriting the
+    record (:meth:`~harness.core.store.TrialFolder.rewrite_record`); see :class:`Rescored`."""
+    record = folder.record
+    stale = stale_families(record)
+    if not record.ok:
+        return Rescored(record, "not finished", stale)
+    if not stale:
+        return Rescored(record, "current", stale)
+    if not (folder.path / EMBEDDINGS_FILE).is_file():
+        return Rescored(record, "no embeddings", stale)
+    again = rescore(record, folder.embeddings())
+    folder.rewrite_record(again)
+    return Rescored(record, "rescored", stale, again)
