@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
 from collections import defaultdict
@@ -149,26 +150,9 @@ def test_leaderboard_in_a_fresh_process_writes_the_board_run_wrote(tmp_path):
 TRAINING_LIBRARIES = ("torch", "torchvision", "timm", "ray", "pytorch_metric_learning", "faiss", "sklearn", "FrEIA",
                       "pandas", "matplotlib", "scipy")
 
-#: a plugin loss as a user writes one: pytorch-metric-learning's circle loss, imported where the loss is built
-CIRCLE_PLUGIN = '''
-from harness.core.hparams import LogUniform, Param, Uniform
-from harness.plugins.method import PMLLossMethod, register_method
-
-
-@register_method("circle")
-class Circle(PMLLossMethod):
-    """Circle loss (Sun et al., CVPR 2020)."""
-
-    family = "pair"
-    sampler = "m_per_class"
-    hparams = {"m": Param(0.4, Uniform(0.0, 1.0), "relaxation margin", valid="[0, 1]"),
-               "gamma": Param(80.0, LogUniform(1.0, 512.0), "scale", valid="> 0")}
-
-    def build_loss(self):
-        from pytorch_metric_learning import losses
-
-        return losses.CircleLoss(m=self.config["m"], gamma=self.config["gamma"])
-'''
+#: the plugin loss that benchmarks/cli_startup.py times (pytorch-metric-learning's circle loss, imported where
+#: the loss is built), read from that script: the test and the benchmark time one file
+CIRCLE_PLUGIN = runpy.run_path(str(REPO / "benchmarks" / "cli_startup.py"), run_name="cli_startup")["CIRCLE_PLUGIN"]
 
 
 @pytest.fixture(scope="module")
