@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from harness.core.metrics import metric_sort_key
+from harness.core.record import TrialRecord
 from harness.core.store import TrialStore
 from harness.reporting.stats import paired_power, paired_pvalue, ranks, summarize, welch_pvalue
 from harness.reporting.tables import (CODE_NOT_RECORDED, GROUP_KEYS, full_group_label, metric_columns, records_frame,
@@ -31,14 +32,30 @@ STAT_COLUMNS = ["n_seeds", "n_diverged", "n_failed", "mean", "std", "ci_low", "c
                 "baseline", "p_welch", "p_paired", "n_paired", "detectable_paired", "seeds_for_1pt"]
 
 
-def load_records(store: TrialStore, families: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """:func:`records_frame` of every record in ``store``; warnings about skipped records go to stderr."""
+def read_records(store: TrialStore) -> dict[Path, TrialRecord]:
+    """Every readable record in ``store`` by its file, read once (hand it on as ``known``:
+    :meth:`~harness.core.store.TrialStore.records` then reads none of them again); warnings about skipped
+    records go to stderr."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frame = records_frame(store.records(), families)
+        records = dict(store.records())
+    _print_on_stderr(caught)
+    return records
+
+
+def load_records(records: Mapping[Path, TrialRecord], families: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """:func:`records_frame` of ``records`` (:func:`read_records`); its warnings (a superseded record) go to
+    stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = records_frame(records.items(), families)
+    _print_on_stderr(caught)
+    return frame
+
+
+def _print_on_stderr(caught: list[warnings.WarningMessage]) -> None:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    return frame
 
 
 def leaderboard_rows(frame: pd.DataFrame) -> pd.DataFrame:

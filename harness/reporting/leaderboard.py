@@ -26,7 +26,7 @@ from harness.reporting.board_names import board_warning, leaderboard_names, lead
 from harness.reporting.board_options import (COLUMN_METRICS, FORMATS, STORED, Stored, load_options, published_option,
                                              remember_options)
 from harness.reporting.board_statistics import (aggregate, environment_summary, leaderboard_rows, load_records,
-                                                long_table)
+                                                long_table, read_records)
 from harness.reporting.board_text import (render_column_latex, render_latex, render_markdown,
                                           wide_table)
 from harness.reporting.published import ROW_KEYS, load_published, published_rows
@@ -102,8 +102,8 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
     given = {"baseline": baseline, "formats": formats, "published": published_option(published_csv),
              "column_metrics": column_metrics}
     out_dir = Path(out_dir) if out_dir else store.leaderboard_dir
-    known = dict(records) if records is not None else None
-    frame = load_records(store, families) if known is None else records_frame(known.items(), families)
+    known = dict(records) if records is not None else read_records(store)
+    frame = load_records(known, families) if records is None else records_frame(known.items(), families)
     test = leaderboard_rows(frame)
     chosen = {key: name for key, name in leaderboard_names(test).items()
               if (not experiments or key[0] in experiments) and (not datasets or key[1] in datasets)}

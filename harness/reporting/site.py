@@ -26,7 +26,8 @@ from harness.core.store import TrialStore, atomic_write_text
 from harness.reporting import html, plots
 from harness.reporting.board_names import board_warning, leaderboard_names, leaderboard_title
 from harness.reporting.board_options import load_options
-from harness.reporting.board_statistics import environment_summary, leaderboard_rows, load_records, long_table
+from harness.reporting.board_statistics import (environment_summary, leaderboard_rows, load_records, long_table,
+                                                read_records)
 from harness.reporting.board_text import paper_table
 from harness.reporting.published import ROW_KEYS, load_published, published_rows
 from harness.reporting.search_pages import (TrialLink, find_searches, find_sweeps, search_page, search_summary,
@@ -101,8 +102,9 @@ def _environment(summary: Mapping[str, object]) -> str:
 
 
 def _experiment_page(store: TrialStore, experiment: str, dataset: str, name: str, part: pd.DataFrame,
-                     records: list[TrialRecord], out: Path) -> tuple[str, pd.DataFrame]:
-    """The experiment's page, and its long table (for the index)."""
+                     records: list[TrialRecord], out: Path, not_comparable: str) -> tuple[str, pd.DataFrame]:
+    """The experiment's page, and its long table (for the index); ``not_comparable``: its board's
+    :func:`~harness.reporting.board_names.board_warning`."""
     options = load_options(store, experiment)
     long = long_table(part, options.baseline)
     metrics = sorted(long["metric"].unique(), key=metric_sort_key)
@@ -111,7 +113,7 @@ def _experiment_page(store: TrialStore, experiment: str, dataset: str, name: str
             else pd.DataFrame(columns=ROW_KEYS))
     paper = paper_table(long, refs, PLAIN)
     classes = ["measured"] * paper.n_measured + ["published"] * (len(paper.table) - paper.n_measured)
-    title = leaderboard_title(name, dataset, board_warning(store, experiment, dataset))
+    title = leaderboard_title(name, dataset, not_comparable)
     figures = plots.leaderboard_plots(long, name, out, ["png"], title=title)
     statuses = dict(zip(part["trial_id"], part["status"]))  # as the board counts it (a seed below the floor diverged)
     trials = pd.DataFrame([{
@@ -152,7 +154,8 @@ def write_site(store: TrialStore, out: str | Path, families: Mapping[str, str] |
     """Write the site of ``store``'s test-split records under ``out``; return the pages written. A record
     that carries no method family takes its method's from ``families``."""
     out = Path(out)
-    frame = load_records(store, families)
+    known = read_records(store)
+    frame = load_records(known, families)
     test = leaderboard_rows(frame)
     if test.empty:
         raise ValueError(f"no test-split trial records under {store.runs}")
@@ -162,14 +165,15 @@ def write_site(store: TrialStore, out: str | Path, families: Mapping[str, str] |
         folder.mkdir(parents=True, exist_ok=True)
         part = frame[(frame["experiment"] == experiment) & (frame["dataset"] == dataset)]
         ids = set(test[(test["experiment"] == experiment) & (test["dataset"] == dataset)]["trial_id"])
-        records = sorted((r for _, r in store.records(experiment) if r.trial_id in ids), key=lambda r: r.trial_id)
+        records = sorted((r for _, r in store.records(experiment, known) if r.trial_id in ids), key=lambda r: r.trial_id)
+        warning = board_warning(store, experiment, dataset, known)
         for record in records:
             path = folder / f"{record.trial_id}.html"
             crumb = f'<a href="../index.html">experiments</a> / <a href="index.html">{escape(name)}</a>'
             atomic_write_text(path, trial_page(record, crumb, "../index.html"))
             pages.append(path)
         path = folder / "index.html"
-        page, long = _experiment_page(store, experiment, dataset, name, part, records, folder)
+        page, long = _experiment_page(store, experiment, dataset, name, part, records, folder, warning)
         atomic_write_text(path, page)
         pages.append(path)
         best = long[(long["metric"] == "recall@1") & (long["rank"] == 1)]
@@ -179,8 +183,7 @@ def write_site(store: TrialStore, out: str | Path, families: Mapping[str, str] |
         cards.append(f'<div class="card"><h3><a href="{escape(name)}/index.html">{escape(name)}</a></h3>'
                      f'<div class="muted">{kind} on {escape(dataset)}: {part["method"].nunique()} methods, '
                      f"{len(records)} trials</div><div>{lead}</div>"
-                     + (f'<div class="muted">{escape(warning)}</div>' if (warning := board_warning(store, experiment, dataset))
-                        else "") + "</div>")
+                     + (f'<div class="muted">{escape(warning)}</div>' if warning else "") + "</div>")
     def trial_writer(section: str) -> TrialLink:
         def write(record: TrialRecord, subfolder: str, crumb: str) -> str:
             path = out / section / subfolder / f"{record.trial_id}.html"
