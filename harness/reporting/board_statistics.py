@@ -16,8 +16,9 @@ import json
 import math
 import sys
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import pandas as pd
 
@@ -36,24 +37,23 @@ def read_records(store: TrialStore) -> dict[Path, TrialRecord]:
     """Every readable record in ``store`` by its file, read once (hand it on as ``known``:
     :meth:`~harness.core.store.TrialStore.records` then reads none of them again); warnings about skipped
     records go to stderr."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        records = dict(store.records())
-    _print_on_stderr(caught)
-    return records
+    with _warnings_on_stderr():
+        return dict(store.records())
 
 
 def load_records(records: Mapping[Path, TrialRecord], families: Mapping[str, str] | None = None) -> pd.DataFrame:
     """:func:`records_frame` of ``records`` (:func:`read_records`); its warnings (a superseded record) go to
     stderr."""
+    with _warnings_on_stderr():
+        return records_frame(records.items(), families)
+
+
+@contextmanager
+def _warnings_on_stderr() -> Iterator[None]:
+    """Run the body collecting its warnings, then print each on stderr as one line."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frame = records_frame(records.items(), families)
-    _print_on_stderr(caught)
-    return frame
-
-
-def _print_on_stderr(caught: list[warnings.WarningMessage]) -> None:
+        yield
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
 
