@@ -44,19 +44,33 @@ def orphan_named_like_ray(folder: Path) -> int:
     out = subprocess.run(["bash", "-c", f"'{program}' 60 >/dev/null 2>&1 & echo $!"], capture_output=True,
                          text=True, check=True, stdin=subprocess.DEVNULL)
     pid = int(out.stdout.split()[0])
+    # the background job is a forked bash until it execs the program: wait for the exec, not a fixed time
+    deadline = time.time() + 60
+    while psutil.Process(pid).name() != "ray::IDLE" and time.time() < deadline:
+        time.sleep(0.05)
     assert psutil.Process(pid).name() == "ray::IDLE" and psutil.Process(pid).ppid() != os.getpid()
     return pid
 
 
-def test_a_killed_command_loses_its_children_and_nobody_elses_processes(tmp_path):
+def test_a_killed_command_loses_its_children_and_nobody_elses_processes(tmp_path, monkeypatch):
     other = orphan_named_like_ray(tmp_path)
+    seen_child = threading.Event()
+    looked = reaper.descendants
+
+    def descendants_noting_the_child(process: psutil.Process) -> dict[int, float]:
+        found = looked(process)
+        if child in found:
+            seen_child.set()
+        return found
+
+    monkeypatch.setattr(reaper, "descendants", descendants_noting_the_child)
     command = subprocess.Popen([sys.executable, "-c", COMMAND], stdout=subprocess.PIPE, text=True)
     try:
         child = int(command.stdout.readline())
         ended: list[int] = []
         watcher = threading.Thread(target=lambda: ended.extend(reaper.watch(command.pid)))
         watcher.start()
-        time.sleep(4 * reaper.POLL_S)           # the watcher records the command's child
+        assert seen_child.wait(timeout=60)      # the watcher has recorded the command's child
         command.kill()                          # kill -9: the child is orphaned, as Ray's agents would be
         command.wait()
         assert alive(child)
