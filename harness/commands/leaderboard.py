@@ -3,11 +3,13 @@ from the trial records."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from harness.commands.locations import leaderboard_roots
 from harness.commands.options import comma_list
-from harness.reporting.board_options import FORMATS, STORED
+from harness.reporting.board_inputs import INPUTS_FILE, BoardInputs, code_digest, experiment_inputs, experiments_with_records
+from harness.reporting.board_options import FORMATS, STORED, load_options, published_option
 from harness.core.store import TrialStore
 
 
@@ -45,28 +47,50 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import harness.engine  # noqa: F401  (registers the optional metrics: the tables use their labels and units)
-    from harness.plugins.method import method_families  # these import torch and pandas: only when it runs
-    from harness.reporting.leaderboard import write_leaderboards
-
     roots = leaderboard_roots(args.results_dir)
     if args.out_dir and len(roots) > 1:
         raise ValueError("--out-dir needs --results-dir (without it, every results folder is regenerated in place)")
     baseline = None if args.no_baseline else args.baseline or STORED
     published = None if args.no_published else Path(args.published) if args.published else STORED
-    written = {}
+    given = {"baseline": baseline, "formats": args.format or STORED, "published": published_option(published),
+             "column_metrics": args.column_metrics or STORED}
+    code = code_digest()
+    written, kept = {}, 0
     for root in roots:
         store = TrialStore(root)
-        written.update({f"{root}/{name}": path for name, path in write_leaderboards(
-            store, out_dir=args.out_dir, datasets=args.dataset, baseline=baseline, formats=args.format or STORED,
-            published_csv=published, experiments=args.experiment, families=method_families(),
-            column_metrics=args.column_metrics or STORED).items()})
+        out_dir = Path(args.out_dir) if args.out_dir else store.leaderboard_dir
+        drawn = BoardInputs(store, out_dir)
+        inputs = {e: experiment_inputs(store, e, load_options(store, e).given(**given), args.dataset, code)
+                  for e in (args.experiment or experiments_with_records(store))}
+        unchanged = {e: drawn.unchanged(e, digest) for e, digest in inputs.items()}
+        for files in filter(None, unchanged.values()):
+            written.update({f"{root}/{name}": path for name, path in files.items()})
+        kept += sum(files is not None for files in unchanged.values())
+        changed = [e for e, files in unchanged.items() if files is None]
+        if not changed:
+            continue
+        import harness.engine  # noqa: F401  (registers the optional metrics: the tables use their labels and units)
+        from harness.plugins.method import method_families  # these import torch and pandas: only when it draws
+        from harness.reporting.leaderboard import write_experiment_boards
+
+        boards = write_experiment_boards(
+            store, out_dir=out_dir, datasets=args.dataset, baseline=baseline, formats=args.format or STORED,
+            published_csv=published, experiments=changed, families=method_families(),
+            column_metrics=args.column_metrics or STORED)
+        for experiment in changed:
+            files = boards.get(experiment, {})
+            drawn.drawn(experiment, inputs[experiment], files.values())
+            written.update({f"{root}/{name}": path for name, path in files.items()})
+        drawn.save()
     if not written:
         wanted = "".join(f" {kind} {', '.join(names)}" for kind, names in
                          (("in", args.experiment), ("on", args.dataset)) if names)
         where = " or ".join(str(TrialStore(root).runs) for root in roots) or "any results folder"
         print(f"no test-split trial records{wanted} under {where}")
         return 1
-    for path in written.values():
+    for path in dict(sorted(written.items())).values():
         print(f"leaderboard: {path}")
+    if kept:
+        print(f"{kept} experiment(s) not redrawn: their records, options and the code that draws them are "
+              f"unchanged since {INPUTS_FILE} was written", file=sys.stderr)
     return 0

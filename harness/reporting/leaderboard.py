@@ -86,6 +86,19 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
                        families: Mapping[str, str] | None = None,
                        column_metrics: Iterable[str] | Stored = STORED,
                        records: Iterable[tuple[Path, TrialRecord]] | None = None) -> dict[str, Path]:
+    """:func:`write_experiment_boards`, its files in one mapping {file name: path}."""
+    by_experiment = write_experiment_boards(store, out_dir, datasets, baseline, formats, published_csv, experiments,
+                                            families, column_metrics, records)
+    return dict(sorted((name, path) for files in by_experiment.values() for name, path in files.items()))
+
+
+def write_experiment_boards(store: TrialStore, out_dir: str | Path | None = None, datasets: list[str] | None = None,
+                            baseline: str | None | Stored = STORED, formats: Iterable[str] | Stored = STORED,
+                            published_csv: str | Path | None | Stored = STORED,
+                            experiments: list[str] | None = None,
+                            families: Mapping[str, str] | None = None,
+                            column_metrics: Iterable[str] | Stored = STORED,
+                            records: Iterable[tuple[Path, TrialRecord]] | None = None) -> dict[str, dict[str, Path]]:
     """Recompute every experiment's leaderboard under ``out_dir`` (default ``<results>/leaderboards``).
 
     Per experiment with test-split records (only ``experiments`` if given, only those on ``datasets`` if
@@ -97,7 +110,8 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
     stored options (:mod:`harness.reporting.board_options`); given ones are stored with it. A record that
     carries no method family (written before records did) takes its method's from ``families`` (the commands
     pass every registered method's). ``records``: the (path, record) pairs of ``experiments`` that the command
-    read already (default: every record in ``store``, read here). Returns {file name: path} of the files written.
+    read already (default: every record in ``store``, read here). Returns {experiment: {file name: path}} of the
+    files written.
     """
     given = {"baseline": baseline, "formats": formats, "published": published_option(published_csv),
              "column_metrics": column_metrics}
@@ -114,11 +128,11 @@ def write_leaderboards(store: TrialStore, out_dir: str | Path | None = None, dat
             raise ValueError(f"baseline method {baseline!r} has no test-split trials in "
                              f"{', '.join(sorted(set(chosen.values())))}")
     published = {e: load_published(o.published_csv) if o.published_csv else None for e, o in options.items()}
-    written: dict[str, Path] = {}
+    written: dict[str, dict[str, Path]] = {experiment: {} for experiment, _ in chosen}
     for (experiment, dataset), name in chosen.items():
         part = frame[(frame["experiment"] == experiment) & (frame["dataset"] == dataset)]
         board = options[experiment]
-        written.update(write_leaderboard(part, dataset, out_dir, board.baseline, board.formats, published[experiment],
+        written[experiment].update(write_leaderboard(part, dataset, out_dir, board.baseline, board.formats, published[experiment],
                                          name=name, column_metrics=board.column_metrics,
                                          not_comparable=board_warning(store, experiment, dataset, known)))
     for experiment in sorted({experiment for experiment, _ in chosen}):
