@@ -16,7 +16,7 @@ the code and in PML: ``kaiming_uniform_(a=√5)`` on the (d, C·K) matrix, U(±1
 Paper recipe (``softtriple``): the code's ``train.py`` (idstcv/SoftTriple at cc1c32d) and its README
 command (``--dim 64 --freeze_BN``): Adam with eps 0.01 (``train.py:46, 84-86``), model lr 1e-4 for
 backbone and embedding alike, centre lr 1e-2, weight decay 1e-4 (``train.py:38-43``), batches of 32 by
-plain shuffling (``train.py:106-108``), 50 epochs, ×0.1 when (epoch + 1) % 20 == 0 before the epoch
+plain shuffling, each epoch's last partial batch kept (``train.py:106-108``: no ``drop_last``), 50 epochs, ×0.1 when (epoch + 1) % 20 == 0 before the epoch
 (``train.py:124, 176-180``), i.e. at the start of 0-based epochs 19 and 39, frozen BatchNorm statistics
 (``train.py:136-141``), GAP then a linear embedding L2-normalised (``net/bninception.py:487-494``),
 RandomResizedCrop(224) + flip / Resize(256) + CenterCrop(224). Deviations: the 64-d embedding is the
@@ -37,6 +37,7 @@ SOFTTRIPLE_RECIPE = Recipe(
     augmentation="rrc_flip", pooling="avg", optimizer="adam", lr_backbone=1e-4, lr_head=1e-4, lr_method=1e-2,
     weight_decay=1e-4, adam_eps=0.01, lr_milestones=(19, 39), lr_decay_gamma=0.1, freeze_bn=True, amp=False,
     backbone="bninception", pretrained_weights=BN_INCEPTION_IMAGENET,  # net/bninception.py, ImageNet
+    drop_last=False,  # train.py:106-108: a DataLoader without drop_last keeps each epoch's last partial batch
 )
 
 

@@ -197,11 +197,17 @@ def test_a_paper_run_trains_the_papers_backbone_and_says_when_it_starts_from_scr
     assert "backbone" not in RECIPES.get("cpu").to_dict() and "drop_last" not in RECIPES.get("cpu").to_dict()
 
 
-@pytest.mark.parametrize("recipe, steps, images", [(get_method_class("jrd").paper_recipe, 59, 5864),
-                                                    (RECIPES.get("default"), 58, 5800)])
-def test_jrd_keeps_each_epochs_last_partial_batch_as_its_code_does(recipe, steps, images):
-    """JRD's batch.py:134-139 (a DataLoader without drop_last): CUB's 5,864 training images in batches of 100 are
-    59 steps an epoch, the last of 64; the shared recipes drop it (58 steps, 5,800 images)."""
+@pytest.mark.parametrize("recipe, steps, images", [
+    (get_method_class("jrd").paper_recipe, 59, 5864),          # JRD batch.py:134-139, no drop_last
+    (get_method_class("softtriple").paper_recipe, 59, 5864),   # idstcv/SoftTriple train.py:106-108, no drop_last
+    (get_method_class("proxyanchor").paper_recipe, 58, 5800),  # Proxy-Anchor code/train.py: drop_last = True
+    (get_method_class("metrix_ms").paper_recipe, 58, 5800),    # billpsomas/metrix main.py (cub): drop_last = True
+    (RECIPES.get("default"), 58, 5800)])
+def test_a_paper_recipe_keeps_each_epochs_last_partial_batch_where_its_code_does(recipe, steps, images):
+    """The authors' loaders, read in their code: JRD's and SoftTriple's keep an epoch's last partial batch (CUB's
+    5,864 training images in batches of 100 are 59 steps, the last of 64), Proxy-Anchor's and Metrix's drop it, as
+    the shared recipes do (58 steps, 5,800 images). Every paper recipe here samples plainly (m-per-class
+    batches are whole by construction)."""
     labels = np.repeat(np.arange(100), 59)[:5864]
     dataset = TensorDataset(torch.arange(5864), torch.as_tensor(labels))
     loader = build_train_loader(dataset, labels, recipe.override(batch_size=100), "random",
