@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -69,11 +70,15 @@ def test_every_command_skips_an_untrustworthy_record_naming_it(how, two_trials, 
         "reproduce": ["reproduce", str(results / "runs"), "--out", str(tmp_path / "scratch"), "--no-progress"],
         "run --resume": [*RUN, "--methods", "pixels", "--resume", "--results-dir", str(results)],
     }
+    skipped = f"skipping trial record {bad}: {CASES[how]}"
     for name, argv in commands.items():
-        with pytest.warns(UserWarning, match=re.escape(f"skipping trial record {bad}: {CASES[how]}")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             assert main(argv) == 0, name
         err = capsys.readouterr().err
         assert "Traceback" not in err and "error:" not in err, (name, err)
+        said = [str(w.message) for w in caught] + err.splitlines()
+        assert sum(skipped in line for line in said) == 1, (name, said)  # named once, not once per reader
     assert (tmp_path / "site" / "index.html").is_file()
     board = (results / "leaderboards" / "digits.md").read_text()
     assert "pixels" in board and "triplet" not in board

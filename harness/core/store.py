@@ -186,6 +186,8 @@ class TrialStore:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
+        #: the unreadable record files this store has warned about: each is named once per command
+        self._named_unreadable: set[Path] = set()
 
     # ---- layout ---------------------------------------------------------------------------------
     @property
@@ -282,11 +284,17 @@ class TrialStore:
         base = self.experiment_dir(experiment) if experiment else self.runs
         return sorted(base.glob(f"*/*/{RECORD_FILE}" if not experiment else f"*/{RECORD_FILE}"))
 
+    def known_records(self, experiment: str, known: Mapping[Path, TrialRecord]) -> Iterator[tuple[Path, TrialRecord]]:
+        """(path, record) of ``experiment``'s records among ``known`` (every readable record, read once by the
+        caller), none read again: a record that could not be read was warned about once, when it was read."""
+        folder = self.experiment_dir(experiment)
+        return ((path, record) for path, record in sorted(known.items()) if path.parent.parent == folder)
+
     def records(self, experiment: str | None = None,
                 known: Mapping[Path, TrialRecord] | None = None) -> Iterator[tuple[Path, TrialRecord]]:
         """(path, record) of every readable record under ``runs/`` (sorted by path); an unreadable,
-        partial or malformed one is skipped with a warning naming its file. A file in ``known`` (records the
-        caller read already) is not read again."""
+        partial or malformed one is skipped with a warning naming its file (once: a later look skips it
+        silently). A file in ``known`` (records the caller read already) is not read again."""
         for path in self.record_files(experiment):
             if known is not None and path in known:
                 yield path, known[path]
@@ -294,7 +302,9 @@ class TrialStore:
             try:
                 yield path, self.read_record_file(path)
             except RecordError as error:
-                warnings.warn(f"skipping trial record {error}", stacklevel=2)
+                if path not in self._named_unreadable:
+                    self._named_unreadable.add(path)
+                    warnings.warn(f"skipping trial record {error}", stacklevel=2)
 
     def search_records(self, name: str) -> Iterator[TrialRecord]:
         """Every readable record of search ``name``'s trials (sorted by path); an unreadable one is skipped

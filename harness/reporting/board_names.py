@@ -37,8 +37,10 @@ def board_warning(store: TrialStore, experiment: str, dataset: str,
                   known: Mapping[Path, TrialRecord] | None = None) -> str:
     """What every board, table and plot of ``experiment`` on ``dataset`` says when its methods trained
     differently (``--incomparable-rows``, :func:`harness.core.protocol.board_differences`); ``""`` if not.
-    ``known``: records the caller read already (not read again)."""
-    return board_differences(r.spec for _, r in store.records(experiment, known)
+    ``known``: the readable records the caller read already, the experiment's among them; only those are looked
+    at (a record that could not be read was warned about once, when the caller read the store)."""
+    records = store.known_records(experiment, known) if known is not None else store.records(experiment)
+    return board_differences(r.spec for _, r in records
                              if r.spec.dataset == dataset and r.spec.role == "final" and r.spec.eval_split == "test")
 
 

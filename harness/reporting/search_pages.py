@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
@@ -58,14 +58,15 @@ def search_summary(search: SearchFolder) -> str:
     return f"search{part}: {len(trials)} trials{value}"
 
 
-def find_sweeps(store: TrialStore) -> list[str]:
-    """The experiments with a sweep: a ``sweeps/<experiment>/`` folder or records of role ``sweep``."""
+def find_sweeps(store: TrialStore, known: Mapping[Path, TrialRecord]) -> list[str]:
+    """The experiments with a sweep: a ``sweeps/<experiment>/`` folder or records of role ``sweep`` among
+    ``known`` (every readable record of ``store``, read once by the caller)."""
     folders = {p.name for p in store.root.glob("sweeps/*") if p.is_dir()}
-    return sorted(folders | {e.name for e in store.runs.glob("*") if e.is_dir() and _sweep_records(store, e.name)})
+    return sorted(folders | {e.name for e in store.runs.glob("*") if e.is_dir() and _sweep_records(store, e.name, known)})
 
 
-def _sweep_records(store: TrialStore, experiment: str) -> list[TrialRecord]:
-    return [r for _, r in store.records(experiment) if r.spec.role == "sweep"]
+def _sweep_records(store: TrialStore, experiment: str, known: Mapping[Path, TrialRecord]) -> list[TrialRecord]:
+    return [r for _, r in store.known_records(experiment, known) if r.spec.role == "sweep"]
 
 
 def _value(value: Any) -> str:
@@ -185,13 +186,14 @@ def search_page(store: TrialStore, search: SearchFolder, site: Path, trial_link:
     return html.page(f"search {search.name}", "".join(body), "../index.html")
 
 
-def sweep_page(store: TrialStore, experiment: str, site: Path, trial_link: TrialLink) -> str:
-    """The page of the sweeps of ``experiment`` (``site/sweeps/<experiment>.html``): the figures, the protocol,
-    and per method the mean validation (or test) R@1 of each swept value over its seeds, the best marked."""
+def sweep_page(store: TrialStore, experiment: str, site: Path, trial_link: TrialLink,
+               known: Mapping[Path, TrialRecord]) -> str:
+    """The page of the sweeps of ``experiment`` (``site/sweeps/<experiment>.html``, from its records among
+    ``known``): the figures, the protocol, and per method the mean validation (or test) R@1 of each swept value over its seeds, the best marked."""
     out = site / "sweeps" / experiment
     folder = store.sweep_dir(experiment)
     copies = _copy_outputs(folder, out) if folder.is_dir() else []
-    records = _sweep_records(store, experiment) if store.experiment_dir(experiment).is_dir() else []
+    records = _sweep_records(store, experiment, known)
     crumb = f'<a href="../../index.html">results</a> / sweep <a href="../{escape(experiment)}.html">{escape(experiment)}</a>'
     body = [f'<p class="muted"><a href="../index.html">results</a> / sweep</p>',
             f"<h1>Sweeps of {escape(experiment)}</h1>",

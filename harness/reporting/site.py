@@ -165,7 +165,7 @@ def write_site(store: TrialStore, out: str | Path, families: Mapping[str, str] |
         folder.mkdir(parents=True, exist_ok=True)
         part = frame[(frame["experiment"] == experiment) & (frame["dataset"] == dataset)]
         ids = set(test[(test["experiment"] == experiment) & (test["dataset"] == dataset)]["trial_id"])
-        records = sorted((r for _, r in store.records(experiment, known) if r.trial_id in ids), key=lambda r: r.trial_id)
+        records = sorted((r for _, r in store.known_records(experiment, known) if r.trial_id in ids), key=lambda r: r.trial_id)
         warning = board_warning(store, experiment, dataset, known)
         for record in records:
             path = folder / f"{record.trial_id}.html"
@@ -196,8 +196,8 @@ def write_site(store: TrialStore, out: str | Path, families: Mapping[str, str] |
     for kind, name, render, summary in (
             [("search", s.name, lambda s=s: search_page(store, s, out, trial_writer("searches")), search_summary(s))
              for s in find_searches(store)]
-            + [("sweep", e, lambda e=e: sweep_page(store, e, out, trial_writer("sweeps")), "sweep")
-               for e in find_sweeps(store)]):
+            + [("sweep", e, lambda e=e: sweep_page(store, e, out, trial_writer("sweeps"), known), "sweep")
+               for e in find_sweeps(store, known)]):
         folder = "searches" if kind == "search" else "sweeps"
         path = out / folder / f"{name}.html"
         atomic_write_text(path, render())
