@@ -86,24 +86,26 @@ class ExecutorChoice:
         if on_ray and self.runs_here and (self.cpus_per_trial is not None or self.gpus_per_trial is not None):
             self.resources()
 
-    def resources(self) -> tuple[float, float]:
-        """(CPUs, GPUs) each trial holds on this machine (``ValueError`` where it has too few)."""
+    @staticmethod
+    def machine() -> tuple[float, float]:
+        """(CPUs, GPUs) of this machine."""
         import torch  # only when trials run here
 
+        return float(os.cpu_count() or 1), float(torch.cuda.device_count())
+
+    def resources(self, machine: tuple[float, float] | None = None) -> tuple[float, float]:
+        """(CPUs, GPUs) each trial holds on this ``machine`` (default: :meth:`machine`; ``ValueError`` where
+        it has too few)."""
         from harness.scheduling.executors import trial_resources
 
-        return trial_resources(float(os.cpu_count() or 1), float(torch.cuda.device_count()), self.cpus_per_trial,
-                               self.gpus_per_trial)
+        return trial_resources(*(machine or self.machine()), self.cpus_per_trial, self.gpus_per_trial)
 
     def at_once_here(self) -> int:
         """How many trials could run at once on this machine (at most ``max_concurrent``)."""
-        import torch
-
         from harness.scheduling.executors import trials_per_node
 
-        cpus, gpus = self.resources()
-        return trials_per_node(float(os.cpu_count() or 1), float(torch.cuda.device_count()), cpus, gpus,
-                               self.max_concurrent)
+        machine = self.machine()
+        return trials_per_node(*machine, *self.resources(machine), self.max_concurrent)
 
     def executor_name(self, at_most: int) -> str:
         """The executor to use for at most ``at_most`` trials at once: the one named, else the default, except
