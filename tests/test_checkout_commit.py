@@ -37,7 +37,7 @@ def test_a_clean_checkout_is_its_commit(checkout):
 
 def test_replaced_results_are_not_dirty_code(checkout):
     git(checkout, "rm", "-q", "results/runs/record.json")  # a re-run removes the old records (staged)
-    (checkout / "results" / "runs").mkdir(exist_ok=True)
+    (checkout / "results" / "runs").mkdir(parents=True, exist_ok=True)
     (checkout / "results" / "runs" / "new.json").write_text("{}\n")
     assert checkout_commit(checkout / "harness") == git(checkout, "rev-parse", "HEAD")
 
