@@ -422,3 +422,15 @@ def test_the_printed_table_says_how_recipes_of_one_name_differ():
     text = format_table(aggregate(frame), recipes=recipe_labels(long_table(frame)))
     pixels = next(line for line in text.splitlines() if line.lstrip().startswith("pixels"))
     assert "cpu:7c34188a (epochs=0)" in pixels and "(epochs" not in text.replace(pixels, "")
+
+
+def test_the_critical_difference_diagram_prints_nothing(tmp_path, capsys):
+    """autorank prints its choice of test and its rank table even with verbose=False; the report keeps them off
+    the console (issue 33: no third-party output in normal use)."""
+    from harness.reporting.benchmark_report import critical_difference
+
+    records = [record(m, seed, r1 + 0.01 * seed) for seed in range(5)
+               for m, r1 in (("ms", 0.60), ("jrd", 0.70), ("triplet", 0.65))]
+    files, summary = critical_difference(records, "recall@1", tmp_path / "cd")
+    assert [p.suffix for p in files] == [".png", ".pdf"] and "friedman p =" in summary.lower()
+    assert capsys.readouterr().out == ""

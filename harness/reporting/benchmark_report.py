@@ -19,6 +19,8 @@
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import warnings
 from pathlib import Path
@@ -151,7 +153,8 @@ def critical_difference(records: Iterable[TrialRecord], metric: str, stem: Path)
         return [], f"needs at least 5 seeds every method finished, has {len(data)}"
     from autorank import autorank, plot_stats
 
-    with warnings.catch_warnings():
+    # autorank prints its choice of test and its rank table with verbose=False too: keep them off the console
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         result = autorank(data, alpha=SIGNIFICANCE, verbose=False, force_mode="nonparametric")
         axes = plot_stats(result, allow_insignificant=True)
