@@ -434,3 +434,25 @@ def test_the_critical_difference_diagram_prints_nothing(tmp_path, capsys):
     files, summary = critical_difference(records, "recall@1", tmp_path / "cd")
     assert [p.suffix for p in files] == [".png", ".pdf"] and "friedman p =" in summary.lower()
     assert capsys.readouterr().out == ""
+
+
+def test_an_extension_at_its_baselines_tuned_values_is_tested_against_the_baseline_at_those_values(tmp_path):
+    """A board holding the baseline twice (at its defaults and at tuned values, as the committed omniglot board
+    does): jrd trained at AM-Softmax's tuned margin and scale is tested against AM-Softmax at those values, jrd
+    and ms at the defaults against AM-Softmax at its defaults (with two baseline groups, no row was tested)."""
+    store = TrialStore(tmp_path / "results")
+    tuned = {"margin": 0.3, "scale": 8.0}
+    for seed in range(3):
+        store.write_record(record("amsoftmax", seed, 0.60 + 0.01 * seed))
+        store.write_record(record("amsoftmax", seed, 0.70 + 0.01 * seed, hparams=tuned))
+        store.write_record(record("jrd", seed, 0.61 + 0.01 * seed))
+        store.write_record(record("jrd", seed, 0.71 + 0.01 * seed, hparams={"alpha": 0.2, **tuned}))
+        store.write_record(record("ms", seed, 0.50 + 0.01 * seed))
+    write_leaderboards(store, tmp_path / "out", baseline="amsoftmax", formats=["csv"])
+    long = long_csv(tmp_path / "out")
+    r1 = long[long["metric"] == "recall@1"].set_index(["method", "hparams"])["baseline"]
+    at_defaults, at_tuned = r1[("amsoftmax", "{}")], r1[("amsoftmax", json.dumps(tuned))]
+    assert pd.isna(at_defaults) and pd.isna(at_tuned)  # the baselines themselves
+    assert r1[("jrd", "{}")].startswith("amsoftmax [") and "margin" not in r1[("jrd", "{}")]
+    assert r1[("ms", "{}")] == r1[("jrd", "{}")]
+    assert "margin=0.3" in r1[("jrd", json.dumps({"alpha": 0.2, **tuned}))]

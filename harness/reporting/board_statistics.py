@@ -76,15 +76,27 @@ def group_counts(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _baseline_key(group: pd.Series, baselines: pd.DataFrame) -> tuple | None:
-    """The baseline group to test ``group`` against: the baseline method's group with the same backbone,
-    dimension, recipe and hash if exactly one, else its only group on the dataset, else none."""
+    """The baseline group to test ``group`` against: among the baseline method's groups with the same backbone,
+    dimension, recipe and hash (else among its groups on the dataset), the only one; where there are several
+    (the baseline at its defaults and at tuned values), the most specific one whose changed hyperparameters
+    ``group`` shares, each at the same value: an extension trained at its baseline's chosen margin and scale is
+    tested against the baseline at those values, any other row against the baseline at its defaults. None
+    where that does not name one group."""
     same_data = baselines[baselines["dataset"] == group["dataset"]]
     same = same_data
     for key in ("backbone", "embedding_dim", "recipe", "recipe_hash"):
         same = same[same[key] == group[key]]
+    mine = json.loads(group["hparams"])
     for pool in (same, same_data):
         if len(pool) == 1:
             return tuple(pool.iloc[0][GROUP_KEYS])
+        changed = [(json.loads(base["hparams"]), tuple(base[GROUP_KEYS])) for _, base in pool.iterrows()]
+        shared = [(len(theirs), key) for theirs, key in changed
+                  if all(name in mine and mine[name] == value for name, value in theirs.items())]
+        if shared:
+            most = max(size for size, _ in shared)
+            keys = [key for size, key in shared if size == most]
+            return keys[0] if len(keys) == 1 else None
     return None
 
 

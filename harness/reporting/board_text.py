@@ -108,7 +108,8 @@ def _notes(name: str, env: dict[str, Any], baseline: str | None, paper: PaperTab
     if baseline:
         notes.append(f"{style.welch} Welch t-test, {style.paired} paired t-test over matching seeds, "
                      f"against baseline {style.escape(baseline)} (its group with the same backbone, dimension "
-                     f"and recipe, else its only group: the baseline column of {style.escape(name)}.long.csv), "
+                     f"and recipe, else its only group; of several, the one at the hyperparameters the row shares: "
+                     f"the baseline column of {style.escape(name)}.long.csv), "
                      f"two-sided {style.math(f'p < {SIGNIFICANCE:g}')}; p-values in the same file.")
     notes.append(f"Selection: measured rows score the model after the {MEASURED_SELECTION}, once, on the test classes.")
     if paper.citations:
