@@ -13,13 +13,17 @@ fills the user's cache (:mod:`harness.plugins.backbone_names`); one untimed ``li
 
     python benchmarks/cli_startup.py [--runs 5] [--only NAME ...]
 
-Measured on the shared 2-core CPU machine at load average 2.9 (at the start and 3.0 at the end: others' jobs, not
-idle), 2026-12-07, 3 runs, median wall: ``--help`` 0.18 s, ``--version`` 0.21 s, ``list`` 0.27 s, ``config --show``
-0.34 s, the ten typos 0.27-0.49 s (``sweep``'s value check the slowest), ``report --help`` 0.23 s, all within the
-target; ``leaderboard`` on the committed results 6.75 s, OVER (it redraws every board); anchors ``python -c pass``
-0.02 s, ``import torch`` 1.87 s. The same script on 87555a9 at the same load (1 run each): ``--version`` 0.26 s,
-``list`` 5.61 s, ``config --show`` 6.46 s, ``leaderboard`` 9.96 s, the typos 5.40-6.21 s (every one imported torch,
-and timm). At load 13 (3 runs): the same commands took 1.8-4.7 s of wall time but 0.26-0.43 s of CPU.
+Measured on the shared 2-core CPU machine (an AMD EPYC), idle (load average 0.6 at the start, 1.0 at the
+end), 2026-12-07 at 21ea38b, 3 runs, median wall: ``--help`` 0.16 s, ``--version`` 0.16 s, ``list`` 0.21 s,
+``config --show`` 0.25 s, ``leaderboard`` on the committed results (every board already drawn from the same
+records, options and code) 0.19 s, the ten typos 0.19-0.39 s (``sweep``'s value check the slowest),
+``report --help`` 0.16 s: every one within the target. A board that must be redrawn costs its drawing:
+``leaderboard`` after one board's ``.md`` was deleted 2.52 s (that experiment redrawn, the others kept);
+anchors ``python -c pass`` 0.02 s, ``import torch`` 1.52 s. Before the input digests (``leaderboard``
+redrew every board each time): 6.75 s at load 2.9. On 87555a9 at load 2.9 (1 run each): ``--version``
+0.26 s, ``list`` 5.61 s, ``config --show`` 6.46 s, ``leaderboard`` 9.96 s, the typos 5.40-6.21 s (every one
+imported torch, and timm). At load 13 (3 runs): the same commands took 1.8-4.7 s of wall time but
+0.26-0.43 s of CPU.
 """
 from __future__ import annotations
 
