@@ -12,7 +12,8 @@ from harness.core.store import TrialStore
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 #: the baseline each committed leaderboard (one per experiment) was written with (results/README.md gives the commands)
-BASELINES = {"omniglot": "amsoftmax", "omniglot-cpu": "amsoftmax", "omniglot28": "amsoftmax"}
+BASELINES = {"omniglot": "amsoftmax", "omniglot-cpu": "amsoftmax", "omniglot-cpu-joint": "amsoftmax",
+             "omniglot28": "amsoftmax"}
 REGENERATED = (".csv", ".long.csv", ".wide.csv", ".md", ".tex", ".env.json", ".recall_at_1.png", ".recall_at_k.png")
 
 

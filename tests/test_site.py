@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from harness.cli import main
+from harness.core.store import TrialStore
 from harness.reporting.html import curves_svg, markdown
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy(board, root / "leaderboards" / board.name)
     shutil.copytree(REPO / "results" / "sweeps" / "omniglot", root / "sweeps" / "omniglot")
     for record in (REPO / "results" / "runs" / "omniglot").glob("*/record.json"):  # the sweep's records only
-        if json.loads(record.read_text())["config"]["role"] == "sweep":
+        if TrialStore.read_record_file(record).spec.role == "sweep":
             (root / "runs" / "omniglot" / record.parent.name).mkdir(parents=True)
             shutil.copy(record, root / "runs" / "omniglot" / record.parent.name / "record.json")
     record = next((root / "runs" / "omniglot28").glob("ms-*-s0-*/record.json"))
