@@ -9,7 +9,7 @@ from pathlib import Path
 from harness.commands.locations import leaderboard_roots
 from harness.commands.options import comma_list
 from harness.reporting.board_inputs import INPUTS_FILE, BoardInputs, code_digest, experiment_inputs, experiments_with_records
-from harness.reporting.board_options import FORMATS, STORED, load_options, published_option
+from harness.reporting.board_options import FORMATS, STORED, given_options, load_options
 from harness.core.store import TrialStore
 
 
@@ -52,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--out-dir needs --results-dir (without it, every results folder is regenerated in place)")
     baseline = None if args.no_baseline else args.baseline or STORED
     published = None if args.no_published else Path(args.published) if args.published else STORED
-    given = {"baseline": baseline, "formats": args.format or STORED, "published": published_option(published),
-             "column_metrics": args.column_metrics or STORED}
+    given = given_options(baseline, args.format or STORED, published, args.column_metrics or STORED)
     code = code_digest()
     written, kept = {}, 0
     for root in roots:

@@ -13,7 +13,7 @@ import enum
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from harness.core.store import TrialStore, atomic_write_text
 from harness.reporting.published import PUBLISHED_CSV
@@ -79,6 +79,14 @@ def published_option(csv: str | Path | None | Stored) -> str | None | Stored:
     if csv is None or csv is STORED:
         return csv
     return PACKAGED if Path(csv).resolve() == PUBLISHED_CSV.resolve() else str(csv)
+
+
+def given_options(baseline: str | None | Stored, formats: Iterable[str] | Stored,
+                  published_csv: str | Path | None | Stored, column_metrics: Iterable[str] | Stored) -> dict[str, Any]:
+    """A command's board options as :meth:`BoardOptions.given` takes them (:data:`STORED` where not given): what
+    the boards are drawn with and what their input digests (:mod:`harness.reporting.board_inputs`) cover."""
+    return {"baseline": baseline, "formats": formats, "published": published_option(published_csv),
+            "column_metrics": column_metrics}
 
 
 def options_path(store: TrialStore, experiment: str) -> Path:

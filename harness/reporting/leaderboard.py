@@ -23,7 +23,7 @@ from harness.core.record import TrialRecord
 from harness.core.store import AtomicFiles, TrialStore
 from harness.reporting import plots
 from harness.reporting.board_names import board_warning, leaderboard_names, leaderboard_title
-from harness.reporting.board_options import (COLUMN_METRICS, FORMATS, STORED, Stored, load_options, published_option,
+from harness.reporting.board_options import (COLUMN_METRICS, FORMATS, STORED, Stored, given_options, load_options,
                                              remember_options)
 from harness.reporting.board_statistics import (aggregate, environment_summary, leaderboard_rows, load_records,
                                                 long_table, read_records)
@@ -113,8 +113,7 @@ def write_experiment_boards(store: TrialStore, out_dir: str | Path | None = None
     read already (default: every record in ``store``, read here). Returns {experiment: {file name: path}} of the
     files written.
     """
-    given = {"baseline": baseline, "formats": formats, "published": published_option(published_csv),
-             "column_metrics": column_metrics}
+    given = given_options(baseline, formats, published_csv, column_metrics)
     out_dir = Path(out_dir) if out_dir else store.leaderboard_dir
     known = dict(records) if records is not None else read_records(store)
     frame = load_records(known, families) if records is None else records_frame(known.items(), families)
